@@ -1,0 +1,294 @@
+"""The `tierwise` command line (Typer + Rich). Errors are one line on stderr and a non-zero exit code."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tierwise.errors import UserError
+
+app = typer.Typer(
+    name="tierwise",
+    help="Customer classification and prioritisation (客户分类与优先排序).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+WorkspaceOpt = Annotated[
+    Path, typer.Option("--workspace", "-w", help="Workspace folder (holds tierwise.toml).", show_default=".")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
+
+
+class TableName(str, Enum):
+    customers = "customers"
+    orders = "orders"
+    payments = "payments"
+    interactions = "interactions"
+    campaigns = "campaigns"
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+@app.command()
+def init(directory: Annotated[Path, typer.Argument(help="Folder to create the workspace in.")] = Path(".")) -> None:
+    """Create a workspace: tierwise.toml with every setting at its default, and the DuckDB store."""
+    from tierwise.workspace import Workspace
+
+    ws = Workspace.init(directory)
+    ws.close()
+    out.print(f"Workspace ready: {ws.root}")
+    out.print(f"  settings: {ws.root / 'tierwise.toml'}")
+    out.print(f"  next: tierwise ingest orders FILE --workspace {ws.root}")
+
+
+@app.command()
+def ingest(
+    table: Annotated[TableName, typer.Argument(help="Which table the files hold.")],
+    files: Annotated[list[Path], typer.Argument(help="CSV/TSV/TXT, XLSX/XLS or Parquet files.")],
+    workspace: WorkspaceOpt = Path("."),
+    sep: Annotated[str | None, typer.Option(help="Separator: ',' ';' '\\t' '|' or whitespace (default: sniffed).")] = None,
+    encoding: Annotated[str | None, typer.Option(help="Text encoding, e.g. gbk, utf-8 (default: detected).")] = None,
+    sheet: Annotated[str | None, typer.Option(help="Excel sheet name (default: the first).")] = None,
+    map_: Annotated[
+        list[str] | None, typer.Option("--map", help="SOURCE_COLUMN=field, repeatable; 'ignore' skips a column.")
+    ] = None,
+    date_format: Annotated[
+        str | None, typer.Option(help="Order of day and month for dates like 03/04/2024: dmy, mdy or ymd.")
+    ] = None,
+    no_header: Annotated[bool, typer.Option("--no-header", help="The file has no header line.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Load files into a canonical table, cleaning values; rejected rows go to quarantine."""
+    from tierwise.ingest.mapping import parse_map_options
+    from tierwise.ingest.pipeline import BatchReport, ingest_file
+    from tierwise.progress import progress_bars
+    from tierwise.workspace import Workspace
+
+    maps = parse_map_options(map_ or [])
+    ws = Workspace.open(workspace)
+    reports: list[BatchReport] = []
+    try:
+        with progress_bars(err) as bars:
+            for path in files:
+                reports.append(
+                    ingest_file(
+                        ws, table.value, path, sep=sep, encoding=encoding, sheet=sheet, header=not no_header,
+                        maps=maps, date_format=date_format,
+                        progress=lambda name, total: bars.task(f"reading {Path(name).name}", total),
+                    )
+                )
+    except UserError:
+        if reports:
+            err.print(f"loaded before the error: {', '.join(r.file for r in reports)}")
+        raise
+    finally:
+        ws.close()
+    if as_json:
+        _print_json([r.as_json() for r in reports])
+        return
+    for r in reports:
+        _print_report(r)
+
+
+def _print_report(r: Any) -> None:
+    if r.status == "already_loaded":
+        out.print(f"[yellow]{r.file}[/]: already loaded as batch {r.batch_id}; nothing added")
+        return
+    out.print(f"[bold]{r.file}[/] → {r.table}  (batch {r.batch_id}, {r.file_format}"
+              + (f", {r.encoding}" if r.encoding else "")
+              + (f", separator {r.delimiter!r}" if r.delimiter else "")
+              + (f", sheet {r.sheet!r}" if r.sheet else "") + ")")
+    mapping = Table("field", "column", "how", title="column mapping", title_justify="left")
+    fields = r.mapping.get("fields", {})
+    how = r.mapping.get("how", {})
+    for f, c in fields.items():
+        mapping.add_row(f, str(c), how.get(f, "derived"))
+    for f, c in r.mapping.get("customer_fields", {}).items():
+        mapping.add_row(f"customers.{f}", str(c), "auto")
+    out.print(mapping)
+    if r.mapping.get("unmapped"):
+        keep = " (kept as attributes)" if r.table == "customers" else " (not loaded)"
+        out.print(f"unmapped columns{keep}: {', '.join(r.mapping['unmapped'])}")
+    if r.date_orders:
+        out.print("date order: " + ", ".join(f"{c}={o}" for c, o in r.date_orders.items()))
+    rec = Table("rows read", "loaded", "quarantined", "duplicates removed", title="reconciliation",
+                title_justify="left")
+    rec.add_row(f"{r.rows_read:,}", f"{r.rows_loaded:,}", f"{r.rows_quarantined:,}", f"{r.duplicates_removed:,}")
+    out.print(rec)
+    notes = []
+    if r.reasons:
+        notes.append("quarantine: " + ", ".join(f"{k} {v:,}" for k, v in sorted(r.reasons.items())))
+    if r.returns:
+        notes.append(f"returns/cancellations kept as negative revenue: {r.returns:,}")
+    if r.outliers_flagged:
+        notes.append(f"outliers flagged: {r.outliers_flagged:,}")
+    if r.values_blanked:
+        notes.append(f"unreadable optional values left empty: {r.values_blanked:,} (tierwise quarantine --blanked)")
+    if r.customers_created:
+        notes.append(f"minimal customer records created: {r.customers_created:,}")
+    if r.customers_updated:
+        notes.append(f"customers updated: {r.customers_updated:,}")
+    for n in notes:
+        out.print("  " + n)
+
+
+@app.command()
+def quarantine(
+    workspace: WorkspaceOpt = Path("."),
+    batch: Annotated[str | None, typer.Option(help="Only this batch id.")] = None,
+    reason: Annotated[str | None, typer.Option(help="Only this reason code, e.g. BAD_DATE.")] = None,
+    export: Annotated[Path | None, typer.Option(help="Write the rows to a CSV or XLSX file.")] = None,
+    blanked: Annotated[bool, typer.Option("--blanked", help="Show unreadable optional values instead.")] = False,
+    limit: Annotated[int, typer.Option(help="Rows to show on screen.")] = 20,
+    as_json: JsonOpt = False,
+) -> None:
+    """List or export rows that were not loaded (with file, line, column and reason)."""
+    from tierwise.exports import write_table
+    from tierwise.workspace import Workspace
+
+    ws = Workspace.open(workspace)
+    try:
+        t = ws.table("blanked_values" if blanked else "quarantine")
+        if batch:
+            t = t.filter(t.batch_id == batch)
+        if reason and not blanked:
+            t = t.filter(t.reason_code == reason.upper())
+        t = t.order_by(["batch_id", "line"])
+        total = int(t.count().execute())
+        if export is not None:
+            write_table(t.to_pyarrow(), export)
+            out.print(f"{total:,} rows written to {export}")
+            return
+        rows = t.limit(limit).to_pyarrow().to_pylist()
+        if as_json:
+            _print_json({"total": total, "rows": rows})
+            return
+        if not total:
+            out.print("Nothing in quarantine." if not blanked else "No unreadable optional values.")
+            return
+        view = Table(*rows[0].keys(), title=f"{total:,} rows (showing {len(rows)})", title_justify="left")
+        for row in rows:
+            view.add_row(*["" if v is None else str(v)[:60] for v in row.values()])
+        out.print(view)
+    finally:
+        ws.close()
+
+
+@app.command()
+def status(workspace: WorkspaceOpt = Path("."), as_json: JsonOpt = False) -> None:
+    """What the workspace holds: rows per table and the batches loaded."""
+    from tierwise.workspace import Workspace
+
+    ws = Workspace.open(workspace)
+    try:
+        counts = {name: int(ws.table(name).count().execute())
+                  for name in ("customers", "orders", "payments", "interactions", "campaign_contacts",
+                               "quarantine")}
+        b = ws.table("batches")
+        batches = b.select("batch_id", "table_name", "file", "rows_read", "rows_loaded", "rows_quarantined",
+                           "duplicates_removed", "loaded_at").order_by("loaded_at").to_pyarrow().to_pylist()
+    finally:
+        ws.close()
+    if as_json:
+        _print_json({"workspace": str(ws.root), "tables": counts, "batches": batches})
+        return
+    t = Table("table", "rows", title=f"workspace {ws.root}", title_justify="left")
+    for name, n in counts.items():
+        t.add_row(name, f"{n:,}")
+    out.print(t)
+    if batches:
+        bt = Table("batch", "table", "file", "read", "loaded", "quarantined", "duplicates", title="batches",
+                   title_justify="left")
+        for row in batches:
+            bt.add_row(row["batch_id"], row["table_name"], Path(row["file"]).name, f"{row['rows_read']:,}",
+                       f"{row['rows_loaded']:,}", f"{row['rows_quarantined']:,}", f"{row['duplicates_removed']:,}")
+        out.print(bt)
+
+
+class Profile(str, Enum):
+    b2b = "b2b"
+    b2c = "b2c"
+
+
+class Format(str, Enum):
+    csv = "csv"
+    parquet = "parquet"
+
+
+@app.command()
+def generate(
+    outdir: Annotated[Path, typer.Argument(help="Folder to write the data files into.")],
+    customers: Annotated[int, typer.Option(min=1, help="Number of customers.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same data).")] = 42,
+    profile: Annotated[Profile, typer.Option(help="b2b (companies) or b2c (persons).")] = Profile.b2b,
+    fmt: Annotated[Format, typer.Option("--format", help="csv or parquet.")] = Format.csv,
+    messy: Annotated[bool, typer.Option(help="Write GBK CSV with Chinese headers and real-world mess.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Generate realistic customers, orders, payments and interactions with known ground truth."""
+    from tierwise.generate import generate as run_generate
+    from tierwise.progress import progress_bars
+
+    with progress_bars(err, bytes_mode=False) as bars:
+        tick = bars.task("generating customers", customers)
+        try:
+            summary = run_generate(outdir, customers=customers, seed=seed, profile=profile.value, fmt=fmt.value,
+                                   messy=messy, progress=lambda done, total: tick(done))
+        except ValueError as exc:
+            raise UserError(str(exc)) from exc
+    data = summary.as_dict() if hasattr(summary, "as_dict") else {
+        k: (str(v) if isinstance(v, Path) else v) for k, v in vars(summary).items()
+    }
+    if as_json:
+        _print_json(data)
+        return
+    out.print(f"Generated {profile.value} data for {customers:,} customers in {outdir}")
+    for k, v in data.items():
+        if isinstance(v, dict) and k in ("rows", "row_counts"):
+            for table, n in v.items():
+                out.print(f"  {table}: {n:,} rows")
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except UserError as exc:
+        err.print(f"error: {exc}", markup=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        err.print("aborted", markup=False)
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # click usage errors and anything unexpected: one line, never a traceback
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if os.environ.get("TIERWISE_DEBUG"):
+            raise
+        err.print(
+            f"error: unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+            "(a bug in tierwise; rerun with TIERWISE_DEBUG=1 for details and report it)",
+            markup=False, soft_wrap=True,
+        )
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

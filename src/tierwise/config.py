@@ -1,0 +1,145 @@
+"""tierwise.toml as pydantic models: every setting, its default and a one-line description.
+
+The description of each field is also the comment written above it by `tierwise init`, so the file a user
+edits and the validation here cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from tierwise.errors import UserError
+from tierwise.schema import TABLES
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class WorkspaceSettings(_Section):
+    language: Literal["zh", "en"] = Field("zh", description="Language of labels in reports and the dashboard: zh or en")
+    currency: str = Field("CNY", description="Currency of amounts, shown in reports")
+
+
+class EngineSettings(_Section):
+    kind: Literal["duckdb", "spark"] = Field("duckdb", description="Engine for all relational work: duckdb or spark")
+    database: str = Field("tierwise.duckdb", description="DuckDB file, relative to the workspace")
+    memory_limit: str = Field("", description="DuckDB memory limit such as '8GB'; empty = DuckDB's default (80% of RAM)")
+    threads: int = Field(0, ge=0, description="Worker threads for DuckDB; 0 = one per core")
+
+
+class IngestSettings(_Section):
+    date_order: Literal["auto", "ymd", "dmy", "mdy"] = Field(
+        "auto", description="Order of day and month in dates like 03/04/2024: auto decides from the data, or ymd/dmy/mdy"
+    )
+    two_digit_year_pivot: int = Field(
+        70, ge=0, le=99, description="Two-digit years below this are 20xx, the others 19xx"
+    )
+    future_tolerance_days: int = Field(
+        1, ge=0, description="Dates more than this many days after today are quarantined as FUTURE_DATE"
+    )
+    outlier_iqr_factor: float = Field(
+        3.0, gt=0, description="Amounts beyond Q3 + factor × IQR (or below Q1 − factor × IQR) are flagged as outliers"
+    )
+    cancel_prefixes: list[str] = Field(
+        ["C"], description="Order numbers starting with one of these are cancellations (negative revenue)"
+    )
+    cancel_statuses: list[str] = Field(
+        ["cancelled", "canceled", "returned", "refunded", "return", "refund", "已取消", "取消", "退货", "已退货",
+         "退款", "已退款"],
+        description="Order statuses (case-insensitive) that mean a return or cancellation",
+    )
+    missing_values: list[str] = Field(
+        ["NA", "N/A", "NULL", "None", "nan", "NaN", "-", "--", "#N/A", "无", "空", "暂无"],
+        description="Cell values (besides empty ones) that mean 'no value'",
+    )
+    online_channels: list[str] = Field(
+        ["online", "web", "app", "ecommerce", "e-commerce", "wechat", "mini program", "线上", "网店", "官网",
+         "小程序", "天猫", "京东", "淘宝", "微信", "app商城"],
+        description="Channel values (case-insensitive) that count as online",
+    )
+
+    @field_validator("cancel_statuses", "online_channels")
+    @classmethod
+    def _lower(cls, values: list[str]) -> list[str]:
+        return [v.strip().lower() for v in values]
+
+
+class Config(_Section):
+    workspace: WorkspaceSettings = Field(default_factory=WorkspaceSettings)
+    engine: EngineSettings = Field(default_factory=EngineSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    # [mapping.orders] "源列名" = "field": per table, source header → canonical field (or "ignore").
+    mapping: dict[str, dict[str, str]] = Field(default_factory=dict)
+
+    @field_validator("mapping")
+    @classmethod
+    def _known_tables(cls, mapping: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        for table, pairs in mapping.items():
+            if table not in TABLES:
+                raise ValueError(f"unknown table '{table}'; allowed: {', '.join(TABLES)}")
+            allowed = {*TABLES[table].names, "ignore"}
+            for source, target in pairs.items():
+                if target not in allowed:
+                    raise ValueError(
+                        f"'{source}' maps to unknown field '{target}' of {table}; allowed: {', '.join(sorted(allowed))}"
+                    )
+        return mapping
+
+
+CONFIG_FILE = "tierwise.toml"
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate tierwise.toml; every problem becomes one line naming the key."""
+    try:
+        data: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise UserError(f"{path}: no tierwise.toml here; create a workspace with 'tierwise init DIR'") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{path}: not valid TOML ({exc}); fix the file or recreate it with 'tierwise init'") from exc
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(p) for p in first["loc"])
+        raise UserError(f"{path}: setting '{key}': {first['msg']}") from exc
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(type(value))
+
+
+def render_default_config() -> str:
+    """The commented tierwise.toml that `tierwise init` writes: every setting at its default."""
+    lines = ["# tierwise workspace settings. Every key is shown at its default; edit and re-run.", ""]
+    defaults = Config()
+    for section_name, section_field in Config.model_fields.items():
+        if section_name == "mapping":
+            continue
+        section = getattr(defaults, section_name)
+        lines.append(f"[{section_name}]")
+        for name, info in type(section).model_fields.items():
+            lines.append(f"# {info.description}")
+            lines.append(f"{name} = {_toml_value(getattr(section, name))}")
+        lines.append("")
+    lines += [
+        "# Column mapping, per table: source header = canonical field (or \"ignore\"). Headers are",
+        "# recognised automatically in Chinese and English; add lines only where that guess is wrong.",
+        "# [mapping.orders]",
+        '# "实收款" = "amount"',
+        "",
+    ]
+    return "\n".join(lines)

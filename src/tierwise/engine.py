@@ -1,0 +1,48 @@
+"""Ibis connection factory. DuckDB (a file in the workspace) is the default; Spark comes with the scale issue."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import ibis
+from ibis.backends.duckdb import Backend as DuckDBBackend
+
+from tierwise.config import EngineSettings
+from tierwise.errors import UserError
+
+
+def connect(settings: EngineSettings, workspace_dir: Path) -> DuckDBBackend:
+    if settings.kind != "duckdb":
+        raise UserError(f"engine.kind = '{settings.kind}' is not available yet; use 'duckdb'")
+    path = workspace_dir / settings.database
+    config: dict[str, Any] = {}
+    if settings.memory_limit:
+        config["memory_limit"] = settings.memory_limit
+    if settings.threads:
+        config["threads"] = settings.threads
+    try:
+        return ibis.duckdb.connect(str(path), **config)
+    except Exception as exc:  # duckdb raises IOException for locked or corrupt files
+        raise UserError(
+            f"{path}: cannot open the workspace database ({str(exc).splitlines()[0]}); "
+            "close other tierwise processes using it, or restore the file"
+        ) from exc
+
+
+@contextmanager
+def transaction(con: DuckDBBackend) -> Iterator[None]:
+    """All-or-nothing: a batch or a run is either wholly stored or leaves the store as it was.
+
+    Transaction control is the one place we talk to DuckDB below Ibis, because Ibis has no API for it.
+    """
+    con.raw_sql("BEGIN TRANSACTION")
+    try:
+        yield
+    except BaseException:
+        con.raw_sql("ROLLBACK")
+        raise
+    else:
+        con.raw_sql("COMMIT")

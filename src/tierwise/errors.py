@@ -1,0 +1,27 @@
+"""Errors a user can act on. The CLI prints them as one line and exits non-zero; nothing else does that."""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """A problem with the user's input or settings: the message says where it is and what to do."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, file: str | None = None, line: int | None = None,
+                 column: str | None = None) -> None:
+        self.file = file
+        self.line = line
+        self.column = column
+        self.reason = message
+        super().__init__(self._render(message))
+
+    def _render(self, message: str) -> str:
+        where = []
+        if self.file is not None:
+            where.append(str(self.file))
+        if self.line is not None:
+            where.append(f"line {self.line}")
+        if self.column is not None:
+            where.append(f"column '{self.column}'")
+        return (", ".join(where) + ": " + message) if where else message

@@ -1,0 +1,127 @@
+"""Column mapping: source headers → canonical fields, from Chinese/English synonyms, config and --map."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tierwise.errors import UserError
+from tierwise.schema import CUSTOMERS, ORDER_CUSTOMER_FIELDS, TableSpec, normalise_header
+
+IGNORE = "ignore"
+
+
+@dataclass
+class Mapping:
+    fields: dict[str, str]  # canonical field → source column
+    unmapped: list[str]  # source columns not used (kept as attributes for customers)
+    carried: dict[str, str] = field(default_factory=dict)  # customer field → source column (orders only)
+    how: dict[str, str] = field(default_factory=dict)  # canonical field → "auto" | "config" | "--map"
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "fields": dict(self.fields),
+            "customer_fields": dict(self.carried),
+            "unmapped": list(self.unmapped),
+            "how": dict(self.how),
+        }
+
+
+def parse_map_options(options: list[str]) -> dict[str, str]:
+    """`--map 实收款=amount` → {"实收款": "amount"}."""
+    pairs: dict[str, str] = {}
+    for opt in options:
+        source, sep, target = opt.rpartition("=")
+        if not sep or not source.strip() or not target.strip():
+            raise UserError(f"--map '{opt}' is not SOURCE_COLUMN=field; e.g. --map 实收款=amount")
+        pairs[source.strip()] = target.strip()
+    return pairs
+
+
+def _synonym_index(spec: TableSpec) -> dict[str, str]:
+    index: dict[str, str] = {}
+    for f in spec.fields:
+        for key in (f.name, f.label_zh, *f.synonyms):
+            index.setdefault(normalise_header(key), f.name)
+    return index
+
+
+def resolve_mapping(
+    columns: list[str],
+    spec: TableSpec,
+    configured: dict[str, str],
+    cli: dict[str, str],
+    *,
+    file: str,
+) -> Mapping:
+    fields: dict[str, str] = {}
+    how: dict[str, str] = {}
+    used: set[str] = set()
+    allowed = set(spec.names)
+    carried_allowed = set(ORDER_CUSTOMER_FIELDS) if spec.name == "orders" else set()
+    carried: dict[str, str] = {}
+
+    for origin, pairs in (("--map", cli), ("config", configured)):
+        for source, target in pairs.items():
+            if source not in columns:
+                if origin == "--map":
+                    raise UserError(
+                        f"--map names column '{source}', which is not in the file; the columns are: "
+                        + ", ".join(columns),
+                        file=file, line=1,
+                    )
+                continue
+            if source in used:
+                continue
+            if target == IGNORE:
+                used.add(source)
+                continue
+            if target in carried_allowed and target not in allowed:
+                carried.setdefault(target, source)
+                used.add(source)
+                continue
+            if target not in allowed:
+                raise UserError(
+                    f"'{source}' is mapped to '{target}', which is not a field of {spec.name}; "
+                    f"the fields are: {', '.join(spec.names)}",
+                    file=file, column=source,
+                )
+            if target not in fields:
+                fields[target] = source
+                how[target] = origin
+                used.add(source)
+
+    index = _synonym_index(spec)
+    carried_index = {k: v for k, v in _synonym_index(CUSTOMERS).items() if v in carried_allowed}
+    for col in columns:
+        if col in used:
+            continue
+        key = normalise_header(col)
+        target = index.get(key)
+        if target is not None and target not in fields:
+            fields[target] = col
+            how[target] = "auto"
+            used.add(col)
+            continue
+        ctarget = carried_index.get(key)
+        if ctarget is not None and ctarget not in carried:
+            carried[ctarget] = col
+            used.add(col)
+
+    for f in spec.fields:
+        if not f.required or f.name in fields:
+            continue
+        alternative = spec.derived.get(f.name)
+        if alternative and all(a in fields for a in alternative):
+            continue
+        hint = f" (or {' × '.join(alternative)})" if alternative else ""
+        raise UserError(
+            f"no column for the required field '{f.name}' ({f.label_zh}){hint}; the columns are: "
+            f"{', '.join(columns)}; name it with --map COLUMN={f.name} or in [mapping.{_config_key(spec)}]",
+            file=file, line=1,
+        )
+    unmapped = [c for c in columns if c not in used]
+    return Mapping(fields, unmapped, carried, how)
+
+
+def _config_key(spec: TableSpec) -> str:
+    return "campaigns" if spec.name == "campaign_contacts" else spec.name

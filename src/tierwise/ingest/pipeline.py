@@ -1,0 +1,525 @@
+"""One file → one batch: read, stage, map, parse, de-duplicate, quarantine, load — all or nothing.
+
+Reconciliation holds for every batch: rows_read = rows_loaded + rows_quarantined + duplicates_removed.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import ibis
+import ibis.expr.types as ir
+import pyarrow as pa
+
+from tierwise.engine import transaction
+from tierwise.errors import UserError
+from tierwise.ingest import values
+from tierwise.ingest.mapping import Mapping, resolve_mapping
+from tierwise.ingest.readers import LINE, Source, open_source
+from tierwise.schema import CUSTOMERS, TABLES, Field, TableSpec
+from tierwise.workspace import IBIS_TYPES, Workspace, canonical_schema
+
+# Reason codes of quarantined rows (docs/ingest.md explains each).
+MISSING_CUSTOMER_ID = "MISSING_CUSTOMER_ID"
+MISSING_VALUE = "MISSING_VALUE"
+BAD_DATE = "BAD_DATE"
+BAD_AMOUNT = "BAD_AMOUNT"
+BAD_VALUE = "BAD_VALUE"
+FUTURE_DATE = "FUTURE_DATE"
+DUPLICATE_ID = "DUPLICATE_ID"
+
+# Date fields that cannot lie in the future (a due date can).
+NO_FUTURE = {"order_date", "date", "contacted_at", "invoice_date", "paid_date"}
+
+ProgressFactory = Callable[[str, int], Callable[[int], None]]
+
+
+@dataclass
+class BatchReport:
+    file: str
+    table: str
+    batch_id: str
+    status: str  # loaded | already_loaded
+    rows_read: int = 0
+    rows_loaded: int = 0
+    rows_quarantined: int = 0
+    duplicates_removed: int = 0
+    values_blanked: int = 0
+    outliers_flagged: int = 0
+    returns: int = 0
+    customers_created: int = 0
+    customers_updated: int = 0
+    file_format: str = ""
+    encoding: str = ""
+    delimiter: str = ""
+    sheet: str = ""
+    mapping: dict[str, object] = field(default_factory=dict)
+    date_orders: dict[str, str] = field(default_factory=dict)
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def fingerprint(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(8 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def ingest_file(
+    ws: Workspace,
+    table_key: str,
+    path: Path,
+    *,
+    sep: str | None = None,
+    encoding: str | None = None,
+    sheet: str | None = None,
+    header: bool = True,
+    maps: dict[str, str] | None = None,
+    date_format: str | None = None,
+    progress: ProgressFactory | None = None,
+    today: _dt.date | None = None,
+) -> BatchReport:
+    spec = TABLES[table_key]
+    file = str(path)
+    if not path.is_file():
+        # Checked before hashing so the message is the reader's, not an OS error.
+        open_source(path)
+    fp = fingerprint(path)
+    batch_id = f"{spec.name}-{fp[:16]}"
+    batches = ws.table("batches")
+    previous = batches.filter(batches.batch_id == batch_id).select("file").to_pyarrow()
+    if previous.num_rows:
+        return BatchReport(file, table_key, batch_id, "already_loaded")
+
+    tick = progress(file, path.stat().st_size) if progress else None
+    source = open_source(path, sep=sep, encoding=encoding, sheet=sheet, header=header, progress=tick)
+    try:
+        mapping = resolve_mapping(
+            source.columns, spec, ws.config.mapping.get(table_key, {}), maps or {}, file=file
+        )
+        stage = _stage(ws, source)
+        try:
+            return _load(ws, spec, table_key, source, mapping, stage, batch_id, fp, date_format, today)
+        finally:
+            ws.con.drop_table(stage, force=True)
+    finally:
+        source.close()
+
+
+def _stage(ws: Workspace, source: Source) -> str:
+    name = f"_stage_{uuid.uuid4().hex[:12]}"
+    created = False
+    for batch in source.batches:
+        if not created:
+            ws.con.create_table(name, pa.Table.from_batches([batch]), temp=True)
+            created = True
+        else:
+            ws.con.insert(name, pa.Table.from_batches([batch]))
+    if not created or ws.con.table(name).count().execute() == 0:
+        ws.con.drop_table(name, force=True)
+        raise UserError("the file has a header but no data rows; export it again with its rows",
+                        file=str(source.path), line=2)
+    return name
+
+
+@dataclass
+class _FieldPlan:
+    field: Field
+    source: str | None
+    raw: ir.Value | None  # the cleaned raw text (None when missing tokens or empty)
+    value: ir.Value  # the parsed value, NULL where it could not be parsed
+
+
+@dataclass
+class _Check:
+    failed: ir.BooleanValue
+    code: str
+    message: str
+    column: str  # the source column, as the user knows it
+    value: ir.Value
+
+
+def _blank_to_null(col: ir.StringValue, missing: list[str]) -> ir.StringValue:
+    s = col.strip()
+    return ibis.ifelse((s == "") | s.upper().isin([m.upper() for m in missing]), ibis.null("string"), s)
+
+
+def _parse(col: ir.Value, f: Field, order: str, pivot: int) -> ir.Value:
+    target = IBIS_TYPES[f.kind]
+    if not col.type().is_string():
+        if f.kind == "date" and col.type().is_timestamp():
+            return col.date()
+        if f.kind in ("date", "timestamp") and col.type().is_numeric():
+            return values.parse_timestamp(col.cast("string"), order, pivot) if f.kind == "timestamp" else (
+                values.parse_date(col.cast("string"), order, pivot)
+            )
+        return col.try_cast(target) if f.kind != "text" else col.cast("string")
+    s = col
+    if f.kind == "text":
+        return s
+    if f.kind in ("amount", "number"):
+        return values.parse_amount(s)
+    if f.kind == "integer":
+        return values.parse_integer(s)
+    if f.kind == "boolean":
+        return values.parse_boolean(s)
+    if f.kind == "date":
+        return values.parse_date(s, order, pivot)  # type: ignore[arg-type]
+    return values.parse_timestamp(s, order, pivot)  # type: ignore[arg-type]
+
+
+def _date_orders(
+    ws: Workspace, t: ir.Table, spec: TableSpec, mapping: Mapping, date_format: str | None, file: str
+) -> dict[str, str]:
+    configured = date_format or ws.config.ingest.date_order
+    if configured not in ("auto", "ymd", "dmy", "mdy"):
+        raise UserError(f"--date-format '{configured}' is not one of auto, ymd, dmy, mdy", file=file)
+    orders: dict[str, str] = {}
+    for name, source in mapping.fields.items():
+        f = spec.field(name)
+        if f.kind not in ("date", "timestamp") or not t[source].type().is_string():
+            continue
+        evidence = values.date_order_evidence(t, source)
+        decided = values.decide_date_order(evidence, configured)  # type: ignore[arg-type]
+        if isinstance(decided, values.DateOrderProblem):
+            example = decided.example or ""
+            line = t.filter(t[source] == example)[LINE].min().execute() if example else None
+            if decided.kind == "conflict":
+                what = f"some dates are day-first and others month-first (e.g. '{example}')"
+            else:
+                what = f"dates like '{example}' could be day-first or month-first"
+            raise UserError(
+                f"{what}; say which with --date-format dmy or --date-format mdy "
+                "(or [ingest] date_order in tierwise.toml)",
+                file=file, line=int(line) if line is not None else None, column=source,
+            )
+        orders[source] = decided
+    return orders
+
+
+def _load(
+    ws: Workspace,
+    spec: TableSpec,
+    table_key: str,
+    source: Source,
+    mapping: Mapping,
+    stage: str,
+    batch_id: str,
+    fp: str,
+    date_format: str | None,
+    today: _dt.date | None,
+) -> BatchReport:
+    con = ws.con
+    settings = ws.config.ingest
+    file = str(source.path)
+    raw = con.table(stage)
+    source_cols = [c for c in raw.columns if c != LINE]
+    orders = _date_orders(ws, raw, spec, mapping, date_format, file)
+
+    # Exact duplicates: identical in every source column; the first occurrence is kept.
+    dedup = raw.group_by(source_cols).aggregate(**{LINE: raw[LINE].min(), "_copies": raw.count()})
+
+    plans: dict[str, _FieldPlan] = {}
+    for f in spec.fields:
+        src = mapping.fields.get(f.name)
+        if src is None:
+            plans[f.name] = _FieldPlan(f, None, None, ibis.null(IBIS_TYPES[f.kind]))
+            continue
+        col = dedup[src]
+        cleaned = _blank_to_null(col, settings.missing_values) if col.type().is_string() else col
+        order = orders.get(src, "ymd")
+        parsed = _parse(cleaned, f, order, settings.two_digit_year_pivot).cast(IBIS_TYPES[f.kind])
+        plans[f.name] = _FieldPlan(f, src, cleaned, parsed)
+
+    # amount = quantity × unit price where the amount column is missing or empty.
+    if spec.name == "orders":
+        qty, price = plans["quantity"], plans["unit_price"]
+        if qty.source and price.source:
+            product = (qty.value * price.value).round(2)
+            amount = plans["amount"]
+            amount.value = product if amount.source is None else amount.value.coalesce(
+                ibis.ifelse(amount.raw.isnull(), product, ibis.null("float64"))
+            )
+            if amount.source is None:
+                amount.raw = ibis.ifelse(qty.raw.notnull() & price.raw.notnull(), ibis.literal("×"), None)
+                amount.source = f"{qty.source}×{price.source}"
+
+    today = today or _dt.date.today()
+    latest = ibis.timestamp(
+        (today + _dt.timedelta(days=settings.future_tolerance_days + 1)).isoformat()
+    )
+
+    checks: list[_Check] = []
+    for f in spec.fields:
+        p = plans[f.name]
+        if p.source is None or p.raw is None:
+            continue
+        label = f"{f.name} ({f.label_zh})"
+        raw_text = p.raw.cast("string")
+        if f.required:
+            code = MISSING_CUSTOMER_ID if f.name == "customer_id" else MISSING_VALUE
+            checks.append(_Check(p.raw.isnull(), code, f"{label} is empty", p.source, raw_text))
+            if f.kind != "text":
+                bad = BAD_DATE if f.kind in ("date", "timestamp") else BAD_AMOUNT if f.kind == "amount" else BAD_VALUE
+                checks.append(_Check(p.value.isnull(), bad, f"cannot read {label}", p.source, raw_text))
+        if f.name in NO_FUTURE and f.kind in ("date", "timestamp"):
+            ts = p.value.cast("timestamp")
+            checks.append(_Check(ts.notnull() & (ts >= latest), FUTURE_DATE, f"{label} is in the future",
+                                 p.source, raw_text))
+
+    t = dedup.mutate(**{f"_v_{name}": p.value for name, p in plans.items()})
+    if spec.name == "customers":
+        # The same customer twice in one file with different details: the first line wins.
+        t = t.mutate(_id_rank=ibis.row_number().over(group_by=t["_v_customer_id"], order_by=t[LINE]))
+        checks.append(_Check(
+            t["_v_customer_id"].notnull() & (t["_id_rank"] > 0), DUPLICATE_ID,
+            "customer_id appears earlier in this file with other details",
+            plans["customer_id"].source or "customer_id", t["_v_customer_id"],
+        ))
+
+    def first_failing(pick: Callable[[_Check], ir.Value], kind: str) -> ir.Value:
+        if not checks:
+            return ibis.null(kind)
+        return ibis.cases(*[(c.failed, pick(c)) for c in checks], else_=ibis.null(kind))
+
+    reason = first_failing(lambda c: ibis.literal(c.code), "string")
+    message = first_failing(lambda c: ibis.literal(c.message), "string")
+    column = first_failing(lambda c: ibis.literal(c.column), "string")
+    bad_value = first_failing(lambda c: c.value.cast("string"), "string")
+    sep = source.delimiter if source.delimiter not in ("", "whitespace") else " | "
+    record = ibis.literal("\t" if sep == "\t" else sep).join(
+        [t[c].cast("string").fill_null("") for c in source_cols]
+    )
+    t = t.mutate(_reason=reason, _message=message, _column=column, _bad_value=bad_value, _record=record)
+    clean_name = f"_clean_{uuid.uuid4().hex[:12]}"
+    con.create_table(clean_name, t, temp=True)
+    try:
+        return _commit(ws, spec, table_key, source, mapping, plans, con.table(clean_name), raw, batch_id, fp,
+                       orders, source_cols)
+    finally:
+        con.drop_table(clean_name, force=True)
+
+
+def _commit(
+    ws: Workspace,
+    spec: TableSpec,
+    table_key: str,
+    source: Source,
+    mapping: Mapping,
+    plans: dict[str, _FieldPlan],
+    clean: ir.Table,
+    raw: ir.Table,
+    batch_id: str,
+    fp: str,
+    orders: dict[str, str],
+    source_cols: list[str],
+) -> BatchReport:
+    con = ws.con
+    settings = ws.config.ingest
+    file = str(source.path)
+    good = clean.filter(clean._reason.isnull())
+    bad = clean.filter(clean._reason.notnull())
+
+    counts = clean.aggregate(
+        distinct_rows=clean.count(),
+        copies=clean._copies.sum(),
+        quarantined=clean._reason.notnull().sum(),
+    ).to_pyarrow().to_pylist()[0]
+    rows_read = int(counts["copies"])
+    duplicates = rows_read - int(counts["distinct_rows"])
+    quarantined = int(counts["quarantined"] or 0)
+    reasons = {
+        r["_reason"]: int(r["n"])
+        for r in bad.group_by("_reason").aggregate(n=bad.count()).to_pyarrow().to_pylist()
+    }
+
+    report = BatchReport(
+        file=file, table=table_key, batch_id=batch_id, status="loaded", rows_read=rows_read,
+        rows_quarantined=quarantined, duplicates_removed=duplicates, file_format=source.file_format,
+        encoding=source.encoding, delimiter=source.delimiter, sheet=source.sheet,
+        mapping=mapping.as_json(), date_orders=orders, reasons=reasons,
+    )
+    report.rows_loaded = rows_read - duplicates - quarantined
+
+    # Values in optional fields that could not be read: the row loads with the field empty.
+    blanked_parts = []
+    for name, p in plans.items():
+        if p.source is None or p.field.required or p.field.kind == "text" or p.raw is None:
+            continue
+        v = clean[f"_v_{name}"]
+        raw_col = clean[p.source]
+        raw_txt = _blank_to_null(raw_col, settings.missing_values) if raw_col.type().is_string() else raw_col
+        rows = clean.filter(clean._reason.isnull() & raw_txt.notnull() & v.isnull())
+        blanked_parts.append(
+            rows.select(
+                batch_id=ibis.literal(batch_id), file=ibis.literal(file), line=rows[LINE],
+                column=ibis.literal(p.source), field=ibis.literal(name), value=rows[p.source].cast("string"),
+            )
+        )
+
+    target = canonical_schema(spec)
+    loaded = _canonical_rows(ws, spec, good, plans, batch_id, target, mapping)
+
+    with transaction(con):
+        if quarantined:
+            con.insert(
+                "quarantine",
+                bad.select(
+                    batch_id=ibis.literal(batch_id), table_name=ibis.literal(spec.name), file=ibis.literal(file),
+                    line=bad[LINE], column=bad._column, reason_code=bad._reason, message=bad._message,
+                    value=bad._bad_value.cast("string"), record=bad._record,
+                ),
+            )
+        for part in blanked_parts:
+            n = part.count().execute()
+            if n:
+                report.values_blanked += int(n)
+                con.insert("blanked_values", part)
+        if spec.name == "customers":
+            report.customers_updated = _upsert_customers(ws, loaded)
+        else:
+            con.insert(spec.name, loaded)
+        if spec.name == "orders":
+            o = con.table("orders")
+            mine = o.filter(o.batch_id == batch_id)
+            stats = mine.aggregate(
+                returns=mine.is_return.sum(), outliers=mine.is_outlier.sum()
+            ).to_pyarrow().to_pylist()[0]
+            report.returns = int(stats["returns"] or 0)
+            report.outliers_flagged = int(stats["outliers"] or 0)
+        if spec.name != "customers":
+            report.customers_created = _create_minimal_customers(ws, spec, good, mapping, batch_id)
+        con.insert("batches", ibis.memtable([_batch_row(report, fp)], schema=ws.table("batches").schema()))
+    return report
+
+
+def _canonical_rows(
+    ws: Workspace, spec: TableSpec, good: ir.Table, plans: dict[str, _FieldPlan], batch_id: str,
+    target: ibis.Schema, mapping: Mapping,
+) -> ir.Table:
+    settings = ws.config.ingest
+    cols: dict[str, ir.Value] = {name: good[f"_v_{name}"] for name in plans}
+    if spec.name == "orders":
+        status = cols["status"].cast("string").lower().strip()
+        order_id = cols["order_id"].cast("string").strip()
+        cancelled = ibis.literal(False)
+        if settings.cancel_statuses:
+            cancelled = cancelled | status.isin(settings.cancel_statuses).fill_null(False)
+        for prefix in settings.cancel_prefixes:
+            cancelled = cancelled | order_id.upper().startswith(prefix.upper()).fill_null(False)
+        amount = cols["amount"]
+        qty = cols["quantity"]
+        negative = (amount < 0) | (qty < 0).fill_null(False)
+        is_return = cancelled | negative
+        cols["amount"] = ibis.ifelse(cancelled, -amount.abs(), amount)
+        cols["quantity"] = ibis.ifelse(cancelled & qty.notnull(), -qty.abs(), qty)
+        if cols["cost"] is not None:
+            cols["cost"] = ibis.ifelse(cancelled & cols["cost"].notnull(), -cols["cost"].abs(), cols["cost"])
+        sales = good.filter(~(cancelled | negative))
+        q = sales.aggregate(
+            q1=sales[f"_v_amount"].quantile(0.25), q3=sales[f"_v_amount"].quantile(0.75)
+        ).to_pyarrow().to_pylist()[0]
+        if q["q1"] is not None and q["q3"] is not None and q["q3"] > q["q1"]:
+            iqr = q["q3"] - q["q1"]
+            hi = q["q3"] + settings.outlier_iqr_factor * iqr
+            lo = q["q1"] - settings.outlier_iqr_factor * iqr
+            outlier = (~is_return) & ((cols["amount"] > hi) | (cols["amount"] < lo))
+        else:
+            outlier = ibis.literal(False)
+        cols["is_return"] = is_return
+        cols["is_outlier"] = outlier
+    if spec.name == "customers":
+        if mapping.unmapped:
+            keys = ibis.array([ibis.literal(c) for c in mapping.unmapped])
+            vals = ibis.array([good[c].cast("string") for c in mapping.unmapped])
+            cols["attributes"] = ibis.map(keys, vals)
+        else:
+            cols["attributes"] = ibis.null(target["attributes"])
+        cols["is_minimal"] = ibis.literal(False)
+    cols["batch_id"] = ibis.literal(batch_id)
+    cols["source_line"] = good[LINE]
+    return good.select(**{name: cols[name].cast(target[name]) for name in target.names})
+
+
+def _upsert_customers(ws: Workspace, new: ir.Table) -> int:
+    """A newer customers file replaces the details of customers already known (and minimal records)."""
+    con = ws.con
+    existing = con.table("customers")
+    updated = int(existing.semi_join(new, "customer_id").count().execute())
+    kept = existing.anti_join(new, "customer_id")
+    combined = kept.union(new.select(*existing.columns))
+    tmp = f"_customers_{uuid.uuid4().hex[:8]}"
+    con.create_table(tmp, combined, temp=True)
+    con.truncate_table("customers")
+    con.insert("customers", con.table(tmp))
+    con.drop_table(tmp, force=True)
+    return updated
+
+
+def _create_minimal_customers(
+    ws: Workspace, spec: TableSpec, good: ir.Table, mapping: Mapping, batch_id: str
+) -> int:
+    """Customers seen in transactions but not in `customers` get a minimal, flagged record."""
+    con = ws.con
+    customers = con.table("customers")
+    ids = good.select(customer_id=good["_v_customer_id"], _line=good[LINE])
+    extra: dict[str, ir.Value] = {}
+    for fname, src in mapping.carried.items():
+        extra[fname] = good[src].strip().nullif("").first(order_by=good[LINE])
+    per_customer = good.group_by(customer_id=good["_v_customer_id"]).aggregate(
+        source_line=ids._line.min(), **extra
+    ) if extra else ids.group_by("customer_id").aggregate(source_line=ids._line.min())
+    missing = per_customer.anti_join(customers, "customer_id")
+    n = int(missing.count().execute())
+    if not n:
+        return 0
+    target = canonical_schema(CUSTOMERS)
+    row: dict[str, ir.Value] = {}
+    for name in target.names:
+        if name in missing.columns:
+            row[name] = missing[name].cast(target[name])
+        elif name == "is_minimal":
+            row[name] = ibis.literal(True)
+        elif name == "customer_kind":
+            row[name] = ibis.literal("customer")
+        elif name == "batch_id":
+            row[name] = ibis.literal(batch_id)
+        else:
+            row[name] = ibis.null(target[name])
+    con.insert("customers", missing.select(**row))
+    return n
+
+
+def _batch_row(report: BatchReport, fp: str) -> dict[str, object]:
+    return {
+        "batch_id": report.batch_id,
+        "table_name": TABLES[report.table].name,
+        "file": report.file,
+        "fingerprint": fp,
+        "loaded_at": _dt.datetime.now().replace(microsecond=0),
+        "file_format": report.file_format,
+        "encoding": report.encoding,
+        "delimiter": report.delimiter,
+        "sheet": report.sheet,
+        "rows_read": report.rows_read,
+        "rows_loaded": report.rows_loaded,
+        "rows_quarantined": report.rows_quarantined,
+        "duplicates_removed": report.duplicates_removed,
+        "values_blanked": report.values_blanked,
+        "outliers_flagged": report.outliers_flagged,
+        "returns": report.returns,
+        "customers_created": report.customers_created,
+        "customers_updated": report.customers_updated,
+        "mapping": json.dumps(report.mapping, ensure_ascii=False),
+        "date_orders": json.dumps(report.date_orders, ensure_ascii=False),
+    }

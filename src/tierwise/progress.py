@@ -1,0 +1,52 @@
+"""Progress bars that appear only when a step takes longer than a second (quick steps stay quiet)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+
+DELAY_SECONDS = 1.0
+
+
+class DelayedProgress:
+    """One bar per task; the display starts on the first update after DELAY_SECONDS."""
+
+    def __init__(self, console: Console, *, bytes_mode: bool = True) -> None:
+        columns = [TextColumn("{task.description}"), BarColumn()]
+        columns.append(DownloadColumn() if bytes_mode else TextColumn("{task.completed:,}/{task.total:,}"))
+        columns.append(TimeElapsedColumn())
+        self._progress = Progress(*columns, console=console, transient=True)
+        self._started_at = time.monotonic()
+        self._shown = False
+        self.enabled = console.is_terminal or bool(getattr(sys.stderr, "isatty", lambda: False)())
+
+    def task(self, description: str, total: int) -> Callable[[int], None]:
+        task_id = self._progress.add_task(description, total=total)
+
+        def update(done: int) -> None:
+            if not self.enabled:
+                return
+            if not self._shown and time.monotonic() - self._started_at > DELAY_SECONDS:
+                self._progress.start()
+                self._shown = True
+            self._progress.update(task_id, completed=done)
+
+        return update
+
+    def stop(self) -> None:
+        if self._shown:
+            self._progress.stop()
+
+
+@contextmanager
+def progress_bars(console: Console, *, bytes_mode: bool = True) -> Iterator[DelayedProgress]:
+    bars = DelayedProgress(console, bytes_mode=bytes_mode)
+    try:
+        yield bars
+    finally:
+        bars.stop()

@@ -1,0 +1,143 @@
+"""A workspace: a folder with tierwise.toml and the DuckDB store holding the canonical tables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import ibis
+import ibis.expr.datatypes as dt
+import ibis.expr.types as ir
+from ibis.backends.duckdb import Backend as DuckDBBackend
+
+from tierwise import engine
+from tierwise.config import CONFIG_FILE, Config, load_config, render_default_config
+from tierwise.errors import UserError
+from tierwise.schema import TABLES, FieldKind, TableSpec
+
+IBIS_TYPES: dict[FieldKind, dt.DataType] = {
+    "text": dt.string,
+    "amount": dt.float64,
+    "number": dt.float64,
+    "integer": dt.int64,
+    "date": dt.date,
+    "timestamp": dt.timestamp,
+    "boolean": dt.boolean,
+}
+
+# Columns every canonical table carries besides its fields: where each row came from.
+LINEAGE = {"batch_id": dt.string, "source_line": dt.int64}
+
+# Columns ingest adds to particular tables.
+EXTRA_COLUMNS: dict[str, dict[str, dt.DataType]] = {
+    "customers": {"attributes": dt.Map(dt.string, dt.string), "is_minimal": dt.boolean},
+    "orders": {"is_return": dt.boolean, "is_outlier": dt.boolean},
+}
+
+BATCHES_SCHEMA = ibis.schema(
+    {
+        "batch_id": "string",
+        "table_name": "string",
+        "file": "string",
+        "fingerprint": "string",
+        "loaded_at": "timestamp",
+        "file_format": "string",
+        "encoding": "string",
+        "delimiter": "string",
+        "sheet": "string",
+        "rows_read": "int64",
+        "rows_loaded": "int64",
+        "rows_quarantined": "int64",
+        "duplicates_removed": "int64",
+        "values_blanked": "int64",
+        "outliers_flagged": "int64",
+        "returns": "int64",
+        "customers_created": "int64",
+        "customers_updated": "int64",
+        "mapping": "string",
+        "date_orders": "string",
+    }
+)
+
+QUARANTINE_SCHEMA = ibis.schema(
+    {
+        "batch_id": "string",
+        "table_name": "string",
+        "file": "string",
+        "line": "int64",
+        "column": "string",
+        "reason_code": "string",
+        "message": "string",
+        "value": "string",
+        "record": "string",
+    }
+)
+
+# Values that could not be read in optional fields: the row is loaded with the field empty, and the
+# value is kept here so nothing disappears without a trace.
+BLANKED_SCHEMA = ibis.schema(
+    {
+        "batch_id": "string",
+        "file": "string",
+        "line": "int64",
+        "column": "string",
+        "field": "string",
+        "value": "string",
+    }
+)
+
+
+def canonical_schema(spec: TableSpec) -> ibis.Schema:
+    columns: dict[str, dt.DataType] = {f.name: IBIS_TYPES[f.kind] for f in spec.fields}
+    columns.update(EXTRA_COLUMNS.get(spec.name, {}))
+    columns.update(LINEAGE)
+    return ibis.schema(columns)
+
+
+SYSTEM_TABLES = {"batches": BATCHES_SCHEMA, "quarantine": QUARANTINE_SCHEMA, "blanked_values": BLANKED_SCHEMA}
+
+
+@dataclass
+class Workspace:
+    root: Path
+    config: Config
+    con: DuckDBBackend = field(repr=False)
+
+    @classmethod
+    def open(cls, root: Path | str = ".") -> Workspace:
+        root = Path(root).resolve()
+        if not (root / CONFIG_FILE).is_file():
+            raise UserError(
+                f"{root}: not a tierwise workspace (no {CONFIG_FILE}); run 'tierwise init {root}' first "
+                "or pass --workspace DIR"
+            )
+        config = load_config(root / CONFIG_FILE)
+        ws = cls(root=root, config=config, con=engine.connect(config.engine, root))
+        ws.ensure_tables()
+        return ws
+
+    @classmethod
+    def init(cls, root: Path | str) -> Workspace:
+        root = Path(root).resolve()
+        if root.exists() and not root.is_dir():
+            raise UserError(f"{root}: exists and is not a folder; choose another path")
+        root.mkdir(parents=True, exist_ok=True)
+        config_path = root / CONFIG_FILE
+        if not config_path.exists():
+            config_path.write_text(render_default_config(), encoding="utf-8")
+        return cls.open(root)
+
+    def ensure_tables(self) -> None:
+        existing = set(self.con.list_tables())
+        wanted: dict[str, ibis.Schema] = dict(SYSTEM_TABLES)
+        for spec in TABLES.values():
+            wanted[spec.name] = canonical_schema(spec)
+        for name, schema in wanted.items():
+            if name not in existing:
+                self.con.create_table(name, schema=schema)
+
+    def table(self, name: str) -> ir.Table:
+        return self.con.table(name)
+
+    def close(self) -> None:
+        self.con.disconnect()

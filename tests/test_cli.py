@@ -1,0 +1,180 @@
+"""The command line as a user runs it: real processes, real files, the shared real data sets."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CDNOW_MASTER, ONLINE_RETAIL, run_cli
+from tierwise.config import Config
+
+
+def test_init_writes_every_setting_with_a_comment(tmp_path: Path) -> None:
+    r = run_cli("init", tmp_path / "shop")
+    assert r.code == 0, r.stderr
+    text = (tmp_path / "shop" / "tierwise.toml").read_text(encoding="utf-8")
+    data = tomllib.loads(text)
+    assert Config.model_validate(data) == Config()
+    lines = text.splitlines()
+    for section in ("workspace", "engine", "ingest"):
+        for key in getattr(Config(), section).model_fields:
+            i = lines.index(next(ln for ln in lines if ln.startswith(f"{key} = ")))
+            assert lines[i - 1].startswith("# "), key
+    assert (tmp_path / "shop" / "tierwise.duckdb").exists()
+
+
+def test_bad_setting_is_named(tmp_path: Path) -> None:
+    run_cli("init", tmp_path / "shop")
+    cfg = tmp_path / "shop" / "tierwise.toml"
+    cfg.write_text(cfg.read_text().replace('date_order = "auto"', 'date_order = "sometimes"'))
+    r = run_cli("status", "-w", tmp_path / "shop")
+    assert r.code == 2
+    assert "setting 'ingest.date_order'" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_not_a_workspace(tmp_path: Path) -> None:
+    r = run_cli("status", "-w", tmp_path)
+    assert r.code == 2 and "not a tierwise workspace" in r.stderr and "tierwise init" in r.stderr
+
+
+def _cdnow_reference() -> tuple[int, int]:
+    """Rows and exact duplicate lines of CDNOW_master.txt, counted with plain Python."""
+    with CDNOW_MASTER.open() as fh:
+        next(fh)
+        records = [tuple(line.split()) for line in fh if line.strip()]
+    distinct = len(set(records))
+    return len(records), len(records) - distinct
+
+
+def test_cdnow_master(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    run_cli("init", ws)
+    r = run_cli("ingest", "orders", CDNOW_MASTER, "-w", ws, "--json")
+    assert r.code == 0, r.stderr
+    [report] = r.json()
+    n, dups = _cdnow_reference()
+    assert n == 69659
+    assert report["rows_read"] == n
+    assert report["duplicates_removed"] == dups
+    assert report["rows_quarantined"] == 0
+    assert report["rows_loaded"] == n - dups
+    assert report["customers_created"] == 23570
+    assert report["delimiter"] == "whitespace"
+    assert report["mapping"]["fields"] == {"customer_id": "customer_id", "order_date": "date",
+                                           "quantity": "number_of_cds", "amount": "dollar_value"}
+    s = run_cli("status", "-w", ws, "--json").json()
+    assert s["tables"]["orders"] == n - dups and s["tables"]["customers"] == 23570
+
+
+def _retail_reference() -> dict[str, int]:
+    with ONLINE_RETAIL.open(newline="") as fh:
+        rows = list(csv.DictReader(fh, delimiter=";"))
+    missing = sum(1 for r in rows if r["CustomerID"] in ("", "NA"))
+    keys = [tuple(r.values()) for r in rows]
+    dups = len(keys) - len(set(keys))
+    loaded_ids = {r["CustomerID"] for r in rows if r["CustomerID"] not in ("", "NA")}
+    for r in rows:  # every date must be readable month-first in one of the two formats
+        d = r["InvoiceDate"]
+        fmt = "%m/%d/%Y %H:%M" if len(d.split(" ")[0].split("/")[2]) == 4 else "%m/%d/%y %H:%M"
+        dt.datetime.strptime(d, fmt)
+    return {"rows": len(rows), "missing": missing, "dups": dups, "customers": len(loaded_ids)}
+
+
+def test_online_retail_sample(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    run_cli("init", ws)
+    r = run_cli("ingest", "orders", ONLINE_RETAIL, "-w", ws, "--json")
+    assert r.code == 0, r.stderr
+    [report] = r.json()
+    ref = _retail_reference()
+    assert ref["rows"] == 5000 and 0.33 < ref["missing"] / ref["rows"] < 0.39
+    assert report["rows_read"] == 5000
+    assert report["rows_quarantined"] == ref["missing"]
+    assert report["duplicates_removed"] == ref["dups"]
+    assert report["rows_loaded"] == 5000 - ref["missing"] - ref["dups"]
+    assert report["customers_created"] == ref["customers"]
+    assert report["date_orders"] == {"InvoiceDate": "mdy"}
+    assert report["reasons"] == {"MISSING_CUSTOMER_ID": ref["missing"]}
+    assert set(report) >= {"batch_id", "rows_read", "rows_loaded", "rows_quarantined", "duplicates_removed",
+                           "mapping"}
+    q = run_cli("quarantine", "-w", ws, "--json", "--limit", "3").json()
+    assert q["total"] == ref["missing"]
+    first = q["rows"][0]
+    assert first["reason_code"] == "MISSING_CUSTOMER_ID" and first["column"] == "CustomerID"
+    with ONLINE_RETAIL.open() as fh:
+        lines = fh.read().splitlines()
+    assert lines[first["line"] - 1].split(";")[8] == "NA"
+    again = run_cli("ingest", "orders", ONLINE_RETAIL, "-w", ws, "--json").json()
+    assert again[0]["status"] == "already_loaded"
+
+
+@pytest.mark.parametrize(
+    ("setup", "args", "message"),
+    [
+        (None, ["nope.csv"], "file not found"),
+        (b"", ["empty.csv"], "the file is empty"),
+        (b"customer_id,order_date,amount\n", ["header.csv"], "header but no data rows"),
+        (bytes(range(256)), ["binary.csv"], "binary file"),
+        (b"a,b\n1,2\n", ["nocol.csv"], "no column for the required field 'customer_id'"),
+    ],
+)
+def test_bad_input_is_one_line_and_changes_nothing(tmp_path: Path, setup: bytes | None, args: list[str],
+                                                   message: str) -> None:
+    ws = tmp_path / "ws"
+    run_cli("init", ws)
+    good = tmp_path / "good.csv"
+    good.write_text("customer_id,order_date,amount\nC1,2024-01-01,1\n")
+    assert run_cli("ingest", "orders", good, "-w", ws).code == 0
+    before = run_cli("status", "-w", ws, "--json").json()
+    path = tmp_path / args[0]
+    if setup is not None:
+        path.write_bytes(setup)
+    r = run_cli("ingest", "orders", path, "-w", ws)
+    assert r.code == 2
+    assert message in r.stderr and str(path) in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    assert run_cli("status", "-w", ws, "--json").json() == before
+
+
+def test_wrong_sheet_via_cli(tmp_path: Path) -> None:
+    import xlsxwriter
+
+    ws = tmp_path / "ws"
+    run_cli("init", ws)
+    book = tmp_path / "c.xlsx"
+    wb = xlsxwriter.Workbook(str(book))
+    wb.add_worksheet("客户").write_row(0, 0, ["客户编号"])
+    wb.close()
+    r = run_cli("ingest", "customers", book, "--sheet", "Sheet9", "-w", ws)
+    assert r.code == 2 and "no sheet named 'Sheet9'; the sheets are: 客户" in r.stderr
+
+
+def test_quarantine_export_neutralises_formulas(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    run_cli("init", ws)
+    src = tmp_path / "o.csv"
+    src.write_text("customer_id,order_date,amount,status\n=HYPERLINK(\"x\"),2024-01-01,oops,@SUM(A1)\n")
+    r = run_cli("ingest", "orders", src, "-w", ws)
+    assert r.code == 0, r.stderr
+    out = tmp_path / "q.csv"
+    assert run_cli("quarantine", "-w", ws, "--export", out).code == 0
+    with out.open(encoding="utf-8-sig", newline="") as fh:
+        [row] = list(csv.DictReader(fh))
+    assert row["reason_code"] == "BAD_AMOUNT" and row["value"] == "oops"
+    assert row["record"].startswith("'=HYPERLINK")
+
+
+def test_ingest_human_output_shows_mapping_and_reconciliation(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    run_cli("init", ws)
+    src = tmp_path / "订单.csv"
+    src.write_bytes("客户编号,下单日期,实付金额\nC1,2024-01-01,￥100\n,2024-01-02,5\n".encode("gbk"))
+    r = run_cli("ingest", "orders", src, "-w", ws)
+    assert r.code == 0, r.stderr
+    assert "gb18030" in r.stdout and "实付金额" in r.stdout and "MISSING_CUSTOMER_ID 1" in r.stdout
+    assert re.search(r"│\s*2\s*│\s*1\s*│\s*1\s*│\s*0\s*│", r.stdout), r.stdout  # read, loaded, quarantined, dups
