@@ -31,7 +31,12 @@ def run_cli(*args: str | Path, cwd: Path | None = None) -> CliResult:
     env.pop("TIERWISE_DEBUG", None)
     proc = subprocess.run(
         [sys.executable, "-m", "tierwise.cli", *map(str, args)],
-        capture_output=True, text=True, stdin=subprocess.DEVNULL, cwd=cwd, env=env, timeout=300,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        cwd=cwd,
+        env=env,
+        timeout=300,
     )
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,7 +31,7 @@ WorkspaceOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
 
 
-class TableName(str, Enum):
+class TableName(StrEnum):
     customers = "customers"
     orders = "orders"
     payments = "payments"
@@ -60,7 +60,9 @@ def ingest(
     table: Annotated[TableName, typer.Argument(help="Which table the files hold.")],
     files: Annotated[list[Path], typer.Argument(help="CSV/TSV/TXT, XLSX/XLS or Parquet files.")],
     workspace: WorkspaceOpt = Path("."),
-    sep: Annotated[str | None, typer.Option(help="Separator: ',' ';' '\\t' '|' or whitespace (default: sniffed).")] = None,
+    sep: Annotated[
+        str | None, typer.Option(help="Separator: ',' ';' '\\t' '|' or whitespace (default: sniffed).")
+    ] = None,
     encoding: Annotated[str | None, typer.Option(help="Text encoding, e.g. gbk, utf-8 (default: detected).")] = None,
     sheet: Annotated[str | None, typer.Option(help="Excel sheet name (default: the first).")] = None,
     map_: Annotated[
@@ -86,8 +88,15 @@ def ingest(
             for path in files:
                 reports.append(
                     ingest_file(
-                        ws, table.value, path, sep=sep, encoding=encoding, sheet=sheet, header=not no_header,
-                        maps=maps, date_format=date_format,
+                        ws,
+                        table.value,
+                        path,
+                        sep=sep,
+                        encoding=encoding,
+                        sheet=sheet,
+                        header=not no_header,
+                        maps=maps,
+                        date_format=date_format,
                         progress=lambda name, total: bars.task(f"reading {Path(name).name}", total),
                     )
                 )
@@ -108,10 +117,13 @@ def _print_report(r: Any) -> None:
     if r.status == "already_loaded":
         out.print(f"[yellow]{r.file}[/]: already loaded as batch {r.batch_id}; nothing added")
         return
-    out.print(f"[bold]{r.file}[/] → {r.table}  (batch {r.batch_id}, {r.file_format}"
-              + (f", {r.encoding}" if r.encoding else "")
-              + (f", separator {r.delimiter!r}" if r.delimiter else "")
-              + (f", sheet {r.sheet!r}" if r.sheet else "") + ")")
+    out.print(
+        f"[bold]{r.file}[/] → {r.table}  (batch {r.batch_id}, {r.file_format}"
+        + (f", {r.encoding}" if r.encoding else "")
+        + (f", separator {r.delimiter!r}" if r.delimiter else "")
+        + (f", sheet {r.sheet!r}" if r.sheet else "")
+        + ")"
+    )
     mapping = Table("field", "column", "how", title="column mapping", title_justify="left")
     fields = r.mapping.get("fields", {})
     how = r.mapping.get("how", {})
@@ -125,8 +137,9 @@ def _print_report(r: Any) -> None:
         out.print(f"unmapped columns{keep}: {', '.join(r.mapping['unmapped'])}")
     if r.date_orders:
         out.print("date order: " + ", ".join(f"{c}={o}" for c, o in r.date_orders.items()))
-    rec = Table("rows read", "loaded", "quarantined", "duplicates removed", title="reconciliation",
-                title_justify="left")
+    rec = Table(
+        "rows read", "loaded", "quarantined", "duplicates removed", title="reconciliation", title_justify="left"
+    )
     rec.add_row(f"{r.rows_read:,}", f"{r.rows_loaded:,}", f"{r.rows_quarantined:,}", f"{r.duplicates_removed:,}")
     out.print(rec)
     notes = []
@@ -195,12 +208,26 @@ def status(workspace: WorkspaceOpt = Path("."), as_json: JsonOpt = False) -> Non
 
     ws = Workspace.open(workspace)
     try:
-        counts = {name: int(ws.table(name).count().execute())
-                  for name in ("customers", "orders", "payments", "interactions", "campaign_contacts",
-                               "quarantine")}
+        counts = {
+            name: int(ws.table(name).count().execute())
+            for name in ("customers", "orders", "payments", "interactions", "campaign_contacts", "quarantine")
+        }
         b = ws.table("batches")
-        batches = b.select("batch_id", "table_name", "file", "rows_read", "rows_loaded", "rows_quarantined",
-                           "duplicates_removed", "loaded_at").order_by("loaded_at").to_pyarrow().to_pylist()
+        batches = (
+            b.select(
+                "batch_id",
+                "table_name",
+                "file",
+                "rows_read",
+                "rows_loaded",
+                "rows_quarantined",
+                "duplicates_removed",
+                "loaded_at",
+            )
+            .order_by("loaded_at")
+            .to_pyarrow()
+            .to_pylist()
+        )
     finally:
         ws.close()
     if as_json:
@@ -211,20 +238,36 @@ def status(workspace: WorkspaceOpt = Path("."), as_json: JsonOpt = False) -> Non
         t.add_row(name, f"{n:,}")
     out.print(t)
     if batches:
-        bt = Table("batch", "table", "file", "read", "loaded", "quarantined", "duplicates", title="batches",
-                   title_justify="left")
+        bt = Table(
+            "batch",
+            "table",
+            "file",
+            "read",
+            "loaded",
+            "quarantined",
+            "duplicates",
+            title="batches",
+            title_justify="left",
+        )
         for row in batches:
-            bt.add_row(row["batch_id"], row["table_name"], Path(row["file"]).name, f"{row['rows_read']:,}",
-                       f"{row['rows_loaded']:,}", f"{row['rows_quarantined']:,}", f"{row['duplicates_removed']:,}")
+            bt.add_row(
+                row["batch_id"],
+                row["table_name"],
+                Path(row["file"]).name,
+                f"{row['rows_read']:,}",
+                f"{row['rows_loaded']:,}",
+                f"{row['rows_quarantined']:,}",
+                f"{row['duplicates_removed']:,}",
+            )
         out.print(bt)
 
 
-class Profile(str, Enum):
+class Profile(StrEnum):
     b2b = "b2b"
     b2c = "b2c"
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     csv = "csv"
     parquet = "parquet"
 
@@ -246,13 +289,22 @@ def generate(
     with progress_bars(err, bytes_mode=False) as bars:
         tick = bars.task("generating customers", customers)
         try:
-            summary = run_generate(outdir, customers=customers, seed=seed, profile=profile.value, fmt=fmt.value,
-                                   messy=messy, progress=lambda done, total: tick(done))
+            summary = run_generate(
+                outdir,
+                customers=customers,
+                seed=seed,
+                profile=profile.value,
+                fmt=fmt.value,
+                messy=messy,
+                progress=lambda done, total: tick(done),
+            )
         except ValueError as exc:
             raise UserError(str(exc)) from exc
-    data = summary.as_dict() if hasattr(summary, "as_dict") else {
-        k: (str(v) if isinstance(v, Path) else v) for k, v in vars(summary).items()
-    }
+    data = (
+        summary.as_dict()
+        if hasattr(summary, "as_dict")
+        else {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(summary).items()}
+    )
     if as_json:
         _print_json(data)
         return
@@ -285,7 +337,8 @@ def main() -> None:
         err.print(
             f"error: unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
             "(a bug in tierwise; rerun with TIERWISE_DEBUG=1 for details and report it)",
-            markup=False, soft_wrap=True,
+            markup=False,
+            soft_wrap=True,
         )
         sys.exit(1)
 

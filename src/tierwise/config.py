@@ -28,13 +28,16 @@ class WorkspaceSettings(_Section):
 class EngineSettings(_Section):
     kind: Literal["duckdb", "spark"] = Field("duckdb", description="Engine for all relational work: duckdb or spark")
     database: str = Field("tierwise.duckdb", description="DuckDB file, relative to the workspace")
-    memory_limit: str = Field("", description="DuckDB memory limit such as '8GB'; empty = DuckDB's default (80% of RAM)")
+    memory_limit: str = Field(
+        "", description="DuckDB memory limit such as '8GB'; empty = DuckDB's default (80% of RAM)"
+    )
     threads: int = Field(0, ge=0, description="Worker threads for DuckDB; 0 = one per core")
 
 
 class IngestSettings(_Section):
     date_order: Literal["auto", "ymd", "dmy", "mdy"] = Field(
-        "auto", description="Order of day and month in dates like 03/04/2024: auto decides from the data, or ymd/dmy/mdy"
+        "auto",
+        description="Order of day and month in dates like 03/04/2024: auto decides from the data, or ymd/dmy/mdy",
     )
     two_digit_year_pivot: int = Field(
         70, ge=0, le=99, description="Two-digit years below this are 20xx, the others 19xx"
@@ -49,8 +52,20 @@ class IngestSettings(_Section):
         ["C"], description="Order numbers starting with one of these are cancellations (negative revenue)"
     )
     cancel_statuses: list[str] = Field(
-        ["cancelled", "canceled", "returned", "refunded", "return", "refund", "已取消", "取消", "退货", "已退货",
-         "退款", "已退款"],
+        [
+            "cancelled",
+            "canceled",
+            "returned",
+            "refunded",
+            "return",
+            "refund",
+            "已取消",
+            "取消",
+            "退货",
+            "已退货",
+            "退款",
+            "已退款",
+        ],
         description="Order statuses (case-insensitive) that mean a return or cancellation",
     )
     missing_values: list[str] = Field(
@@ -58,8 +73,24 @@ class IngestSettings(_Section):
         description="Cell values (besides empty ones) that mean 'no value'",
     )
     online_channels: list[str] = Field(
-        ["online", "web", "app", "ecommerce", "e-commerce", "wechat", "mini program", "线上", "网店", "官网",
-         "小程序", "天猫", "京东", "淘宝", "微信", "app商城"],
+        [
+            "online",
+            "web",
+            "app",
+            "ecommerce",
+            "e-commerce",
+            "wechat",
+            "mini program",
+            "线上",
+            "网店",
+            "官网",
+            "小程序",
+            "天猫",
+            "京东",
+            "淘宝",
+            "微信",
+            "app商城",
+        ],
         description="Channel values (case-insensitive) that count as online",
     )
 
@@ -70,9 +101,9 @@ class IngestSettings(_Section):
 
 
 class Config(_Section):
-    workspace: WorkspaceSettings = Field(default_factory=WorkspaceSettings)
-    engine: EngineSettings = Field(default_factory=EngineSettings)
-    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    workspace: WorkspaceSettings = WorkspaceSettings()
+    engine: EngineSettings = EngineSettings()
+    ingest: IngestSettings = IngestSettings()
     # [mapping.orders] "源列名" = "field": per table, source header → canonical field (or "ignore").
     mapping: dict[str, dict[str, str]] = Field(default_factory=dict)
 
@@ -126,7 +157,7 @@ def render_default_config() -> str:
     """The commented tierwise.toml that `tierwise init` writes: every setting at its default."""
     lines = ["# tierwise workspace settings. Every key is shown at its default; edit and re-run.", ""]
     defaults = Config()
-    for section_name, section_field in Config.model_fields.items():
+    for section_name in Config.model_fields:
         if section_name == "mapping":
             continue
         section = getattr(defaults, section_name)
@@ -136,7 +167,7 @@ def render_default_config() -> str:
             lines.append(f"{name} = {_toml_value(getattr(section, name))}")
         lines.append("")
     lines += [
-        "# Column mapping, per table: source header = canonical field (or \"ignore\"). Headers are",
+        '# Column mapping, per table: source header = canonical field (or "ignore"). Headers are',
         "# recognised automatically in Chinese and English; add lines only where that guess is wrong.",
         "# [mapping.orders]",
         '# "实收款" = "amount"',

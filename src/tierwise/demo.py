@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 import sys
 from pathlib import Path
-
-import subprocess
 
 STEPS_TABLES = ("customers", "orders", "payments", "interactions")
 

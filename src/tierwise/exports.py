@@ -58,8 +58,15 @@ def write_table(table: pa.Table, path: Path, fmt: str | None = None) -> None:
         import xlsxwriter
 
         safe = safe_for_spreadsheets(_flatten_nested(table))
-        wb = xlsxwriter.Workbook(str(path), {"strings_to_formulas": False, "strings_to_urls": False,
-                                             "default_date_format": "yyyy-mm-dd", "remove_timezone": True})
+        wb = xlsxwriter.Workbook(
+            str(path),
+            {
+                "strings_to_formulas": False,
+                "strings_to_urls": False,
+                "default_date_format": "yyyy-mm-dd",
+                "remove_timezone": True,
+            },
+        )
         ws = wb.add_worksheet()
         ws.write_row(0, 0, safe.column_names)
         for r, row in enumerate(safe.to_pylist(), start=1):

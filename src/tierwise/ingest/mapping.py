@@ -67,7 +67,8 @@ def resolve_mapping(
                     raise UserError(
                         f"--map names column '{source}', which is not in the file; the columns are: "
                         + ", ".join(columns),
-                        file=file, line=1,
+                        file=file,
+                        line=1,
                     )
                 continue
             if source in used:
@@ -83,7 +84,8 @@ def resolve_mapping(
                 raise UserError(
                     f"'{source}' is mapped to '{target}', which is not a field of {spec.name}; "
                     f"the fields are: {', '.join(spec.names)}",
-                    file=file, column=source,
+                    file=file,
+                    column=source,
                 )
             if target not in fields:
                 fields[target] = source
@@ -96,10 +98,10 @@ def resolve_mapping(
         if col in used:
             continue
         key = normalise_header(col)
-        target = index.get(key)
-        if target is not None and target not in fields:
-            fields[target] = col
-            how[target] = "auto"
+        found = index.get(key)
+        if found is not None and found not in fields:
+            fields[found] = col
+            how[found] = "auto"
             used.add(col)
             continue
         ctarget = carried_index.get(key)
@@ -117,7 +119,8 @@ def resolve_mapping(
         raise UserError(
             f"no column for the required field '{f.name}' ({f.label_zh}){hint}; the columns are: "
             f"{', '.join(columns)}; name it with --map COLUMN={f.name} or in [mapping.{_config_key(spec)}]",
-            file=file, line=1,
+            file=file,
+            line=1,
         )
     unmapped = [c for c in columns if c not in used]
     return Mapping(fields, unmapped, carried, how)

@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from tierwise.engine import transaction
 from tierwise.errors import UserError
-from tierwise.ingest import values
+from tierwise.ingest import parse as values
 from tierwise.ingest.mapping import Mapping, resolve_mapping
 from tierwise.ingest.readers import LINE, Source, open_source
 from tierwise.schema import CUSTOMERS, TABLES, Field, TableSpec
@@ -104,9 +104,7 @@ def ingest_file(
     tick = progress(file, path.stat().st_size) if progress else None
     source = open_source(path, sep=sep, encoding=encoding, sheet=sheet, header=header, progress=tick)
     try:
-        mapping = resolve_mapping(
-            source.columns, spec, ws.config.mapping.get(table_key, {}), maps or {}, file=file
-        )
+        mapping = resolve_mapping(source.columns, spec, ws.config.mapping.get(table_key, {}), maps or {}, file=file)
         stage = _stage(ws, source)
         try:
             return _load(ws, spec, table_key, source, mapping, stage, batch_id, fp, date_format, today)
@@ -127,17 +125,24 @@ def _stage(ws: Workspace, source: Source) -> str:
             ws.con.insert(name, pa.Table.from_batches([batch]))
     if not created or ws.con.table(name).count().execute() == 0:
         ws.con.drop_table(name, force=True)
-        raise UserError("the file has a header but no data rows; export it again with its rows",
-                        file=str(source.path), line=2)
+        raise UserError(
+            "the file has a header but no data rows; export it again with its rows", file=str(source.path), line=2
+        )
     return name
 
 
 @dataclass
 class _FieldPlan:
     field: Field
-    source: str | None
-    raw: ir.Value | None  # the cleaned raw text (None when missing tokens or empty)
-    value: ir.Value  # the parsed value, NULL where it could not be parsed
+    source: str | None  # the source column, as the user knows it
+
+    @property
+    def raw(self) -> str:  # column with the cleaned text (NULL for empty cells and missing-value tokens)
+        return f"_r_{self.field.name}"
+
+    @property
+    def value(self) -> str:  # column with the parsed value, NULL where it could not be read
+        return f"_v_{self.field.name}"
 
 
 @dataclass
@@ -154,28 +159,21 @@ def _blank_to_null(col: ir.StringValue, missing: list[str]) -> ir.StringValue:
     return ibis.ifelse((s == "") | s.upper().isin([m.upper() for m in missing]), ibis.null("string"), s)
 
 
-def _parse(col: ir.Value, f: Field, order: str, pivot: int) -> ir.Value:
+def _parser(t: ir.Table, plan: _FieldPlan, order: str, pivot: int) -> list[values.Stage]:
+    f, raw, out = plan.field, plan.raw, plan.value
     target = IBIS_TYPES[f.kind]
-    if not col.type().is_string():
-        if f.kind == "date" and col.type().is_timestamp():
-            return col.date()
-        if f.kind in ("date", "timestamp") and col.type().is_numeric():
-            return values.parse_timestamp(col.cast("string"), order, pivot) if f.kind == "timestamp" else (
-                values.parse_date(col.cast("string"), order, pivot)
-            )
-        return col.try_cast(target) if f.kind != "text" else col.cast("string")
-    s = col
+    col_type = t[raw].type()
     if f.kind == "text":
-        return s
-    if f.kind in ("amount", "number"):
-        return values.parse_amount(s)
-    if f.kind == "integer":
-        return values.parse_integer(s)
-    if f.kind == "boolean":
-        return values.parse_boolean(s)
-    if f.kind == "date":
-        return values.parse_date(s, order, pivot)  # type: ignore[arg-type]
-    return values.parse_timestamp(s, order, pivot)  # type: ignore[arg-type]
+        return [lambda t: {out: t[raw].cast("string")}]
+    if col_type.is_string():
+        return values.stages_for(f.kind, raw, out, order, pivot)  # type: ignore[arg-type]
+    # Typed columns (Parquet): dates stored as numbers (20240305, Excel serials) still need reading.
+    if f.kind in ("date", "timestamp") and col_type.is_numeric():
+        text = f"{raw}__text"
+        return [lambda t: {text: t[raw].cast("string")}, *values.stages_for(f.kind, text, out, order, pivot)]  # type: ignore[arg-type]
+    if f.kind == "date" and col_type.is_timestamp():
+        return [lambda t: {out: t[raw].date()}]
+    return [lambda t: {out: t[raw].try_cast(target)}]
 
 
 def _date_orders(
@@ -201,7 +199,9 @@ def _date_orders(
             raise UserError(
                 f"{what}; say which with --date-format dmy or --date-format mdy "
                 "(or [ingest] date_order in tierwise.toml)",
-                file=file, line=int(line) if line is not None else None, column=source,
+                file=file,
+                line=int(line) if line is not None else None,
+                column=source,
             )
         orders[source] = decided
     return orders
@@ -229,63 +229,94 @@ def _load(
     # Exact duplicates: identical in every source column; the first occurrence is kept.
     dedup = raw.group_by(source_cols).aggregate(**{LINE: raw[LINE].min(), "_copies": raw.count()})
 
-    plans: dict[str, _FieldPlan] = {}
-    for f in spec.fields:
-        src = mapping.fields.get(f.name)
-        if src is None:
-            plans[f.name] = _FieldPlan(f, None, None, ibis.null(IBIS_TYPES[f.kind]))
-            continue
-        col = dedup[src]
-        cleaned = _blank_to_null(col, settings.missing_values) if col.type().is_string() else col
-        order = orders.get(src, "ymd")
-        parsed = _parse(cleaned, f, order, settings.two_digit_year_pivot).cast(IBIS_TYPES[f.kind])
-        plans[f.name] = _FieldPlan(f, src, cleaned, parsed)
+    plans = {f.name: _FieldPlan(f, mapping.fields.get(f.name)) for f in spec.fields}
+    mapped = [p for p in plans.values() if p.source is not None]
+    t = dedup.mutate(
+        **{
+            p.raw: _blank_to_null(dedup[p.source], settings.missing_values)
+            if dedup[p.source].type().is_string()
+            else dedup[p.source]
+            for p in mapped
+            if p.source is not None
+        }
+    )
+    pivot = settings.two_digit_year_pivot
+    t = values.apply_stages(t, [_parser(t, p, orders.get(p.source or "", "ymd"), pivot) for p in mapped])
+    t = t.mutate(
+        **{
+            p.value: (t[p.value] if p.source is not None else ibis.null(IBIS_TYPES[p.field.kind])).cast(
+                IBIS_TYPES[p.field.kind]
+            )
+            for p in plans.values()
+        }
+    )
 
     # amount = quantity × unit price where the amount column is missing or empty.
     if spec.name == "orders":
-        qty, price = plans["quantity"], plans["unit_price"]
+        qty, price, amount = plans["quantity"], plans["unit_price"], plans["amount"]
         if qty.source and price.source:
-            product = (qty.value * price.value).round(2)
-            amount = plans["amount"]
-            amount.value = product if amount.source is None else amount.value.coalesce(
-                ibis.ifelse(amount.raw.isnull(), product, ibis.null("float64"))
-            )
+            product = (t[qty.value] * t[price.value]).round(2)
             if amount.source is None:
-                amount.raw = ibis.ifelse(qty.raw.notnull() & price.raw.notnull(), ibis.literal("×"), None)
+                t = t.mutate(
+                    **{
+                        amount.value: product,
+                        amount.raw: ibis.ifelse(
+                            t[qty.raw].notnull() & t[price.raw].notnull(), ibis.literal("×"), ibis.null("string")
+                        ),
+                    }
+                )
                 amount.source = f"{qty.source}×{price.source}"
+            else:
+                t = t.mutate(
+                    **{
+                        amount.value: t[amount.value].coalesce(
+                            ibis.ifelse(t[amount.raw].isnull(), product, ibis.null("float64"))
+                        )
+                    }
+                )
+                t = t.mutate(
+                    **{
+                        amount.raw: t[amount.raw].coalesce(
+                            ibis.ifelse(t[amount.value].notnull(), ibis.literal("×"), ibis.null("string"))
+                        )
+                    }
+                )
 
     today = today or _dt.date.today()
-    latest = ibis.timestamp(
-        (today + _dt.timedelta(days=settings.future_tolerance_days + 1)).isoformat()
-    )
+    latest = ibis.timestamp((today + _dt.timedelta(days=settings.future_tolerance_days + 1)).isoformat())
 
     checks: list[_Check] = []
     for f in spec.fields:
         p = plans[f.name]
-        if p.source is None or p.raw is None:
+        if p.source is None:
             continue
         label = f"{f.name} ({f.label_zh})"
-        raw_text = p.raw.cast("string")
+        raw, value = t[p.raw], t[p.value]
+        raw_text = raw.cast("string")
         if f.required:
             code = MISSING_CUSTOMER_ID if f.name == "customer_id" else MISSING_VALUE
-            checks.append(_Check(p.raw.isnull(), code, f"{label} is empty", p.source, raw_text))
+            checks.append(_Check(raw.isnull(), code, f"{label} is empty", p.source, raw_text))
             if f.kind != "text":
                 bad = BAD_DATE if f.kind in ("date", "timestamp") else BAD_AMOUNT if f.kind == "amount" else BAD_VALUE
-                checks.append(_Check(p.value.isnull(), bad, f"cannot read {label}", p.source, raw_text))
+                checks.append(_Check(value.isnull(), bad, f"cannot read {label}", p.source, raw_text))
         if f.name in NO_FUTURE and f.kind in ("date", "timestamp"):
-            ts = p.value.cast("timestamp")
-            checks.append(_Check(ts.notnull() & (ts >= latest), FUTURE_DATE, f"{label} is in the future",
-                                 p.source, raw_text))
+            ts = value.cast("timestamp")
+            checks.append(
+                _Check(ts.notnull() & (ts >= latest), FUTURE_DATE, f"{label} is in the future", p.source, raw_text)
+            )
 
-    t = dedup.mutate(**{f"_v_{name}": p.value for name, p in plans.items()})
     if spec.name == "customers":
         # The same customer twice in one file with different details: the first line wins.
         t = t.mutate(_id_rank=ibis.row_number().over(group_by=t["_v_customer_id"], order_by=t[LINE]))
-        checks.append(_Check(
-            t["_v_customer_id"].notnull() & (t["_id_rank"] > 0), DUPLICATE_ID,
-            "customer_id appears earlier in this file with other details",
-            plans["customer_id"].source or "customer_id", t["_v_customer_id"],
-        ))
+        checks.append(
+            _Check(
+                t["_v_customer_id"].notnull() & (t["_id_rank"] > 0),
+                DUPLICATE_ID,
+                "customer_id appears earlier in this file with other details",
+                plans["customer_id"].source or "customer_id",
+                t["_v_customer_id"],
+            )
+        )
 
     def first_failing(pick: Callable[[_Check], ir.Value], kind: str) -> ir.Value:
         if not checks:
@@ -297,15 +328,14 @@ def _load(
     column = first_failing(lambda c: ibis.literal(c.column), "string")
     bad_value = first_failing(lambda c: c.value.cast("string"), "string")
     sep = source.delimiter if source.delimiter not in ("", "whitespace") else " | "
-    record = ibis.literal("\t" if sep == "\t" else sep).join(
-        [t[c].cast("string").fill_null("") for c in source_cols]
-    )
+    record = ibis.literal("\t" if sep == "\t" else sep).join([t[c].cast("string").fill_null("") for c in source_cols])
     t = t.mutate(_reason=reason, _message=message, _column=column, _bad_value=bad_value, _record=record)
     clean_name = f"_clean_{uuid.uuid4().hex[:12]}"
     con.create_table(clean_name, t, temp=True)
     try:
-        return _commit(ws, spec, table_key, source, mapping, plans, con.table(clean_name), raw, batch_id, fp,
-                       orders, source_cols)
+        return _commit(
+            ws, spec, table_key, source, mapping, plans, con.table(clean_name), raw, batch_id, fp, orders, source_cols
+        )
     finally:
         con.drop_table(clean_name, force=True)
 
@@ -325,45 +355,58 @@ def _commit(
     source_cols: list[str],
 ) -> BatchReport:
     con = ws.con
-    settings = ws.config.ingest
     file = str(source.path)
     good = clean.filter(clean._reason.isnull())
     bad = clean.filter(clean._reason.notnull())
 
-    counts = clean.aggregate(
-        distinct_rows=clean.count(),
-        copies=clean._copies.sum(),
-        quarantined=clean._reason.notnull().sum(),
-    ).to_pyarrow().to_pylist()[0]
+    counts = (
+        clean.aggregate(
+            distinct_rows=clean.count(),
+            copies=clean._copies.sum(),
+            quarantined=clean._reason.notnull().sum(),
+        )
+        .to_pyarrow()
+        .to_pylist()[0]
+    )
     rows_read = int(counts["copies"])
     duplicates = rows_read - int(counts["distinct_rows"])
     quarantined = int(counts["quarantined"] or 0)
     reasons = {
-        r["_reason"]: int(r["n"])
-        for r in bad.group_by("_reason").aggregate(n=bad.count()).to_pyarrow().to_pylist()
+        r["_reason"]: int(r["n"]) for r in bad.group_by("_reason").aggregate(n=bad.count()).to_pyarrow().to_pylist()
     }
 
     report = BatchReport(
-        file=file, table=table_key, batch_id=batch_id, status="loaded", rows_read=rows_read,
-        rows_quarantined=quarantined, duplicates_removed=duplicates, file_format=source.file_format,
-        encoding=source.encoding, delimiter=source.delimiter, sheet=source.sheet,
-        mapping=mapping.as_json(), date_orders=orders, reasons=reasons,
+        file=file,
+        table=table_key,
+        batch_id=batch_id,
+        status="loaded",
+        rows_read=rows_read,
+        rows_quarantined=quarantined,
+        duplicates_removed=duplicates,
+        file_format=source.file_format,
+        encoding=source.encoding,
+        delimiter=source.delimiter,
+        sheet=source.sheet,
+        mapping=mapping.as_json(),
+        date_orders=orders,
+        reasons=reasons,
     )
     report.rows_loaded = rows_read - duplicates - quarantined
 
     # Values in optional fields that could not be read: the row loads with the field empty.
     blanked_parts = []
     for name, p in plans.items():
-        if p.source is None or p.field.required or p.field.kind == "text" or p.raw is None:
+        if p.source is None or p.field.required or p.field.kind == "text":
             continue
-        v = clean[f"_v_{name}"]
-        raw_col = clean[p.source]
-        raw_txt = _blank_to_null(raw_col, settings.missing_values) if raw_col.type().is_string() else raw_col
-        rows = clean.filter(clean._reason.isnull() & raw_txt.notnull() & v.isnull())
+        rows = clean.filter(clean._reason.isnull() & clean[p.raw].notnull() & clean[p.value].isnull())
         blanked_parts.append(
             rows.select(
-                batch_id=ibis.literal(batch_id), file=ibis.literal(file), line=rows[LINE],
-                column=ibis.literal(p.source), field=ibis.literal(name), value=rows[p.source].cast("string"),
+                batch_id=ibis.literal(batch_id),
+                file=ibis.literal(file),
+                line=rows[LINE],
+                column=ibis.literal(p.source),
+                field=ibis.literal(name),
+                value=rows[p.source].cast("string"),
             )
         )
 
@@ -375,9 +418,15 @@ def _commit(
             con.insert(
                 "quarantine",
                 bad.select(
-                    batch_id=ibis.literal(batch_id), table_name=ibis.literal(spec.name), file=ibis.literal(file),
-                    line=bad[LINE], column=bad._column, reason_code=bad._reason, message=bad._message,
-                    value=bad._bad_value.cast("string"), record=bad._record,
+                    batch_id=ibis.literal(batch_id),
+                    table_name=ibis.literal(spec.name),
+                    file=ibis.literal(file),
+                    line=bad[LINE],
+                    column=bad._column,
+                    reason_code=bad._reason,
+                    message=bad._message,
+                    value=bad._bad_value.cast("string"),
+                    record=bad._record,
                 ),
             )
         for part in blanked_parts:
@@ -392,9 +441,9 @@ def _commit(
         if spec.name == "orders":
             o = con.table("orders")
             mine = o.filter(o.batch_id == batch_id)
-            stats = mine.aggregate(
-                returns=mine.is_return.sum(), outliers=mine.is_outlier.sum()
-            ).to_pyarrow().to_pylist()[0]
+            stats = (
+                mine.aggregate(returns=mine.is_return.sum(), outliers=mine.is_outlier.sum()).to_pyarrow().to_pylist()[0]
+            )
             report.returns = int(stats["returns"] or 0)
             report.outliers_flagged = int(stats["outliers"] or 0)
         if spec.name != "customers":
@@ -404,8 +453,13 @@ def _commit(
 
 
 def _canonical_rows(
-    ws: Workspace, spec: TableSpec, good: ir.Table, plans: dict[str, _FieldPlan], batch_id: str,
-    target: ibis.Schema, mapping: Mapping,
+    ws: Workspace,
+    spec: TableSpec,
+    good: ir.Table,
+    plans: dict[str, _FieldPlan],
+    batch_id: str,
+    target: ibis.Schema,
+    mapping: Mapping,
 ) -> ir.Table:
     settings = ws.config.ingest
     cols: dict[str, ir.Value] = {name: good[f"_v_{name}"] for name in plans}
@@ -426,9 +480,11 @@ def _canonical_rows(
         if cols["cost"] is not None:
             cols["cost"] = ibis.ifelse(cancelled & cols["cost"].notnull(), -cols["cost"].abs(), cols["cost"])
         sales = good.filter(~(cancelled | negative))
-        q = sales.aggregate(
-            q1=sales[f"_v_amount"].quantile(0.25), q3=sales[f"_v_amount"].quantile(0.75)
-        ).to_pyarrow().to_pylist()[0]
+        q = (
+            sales.aggregate(q1=sales["_v_amount"].quantile(0.25), q3=sales["_v_amount"].quantile(0.75))
+            .to_pyarrow()
+            .to_pylist()[0]
+        )
         if q["q1"] is not None and q["q3"] is not None and q["q3"] > q["q1"]:
             iqr = q["q3"] - q["q1"]
             hi = q["q3"] + settings.outlier_iqr_factor * iqr
@@ -466,19 +522,14 @@ def _upsert_customers(ws: Workspace, new: ir.Table) -> int:
     return updated
 
 
-def _create_minimal_customers(
-    ws: Workspace, spec: TableSpec, good: ir.Table, mapping: Mapping, batch_id: str
-) -> int:
+def _create_minimal_customers(ws: Workspace, spec: TableSpec, good: ir.Table, mapping: Mapping, batch_id: str) -> int:
     """Customers seen in transactions but not in `customers` get a minimal, flagged record."""
     con = ws.con
     customers = con.table("customers")
-    ids = good.select(customer_id=good["_v_customer_id"], _line=good[LINE])
-    extra: dict[str, ir.Value] = {}
-    for fname, src in mapping.carried.items():
-        extra[fname] = good[src].strip().nullif("").first(order_by=good[LINE])
-    per_customer = good.group_by(customer_id=good["_v_customer_id"]).aggregate(
-        source_line=ids._line.min(), **extra
-    ) if extra else ids.group_by("customer_id").aggregate(source_line=ids._line.min())
+    extra: dict[str, ir.Value] = {
+        fname: good[src].strip().nullif("").first(order_by=good[LINE]) for fname, src in mapping.carried.items()
+    }
+    per_customer = good.group_by(customer_id=good["_v_customer_id"]).aggregate(source_line=good[LINE].min(), **extra)
     missing = per_customer.anti_join(customers, "customer_id")
     n = int(missing.count().execute())
     if not n:

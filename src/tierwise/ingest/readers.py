@@ -70,8 +70,10 @@ def open_source(
         head = fh.read(8)
     if suffix == ".parquet" or head[:4] == b"PAR1":
         return _open_parquet(path, size, progress)
-    if suffix in {".xlsx", ".xlsm", ".xls", ".xlsb", ".ods"} or head[:4] == b"PK\x03\x04" or head == (
-        b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+    if (
+        suffix in {".xlsx", ".xlsm", ".xls", ".xlsb", ".ods"}
+        or head[:4] == b"PK\x03\x04"
+        or head == (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1")
     ):
         return _open_excel(path, size, sheet, header)
     return _open_text(path, size, sep, encoding, header, progress)
@@ -255,8 +257,11 @@ def _csv_error(path: Path, exc: pa.ArrowInvalid, base_line: int | None = None) -
             file=str(path),
             line=line,
         )
-    return UserError(f"cannot read as delimited text ({msg.splitlines()[0]}); check --sep and --encoding",
-                     file=str(path), line=base_line)
+    return UserError(
+        f"cannot read as delimited text ({msg.splitlines()[0]}); check --sep and --encoding",
+        file=str(path),
+        line=base_line,
+    )
 
 
 def _find_line_with_fields(path: Path, found: int, expected: int) -> int | None:
@@ -280,7 +285,7 @@ def _scan_for_ragged(path: Path, expected: int) -> int | None:
 
 def _whitespace_to_tabs(path: Path, enc: str) -> Path:
     """Whitespace-separated text (CDNOW): fold runs of blanks into one tab, streaming, into a temp file."""
-    tmp = tempfile.NamedTemporaryFile("w", suffix=".tsv", delete=False, encoding="utf-8", newline="\n")
+    tmp = tempfile.NamedTemporaryFile("w", suffix=".tsv", delete=False, encoding="utf-8", newline="\n")  # noqa: SIM115
     splitter = re.compile(r"[ \t]+")
     with path.open(encoding=enc, newline="") as src, tmp:
         while True:
