@@ -75,6 +75,14 @@ def test_cdnow_master(tmp_path: Path) -> None:
     assert s["tables"]["orders"] == n - dups and s["tables"]["customers"] == 23570
 
 
+def test_cdnow_keeping_identical_lines(tmp_path: Path) -> None:
+    # CDNOW's identical lines are separate purchases of the same value on one day: keep them all.
+    ws = tmp_path / "ws"
+    run_cli("init", ws)
+    [report] = run_cli("ingest", "orders", CDNOW_MASTER, "-w", ws, "--json", "--keep-duplicates").json()
+    assert (report["rows_read"], report["rows_loaded"], report["duplicates_removed"]) == (69659, 69659, 0)
+
+
 def _retail_reference() -> dict[str, int]:
     with ONLINE_RETAIL.open(newline="") as fh:
         rows = list(csv.DictReader(fh, delimiter=";"))

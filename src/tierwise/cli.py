@@ -72,6 +72,11 @@ def ingest(
         str | None, typer.Option(help="Order of day and month for dates like 03/04/2024: dmy, mdy or ymd.")
     ] = None,
     no_header: Annotated[bool, typer.Option("--no-header", help="The file has no header line.")] = False,
+    keep_duplicates: Annotated[
+        bool | None,
+        typer.Option("--keep-duplicates/--remove-duplicates",
+                     help="Keep rows identical in every column (default: [ingest] remove_exact_duplicates)."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Load files into a canonical table, cleaning values; rejected rows go to quarantine."""
@@ -97,6 +102,7 @@ def ingest(
                         header=not no_header,
                         maps=maps,
                         date_format=date_format,
+                        keep_duplicates=keep_duplicates,
                         progress=lambda name, total: bars.task(f"reading {Path(name).name}", total),
                     )
                 )

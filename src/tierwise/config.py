@@ -39,6 +39,9 @@ class IngestSettings(_Section):
         "auto",
         description="Order of day and month in dates like 03/04/2024: auto decides from the data, or ymd/dmy/mdy",
     )
+    remove_exact_duplicates: bool = Field(
+        True, description="Remove rows identical in every column (false for sources where such rows are real)"
+    )
     two_digit_year_pivot: int = Field(
         70, ge=0, le=99, description="Two-digit years below this are 20xx, the others 19xx"
     )

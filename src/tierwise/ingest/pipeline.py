@@ -88,6 +88,7 @@ def ingest_file(
     date_format: str | None = None,
     progress: ProgressFactory | None = None,
     today: _dt.date | None = None,
+    keep_duplicates: bool | None = None,
 ) -> BatchReport:
     spec = TABLES[table_key]
     file = str(path)
@@ -107,7 +108,8 @@ def ingest_file(
         mapping = resolve_mapping(source.columns, spec, ws.config.mapping.get(table_key, {}), maps or {}, file=file)
         stage = _stage(ws, source)
         try:
-            return _load(ws, spec, table_key, source, mapping, stage, batch_id, fp, date_format, today)
+            return _load(ws, spec, table_key, source, mapping, stage, batch_id, fp, date_format, today,
+                         keep_duplicates)
         finally:
             ws.con.drop_table(stage, force=True)
     finally:
@@ -218,6 +220,7 @@ def _load(
     fp: str,
     date_format: str | None,
     today: _dt.date | None,
+    keep_duplicates: bool | None,
 ) -> BatchReport:
     con = ws.con
     settings = ws.config.ingest
@@ -227,7 +230,11 @@ def _load(
     orders = _date_orders(ws, raw, spec, mapping, date_format, file)
 
     # Exact duplicates: identical in every source column; the first occurrence is kept.
-    dedup = raw.group_by(source_cols).aggregate(**{LINE: raw[LINE].min(), "_copies": raw.count()})
+    remove = settings.remove_exact_duplicates if keep_duplicates is None else not keep_duplicates
+    if remove:
+        dedup = raw.group_by(source_cols).aggregate(**{LINE: raw[LINE].min(), "_copies": raw.count()})
+    else:
+        dedup = raw.mutate(_copies=ibis.literal(1, "int64"))
 
     plans = {f.name: _FieldPlan(f, mapping.fields.get(f.name)) for f in spec.fields}
     mapped = [p for p in plans.values() if p.source is not None]
