@@ -190,3 +190,25 @@ def test_ingest_human_output_shows_mapping_and_reconciliation(tmp_path: Path) ->
     assert r.code == 0, r.stderr
     assert "gb18030" in r.stdout and "实付金额" in r.stdout and "MISSING_CUSTOMER_ID 1" in r.stdout
     assert re.search(r"│\s*2\s*│\s*1\s*│\s*1\s*│\s*0\s*│", r.stdout), r.stdout  # read, loaded, quarantined, dups
+
+
+def test_generate_messy_then_ingest_reconciles_with_ground_truth(tmp_path: Path) -> None:
+    import json
+
+    data, ws = tmp_path / "data", tmp_path / "ws"
+    r = run_cli("generate", data, "--customers", "800", "--seed", "5", "--messy", "--json")
+    assert r.code == 0, r.stderr
+    assert r.json()["rows"]["orders"] > 0
+    truth = json.loads((data / "truth.json").read_text(encoding="utf-8"))["messy"]
+    run_cli("init", ws)
+    for table in ("customers", "orders", "payments", "interactions"):
+        res = run_cli("ingest", table, data / f"{table}.csv", "-w", ws, "--json")
+        assert res.code == 0, res.stderr
+        [rep] = res.json()
+        assert rep["encoding"] == "gb18030"
+        assert rep["rows_read"] == truth[table]["lines"]
+        assert rep["duplicates_removed"] == truth[table]["exact_duplicates"]
+        assert rep["rows_quarantined"] == truth[table]["missing_customer_id"]
+        assert rep["customers_created"] == 0  # every transaction's customer is in customers.csv
+    status = run_cli("status", "-w", ws, "--json").json()
+    assert status["tables"]["customers"] == 800

@@ -74,8 +74,10 @@ def ingest(
     no_header: Annotated[bool, typer.Option("--no-header", help="The file has no header line.")] = False,
     keep_duplicates: Annotated[
         bool | None,
-        typer.Option("--keep-duplicates/--remove-duplicates",
-                     help="Keep rows identical in every column (default: [ingest] remove_exact_duplicates)."),
+        typer.Option(
+            "--keep-duplicates/--remove-duplicates",
+            help="Keep rows identical in every column (default: [ingest] remove_exact_duplicates).",
+        ),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:

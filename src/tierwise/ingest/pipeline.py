@@ -108,8 +108,7 @@ def ingest_file(
         mapping = resolve_mapping(source.columns, spec, ws.config.mapping.get(table_key, {}), maps or {}, file=file)
         stage = _stage(ws, source)
         try:
-            return _load(ws, spec, table_key, source, mapping, stage, batch_id, fp, date_format, today,
-                         keep_duplicates)
+            return _load(ws, spec, table_key, source, mapping, stage, batch_id, fp, date_format, today, keep_duplicates)
         finally:
             ws.con.drop_table(stage, force=True)
     finally:
