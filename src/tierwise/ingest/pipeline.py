@@ -8,8 +8,10 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import time
 import uuid
-from collections.abc import Callable
+from contextlib import contextmanager
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -62,9 +64,19 @@ class BatchReport:
     mapping: dict[str, object] = field(default_factory=dict)
     date_orders: dict[str, str] = field(default_factory=dict)
     reasons: dict[str, int] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, object]:
         return asdict(self)
+
+
+@contextmanager
+def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[stage] = round(timings.get(stage, 0.0) + time.perf_counter() - start, 3)
 
 
 def fingerprint(path: Path) -> str:
@@ -106,30 +118,63 @@ def ingest_file(
     source = open_source(path, sep=sep, encoding=encoding, sheet=sheet, header=header, progress=tick)
     try:
         mapping = resolve_mapping(source.columns, spec, ws.config.mapping.get(table_key, {}), maps or {}, file=file)
-        stage = _stage(ws, source)
+        timings: dict[str, float] = {}
+        with _timed(timings, "read"):
+            raw, cleanup = _stage(ws, source)
         try:
-            return _load(ws, spec, table_key, source, mapping, stage, batch_id, fp, date_format, today, keep_duplicates)
+            report = _load(ws, spec, table_key, source, mapping, raw, batch_id, fp, date_format, today,
+                           keep_duplicates, timings)
         finally:
-            ws.con.drop_table(stage, force=True)
+            cleanup()
+        report.timings = timings
+        return report
     finally:
         source.close()
 
 
-def _stage(ws: Workspace, source: Source) -> str:
+def _stage(ws: Workspace, source: Source) -> tuple[ir.Table, Callable[[], None]]:
+    """The raw rows with their line numbers, as a table in the engine."""
     name = f"_stage_{uuid.uuid4().hex[:12]}"
-    created = False
-    for batch in source.batches:
+    if source.file_format == "parquet":
+        # The engine scans Parquet in parallel where it lies; nothing is copied.
+        view = ws.con.read_parquet(str(source.path), table_name=name, file_row_number=True)
+        raw = view.mutate(**{LINE: view.file_row_number + 1}).drop("file_row_number")
+        cleanup: Callable[[], None] = lambda: ws.con.drop_view(name, force=True)  # noqa: E731
+    else:
+        created = False
+        for batch in source.batches:
+            if not created:
+                ws.con.create_table(name, pa.Table.from_batches([batch]), temp=True)
+                created = True
+            else:
+                ws.con.insert(name, pa.Table.from_batches([batch]))
         if not created:
-            ws.con.create_table(name, pa.Table.from_batches([batch]), temp=True)
-            created = True
-        else:
-            ws.con.insert(name, pa.Table.from_batches([batch]))
-    if not created or ws.con.table(name).count().execute() == 0:
-        ws.con.drop_table(name, force=True)
+            ws.con.create_table(name, schema=ibis.schema({**dict.fromkeys(source.columns, "string"), LINE: "int64"}),
+                                temp=True)
+        raw = ws.con.table(name)
+        cleanup = lambda: ws.con.drop_table(name, force=True)  # noqa: E731
+    if raw.count().execute() == 0:
+        cleanup()
         raise UserError(
             "the file has a header but no data rows; export it again with its rows", file=str(source.path), line=2
         )
-    return name
+    return raw, cleanup
+
+
+def _dedup(raw: ir.Table, source_cols: list[str]) -> ir.Table:
+    """Exact duplicates collapse to their first line, with `_copies` counting them.
+
+    Grouping ten million rows by every column is slow; grouping by a row hash is fast. Only rows whose hash
+    occurs more than once are then compared column by column, so a hash collision never merges two rows.
+    """
+    hashed = raw.mutate(_h=ibis.struct({c: raw[c] for c in source_cols}).hash())
+    repeated = hashed.group_by("_h").aggregate(_n=hashed.count()).filter(ibis._._n > 1).select("_h")
+    singles = hashed.anti_join(repeated, "_h").select(*source_cols, LINE, _copies=ibis.literal(1, "int64"))
+    candidates = hashed.semi_join(repeated, "_h")
+    groups = candidates.group_by(source_cols).aggregate(
+        **{LINE: candidates[LINE].min(), "_copies": candidates.count()}
+    )
+    return singles.union(groups.select(*source_cols, LINE, "_copies"))
 
 
 @dataclass
@@ -214,24 +259,25 @@ def _load(
     table_key: str,
     source: Source,
     mapping: Mapping,
-    stage: str,
+    raw: ir.Table,
     batch_id: str,
     fp: str,
     date_format: str | None,
     today: _dt.date | None,
     keep_duplicates: bool | None,
+    timings: dict[str, float],
 ) -> BatchReport:
     con = ws.con
     settings = ws.config.ingest
     file = str(source.path)
-    raw = con.table(stage)
     source_cols = [c for c in raw.columns if c != LINE]
-    orders = _date_orders(ws, raw, spec, mapping, date_format, file)
+    with _timed(timings, "date order"):
+        orders = _date_orders(ws, raw, spec, mapping, date_format, file)
 
     # Exact duplicates: identical in every source column; the first occurrence is kept.
     remove = settings.remove_exact_duplicates if keep_duplicates is None else not keep_duplicates
     if remove:
-        dedup = raw.group_by(source_cols).aggregate(**{LINE: raw[LINE].min(), "_copies": raw.count()})
+        dedup = _dedup(raw, source_cols)
     else:
         dedup = raw.mutate(_copies=ibis.literal(1, "int64"))
 
@@ -263,30 +309,11 @@ def _load(
         if qty.source and price.source:
             product = (t[qty.value] * t[price.value]).round(2)
             if amount.source is None:
-                t = t.mutate(
-                    **{
-                        amount.value: product,
-                        amount.raw: ibis.ifelse(
-                            t[qty.raw].notnull() & t[price.raw].notnull(), ibis.literal("×"), ibis.null("string")
-                        ),
-                    }
-                )
+                t = t.mutate(**{amount.value: product, amount.raw: ibis.null("string")})
                 amount.source = f"{qty.source}×{price.source}"
             else:
-                t = t.mutate(
-                    **{
-                        amount.value: t[amount.value].coalesce(
-                            ibis.ifelse(t[amount.raw].isnull(), product, ibis.null("float64"))
-                        )
-                    }
-                )
-                t = t.mutate(
-                    **{
-                        amount.raw: t[amount.raw].coalesce(
-                            ibis.ifelse(t[amount.value].notnull(), ibis.literal("×"), ibis.null("string"))
-                        )
-                    }
-                )
+                filled = t[amount.value].coalesce(ibis.ifelse(t[amount.raw].isnull(), product, ibis.null("float64")))
+                t = t.mutate(**{amount.value: filled})
 
     today = today or _dt.date.today()
     latest = ibis.timestamp((today + _dt.timedelta(days=settings.future_tolerance_days + 1)).isoformat())
@@ -297,11 +324,12 @@ def _load(
         if p.source is None:
             continue
         label = f"{f.name} ({f.label_zh})"
-        raw, value = t[p.raw], t[p.value]
-        raw_text = raw.cast("string")
+        text, value = t[p.raw], t[p.value]
+        raw_text = text.cast("string")
         if f.required:
             code = MISSING_CUSTOMER_ID if f.name == "customer_id" else MISSING_VALUE
-            checks.append(_Check(raw.isnull(), code, f"{label} is empty", p.source, raw_text))
+            # A value without source text was derived (amount = quantity × unit price): not missing.
+            checks.append(_Check(text.isnull() & value.isnull(), code, f"{label} is empty", p.source, raw_text))
             if f.kind != "text":
                 bad = BAD_DATE if f.kind in ("date", "timestamp") else BAD_AMOUNT if f.kind == "amount" else BAD_VALUE
                 checks.append(_Check(value.isnull(), bad, f"cannot read {label}", p.source, raw_text))
@@ -333,15 +361,22 @@ def _load(
     message = first_failing(lambda c: ibis.literal(c.message), "string")
     column = first_failing(lambda c: ibis.literal(c.column), "string")
     bad_value = first_failing(lambda c: c.value.cast("string"), "string")
-    sep = source.delimiter if source.delimiter not in ("", "whitespace") else " | "
-    record = ibis.literal("\t" if sep == "\t" else sep).join([t[c].cast("string").fill_null("") for c in source_cols])
-    t = t.mutate(_reason=reason, _message=message, _column=column, _bad_value=bad_value, _record=record)
+    t = t.mutate(_reason=reason, _message=message, _column=column, _bad_value=bad_value.cast("string"))
+    # Only what loading needs is materialised: parsed values, the text of optional typed fields (to report
+    # unreadable ones), the source columns kept as attributes or carried to customers, and the verdict.
+    keep_raw = [p.raw for p in plans.values() if p.source is not None and not p.field.required
+                and p.field.kind != "text"]
+    passthrough = list(dict.fromkeys(
+        (mapping.unmapped if spec.name == "customers" else []) + list(mapping.carried.values())
+    ))
+    columns = [LINE, "_copies", *[p.value for p in plans.values()], *keep_raw, *passthrough,
+               "_reason", "_message", "_column", "_bad_value"]
     clean_name = f"_clean_{uuid.uuid4().hex[:12]}"
-    con.create_table(clean_name, t, temp=True)
+    with _timed(timings, "clean"):
+        con.create_table(clean_name, t.select(*columns), temp=True)
     try:
-        return _commit(
-            ws, spec, table_key, source, mapping, plans, con.table(clean_name), raw, batch_id, fp, orders, source_cols
-        )
+        return _commit(ws, spec, table_key, source, mapping, plans, con.table(clean_name), raw, batch_id, fp,
+                       orders, source_cols, timings)
     finally:
         con.drop_table(clean_name, force=True)
 
@@ -359,17 +394,24 @@ def _commit(
     fp: str,
     orders: dict[str, str],
     source_cols: list[str],
+    timings: dict[str, float],
 ) -> BatchReport:
     con = ws.con
     file = str(source.path)
     good = clean.filter(clean._reason.isnull())
     bad = clean.filter(clean._reason.notnull())
 
+    optional = [p for p in plans.values() if p.source is not None and not p.field.required and p.field.kind != "text"]
+
+    def unreadable(p: _FieldPlan) -> ir.BooleanValue:
+        return clean._reason.isnull() & clean[p.raw].notnull() & clean[p.value].isnull()
+
     counts = (
         clean.aggregate(
             distinct_rows=clean.count(),
             copies=clean._copies.sum(),
             quarantined=clean._reason.notnull().sum(),
+            **{f"blank_{p.field.name}": unreadable(p).sum() for p in optional},
         )
         .to_pyarrow()
         .to_pylist()[0]
@@ -401,57 +443,50 @@ def _commit(
 
     # Values in optional fields that could not be read: the row loads with the field empty.
     blanked_parts = []
-    for name, p in plans.items():
-        if p.source is None or p.field.required or p.field.kind == "text":
+    for p in optional:
+        n = int(counts[f"blank_{p.field.name}"] or 0)
+        if not n:
             continue
-        rows = clean.filter(clean._reason.isnull() & clean[p.raw].notnull() & clean[p.value].isnull())
+        report.values_blanked += n
+        rows = clean.filter(unreadable(p))
         blanked_parts.append(
             rows.select(
-                batch_id=ibis.literal(batch_id),
-                file=ibis.literal(file),
-                line=rows[LINE],
-                column=ibis.literal(p.source),
-                field=ibis.literal(name),
-                value=rows[p.source].cast("string"),
+                batch_id=ibis.literal(batch_id), file=ibis.literal(file), line=rows[LINE],
+                column=ibis.literal(p.source), field=ibis.literal(p.field.name), value=rows[p.raw].cast("string"),
             )
         )
 
     target = canonical_schema(spec)
     loaded = _canonical_rows(ws, spec, good, plans, batch_id, target, mapping)
 
-    with transaction(con):
+    if spec.name == "orders":
+        stats = loaded.aggregate(returns=loaded.is_return.sum(), outliers=loaded.is_outlier.sum())
+        row = stats.to_pyarrow().to_pylist()[0]
+        report.returns = int(row["returns"] or 0)
+        report.outliers_flagged = int(row["outliers"] or 0)
+
+    with _timed(timings, "store"), transaction(con):
         if quarantined:
+            # The whole source line is rebuilt for rejected rows only, from the raw rows by line number.
+            sep = source.delimiter if source.delimiter not in ("", "whitespace") else " | "
+            lines = raw.semi_join(bad, LINE)
+            record = ibis.literal(sep).join([lines[c].cast("string").fill_null("") for c in source_cols])
+            records = lines.select(LINE, _record=record)
+            rejected = bad.join(records, LINE)
             con.insert(
                 "quarantine",
-                bad.select(
-                    batch_id=ibis.literal(batch_id),
-                    table_name=ibis.literal(spec.name),
-                    file=ibis.literal(file),
-                    line=bad[LINE],
-                    column=bad._column,
-                    reason_code=bad._reason,
-                    message=bad._message,
-                    value=bad._bad_value.cast("string"),
-                    record=bad._record,
+                rejected.select(
+                    batch_id=ibis.literal(batch_id), table_name=ibis.literal(spec.name), file=ibis.literal(file),
+                    line=rejected[LINE], column=rejected._column, reason_code=rejected._reason,
+                    message=rejected._message, value=rejected._bad_value, record=rejected._record,
                 ),
             )
         for part in blanked_parts:
-            n = part.count().execute()
-            if n:
-                report.values_blanked += int(n)
-                con.insert("blanked_values", part)
+            con.insert("blanked_values", part)
         if spec.name == "customers":
             report.customers_updated = _upsert_customers(ws, loaded)
         else:
             con.insert(spec.name, loaded)
-        if spec.name == "orders":
-            o = con.table("orders")
-            mine = o.filter(o.batch_id == batch_id)
-            stats = (
-                mine.aggregate(returns=mine.is_return.sum(), outliers=mine.is_outlier.sum()).to_pyarrow().to_pylist()[0]
-            )
-            report.returns = int(stats["returns"] or 0)
-            report.outliers_flagged = int(stats["outliers"] or 0)
         if spec.name != "customers":
             report.customers_created = _create_minimal_customers(ws, spec, good, mapping, batch_id)
         con.insert("batches", ibis.memtable([_batch_row(report, fp)], schema=ws.table("batches").schema()))
