@@ -45,6 +45,12 @@ _YEAR_LAST = r"^\s*([0-9]{1,2})[-/.]([0-9]{1,2})[-/.]([0-9]{2}|[0-9]{4})(\s|T|$)
 Stage = Callable[[ir.Table], dict[str, ir.Value]]
 
 
+def one_of(value: ir.StringValue, options: list[str]) -> ir.BooleanValue:
+    """`value IN (...)` as an array lookup: DuckDB plans a long IN list inside a projection as a join, which
+    took 2–3 s per column on ten million rows; the array lookup takes a tenth of that. NULL stays NULL."""
+    return ibis.literal(sorted(set(options)), type="array<string>").contains(value)
+
+
 def apply_stages(t: ir.Table, parsers: list[list[Stage]]) -> ir.Table:
     """Run several parsers side by side: stage k of every parser in one projection; helpers dropped."""
     before = set(t.columns)
@@ -105,7 +111,9 @@ _FALSE = ["否", "无", "错", "no", "n", "false", "f", "0", "未响应"]
 def boolean_stages(src: str, out: str) -> list[Stage]:
     def flag(t: ir.Table) -> dict[str, ir.Value]:
         x = t[src].strip().lower()
-        return {out: ibis.cases((x.isin(_TRUE), True), (x.isin(_FALSE), False), else_=ibis.null("boolean"))}
+        return {
+            out: ibis.cases((one_of(x, _TRUE), True), (one_of(x, _FALSE), False), else_=ibis.null("boolean"))
+        }
 
     return [flag]
 
