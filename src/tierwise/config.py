@@ -29,7 +29,7 @@ class EngineSettings(_Section):
     kind: Literal["duckdb", "spark"] = Field("duckdb", description="Engine for all relational work: duckdb or spark")
     database: str = Field("tierwise.duckdb", description="DuckDB file, relative to the workspace")
     memory_limit: str = Field(
-        "", description="DuckDB memory limit such as '8GB'; empty = DuckDB's default (80% of RAM)"
+        "2GB", description="DuckDB memory limit; beyond it DuckDB spills to disk. Empty = 80% of RAM"
     )
     threads: int = Field(0, ge=0, description="Worker threads for DuckDB; 0 = one per core")
 

@@ -65,8 +65,39 @@ def apply_stages(t: ir.Table, parsers: list[list[Stage]]) -> ir.Table:
     return t.drop(*helpers) if helpers else t
 
 
+_PLAIN_NUMBER = r"^[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$"
+_PLAIN_TIMESTAMP = r"^[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}([ T]([01]?[0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]+)?)?)?$"
+
+
+def _with_fast_path(src: str, out: str, kind: str, plain: str, slow: Callable[[str, str], list[Stage]]) -> list[Stage]:
+    """Plain values (`1234.5`, `2024-03-05 14:30:00`) are cast directly; only the others go through the
+    slow stages, which the engine evaluates just for the rows where the fast cast found nothing."""
+    fast, slow_out = f"{out}__fast", f"{out}__slow"
+
+    def first(t: ir.Table) -> dict[str, ir.Value]:
+        x = t[src]
+        return {fast: ibis.ifelse(x.re_search(plain), x.try_cast(kind), ibis.null(kind))}
+
+    def guarded(stage: Stage) -> Stage:
+        def run(t: ir.Table) -> dict[str, ir.Value]:
+            return {
+                name: ibis.ifelse(t[fast].isnull(), expr, ibis.null(expr.type())) for name, expr in stage(t).items()
+            }
+
+        return run
+
+    def last(t: ir.Table) -> dict[str, ir.Value]:
+        return {out: t[fast].coalesce(t[slow_out])}
+
+    return [first, *[guarded(st) for st in slow(src, slow_out)], last]
+
+
 def amount_stages(src: str, out: str) -> list[Stage]:
     """`¥1,234.50`, `1234.50元`, `(12.30)`, `１２３．４５`, `1.5万`, `-3`, `1e3` → float; anything else NULL."""
+    return _with_fast_path(src, out, "float64", _PLAIN_NUMBER, _amount_slow)
+
+
+def _amount_slow(src: str, out: str) -> list[Stage]:
     h = f"{out}__"
 
     def clean(t: ir.Table) -> dict[str, ir.Value]:
@@ -111,9 +142,7 @@ _FALSE = ["否", "无", "错", "no", "n", "false", "f", "0", "未响应"]
 def boolean_stages(src: str, out: str) -> list[Stage]:
     def flag(t: ir.Table) -> dict[str, ir.Value]:
         x = t[src].strip().lower()
-        return {
-            out: ibis.cases((one_of(x, _TRUE), True), (one_of(x, _FALSE), False), else_=ibis.null("boolean"))
-        }
+        return {out: ibis.cases((one_of(x, _TRUE), True), (one_of(x, _FALSE), False), else_=ibis.null("boolean"))}
 
     return [flag]
 
@@ -126,6 +155,16 @@ def timestamp_stages(
     src: str, out: str, order: DateOrder = "ymd", pivot: int = 70, as_date: bool = False
 ) -> list[Stage]:
     """Dates and times in the forms of docs/ingest.md, mixed in one column → naive timestamp, else NULL."""
+    ts_out = f"{out}__ts" if as_date else out
+    stages = _with_fast_path(
+        src, ts_out, "timestamp", _PLAIN_TIMESTAMP, lambda s, o: _timestamp_slow(s, o, order, pivot)
+    )
+    if as_date:
+        stages.append(lambda t: {out: t[ts_out].date()})
+    return stages
+
+
+def _timestamp_slow(src: str, out: str, order: DateOrder, pivot: int) -> list[Stage]:
     h = f"{out}__"
 
     def normalise(t: ir.Table) -> dict[str, ir.Value]:
@@ -204,7 +243,7 @@ def timestamp_stages(
             (serial.notnull() & (rest == "") & (serial >= 20000) & (serial < 80000), from_serial),
             else_=ibis.null("timestamp"),
         ).cast("timestamp")
-        return {out: value.date() if as_date else value}
+        return {out: value}
 
     return [normalise, split, parts, pieces, clock, assemble]
 
@@ -246,6 +285,9 @@ class DateOrderProblem:
 
 def date_order_evidence(t: ir.Table, column: str) -> DateOrderEvidence:
     """How the year-last dates of a column (`03/04/2024`) read: only day-first, only month-first, or either."""
+    # Cheap pre-filter: a year-last date has its first separator at position 2 or 3.
+    seps = ["/", ".", "-", "／", "．", "－"]
+    t = t.filter(one_of(t[column].substr(1, 1), seps) | one_of(t[column].substr(2, 1), seps))
     s = t[column].translate(_FULL_WIDTH, _HALF_WIDTH)
     a = _int(s.re_extract(_YEAR_LAST, 1))
     b = _int(s.re_extract(_YEAR_LAST, 2))

@@ -203,7 +203,12 @@ class _Check:
 
 def _blank_to_null(col: ir.StringValue, missing: list[str]) -> ir.StringValue:
     s = col.strip()
-    return ibis.ifelse((s == "") | values.one_of(s.upper(), [m.upper() for m in missing]), ibis.null("string"), s)
+    tokens = [m.upper() for m in missing]
+    # Only short values can be a token: the upper-casing and lookup run for those alone.
+    is_token = ibis.ifelse(
+        s.length() <= max((len(m) for m in tokens), default=0), values.one_of(s.upper(), tokens), False
+    )
+    return ibis.ifelse((s == "") | is_token, ibis.null("string"), s)
 
 
 def _parser(t: ir.Table, plan: _FieldPlan, order: str, pivot: int) -> list[values.Stage]:
