@@ -212,3 +212,22 @@ def test_generate_messy_then_ingest_reconciles_with_ground_truth(tmp_path: Path)
         assert rep["customers_created"] == 0  # every transaction's customer is in customers.csv
     status = run_cli("status", "-w", ws, "--json").json()
     assert status["tables"]["customers"] == 800
+
+
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    target = tmp_path / "demo"
+    proc = subprocess.run(
+        [sys.executable, "-m", "tierwise.demo", str(target)],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    status = run_cli("status", "-w", target / "workspace", "--json").json()
+    assert status["tables"]["customers"] == 2000
+    assert status["tables"]["orders"] > 0 and status["tables"]["payments"] > 0
+    assert all(b["rows_read"] == b["rows_loaded"] for b in status["batches"])

@@ -19,9 +19,7 @@ def run(target: Path, customers: int = 2000) -> int:
         ["init", str(ws)],
     ]
     for table in STEPS_TABLES:
-        path = data / f"{table}.csv"
-        if path.exists():
-            steps.append(["ingest", table, str(path), "--workspace", str(ws)])
+        steps.append(["ingest", table, str(data / f"{table}.csv"), "--workspace", str(ws)])
     steps.append(["status", "--workspace", str(ws)])
     for args in steps:
         print(f"$ tierwise {' '.join(args)}", flush=True)
