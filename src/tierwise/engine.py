@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import ibis
+import pyarrow as pa
 from ibis.backends.duckdb import Backend as DuckDBBackend
 
 from tierwise.config import EngineSettings
@@ -31,6 +32,20 @@ def connect(settings: EngineSettings, workspace_dir: Path) -> DuckDBBackend:
             f"{path}: cannot open the workspace database ({str(exc).splitlines()[0]}); "
             "close other tierwise processes using it, or restore the file"
         ) from exc
+
+
+def stream_into_table(con: DuckDBBackend, name: str, reader: pa.RecordBatchReader) -> None:
+    """Create a temporary table from a stream of Arrow batches without holding them all in memory.
+
+    Ibis only takes whole in-memory tables; inserting batch by batch doubled both the time and the peak
+    memory of a ten-million-line CSV ingest. DuckDB consumes a registered reader as it goes.
+    """
+    view = f"{name}_reader"
+    con.con.register(view, reader)
+    try:
+        con.create_table(name, con.table(view), temp=True)
+    finally:
+        con.con.unregister(view)
 
 
 @contextmanager

@@ -19,7 +19,7 @@ import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
 
-from tierwise.engine import transaction
+from tierwise.engine import stream_into_table, transaction
 from tierwise.errors import UserError
 from tierwise.ingest import parse as values
 from tierwise.ingest.mapping import Mapping, resolve_mapping
@@ -142,17 +142,8 @@ def _stage(ws: Workspace, source: Source) -> tuple[ir.Table, Callable[[], None]]
         raw = view.mutate(**{LINE: view.file_row_number + 1}).drop("file_row_number")
         cleanup: Callable[[], None] = lambda: ws.con.drop_view(name, force=True)  # noqa: E731
     else:
-        created = False
-        for batch in source.batches:
-            if not created:
-                ws.con.create_table(name, pa.Table.from_batches([batch]), temp=True)
-                created = True
-            else:
-                ws.con.insert(name, pa.Table.from_batches([batch]))
-        if not created:
-            ws.con.create_table(
-                name, schema=ibis.schema({**dict.fromkeys(source.columns, "string"), LINE: "int64"}), temp=True
-            )
+        schema = pa.schema([*((c, pa.string()) for c in source.columns), (LINE, pa.int64())])
+        stream_into_table(ws.con, name, pa.RecordBatchReader.from_batches(schema, source.batches))
         raw = ws.con.table(name)
         cleanup = lambda: ws.con.drop_table(name, force=True)  # noqa: E731
     if raw.count().execute() == 0:
