@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from tierwise.engine import stream_into_table, transaction
 from tierwise.errors import UserError
-from tierwise.ingest import parse as values
+from tierwise.ingest import parse
 from tierwise.ingest.mapping import Mapping, resolve_mapping
 from tierwise.ingest.readers import LINE, Source, open_source
 from tierwise.schema import CUSTOMERS, TABLES, Field, TableSpec
@@ -197,23 +197,23 @@ def _blank_to_null(col: ir.StringValue, missing: list[str]) -> ir.StringValue:
     tokens = [m.upper() for m in missing]
     # Only short values can be a token: the upper-casing and lookup run for those alone.
     is_token = ibis.ifelse(
-        s.length() <= max((len(m) for m in tokens), default=0), values.one_of(s.upper(), tokens), False
+        s.length() <= max((len(m) for m in tokens), default=0), parse.one_of(s.upper(), tokens), False
     )
     return ibis.ifelse((s == "") | is_token, ibis.null("string"), s)
 
 
-def _parser(t: ir.Table, plan: _FieldPlan, order: str, pivot: int) -> list[values.Stage]:
+def _parser(t: ir.Table, plan: _FieldPlan, order: str, pivot: int) -> list[parse.Stage]:
     f, raw, out = plan.field, plan.raw, plan.value
     target = IBIS_TYPES[f.kind]
     col_type = t[raw].type()
     if f.kind == "text":
         return [lambda t: {out: t[raw].cast("string")}]
     if col_type.is_string():
-        return values.stages_for(f.kind, raw, out, order, pivot)  # type: ignore[arg-type]
+        return parse.stages_for(f.kind, raw, out, order, pivot)  # type: ignore[arg-type]
     # Typed columns (Parquet): dates stored as numbers (20240305, Excel serials) still need reading.
     if f.kind in ("date", "timestamp") and col_type.is_numeric():
         text = f"{raw}__text"
-        return [lambda t: {text: t[raw].cast("string")}, *values.stages_for(f.kind, text, out, order, pivot)]  # type: ignore[arg-type]
+        return [lambda t: {text: t[raw].cast("string")}, *parse.stages_for(f.kind, text, out, order, pivot)]  # type: ignore[arg-type]
     if f.kind == "date" and col_type.is_timestamp():
         return [lambda t: {out: t[raw].date()}]
     return [lambda t: {out: t[raw].try_cast(target)}]
@@ -230,9 +230,9 @@ def _date_orders(
         f = spec.field(name)
         if f.kind not in ("date", "timestamp") or not t[source].type().is_string():
             continue
-        evidence = values.date_order_evidence(t, source)
-        decided = values.decide_date_order(evidence, configured)  # type: ignore[arg-type]
-        if isinstance(decided, values.DateOrderProblem):
+        evidence = parse.date_order_evidence(t, source)
+        decided = parse.decide_date_order(evidence, configured)  # type: ignore[arg-type]
+        if isinstance(decided, parse.DateOrderProblem):
             example = decided.example or ""
             line = t.filter(t[source] == example)[LINE].min().execute() if example else None
             if decided.kind == "conflict":
@@ -288,7 +288,7 @@ def _load(
         }
     )
     pivot = settings.two_digit_year_pivot
-    t = values.apply_stages(t, [_parser(t, p, orders.get(p.source or "", "ymd"), pivot) for p in mapped])
+    t = parse.apply_stages(t, [_parser(t, p, orders.get(p.source or "", "ymd"), pivot) for p in mapped])
     t = t.mutate(
         **{
             p.value: (t[p.value] if p.source is not None else ibis.null(IBIS_TYPES[p.field.kind])).cast(
@@ -540,7 +540,7 @@ def _cancellation(t: ir.Table, statuses: list[str], prefixes: list[str]) -> ir.B
     """A cancelled status or an order number with a cancellation prefix (Online Retail's 'C536379')."""
     cancelled: ir.BooleanValue = ibis.literal(False)
     if statuses:
-        cancelled = cancelled | values.one_of(t._v_status.lower().strip(), statuses).fill_null(False)
+        cancelled = cancelled | parse.one_of(t._v_status.lower().strip(), statuses).fill_null(False)
     order_id = t._v_order_id.strip().upper()
     for prefix in prefixes:
         cancelled = cancelled | order_id.startswith(prefix.upper()).fill_null(False)
