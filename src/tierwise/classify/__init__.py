@@ -1,0 +1,1 @@
+"""Classifiers: one module per classification (RFM, ABC, value, grade, lifecycle, loyalty ...)."""

@@ -1,0 +1,129 @@
+"""RFM: recency, frequency and monetary scores, the R×F segment grid and the Chinese eight-class scheme.
+
+Scores are 1–5 (`bins`) by the cumulative distribution: score = ceil(bins × share of scored customers whose
+value is at most this one). Equal values always share a score — unlike rank-based quintiles (`ntile`), which
+split ties by row order and so change from run to run. Recency is scored in reverse: the most recent buyers
+get the highest score. Customers without a purchase (frequency 0 or missing) get no scores and are Prospects.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import ibis
+import ibis.expr.types as ir
+
+PROSPECTS = "prospects"
+
+# code → (English, Chinese)
+SEGMENT_LABELS: dict[str, tuple[str, str]] = {
+    "champions": ("Champions", "冠军客户"),
+    "loyal_customers": ("Loyal Customers", "忠诚客户"),
+    "potential_loyalists": ("Potential Loyalists", "潜力客户"),
+    "new_customers": ("New Customers", "新客户"),
+    "promising": ("Promising", "有希望客户"),
+    "need_attention": ("Need Attention", "需关注客户"),
+    "about_to_sleep": ("About To Sleep", "即将沉睡客户"),
+    "at_risk": ("At Risk", "风险客户"),
+    "cant_lose_them": ("Can't Lose Them", "不能失去的客户"),
+    "hibernating": ("Hibernating", "沉睡客户"),
+    PROSPECTS: ("Prospects", "潜在客户"),
+}
+
+# The R×F grid of DESIGN §8: (R scores, F scores) → segment. Together the rules cover all 25 cells once.
+GRID: list[tuple[tuple[int, ...], tuple[int, ...], str]] = [
+    ((1, 2), (1, 2), "hibernating"),
+    ((1, 2), (3, 4), "at_risk"),
+    ((1, 2), (5,), "cant_lose_them"),
+    ((3,), (1, 2), "about_to_sleep"),
+    ((3,), (3,), "need_attention"),
+    ((3, 4), (4, 5), "loyal_customers"),
+    ((4,), (1,), "promising"),
+    ((5,), (1,), "new_customers"),
+    ((4, 5), (2, 3), "potential_loyalists"),
+    ((5,), (4, 5), "champions"),
+]
+
+# (recent, high frequency, high monetary) → class of the Chinese eight-class scheme (RFM八类)
+CLASS8: dict[tuple[bool, bool, bool], str] = {
+    (True, True, True): "重要价值客户",
+    (True, False, True): "重要发展客户",
+    (False, True, True): "重要保持客户",
+    (False, False, True): "重要挽留客户",
+    (True, True, False): "一般价值客户",
+    (True, False, False): "一般发展客户",
+    (False, True, False): "一般保持客户",
+    (False, False, False): "一般挽留客户",
+}
+CLASS8_EN: dict[str, str] = {
+    "重要价值客户": "Important value",
+    "重要发展客户": "Important development",
+    "重要保持客户": "Important retention",
+    "重要挽留客户": "Important win-back",
+    "一般价值客户": "General value",
+    "一般发展客户": "General development",
+    "一般保持客户": "General retention",
+    "一般挽留客户": "General win-back",
+}
+
+
+def _is_buyer(t: ir.Table, frequency: str) -> ir.BooleanValue:
+    return t[frequency].fill_null(0) > 0
+
+
+def add_scores(
+    t: ir.Table,
+    *,
+    recency: str = "recency_days",
+    frequency: str = "frequency",
+    monetary: str = "monetary",
+    bins: int = 5,
+) -> ir.Table:
+    """Add r_score, f_score, m_score (1..bins; NULL for customers without a purchase)."""
+    t = t.mutate(_buyer=_is_buyer(t, frequency))
+
+    def score(value: ir.NumericValue) -> ir.IntegerValue:
+        share = ibis.cume_dist().over(group_by=t._buyer, order_by=value)
+        raw = (share * bins).ceil().cast("int64")
+        return ibis.ifelse(t._buyer, ibis.greatest(raw, 1), ibis.null("int64"))
+
+    return t.mutate(r_score=score(-t[recency]), f_score=score(t[frequency]), m_score=score(t[monetary])).drop("_buyer")
+
+
+def segment(r_score: ir.IntegerValue, f_score: ir.IntegerValue) -> ir.StringValue:
+    """The R×F grid segment code; Prospects where there are no scores."""
+    rules = [(r_score.isin(list(rs)) & f_score.isin(list(fs)), code) for rs, fs, code in GRID]
+    return ibis.cases(*rules, else_=ibis.literal(PROSPECTS))
+
+
+def add_class8(
+    t: ir.Table,
+    *,
+    recency: str = "recency_days",
+    frequency: str = "frequency",
+    monetary: str = "monetary",
+    basis: Literal["mean", "median"] = "mean",
+) -> ir.Table:
+    """Add rfm_class8 by comparing each buyer with the buyers' mean (or median) R, F and M.
+
+    "Recent" means recency_days strictly below the average; "high" F and M mean strictly above it. A customer
+    who has not bought for a long time is therefore never 重要价值客户, however much they spent.
+    """
+    buyers = t.filter(_is_buyer(t, frequency))
+
+    def centre(col: str) -> ir.Scalar:
+        return buyers[col].mean() if basis == "mean" else buyers[col].median()
+
+    stats = buyers.aggregate(_r=centre(recency), _f=centre(frequency), _m=centre(monetary))
+    row = stats.to_pyarrow().to_pylist()[0]
+    if row["_r"] is None:
+        return t.mutate(rfm_class8=ibis.null("string"))
+    recent = t[recency] < row["_r"]
+    high_f = t[frequency] > row["_f"]
+    high_m = t[monetary] > row["_m"]
+    rules = [((recent == r) & (high_f == f) & (high_m == m), name) for (r, f, m), name in CLASS8.items()]
+    return t.mutate(
+        rfm_class8=ibis.ifelse(
+            _is_buyer(t, frequency), ibis.cases(*rules, else_=ibis.null("string")), ibis.null("string")
+        )
+    )
