@@ -6,8 +6,8 @@ from collections import defaultdict
 
 import ibis
 import pytest
-
 from tests.conftest import CDNOW_MASTER
+
 from tierwise.classify.abc import add_abc, pareto_curve
 
 
