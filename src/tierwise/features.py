@@ -1,0 +1,129 @@
+"""Customer features as of a date, from the canonical tables — Ibis expressions only.
+
+Only orders dated before the as-of date count (nothing from the future). Purchase occasions are distinct
+order days of sales (returns excluded); revenue figures are net (returns subtracted). Frequency, monetary,
+profit, categories, channels and payment methods use the last `window_days`; recency, first and last orders,
+tenure and the rhythm of purchases use the whole history.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import ibis
+import ibis.expr.types as ir
+
+from tierwise.ingest.parse import one_of
+
+
+@dataclass(frozen=True)
+class FeatureSettings:
+    window_days: int = 365
+    frequency_by: str = "days"  # "days": distinct order days; "orders": distinct orders
+    online_channels: list[str] = field(default_factory=lambda: ["online", "线上", "小程序", "天猫", "app"])
+
+
+def default_as_of(orders: ir.Table) -> dt.date:
+    """The day after the last order: every order counts, and the most recent buyer has recency 1."""
+    last = orders.order_date.max().execute()
+    if last is None:
+        return dt.date.today()
+    return (last.date() if hasattr(last, "date") else last) + dt.timedelta(days=1)
+
+
+def _days_between(later: ir.DateValue, earlier: ir.DateValue) -> ir.IntegerValue:
+    return later.delta(earlier, unit="day")
+
+
+def customer_features(
+    customers: ir.Table, orders: ir.Table, as_of: dt.date, settings: FeatureSettings | None = None
+) -> ir.Table:
+    """One row per customer (prospects included) with the order features of DESIGN §5."""
+    s = settings or FeatureSettings()
+    as_of_lit = ibis.date(as_of.isoformat())
+    start_lit = ibis.date((as_of - dt.timedelta(days=s.window_days)).isoformat())
+    prev_start_lit = ibis.date((as_of - dt.timedelta(days=2 * s.window_days)).isoformat())
+
+    o = orders.mutate(_day=orders.order_date.date()).filter(ibis._._day < as_of_lit)
+    o = o.mutate(
+        _sale=~o.is_return.fill_null(False),
+        _in_window=o._day >= start_lit,
+        _in_previous=(o._day >= prev_start_lit) & (o._day < start_lit),
+        _profit=o.amount - o.cost,
+        _online=one_of(o.channel.lower().strip(), [c.lower() for c in s.online_channels]).fill_null(False),
+    )
+    sales = o.filter(o._sale)
+    window = o.filter(o._in_window)
+    window_sales = window.filter(window._sale)
+
+    # Purchase occasions over the whole history, and the gaps between them.
+    days = sales.group_by(["customer_id", "_day"]).aggregate()
+    days = days.mutate(_gap=_days_between(days._day, days._day.lag().over(group_by="customer_id", order_by="_day")))
+    rhythm = days.group_by("customer_id").aggregate(
+        first_order_date=days._day.min(),
+        last_order_date=days._day.max(),
+        _occasions=days.count(),
+        ipt_mean_days=days._gap.mean(),
+        _ipt_std=days._gap.std(how="pop"),
+    )
+    rhythm = rhythm.mutate(
+        ipt_cv=ibis.ifelse(rhythm.ipt_mean_days > 0, rhythm._ipt_std / rhythm.ipt_mean_days, ibis.null("float64"))
+    ).drop("_ipt_std", "_occasions")
+
+    occasions = window_sales._day.nunique() if s.frequency_by == "days" else window_sales.order_id.nunique()
+    activity = window_sales.group_by("customer_id").aggregate(
+        frequency=occasions,
+        _sales_revenue=window_sales.amount.sum(),
+        category_count=window_sales.product_category.nunique(),
+    )
+    money = window.group_by("customer_id").aggregate(
+        monetary=window.amount.sum(),
+        profit=window._profit.sum(),
+        _costed=window.cost.count(),
+        _online_revenue=ibis.ifelse(window._online & window._sale, window.amount, 0.0).sum(),
+    )
+    previous = o.filter(o._in_previous).group_by("customer_id").aggregate(_previous_revenue=ibis._.amount.sum())
+
+    per_category = window_sales.group_by(["customer_id", "product_category"]).aggregate(_rev=ibis._.amount.sum())
+    per_category = per_category.filter(per_category.product_category.notnull())
+    per_category = per_category.mutate(
+        _rank=ibis.row_number().over(
+            group_by="customer_id", order_by=[ibis.desc(per_category._rev), per_category.product_category]
+        )
+    )
+    top = per_category.filter(per_category._rank == 0).select(
+        "customer_id", top_category="product_category", _top_revenue="_rev"
+    )
+    per_payment = window_sales.group_by(["customer_id", "payment_method"]).aggregate(_n=ibis._.count())
+    per_payment = per_payment.filter(per_payment.payment_method.notnull())
+    per_payment = per_payment.mutate(
+        _rank=ibis.row_number().over(
+            group_by="customer_id", order_by=[ibis.desc(per_payment._n), per_payment.payment_method]
+        )
+    )
+    payment = per_payment.filter(per_payment._rank == 0).select(
+        "customer_id", preferred_payment_method="payment_method"
+    )
+
+    t = customers.select("customer_id", "name", "province", "city", "industry_code", "owner")
+    for part in (rhythm, activity, money, previous, top, payment):
+        t = t.left_join(part, "customer_id").drop("customer_id_right")
+
+    return t.mutate(
+        frequency=t.frequency.fill_null(0),
+        monetary=t.monetary.fill_null(0.0),
+        recency_days=_days_between(as_of_lit, t.last_order_date),
+        tenure_days=_days_between(as_of_lit, t.first_order_date),
+        avg_order_value=ibis.ifelse(t.frequency > 0, t._sales_revenue / t.frequency, ibis.null("float64")),
+        profit=ibis.ifelse(t._costed > 0, t.profit, ibis.null("float64")),
+        margin=ibis.ifelse((t._costed > 0) & (t.monetary > 0), t.profit / t.monetary, ibis.null("float64")),
+        revenue_trend=ibis.ifelse(
+            t._previous_revenue > 0,
+            (t.monetary.fill_null(0) - t._previous_revenue) / t._previous_revenue,
+            ibis.null("float64"),
+        ),
+        top_category_share=ibis.ifelse(t._sales_revenue > 0, t._top_revenue / t._sales_revenue, ibis.null("float64")),
+        online_share=ibis.ifelse(t._sales_revenue > 0, t._online_revenue / t._sales_revenue, ibis.null("float64")),
+        category_count=t.category_count.fill_null(0),
+    ).drop("_sales_revenue", "_costed", "_online_revenue", "_previous_revenue", "_top_revenue")
