@@ -308,11 +308,7 @@ def generate(
             )
         except ValueError as exc:
             raise UserError(str(exc)) from exc
-    data = (
-        summary.as_dict()
-        if hasattr(summary, "as_dict")
-        else {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(summary).items()}
-    )
+    data = summary.as_dict()
     if as_json:
         _print_json(data)
         return

@@ -10,7 +10,6 @@ from __future__ import annotations
 import codecs
 import csv
 import datetime as _dt
-import io
 import re
 import tempfile
 from collections.abc import Callable, Iterator
@@ -250,7 +249,7 @@ def _csv_error(path: Path, exc: pa.ArrowInvalid, base_line: int | None = None) -
     msg = str(exc)
     m = re.search(r"Expected (\d+) columns, got (\d+): ?(.*)", msg)
     if m:
-        line = _find_line_with_fields(path, int(m.group(2)), int(m.group(1)))
+        line = _scan_for_ragged(path, int(m.group(1)))
         return UserError(
             f"expected {m.group(1)} columns but found {m.group(2)}; fix that line (a stray separator or quote) "
             "or choose the separator with --sep",
@@ -264,12 +263,8 @@ def _csv_error(path: Path, exc: pa.ArrowInvalid, base_line: int | None = None) -
     )
 
 
-def _find_line_with_fields(path: Path, found: int, expected: int) -> int | None:
-    """pyarrow names no line for a ragged row; find it so the user can open the file right there."""
-    return None if found == expected else _scan_for_ragged(path, expected)
-
-
 def _scan_for_ragged(path: Path, expected: int) -> int | None:
+    """pyarrow names no line for a ragged row; find it so the user can open the file right there."""
     with path.open("rb") as fh:
         sample = fh.read(SAMPLE_BYTES)
     enc = detect_encoding(sample, path)
@@ -406,10 +401,3 @@ def _plain(col: pa.Array) -> pa.Array:
     if pa.types.is_large_string(col.type) or pa.types.is_string_view(col.type):
         col = col.cast(pa.string())
     return col
-
-
-def head_lines(path: Path, n: int = 5) -> list[str]:
-    """First lines of a text file as decoded text, for messages."""
-    with path.open("rb") as fh:
-        sample = fh.read(64 << 10)
-    return io.StringIO(sample.decode(detect_encoding(sample, path), errors="replace")).read().splitlines()[:n]
