@@ -231,3 +231,36 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert status["tables"]["customers"] == 2000
     assert status["tables"]["orders"] > 0 and status["tables"]["payments"] > 0
     assert all(b["rows_read"] == b["rows_loaded"] for b in status["batches"])
+
+
+def test_run_builds_a_snapshot_per_customer(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+    from pyarrow import csv as pacsv
+
+    data, ws = tmp_path / "data", tmp_path / "ws"
+    assert run_cli("generate", data, "--customers", "600", "--seed", "8").code == 0
+    run_cli("init", ws)
+    for table in ("customers", "orders"):
+        assert run_cli("ingest", table, data / f"{table}.csv", "-w", ws).code == 0
+    r = run_cli("run", "-w", ws, "--json")
+    assert r.code == 0, r.stderr
+    report = r.json()
+    orders = pacsv.read_csv(data / "orders.csv")
+    last = max(orders["order_date"].to_pylist()).date()
+    assert report["as_of"] == (last + dt.timedelta(days=1)).isoformat() and report["customers"] == 600
+    listed = run_cli("runs", "-w", ws, "--json").json()
+    assert [x["run_id"] for x in listed] == [report["run_id"]]
+
+    import ibis
+
+    con = ibis.duckdb.connect(str(ws / "tierwise.duckdb"), read_only=True)
+    snap = con.table(report["snapshot_table"]).to_pyarrow().to_pylist()
+    con.disconnect()
+    truth = pq.read_table(data / "truth_customers.parquet").to_pylist()
+    prospects = {t["customer_id"] for t in truth if t["is_prospect"]}
+    assert {s["customer_id"] for s in snap if s["rfm_segment"] == "prospects"} == prospects
+    assert all(s["abc_class"] in ("A", "B", "C") for s in snap)
+    buyers = [s for s in snap if s["customer_id"] not in prospects]
+    assert all(1 <= s["r_score"] <= 5 and s["rfm_class8"] for s in buyers)
+    bad = run_cli("run", "-w", ws, "--as-of", "June")
+    assert bad.code == 2 and "--as-of 'June'" in bad.stderr

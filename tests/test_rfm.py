@@ -137,3 +137,17 @@ def test_long_inactive_big_spender_is_never_important_value(con) -> None:
     assert got["prospect"]["rfm_class8"] is None
     median = by_id(con, add_class8(t, basis="median"))
     assert median["whale"]["rfm_class8"] != "重要价值客户"
+
+
+def test_lapsed_customer_is_scored_not_a_prospect(con) -> None:
+    t = ibis.memtable(
+        {
+            "id": ["lapsed", "a", "b"],
+            "recency_days": [500, 10, 20],
+            "frequency": [0, 3, 1],
+            "monetary": [0.0, 300.0, 100.0],
+        }
+    )
+    got = by_id(con, add_scores(t).mutate(seg=lambda x: segment(x.r_score, x.f_score)))
+    # cume_dist of −500 among three buyers = 1/3 → ceil(5/3) = 2; frequency 0 → 1/3 → 2.
+    assert (got["lapsed"]["r_score"], got["lapsed"]["f_score"], got["lapsed"]["seg"]) == (2, 2, "hibernating")

@@ -270,6 +270,57 @@ def status(workspace: WorkspaceOpt = Path("."), as_json: JsonOpt = False) -> Non
         out.print(bt)
 
 
+@app.command("run")
+def run_command(
+    workspace: WorkspaceOpt = Path("."),
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Measure as of this date, YYYY-MM-DD (default: day after last order).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The main job: features, RFM and ABC classes for every customer, stored as a new run."""
+    import datetime as dt
+
+    from tierwise.run import run
+    from tierwise.workspace import Workspace
+
+    day = None
+    if as_of is not None:
+        try:
+            day = dt.date.fromisoformat(as_of)
+        except ValueError as exc:
+            raise UserError(f"--as-of '{as_of}' is not a date like 2024-06-30") from exc
+    ws = Workspace.open(workspace)
+    try:
+        report = run(ws, day)
+    finally:
+        ws.close()
+    if as_json:
+        _print_json(report.as_json())
+        return
+    out.print(f"Run {report.run_id} as of {report.as_of}: {report.customers:,} customers → {report.snapshot_table}")
+
+
+@app.command()
+def runs(workspace: WorkspaceOpt = Path("."), as_json: JsonOpt = False) -> None:
+    """List the stored runs with their as-of dates, sizes and timings."""
+    from tierwise.run import list_runs
+    from tierwise.workspace import Workspace
+
+    ws = Workspace.open(workspace)
+    try:
+        rows = list_runs(ws)
+    finally:
+        ws.close()
+    if as_json:
+        _print_json(rows)
+        return
+    view = Table("run", "as of", "created", "customers", "timings (s)", title="runs", title_justify="left")
+    for r in rows:
+        view.add_row(str(r["run_id"]), str(r["as_of"]), str(r["created_at"]), f"{r['customers']:,}", str(r["timings"]))
+    out.print(view)
+
+
 class Profile(StrEnum):
     b2b = "b2b"
     b2c = "b2c"

@@ -103,10 +103,32 @@ class IngestSettings(_Section):
         return [v.strip().lower() for v in values]
 
 
+class FeaturesSettings(_Section):
+    window_days: int = Field(365, ge=1, description="Days counted for frequency, monetary, profit and preferences")
+    frequency_by: Literal["days", "orders"] = Field(
+        "days", description="A purchase occasion is a distinct order day (days) or a distinct order (orders)"
+    )
+
+
+class RfmSettings(_Section):
+    class8_basis: Literal["mean", "median"] = Field(
+        "mean", description="The eight classes compare each customer with the buyers' mean or median"
+    )
+
+
+class AbcSettings(_Section):
+    by: Literal["monetary", "profit"] = Field("monetary", description="Classify by revenue (monetary) or profit")
+    a_cutoff: float = Field(0.80, gt=0, lt=1, description="Cumulative share of value up to which customers are A")
+    b_cutoff: float = Field(0.95, gt=0, le=1, description="Cumulative share of value up to which customers are B")
+
+
 class Config(_Section):
     workspace: WorkspaceSettings = WorkspaceSettings()
     engine: EngineSettings = EngineSettings()
     ingest: IngestSettings = IngestSettings()
+    features: FeaturesSettings = FeaturesSettings()
+    rfm: RfmSettings = RfmSettings()
+    abc: AbcSettings = AbcSettings()
     # [mapping.orders] "源列名" = "field": per table, source header → canonical field (or "ignore").
     mapping: dict[str, dict[str, str]] = Field(default_factory=dict)
 

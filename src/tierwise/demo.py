@@ -21,12 +21,13 @@ def run(target: Path, customers: int = 2000) -> int:
     for table in STEPS_TABLES:
         steps.append(["ingest", table, str(data / f"{table}.csv"), "--workspace", str(ws)])
     steps.append(["status", "--workspace", str(ws)])
+    steps.append(["run", "--workspace", str(ws)])
     for args in steps:
         print(f"$ tierwise {' '.join(args)}", flush=True)
         code = subprocess.call([sys.executable, "-m", "tierwise.cli", *args])
         if code != 0:
             return code
-    print(f"\nDemo data: {data}\nWorkspace: {ws}  (try: tierwise status -w {ws}; tierwise quarantine -w {ws})")
+    print(f"\nDemo data: {data}\nWorkspace: {ws}  (try: tierwise runs -w {ws}; tierwise quarantine -w {ws})")
     return 0
 
 

@@ -87,6 +87,21 @@ BLANKED_SCHEMA = ibis.schema(
 )
 
 
+# One row per completed run of the main job; its snapshot lives in the table named here.
+RUNS_SCHEMA = ibis.schema(
+    {
+        "run_id": "string",
+        "as_of": "date",
+        "created_at": "timestamp",
+        "snapshot_table": "string",
+        "customers": "int64",
+        "config": "string",
+        "input_batches": "string",
+        "timings": "string",
+    }
+)
+
+
 def canonical_schema(spec: TableSpec) -> ibis.Schema:
     columns: dict[str, dt.DataType] = {f.name: IBIS_TYPES[f.kind] for f in spec.fields}
     columns.update(EXTRA_COLUMNS.get(spec.name, {}))
@@ -94,7 +109,12 @@ def canonical_schema(spec: TableSpec) -> ibis.Schema:
     return ibis.schema(columns)
 
 
-SYSTEM_TABLES = {"batches": BATCHES_SCHEMA, "quarantine": QUARANTINE_SCHEMA, "blanked_values": BLANKED_SCHEMA}
+SYSTEM_TABLES = {
+    "batches": BATCHES_SCHEMA,
+    "quarantine": QUARANTINE_SCHEMA,
+    "blanked_values": BLANKED_SCHEMA,
+    "runs": RUNS_SCHEMA,
+}
 
 
 @dataclass

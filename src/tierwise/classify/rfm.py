@@ -3,7 +3,8 @@
 Scores are 1–5 (`bins`) by the cumulative distribution: score = ceil(bins × share of scored customers whose
 value is at most this one). Equal values always share a score — unlike rank-based quintiles (`ntile`), which
 split ties by row order and so change from run to run. Recency is scored in reverse: the most recent buyers
-get the highest score. Customers without a purchase (frequency 0 or missing) get no scores and are Prospects.
+get the highest score. Customers who never bought (no recency) get no scores and are Prospects; a lapsed
+customer with nothing in the frequency window is scored (lowest F), not a prospect.
 """
 
 from __future__ import annotations
@@ -67,8 +68,10 @@ CLASS8_EN: dict[str, str] = {
 }
 
 
-def _is_buyer(t: ir.Table, frequency: str) -> ir.BooleanValue:
-    return t[frequency].fill_null(0) > 0
+def _is_buyer(t: ir.Table, recency: str) -> ir.BooleanValue:
+    # Recency covers the whole history: a customer quiet for longer than the frequency window is still a
+    # (lapsed) buyer, scored low, not a prospect.
+    return t[recency].notnull()
 
 
 def add_scores(
@@ -80,7 +83,7 @@ def add_scores(
     bins: int = 5,
 ) -> ir.Table:
     """Add r_score, f_score, m_score (1..bins; NULL for customers without a purchase)."""
-    t = t.mutate(_buyer=_is_buyer(t, frequency))
+    t = t.mutate(_buyer=_is_buyer(t, recency))
 
     def score(value: ir.NumericValue) -> ir.IntegerValue:
         share = ibis.cume_dist().over(group_by=t._buyer, order_by=value)
@@ -109,7 +112,7 @@ def add_class8(
     "Recent" means recency_days strictly below the average; "high" F and M mean strictly above it. A customer
     who has not bought for a long time is therefore never 重要价值客户, however much they spent.
     """
-    buyers = t.filter(_is_buyer(t, frequency))
+    buyers = t.filter(_is_buyer(t, recency))
 
     def centre(col: str) -> ir.Scalar:
         return buyers[col].mean() if basis == "mean" else buyers[col].median()
@@ -124,6 +127,6 @@ def add_class8(
     rules = [((recent == r) & (high_f == f) & (high_m == m), name) for (r, f, m), name in CLASS8.items()]
     return t.mutate(
         rfm_class8=ibis.ifelse(
-            _is_buyer(t, frequency), ibis.cases(*rules, else_=ibis.null("string")), ibis.null("string")
+            _is_buyer(t, recency), ibis.cases(*rules, else_=ibis.null("string")), ibis.null("string")
         )
     )
