@@ -73,18 +73,24 @@ def run(ws: Workspace, as_of: dt.date | None = None) -> RunReport:
         ws.con.create_table(name, snapshot.mutate(run_id=ibis.literal(run_id), as_of=ibis.literal(as_of)))
         n = int(ws.table(name).count().execute())
         timings["snapshot"] = round(time.perf_counter() - start, 3)
-        row = {
-            "run_id": run_id,
-            "as_of": as_of,
-            "created_at": dt.datetime.now().replace(microsecond=0),
-            "snapshot_table": name,
-            "customers": n,
-            "config": ws.config.model_dump_json(),
-            "input_batches": json.dumps(sorted(batches)),
-            "timings": json.dumps(timings),
-        }
-        ws.con.insert("runs", ibis.memtable([row], schema=runs.schema()))
-    return RunReport(run_id, as_of, name, n, timings)
+        report = RunReport(run_id, as_of, name, n, timings)
+        _register(ws, runs, report, batches)
+    return report
+
+
+def _register(ws: Workspace, runs: ir.Table, report: RunReport, batches: list[str]) -> None:
+    """The run becomes visible with this row, written in the same transaction as its snapshot."""
+    row = {
+        "run_id": report.run_id,
+        "as_of": report.as_of,
+        "created_at": dt.datetime.now().replace(microsecond=0),
+        "snapshot_table": report.snapshot_table,
+        "customers": report.customers,
+        "config": ws.config.model_dump_json(),
+        "input_batches": json.dumps(sorted(batches)),
+        "timings": json.dumps(report.timings),
+    }
+    ws.con.insert("runs", ibis.memtable([row], schema=runs.schema()))
 
 
 def list_runs(ws: Workspace) -> list[dict[str, object]]:
