@@ -259,6 +259,7 @@ def test_run_builds_a_snapshot_per_customer(tmp_path: Path) -> None:
     truth = pq.read_table(data / "truth_customers.parquet").to_pylist()
     prospects = {t["customer_id"] for t in truth if t["is_prospect"]}
     assert {s["customer_id"] for s in snap if s["rfm_segment"] == "prospects"} == prospects
+    assert {s["customer_id"] for s in snap if s["lifecycle_stage"] == "prospect"} == prospects
     assert all(s["abc_class"] in ("A", "B", "C") for s in snap)
     buyers = [s for s in snap if s["customer_id"] not in prospects]
     assert all(1 <= s["r_score"] <= 5 and s["rfm_class8"] for s in buyers)

@@ -122,6 +122,17 @@ class AbcSettings(_Section):
     b_cutoff: float = Field(0.95, gt=0, le=1, description="Cumulative share of value up to which customers are B")
 
 
+class LifecycleConfig(_Section):
+    at_risk_multiple: float = Field(
+        1.5, gt=0, description="At risk when days since last purchase exceed this many of the customer's usual gaps"
+    )
+    churned_multiple: float = Field(3.0, gt=0, description="Churned when they exceed this many usual gaps")
+    new_days: int = Field(90, ge=0, description="New while the first purchase is at most this many days ago")
+    mature_days: int = Field(365, ge=0, description="Mature needs a first purchase at least this many days ago")
+    mature_min_frequency: int = Field(4, ge=1, description="... and at least this many purchases in the window")
+    default_gap_days: float = Field(90.0, gt=0, description="Usual gap assumed when no customer has bought twice")
+
+
 class Config(_Section):
     workspace: WorkspaceSettings = WorkspaceSettings()
     engine: EngineSettings = EngineSettings()
@@ -129,6 +140,7 @@ class Config(_Section):
     features: FeaturesSettings = FeaturesSettings()
     rfm: RfmSettings = RfmSettings()
     abc: AbcSettings = AbcSettings()
+    lifecycle: LifecycleConfig = LifecycleConfig()
     # [mapping.orders] "源列名" = "field": per table, source header → canonical field (or "ignore").
     mapping: dict[str, dict[str, str]] = Field(default_factory=dict)
 

@@ -2,8 +2,8 @@
 
 Each run gets its own table `snapshot_<run id>` (so later runs may add columns without touching earlier
 ones) and a row in `runs`; both are written in one transaction, so a failed run leaves the previous one as
-the latest. This first version computes features, RFM (scores, segment, eight classes) and ABC; the other
-classifiers of issue 3 join the same pipeline.
+the latest. This first version computes features, RFM (scores, segment, eight classes), ABC and the
+lifecycle stage; the other classifiers of issue 3 join the same pipeline.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import ibis
 import ibis.expr.types as ir
 
 from tierwise.classify.abc import add_abc
+from tierwise.classify.lifecycle import LifecycleSettings, add_lifecycle
 from tierwise.classify.rfm import add_class8, add_scores, segment
 from tierwise.engine import transaction
 from tierwise.errors import UserError
@@ -54,7 +55,8 @@ def build_snapshot(ws: Workspace, as_of: dt.date) -> ir.Table:
     t = add_scores(feats)
     t = t.mutate(rfm_segment=segment(t.r_score, t.f_score))
     t = add_class8(t, basis=cfg.rfm.class8_basis)
-    return add_abc(t, value=cfg.abc.by, a_cutoff=cfg.abc.a_cutoff, b_cutoff=cfg.abc.b_cutoff)
+    t = add_abc(t, value=cfg.abc.by, a_cutoff=cfg.abc.a_cutoff, b_cutoff=cfg.abc.b_cutoff)
+    return add_lifecycle(t, LifecycleSettings(**cfg.lifecycle.model_dump()))
 
 
 def run(ws: Workspace, as_of: dt.date | None = None) -> RunReport:

@@ -1,0 +1,54 @@
+"""Lifecycle stage (生命周期阶段): prospect, new, active, mature, at risk, churned.
+
+At risk and churned are judged against each customer's own rhythm — recency compared with a multiple of
+their mean time between purchases — not one global cut-off: ninety quiet days mean little for a customer who
+buys twice a year and a lot for one who buys every week. Customers with a single purchase have no rhythm of
+their own and are compared with the typical (median) rhythm of repeat buyers, or `default_gap_days` when
+there are none.
+
+Precedence: prospect (never bought) → churned → at risk → new → mature → active.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import ibis
+import ibis.expr.types as ir
+
+LABELS: dict[str, tuple[str, str]] = {
+    "prospect": ("Prospect", "潜在客户"),
+    "new": ("New", "新客户"),
+    "active": ("Active", "活跃客户"),
+    "mature": ("Mature", "成熟客户"),
+    "at_risk": ("At risk", "流失风险客户"),
+    "churned": ("Churned", "流失客户"),
+}
+
+
+@dataclass(frozen=True)
+class LifecycleSettings:
+    at_risk_multiple: float = 1.5
+    churned_multiple: float = 3.0
+    new_days: int = 90
+    mature_days: int = 365
+    mature_min_frequency: int = 4
+    default_gap_days: float = 90.0
+
+
+def add_lifecycle(t: ir.Table, settings: LifecycleSettings | None = None) -> ir.Table:
+    """Add expected_gap_days and lifecycle_stage. Needs recency_days, tenure_days, frequency, ipt_mean_days."""
+    s = settings or LifecycleSettings()
+    typical = t.filter(t.ipt_mean_days > 0).ipt_mean_days.median().execute()
+    fallback = float(typical) if typical is not None and typical == typical else s.default_gap_days
+    gap = ibis.ifelse(t.ipt_mean_days > 0, t.ipt_mean_days, ibis.literal(fallback)).fill_null(fallback)
+    t = t.mutate(expected_gap_days=gap)
+    stage = ibis.cases(
+        (t.recency_days.isnull(), "prospect"),
+        (t.recency_days > s.churned_multiple * t.expected_gap_days, "churned"),
+        (t.recency_days > s.at_risk_multiple * t.expected_gap_days, "at_risk"),
+        (t.tenure_days <= s.new_days, "new"),
+        ((t.tenure_days >= s.mature_days) & (t.frequency >= s.mature_min_frequency), "mature"),
+        else_="active",
+    )
+    return t.mutate(lifecycle_stage=stage)
