@@ -39,3 +39,31 @@ def test_run_without_orders_says_what_to_do(ws: Workspace) -> None:
 
     with pytest.raises(UserError, match="tierwise ingest orders"):
         run(ws)
+
+
+def test_show_summaries_add_up_and_speak_both_languages(ws_dir: Path, tmp_path: Path) -> None:
+    from tests.conftest import run_cli
+
+    src = tmp_path / "o.csv"
+    src.write_text(
+        "customer_id,order_date,amount\nC1,2024-01-02,700\nC2,2024-02-03,200\nC1,2024-03-04,50\nC3,2024-03-01,50\n"
+    )
+    assert run_cli("ingest", "orders", src, "-w", ws_dir).code == 0
+    assert run_cli("run", "-w", ws_dir).code == 0
+    data = run_cli("show", "-w", ws_dir, "--json").json()
+    for rows in data["summaries"].values():
+        assert sum(r["customers"] for r in rows) == 3
+        assert sum(r["revenue_share"] for r in rows) == pytest.approx(1.0)
+    abc = {r["code"]: r for r in data["summaries"]["abc_class"]}
+    # C1 750 of 1000 → 75% → A; C2 200 → 95% → B; C3 50 → 100% → C.
+    assert {k: v["customers"] for k, v in abc.items()} == {"A": 1, "B": 1, "C": 1}
+    assert abc["A"]["label"] == "关键客户"
+    assert [r["customer_id"] for r in data["top_customers"]] == ["C1", "C2", "C3"]
+    cfg = ws_dir / "tierwise.toml"
+    cfg.write_text(cfg.read_text().replace('language = "zh"', 'language = "en"'))
+    english = run_cli("show", "-w", ws_dir, "--json").json()
+    assert {r["code"]: r["label"] for r in english["summaries"]["abc_class"]}["A"] == "Key"
+    human = run_cli("show", "-w", ws_dir)
+    assert human.code == 0 and "ABC classes" in human.stdout and "Key" in human.stdout
+    missing = run_cli("show", "-w", ws_dir, "--run", "nope")
+    assert missing.code == 2 and "no run 'nope'" in missing.stderr

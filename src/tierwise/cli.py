@@ -321,6 +321,86 @@ def runs(workspace: WorkspaceOpt = Path("."), as_json: JsonOpt = False) -> None:
     out.print(view)
 
 
+@app.command()
+def show(
+    workspace: WorkspaceOpt = Path("."),
+    run_id: Annotated[str | None, typer.Option("--run", help="Run id (default: the latest).")] = None,
+    top: Annotated[int, typer.Option(help="How many top customers to list.")] = 10,
+    as_json: JsonOpt = False,
+) -> None:
+    """Segment, eight-class, ABC and lifecycle summaries of a run, and its top customers."""
+    from tierwise.show import SUMMARIES, latest_snapshot, summarise, top_customers
+    from tierwise.workspace import Workspace
+
+    ws = Workspace.open(workspace)
+    try:
+        lang = ws.config.workspace.language
+        meta, snap = latest_snapshot(ws, run_id)
+        data = {
+            "run_id": meta["run_id"],
+            "as_of": str(meta["as_of"]),
+            "summaries": {c: summarise(snap, c, lang) for c in SUMMARIES},
+            "top_customers": top_customers(snap, top, lang),
+        }
+    finally:
+        ws.close()
+    if as_json:
+        _print_json(data)
+        return
+    zh = lang == "zh"
+    titles = {
+        "rfm_segment": ("RFM segments", "RFM分群"),
+        "rfm_class8": ("RFM eight classes", "RFM八类"),
+        "abc_class": ("ABC classes", "ABC分类"),
+        "lifecycle_stage": ("Lifecycle stages", "生命周期阶段"),
+    }
+    out.print(f"run {data['run_id']} · as of {data['as_of']}")
+    for column, rows in data["summaries"].items():
+        title = titles[column][1 if zh else 0]
+        view = Table(
+            "客户类别" if zh else "class",
+            "客户数" if zh else "customers",
+            "占比" if zh else "share",
+            "收入" if zh else "revenue",
+            "收入占比" if zh else "revenue share",
+            title=title,
+            title_justify="left",
+        )
+        for r in rows:
+            view.add_row(
+                r["label"],
+                f"{r['customers']:,}",
+                f"{r['customer_share']:.1%}",
+                f"{r['revenue']:,.0f}",
+                f"{r['revenue_share']:.1%}",
+            )
+        out.print(view)
+    view = Table(
+        "customer_id",
+        "名称" if zh else "name",
+        "收入" if zh else "revenue",
+        "F",
+        "R (days)",
+        "RFM",
+        "ABC",
+        "生命周期" if zh else "lifecycle",
+        title="重点客户" if zh else "top customers",
+        title_justify="left",
+    )
+    for r in data["top_customers"]:
+        view.add_row(
+            str(r["customer_id"]),
+            str(r["name"] or ""),
+            f"{r['monetary']:,.0f}",
+            str(r["frequency"]),
+            str(r["recency_days"]),
+            r["rfm_segment_label"],
+            r["abc_class_label"],
+            r["lifecycle_stage_label"],
+        )
+    out.print(view)
+
+
 class Profile(StrEnum):
     b2b = "b2b"
     b2c = "b2c"

@@ -22,6 +22,7 @@ def run(target: Path, customers: int = 2000) -> int:
         steps.append(["ingest", table, str(data / f"{table}.csv"), "--workspace", str(ws)])
     steps.append(["status", "--workspace", str(ws)])
     steps.append(["run", "--workspace", str(ws)])
+    steps.append(["show", "--workspace", str(ws), "--top", "5"])
     for args in steps:
         print(f"$ tierwise {' '.join(args)}", flush=True)
         code = subprocess.call([sys.executable, "-m", "tierwise.cli", *args])
