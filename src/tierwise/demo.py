@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -25,7 +26,9 @@ def run(target: Path, customers: int = 2000) -> int:
     steps.append(["show", "--workspace", str(ws), "--top", "5"])
     for args in steps:
         print(f"$ tierwise {' '.join(args)}", flush=True)
-        code = subprocess.call([sys.executable, "-m", "tierwise.cli", *args])
+        # Wide enough for the summary tables when the output is not a terminal (make, CI logs).
+        env = {**os.environ, "COLUMNS": os.environ.get("COLUMNS", "150")}
+        code = subprocess.call([sys.executable, "-m", "tierwise.cli", *args], env=env)
         if code != 0:
             return code
     print(f"\nDemo data: {data}\nWorkspace: {ws}  (try: tierwise runs -w {ws}; tierwise quarantine -w {ws})")
