@@ -352,6 +352,7 @@ def show(
         "rfm_segment": ("RFM segments", "RFM分群"),
         "rfm_class8": ("RFM eight classes", "RFM八类"),
         "abc_class": ("ABC classes", "ABC分类"),
+        "value_tier": ("Value tiers", "价值分层"),
         "lifecycle_stage": ("Lifecycle stages", "生命周期阶段"),
     }
     out.print(f"run {data['run_id']} · as of {data['as_of']}")

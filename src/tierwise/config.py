@@ -122,6 +122,12 @@ class AbcSettings(_Section):
     b_cutoff: float = Field(0.95, gt=0, le=1, description="Cumulative share of value up to which customers are B")
 
 
+class ValueConfig(_Section):
+    by: Literal["monetary", "profit"] = Field("monetary", description="Value tiers by revenue (monetary) or profit")
+    high_share: float = Field(0.20, gt=0, lt=1, description="Share of buyers in the high-value tier (the top)")
+    medium_share: float = Field(0.30, ge=0, lt=1, description="Share of buyers in the medium-value tier (the next)")
+
+
 class LifecycleConfig(_Section):
     at_risk_multiple: float = Field(
         1.5, gt=0, description="At risk when days since last purchase exceed this many of the customer's usual gaps"
@@ -140,6 +146,7 @@ class Config(_Section):
     features: FeaturesSettings = FeaturesSettings()
     rfm: RfmSettings = RfmSettings()
     abc: AbcSettings = AbcSettings()
+    value: ValueConfig = ValueConfig()
     lifecycle: LifecycleConfig = LifecycleConfig()
     # [mapping.orders] "源列名" = "field": per table, source header → canonical field (or "ignore").
     mapping: dict[str, dict[str, str]] = Field(default_factory=dict)

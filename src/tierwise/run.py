@@ -2,8 +2,8 @@
 
 Each run gets its own table `snapshot_<run id>` (so later runs may add columns without touching earlier
 ones) and a row in `runs`; both are written in one transaction, so a failed run leaves the previous one as
-the latest. This first version computes features, RFM (scores, segment, eight classes), ABC and the
-lifecycle stage; the other classifiers of issue 3 join the same pipeline.
+the latest. This first version computes features, RFM (scores, segment, eight classes), ABC, value tier
+and lifecycle stage; the other classifiers of issue 3 join the same pipeline.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import ibis.expr.types as ir
 from tierwise.classify.abc import add_abc
 from tierwise.classify.lifecycle import LifecycleSettings, add_lifecycle
 from tierwise.classify.rfm import add_class8, add_scores, segment
+from tierwise.classify.value import add_value_tier
 from tierwise.engine import transaction
 from tierwise.errors import UserError
 from tierwise.features import FeatureSettings, customer_features, default_as_of
@@ -56,6 +57,7 @@ def build_snapshot(ws: Workspace, as_of: dt.date) -> ir.Table:
     t = t.mutate(rfm_segment=segment(t.r_score, t.f_score))
     t = add_class8(t, basis=cfg.rfm.class8_basis)
     t = add_abc(t, value=cfg.abc.by, a_cutoff=cfg.abc.a_cutoff, b_cutoff=cfg.abc.b_cutoff)
+    t = add_value_tier(t, value=cfg.value.by, high_share=cfg.value.high_share, medium_share=cfg.value.medium_share)
     return add_lifecycle(t, LifecycleSettings(**cfg.lifecycle.model_dump()))
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import ibis.expr.types as ir
 
-from tierwise.classify import abc, lifecycle, rfm
+from tierwise.classify import abc, lifecycle, rfm, value
 from tierwise.errors import UserError
 from tierwise.workspace import Workspace
 
@@ -15,9 +15,10 @@ LABELS: dict[str, dict[str, tuple[str, str]]] = {
     "rfm_segment": rfm.SEGMENT_LABELS,
     "abc_class": abc.LABELS,
     "lifecycle_stage": lifecycle.LABELS,
+    "value_tier": value.LABELS,
     "rfm_class8": {zh: (en, zh) for zh, en in rfm.CLASS8_EN.items()},
 }
-SUMMARIES = ["rfm_segment", "rfm_class8", "abc_class", "lifecycle_stage"]
+SUMMARIES = ["rfm_segment", "rfm_class8", "abc_class", "value_tier", "lifecycle_stage"]
 
 
 def label(column: str, code: object, language: str) -> str:
