@@ -67,3 +67,30 @@ def test_show_summaries_add_up_and_speak_both_languages(ws_dir: Path, tmp_path: 
     assert human.code == 0 and "ABC classes" in human.stdout and "Key" in human.stdout
     missing = run_cli("show", "-w", ws_dir, "--run", "nope")
     assert missing.code == 2 and "no run 'nope'" in missing.stderr
+
+
+def test_show_customer_explains_with_the_runs_thresholds(ws_dir: Path, tmp_path: Path) -> None:
+    from tests.conftest import run_cli
+
+    src = tmp_path / "o.csv"
+    src.write_text(
+        "customer_id,order_date,amount\nC1,2024-01-02,700\nC2,2024-02-03,200\nC1,2024-03-04,50\nC3,2024-03-01,50\n"
+    )
+    run_cli("ingest", "orders", src, "-w", ws_dir)
+    run_cli("run", "-w", ws_dir)
+    cfg = ws_dir / "tierwise.toml"  # changed after the run: the explanation must use the run's settings
+    cfg.write_text(cfg.read_text().replace("a_cutoff = 0.8", "a_cutoff = 0.5"))
+    detail = run_cli("show", "customer", "C1", "-w", ws_dir, "--json").json()
+    assert detail["customer"]["abc_class"] == "A"
+    reasons = " | ".join(detail["reasons"])
+    assert "cumulative share 75.0% vs cut-offs 80%/95%" in reasons
+    assert "grid cell R5×F5" in reasons and "recency 1 vs" in reasons
+    # C1: last purchase 2024-03-04, as of 2024-03-05; purchase days 2024-01-02 and 2024-03-04 → gap 62 days.
+    assert "usual gap of 62.0 days" in reasons
+    for args, message in (
+        (["show", "customer"], "needs the customer id"),
+        (["show", "customer", "ZZ"], "no customer 'ZZ'"),
+        (["show", "everything"], "tierwise show customer ID"),
+    ):
+        r = run_cli(*args, "-w", ws_dir)
+        assert r.code == 2 and message in r.stderr

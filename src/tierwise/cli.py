@@ -323,17 +323,37 @@ def runs(workspace: WorkspaceOpt = Path("."), as_json: JsonOpt = False) -> None:
 
 @app.command()
 def show(
+    what: Annotated[str, typer.Argument(help="'summary' (default) or 'customer'.")] = "summary",
+    customer_id: Annotated[str | None, typer.Argument(help="Customer id, with 'customer'.")] = None,
     workspace: WorkspaceOpt = Path("."),
     run_id: Annotated[str | None, typer.Option("--run", help="Run id (default: the latest).")] = None,
     top: Annotated[int, typer.Option(help="How many top customers to list.")] = 10,
     as_json: JsonOpt = False,
 ) -> None:
-    """Segment, eight-class, ABC and lifecycle summaries of a run, and its top customers."""
-    from tierwise.show import SUMMARIES, latest_snapshot, summarise, top_customers
+    """Class summaries of a run and its top customers; 'show customer ID' explains one customer."""
+    from tierwise.show import SUMMARIES, explain_customer, latest_snapshot, run_config, summarise, top_customers
     from tierwise.workspace import Workspace
 
+    if what not in ("summary", "customer"):
+        raise UserError(f"'tierwise show {what}': say 'tierwise show' or 'tierwise show customer ID'")
+    if what == "customer" and not customer_id:
+        raise UserError("'tierwise show customer' needs the customer id, e.g. tierwise show customer C0000001")
     ws = Workspace.open(workspace)
     try:
+        if what == "customer":
+            meta, snap = latest_snapshot(ws, run_id)
+            config = run_config(ws, str(meta["run_id"]))
+            detail = explain_customer(snap, meta, str(customer_id), config, ws.config.workspace.language)
+            if as_json:
+                _print_json(detail)
+            else:
+                out.print(f"customer {customer_id} · run {detail['run_id']} · as of {detail['as_of']}")
+                for key, value in detail["customer"].items():
+                    out.print(f"  {key}: {value}", markup=False)
+                out.print("why:")
+                for reason in detail["reasons"]:
+                    out.print(f"  - {reason}", markup=False)
+            return
         lang = ws.config.workspace.language
         meta, snap = latest_snapshot(ws, run_id)
         data = {

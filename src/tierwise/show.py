@@ -7,6 +7,7 @@ from typing import Any
 import ibis.expr.types as ir
 
 from tierwise.classify import abc, lifecycle, rfm, value
+from tierwise.config import Config
 from tierwise.errors import UserError
 from tierwise.workspace import Workspace
 
@@ -38,6 +39,13 @@ def latest_snapshot(ws: Workspace, run_id: str | None = None) -> tuple[dict[str,
             raise UserError(f"no run '{run_id}'; list them with 'tierwise runs'")
         raise UserError("no run yet; run the main job first with 'tierwise run'")
     return rows[0], ws.table(str(rows[0]["snapshot_table"]))
+
+
+def run_config(ws: Workspace, run_id: str) -> Config:
+    """The settings a run was made with (the workspace's may have changed since)."""
+    runs = ws.table("runs")
+    text = runs.filter(runs.run_id == run_id).config.to_pyarrow().to_pylist()[0]
+    return Config.model_validate_json(text)
 
 
 def summarise(snapshot: ir.Table, column: str, language: str) -> list[dict[str, Any]]:
@@ -75,3 +83,55 @@ def top_customers(snapshot: ir.Table, n: int, language: str) -> list[dict[str, A
         for column in ("rfm_segment", "abc_class", "lifecycle_stage"):
             r[f"{column}_label"] = label(column, r[column], language)
     return out
+
+
+def explain_customer(
+    snapshot: ir.Table, meta: dict[str, Any], customer_id: str, config: Any, language: str
+) -> dict[str, Any]:
+    """Every score of one customer and the thresholds that placed it (config as of that run)."""
+    rows = snapshot.filter(snapshot.customer_id == customer_id).to_pyarrow().to_pylist()
+    if not rows:
+        raise UserError(f"no customer '{customer_id}' in run {meta['run_id']}; check the id with 'tierwise show'")
+    c = rows[0]
+    reasons: list[str] = []
+    if c["r_score"] is None:
+        reasons.append("never bought: a prospect, no RFM scores")
+    else:
+        reasons.append(
+            f"R {c['r_score']} (last purchase {c['recency_days']} days ago), F {c['f_score']} ({c['frequency']} "
+            f"purchases in the window), M {c['m_score']} (net revenue {c['monetary']:,.2f}) → grid cell "
+            f"R{c['r_score']}×F{c['f_score']} = {label('rfm_segment', c['rfm_segment'], language)}"
+        )
+        buyers = snapshot.filter(snapshot.recency_days.notnull())
+        basis = config.rfm.class8_basis
+        agg = (
+            buyers.aggregate(
+                r=getattr(buyers.recency_days, basis)(),
+                f=getattr(buyers.frequency, basis)(),
+                m=getattr(buyers.monetary, basis)(),
+            )
+            .to_pyarrow()
+            .to_pylist()[0]
+        )
+        reasons.append(
+            f"eight classes against the buyers' {basis}: recency {c['recency_days']} vs {agg['r']:.1f} days "
+            f"({'recent' if c['recency_days'] < agg['r'] else 'not recent'}), frequency {c['frequency']} vs "
+            f"{agg['f']:.2f} ({'high' if c['frequency'] > agg['f'] else 'low'}), monetary {c['monetary']:,.2f} vs "
+            f"{agg['m']:,.2f} ({'high' if c['monetary'] > agg['m'] else 'low'}) → {c['rfm_class8']}"
+        )
+    share = c.get("abc_cum_share")
+    reasons.append(
+        f"ABC: cumulative share {share:.1%} vs cut-offs {config.abc.a_cutoff:.0%}/{config.abc.b_cutoff:.0%} → "
+        f"{label('abc_class', c['abc_class'], language)}"
+        if share is not None
+        else f"ABC: no positive {config.abc.by} → {label('abc_class', c['abc_class'], language)}"
+    )
+    if c["recency_days"] is not None:
+        gap = c["expected_gap_days"]
+        lc = config.lifecycle
+        reasons.append(
+            f"lifecycle: {c['recency_days']} days since the last purchase against a usual gap of {gap:.1f} days "
+            f"(at risk beyond {lc.at_risk_multiple * gap:.0f}, churned beyond {lc.churned_multiple * gap:.0f}); "
+            f"first purchase {c['tenure_days']} days ago → {label('lifecycle_stage', c['lifecycle_stage'], language)}"
+        )
+    return {"run_id": meta["run_id"], "as_of": str(meta["as_of"]), "customer": c, "reasons": reasons}
