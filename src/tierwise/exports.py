@@ -15,12 +15,6 @@ import pyarrow.parquet as pq
 
 from tierwise.errors import UserError
 
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def neutralise(value: str) -> str:
-    return "'" + value if value.startswith(FORMULA_START) else value
-
 
 def _neutralise_column(col: pa.ChunkedArray) -> pa.ChunkedArray:
     if not pa.types.is_string(col.type) and not pa.types.is_large_string(col.type):

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import ibis
 import ibis.expr.types as ir
 
+from tierwise.config import IngestSettings
 from tierwise.ingest.parse import one_of
 
 
@@ -21,7 +22,8 @@ from tierwise.ingest.parse import one_of
 class FeatureSettings:
     window_days: int = 365
     frequency_by: str = "days"  # "days": distinct order days; "orders": distinct orders
-    online_channels: list[str] = field(default_factory=lambda: ["online", "线上", "小程序", "天猫", "app"])
+    # One list of online channel names for the whole product: the one in tierwise.toml's [ingest].
+    online_channels: list[str] = field(default_factory=lambda: list(IngestSettings().online_channels))
 
 
 def default_as_of(orders: ir.Table) -> dt.date:
