@@ -21,9 +21,11 @@ from tierwise.classify.abc import add_abc
 from tierwise.classify.lifecycle import LifecycleSettings, add_lifecycle
 from tierwise.classify.rfm import add_class8, add_scores, segment
 from tierwise.classify.value import add_value_tier
+from tierwise.config import Config
 from tierwise.engine import transaction
 from tierwise.errors import UserError
 from tierwise.features import FeatureSettings, customer_features, default_as_of
+from tierwise.schema import TABLES
 from tierwise.workspace import Workspace
 
 
@@ -41,11 +43,11 @@ class RunReport:
         return d
 
 
-def build_snapshot(ws: Workspace, as_of: dt.date) -> ir.Table:
-    cfg = ws.config
+def build_snapshot(tables: dict[str, ir.Table], cfg: Config, as_of: dt.date) -> ir.Table:
+    """The snapshot as one Ibis expression over the canonical tables, on whichever engine holds them."""
     feats = customer_features(
-        ws.table("customers"),
-        ws.table("orders"),
+        tables["customers"],
+        tables["orders"],
         as_of,
         FeatureSettings(
             window_days=cfg.features.window_days,
@@ -61,6 +63,10 @@ def build_snapshot(ws: Workspace, as_of: dt.date) -> ir.Table:
     return add_lifecycle(t, LifecycleSettings(**cfg.lifecycle.model_dump()))
 
 
+def canonical_tables(ws: Workspace) -> dict[str, ir.Table]:
+    return {spec.name: ws.table(spec.name) for spec in TABLES.values()}
+
+
 def run(ws: Workspace, as_of: dt.date | None = None) -> RunReport:
     orders = ws.table("orders")
     if int(orders.count().execute()) == 0:
@@ -70,7 +76,7 @@ def run(ws: Workspace, as_of: dt.date | None = None) -> RunReport:
     name = f"snapshot_{run_id.replace('-', '_')}"
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    snapshot = build_snapshot(ws, as_of)
+    snapshot = build_snapshot(canonical_tables(ws), ws.config, as_of)
     runs = ws.table("runs")
     batches = ws.table("batches").select("batch_id").to_pyarrow()["batch_id"].to_pylist()
     with transaction(ws.con):
