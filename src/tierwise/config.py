@@ -108,6 +108,10 @@ class FeaturesSettings(_Section):
     frequency_by: Literal["days", "orders"] = Field(
         "days", description="A purchase occasion is a distinct order day (days) or a distinct order (orders)"
     )
+    industry_priority: list[str] = Field(
+        default_factory=list,
+        description="Industry codes in order of priority: settle equal revenue shares and multi-code records",
+    )
 
 
 class RfmSettings(_Section):
@@ -139,6 +143,81 @@ class LifecycleConfig(_Section):
     default_gap_days: float = Field(90.0, gt=0, description="Usual gap assumed when no customer has bought twice")
 
 
+class ClvSettings(_Section):
+    discount_rate: float = Field(0.10, gt=-1, description="Discount rate d per period in CLV = Σ (R_t − C_t)/(1+d)^t")
+    period_days: int = Field(365, ge=1, description="Length of one CLV period t in days (365: yearly)")
+    missing_cost_margin: float = Field(
+        1.0, ge=0, le=1, description="Margin assumed for order lines without cost (1.0: their whole revenue)"
+    )
+
+
+DEFAULT_INDICATORS: list[dict[str, Any]] = [
+    {
+        "name": "credit",
+        "label": "信用状况 / Credit status",
+        "expression": "on_time_rate * 100 - least(avg_days_late, 60)",
+        "weight": 0.3,
+    },
+    {"name": "amount", "label": "下单金额 / Order amount", "expression": "monetary", "weight": 0.3},
+    {
+        "name": "prospect",
+        "label": "发展前景 / Development prospect",
+        "expression": "monetary * 365.0 / least(greatest(tenure_days, 30), 365)"
+        " * (1 + least(greatest(coalesce(revenue_trend, 0), -1), 1))",
+        "weight": 0.2,
+    },
+    {"name": "profit", "label": "利润贡献 / Profit contribution", "expression": "profit", "weight": 0.2},
+]
+
+
+class IndicatorSettings(_Section):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="Short name: score_<name>, contrib_<name> columns")
+    label: str = Field("", description="Label shown in reports")
+    expression: str = Field(description="Value over snapshot columns, larger is better (same syntax as rules)")
+    weight: float = Field(ge=0, description="Weight in the composite score (weights are rescaled to add to 1)")
+
+
+class GradeSettings(_Section):
+    normalise: Literal["percentile", "minmax"] = Field(
+        "percentile", description="Indicator scores 0–100 by percentile among buyers or by min–max"
+    )
+    method: Literal["quotas", "cutoffs"] = Field(
+        "quotas", description="Grades A/B/C/D by quotas (shares of customers) or by composite score cut-offs"
+    )
+    quotas: list[float] = Field([0.10, 0.20, 0.30], min_length=3, max_length=3, description="Shares of A, B, C")
+    cutoffs: list[float] = Field(
+        [80.0, 60.0, 40.0], min_length=3, max_length=3, description="Lowest composite score of A, B, C"
+    )
+    short_history_days: int = Field(
+        180, ge=0, description="Customers younger than this take the prospect score for indicators they lack"
+    )
+    prospect_indicator: str = Field("prospect", description="The indicator that stands in for short histories")
+    indicators: list[IndicatorSettings] = Field(
+        default_factory=lambda: [IndicatorSettings(**d) for d in DEFAULT_INDICATORS],
+        description="The indicators of the composite score",
+    )
+
+    @field_validator("indicators")
+    @classmethod
+    def _distinct(cls, indicators: list[IndicatorSettings]) -> list[IndicatorSettings]:
+        names = [i.name for i in indicators]
+        if not names or len(set(names)) != len(names) or sum(i.weight for i in indicators) <= 0:
+            raise ValueError("give at least one indicator, each name once, weights adding up to more than 0")
+        return indicators
+
+
+class LoyaltyConfig(_Section):
+    loyal_min_purchases: int = Field(4, ge=1, description="Loyal needs at least this many purchase occasions")
+    loyal_min_tenure_days: int = Field(180, ge=0, description="... and a first purchase at least this long ago")
+    satisfied_min: float = Field(4.0, description="Satisfaction score from which a customer counts as satisfied")
+    dissatisfied_max: float = Field(2.5, description="Satisfaction score up to which a customer is dissatisfied")
+
+
+class RuleSettings(_Section):
+    name: str = Field(min_length=1, description="Tag given to the customers the rule matches")
+    expression: str = Field(min_length=1, description="Boolean expression over snapshot columns (SQL syntax)")
+
+
 class Config(_Section):
     workspace: WorkspaceSettings = WorkspaceSettings()
     engine: EngineSettings = EngineSettings()
@@ -148,6 +227,10 @@ class Config(_Section):
     abc: AbcSettings = AbcSettings()
     value: ValueConfig = ValueConfig()
     lifecycle: LifecycleConfig = LifecycleConfig()
+    clv: ClvSettings = ClvSettings()
+    grade: GradeSettings = GradeSettings()
+    loyalty: LoyaltyConfig = LoyaltyConfig()
+    rules: list[RuleSettings] = Field(default_factory=list)
     # [mapping.orders] "源列名" = "field": per table, source header → canonical field (or "ignore").
     mapping: dict[str, dict[str, str]] = Field(default_factory=dict)
 
@@ -197,19 +280,40 @@ def _toml_value(value: Any) -> str:
     raise TypeError(type(value))
 
 
+def _array_of_tables(key: str, items: list[BaseModel]) -> list[str]:
+    out: list[str] = []
+    for item in items:
+        out.append(f"[[{key}]]")
+        out += [f"{name} = {_toml_value(getattr(item, name))}" for name in type(item).model_fields]
+        out.append("")
+    return out
+
+
 def render_default_config() -> str:
     """The commented tierwise.toml that `tierwise init` writes: every setting at its default."""
     lines = ["# tierwise workspace settings. Every key is shown at its default; edit and re-run.", ""]
     defaults = Config()
     for section_name in Config.model_fields:
-        if section_name == "mapping":
+        if section_name in ("mapping", "rules"):
             continue
         section = getattr(defaults, section_name)
         lines.append(f"[{section_name}]")
+        tables: list[str] = []
         for name, info in type(section).model_fields.items():
+            value = getattr(section, name)
+            if isinstance(value, list) and value and isinstance(value[0], BaseModel):
+                tables += [f"# {info.description}", *_array_of_tables(f"{section_name}.{name}", value)]
+                continue
             lines.append(f"# {info.description}")
-            lines.append(f"{name} = {_toml_value(getattr(section, name))}")
-        lines.append("")
+            lines.append(f"{name} = {_toml_value(value)}")
+        lines += ["", *tables]
+    lines += [
+        "# Rules: tag customers matching a condition over snapshot columns (see docs/rules.md).",
+        "# [[rules]]",
+        '# name = "浙江大客户"',
+        "# expression = \"province = '浙江' and monetary > 50000\"",
+        "",
+    ]
     lines += [
         '# Column mapping, per table: source header = canonical field (or "ignore"). Headers are',
         "# recognised automatically in Chinese and English; add lines only where that guess is wrong.",

@@ -65,13 +65,13 @@ def customer_features(
     rhythm = days.group_by("customer_id").aggregate(
         first_order_date=days._day.min(),
         last_order_date=days._day.max(),
-        _occasions=days.count(),
+        purchases=days.count(),
         ipt_mean_days=days._gap.mean(),
         _ipt_std=days._gap.std(how="pop"),
     )
     rhythm = rhythm.mutate(
         ipt_cv=ibis.ifelse(rhythm.ipt_mean_days > 0, rhythm._ipt_std / rhythm.ipt_mean_days, ibis.null("float64"))
-    ).drop("_ipt_std", "_occasions")
+    ).drop("_ipt_std")
 
     occasions = window_sales._day.nunique() if s.frequency_by == "days" else window_sales.order_id.nunique()
     activity = window_sales.group_by("customer_id").aggregate(
@@ -114,6 +114,7 @@ def customer_features(
 
     return t.mutate(
         frequency=t.frequency.fill_null(0),
+        purchases=t.purchases.fill_null(0),
         monetary=t.monetary.fill_null(0.0),
         recency_days=_days_between(as_of_lit, t.last_order_date),
         tenure_days=_days_between(as_of_lit, t.first_order_date),
