@@ -331,7 +331,15 @@ def show(
     as_json: JsonOpt = False,
 ) -> None:
     """Class summaries of a run and its top customers; 'show customer ID' explains one customer."""
-    from tierwise.show import SUMMARIES, explain_customer, latest_snapshot, run_config, summarise, top_customers
+    from tierwise.show import (
+        SUMMARIES,
+        TITLES,
+        explain_customer,
+        latest_snapshot,
+        run_config,
+        summarise,
+        top_customers,
+    )
     from tierwise.workspace import Workspace
 
     if what not in ("summary", "customer"):
@@ -359,7 +367,7 @@ def show(
         data = {
             "run_id": meta["run_id"],
             "as_of": str(meta["as_of"]),
-            "summaries": {c: summarise(snap, c, lang) for c in SUMMARIES},
+            "summaries": {c: summarise(snap, c, lang) for c in SUMMARIES if c in snap.columns},
             "top_customers": top_customers(snap, top, lang),
         }
     finally:
@@ -368,16 +376,9 @@ def show(
         _print_json(data)
         return
     zh = lang == "zh"
-    titles = {
-        "rfm_segment": ("RFM segments", "RFM分群"),
-        "rfm_class8": ("RFM eight classes", "RFM八类"),
-        "abc_class": ("ABC classes", "ABC分类"),
-        "value_tier": ("Value tiers", "价值分层"),
-        "lifecycle_stage": ("Lifecycle stages", "生命周期阶段"),
-    }
     out.print(f"run {data['run_id']} · as of {data['as_of']}")
     for column, rows in data["summaries"].items():
-        title = titles[column][1 if zh else 0]
+        title = TITLES[column][1 if zh else 0]
         view = Table(
             "客户类别" if zh else "class",
             "客户数" if zh else "customers",
@@ -397,29 +398,84 @@ def show(
             )
         out.print(view)
     view = Table(
+        "#",
         "customer_id",
         "名称" if zh else "name",
+        "等级" if zh else "grade",
+        "得分" if zh else "score",
         "收入" if zh else "revenue",
-        "F",
-        "R (days)",
         "RFM",
-        "ABC",
         "生命周期" if zh else "lifecycle",
-        title="重点客户" if zh else "top customers",
+        title="优先客户" if zh else "top priority customers",
         title_justify="left",
     )
     for r in data["top_customers"]:
+        score = r.get("composite_score")
         view.add_row(
+            str(r.get("priority_rank") or ""),
             str(r["customer_id"]),
             str(r["name"] or ""),
+            str(r.get("grade") or ""),
+            "" if score is None else f"{score:.1f}",
             f"{r['monetary']:,.0f}",
-            str(r["frequency"]),
-            str(r["recency_days"]),
             r["rfm_segment_label"],
-            r["abc_class_label"],
-            r["lifecycle_stage_label"],
+            r.get("lifecycle_stage_label", ""),
         )
     out.print(view)
+
+
+class ExportFormat(StrEnum):
+    csv = "csv"
+    xlsx = "xlsx"
+    parquet = "parquet"
+
+
+@app.command()
+def export(
+    file: Annotated[Path | None, typer.Argument(help="File to write (.csv, .xlsx or .parquet).")] = None,
+    fmt: Annotated[
+        ExportFormat | None, typer.Option("--format", help="csv, xlsx or parquet (default: from the file name).")
+    ] = None,
+    where: Annotated[
+        str | None, typer.Option(help="Only customers matching this condition, e.g. \"grade = 'A'\".")
+    ] = None,
+    columns: Annotated[str | None, typer.Option(help="Comma-separated columns (default: all).")] = None,
+    run_id: Annotated[str | None, typer.Option("--run", help="Run id (default: the latest).")] = None,
+    list_columns: Annotated[bool, typer.Option("--list-columns", help="List the run's columns and stop.")] = False,
+    workspace: WorkspaceOpt = Path("."),
+    as_json: JsonOpt = False,
+) -> None:
+    """Write a run's customers (every snapshot column, customer_id first) to CSV, XLSX or Parquet."""
+    from tierwise.exports import write_table
+    from tierwise.show import latest_snapshot, select_customers
+    from tierwise.workspace import Workspace
+
+    ws = Workspace.open(workspace)
+    try:
+        meta, snap = latest_snapshot(ws, run_id)
+        if list_columns:
+            schema = snap.schema()
+            if as_json:
+                _print_json({name: str(schema[name]) for name in schema.names})
+            else:
+                for name in schema.names:
+                    out.print(f"{name}  [dim]{schema[name]}[/dim]")
+            return
+        if file is None:
+            raise UserError("say where to write, e.g. tierwise export customers.xlsx")
+        kind = fmt.value if fmt else file.suffix.lstrip(".").lower()
+        if kind not in {f.value for f in ExportFormat}:
+            raise UserError(f"{file}: cannot tell the format from the name; add --format csv, xlsx or parquet")
+        chosen = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
+        rows = select_customers(snap, where=where, columns=chosen).to_pyarrow()
+        write_table(rows, file, kind)
+    finally:
+        ws.close()
+    summary = {"run_id": meta["run_id"], "file": str(file), "format": kind, "rows": rows.num_rows}
+    if as_json:
+        _print_json(summary)
+    else:
+        out.print(f"{rows.num_rows:,} customers of run {meta['run_id']} written to {file}")
 
 
 class Profile(StrEnum):
@@ -430,6 +486,32 @@ class Profile(StrEnum):
 class Format(StrEnum):
     csv = "csv"
     parquet = "parquet"
+
+
+@app.command()
+def report(
+    out_file: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write.")] = Path("report.html"),
+    run_id: Annotated[str | None, typer.Option("--run", help="Run id (default: the latest).")] = None,
+    language: Annotated[
+        str | None, typer.Option(help="Labels in zh or en (default: [workspace] language in tierwise.toml).")
+    ] = None,
+    workspace: WorkspaceOpt = Path("."),
+    as_json: JsonOpt = False,
+) -> None:
+    """One self-contained HTML report of a run that opens offline: KPIs, classes, Pareto, R×F, top customers."""
+    from tierwise.report import delayed_status, write_report
+    from tierwise.workspace import Workspace
+
+    ws = Workspace.open(workspace)
+    try:
+        with delayed_status(err, "building the report") as step:
+            summary = write_report(ws, out_file, run_id=run_id, language=language, progress=step)
+    finally:
+        ws.close()
+    if as_json:
+        _print_json(summary.as_json())
+        return
+    out.print(str(summary.path), markup=False, soft_wrap=True)
 
 
 @app.command()

@@ -15,6 +15,8 @@ import pyarrow.parquet as pq
 
 from tierwise.errors import UserError
 
+XLSX_MAX_ROWS = 1_048_576  # including the header row
+
 
 def _neutralise_column(col: pa.ChunkedArray) -> pa.ChunkedArray:
     if not pa.types.is_string(col.type) and not pa.types.is_large_string(col.type):
@@ -39,8 +41,22 @@ def _flatten_nested(table: pa.Table) -> pa.Table:
 
 
 def write_table(table: pa.Table, path: Path, fmt: str | None = None) -> None:
+    """Write through a temporary file beside the target: a failed export leaves no half-written file."""
     fmt = (fmt or path.suffix.lstrip(".")).lower()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(path.name + ".part")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write(table, part, fmt)
+        part.replace(path)
+    except OSError as exc:
+        part.unlink(missing_ok=True)
+        raise UserError(f"{path}: cannot write ({exc.strerror or exc}); choose another folder or file name") from exc
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+
+
+def _write(table: pa.Table, path: Path, fmt: str) -> None:
     if fmt == "parquet":
         pq.write_table(table, path)
     elif fmt == "csv":
@@ -50,6 +66,12 @@ def write_table(table: pa.Table, path: Path, fmt: str | None = None) -> None:
             pacsv.write_csv(safe, fh)
     elif fmt == "xlsx":
         import xlsxwriter
+
+        if table.num_rows >= XLSX_MAX_ROWS:
+            raise UserError(
+                f"{path}: {table.num_rows:,} rows do not fit in an Excel sheet ({XLSX_MAX_ROWS - 1:,} at most); "
+                "export to csv or parquet, or narrow the rows with --where"
+            )
 
         safe = safe_for_spreadsheets(_flatten_nested(table))
         wb = xlsxwriter.Workbook(

@@ -12,19 +12,26 @@ import datetime as dt
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import ibis
 import ibis.expr.types as ir
 
-from tierwise.classify.abc import add_abc
+from tierwise.classify.abc import add_abc, pareto_curve
+from tierwise.classify.grade import GradeSettings, Indicator, add_grade
 from tierwise.classify.lifecycle import LifecycleSettings, add_lifecycle
+from tierwise.classify.loyalty import LoyaltySettings, add_loyalty
 from tierwise.classify.rfm import add_class8, add_scores, segment
-from tierwise.classify.value import add_value_tier
+from tierwise.classify.value import add_value_tier, historical_clv
 from tierwise.config import Config
+from tierwise.credit import payment_features
 from tierwise.engine import transaction
 from tierwise.errors import UserError
 from tierwise.features import FeatureSettings, customer_features, default_as_of
+from tierwise.industry import main_industry
+from tierwise.rules import add_tags, check_rules, compile_value
+from tierwise.satisfaction import satisfaction_features
 from tierwise.schema import TABLES
 from tierwise.workspace import Workspace
 
@@ -43,52 +50,137 @@ class RunReport:
         return d
 
 
-def build_snapshot(tables: dict[str, ir.Table], cfg: Config, as_of: dt.date) -> ir.Table:
-    """The snapshot as one Ibis expression over the canonical tables, on whichever engine holds them."""
-    feats = customer_features(
-        tables["customers"],
-        tables["orders"],
+Checkpoint = Callable[[str, ir.Table], ir.Table]
+
+
+def _keep(stage: str, t: ir.Table) -> ir.Table:
+    return t
+
+
+def measures(tables: dict[str, ir.Table], cfg: Config, as_of: dt.date) -> ir.Table:
+    """Every feature of DESIGN §5 per customer: orders, payments, satisfaction, industry, historical CLV."""
+    customers, orders = tables["customers"], tables["orders"]
+    window = cfg.features.window_days
+    t = customer_features(
+        customers,
+        orders,
         as_of,
         FeatureSettings(
-            window_days=cfg.features.window_days,
+            window_days=window,
             frequency_by=cfg.features.frequency_by,
             online_channels=cfg.ingest.online_channels,
         ),
     )
-    t = add_scores(feats)
+    parts = [
+        customers.select("customer_id", "country", "customer_kind", "credit_limit", customer_type="type"),
+        main_industry(customers, orders, as_of, window, cfg.features.industry_priority),
+        payment_features(tables["payments"], customers, as_of, window),
+        satisfaction_features(tables["interactions"], as_of, window),
+        historical_clv(orders, as_of, **cfg.clv.model_dump()),
+    ]
+    for part in parts:
+        t = t.left_join(part, "customer_id").drop("customer_id_right")
+    return t
+
+
+def indicators(cfg: Config, schema: ibis.Schema) -> list[Indicator]:
+    out = []
+    for i in cfg.grade.indicators:
+        value = compile_value(i.expression, schema, what=f"grade indicator '{i.name}'")
+        out.append(Indicator(i.name, value, i.weight))
+    return out
+
+
+def classify(t: ir.Table, cfg: Config) -> ir.Table:
+    """Every class, the composite grade and priority, and the user's rule tags, on top of the measures."""
+    check_rules([(r.name, r.expression) for r in cfg.rules], t.schema())  # before anything heavy runs
+    grade_inputs = indicators(cfg, t.schema())
+    t = add_scores(t)
     t = t.mutate(rfm_segment=segment(t.r_score, t.f_score))
     t = add_class8(t, basis=cfg.rfm.class8_basis)
     t = add_abc(t, value=cfg.abc.by, a_cutoff=cfg.abc.a_cutoff, b_cutoff=cfg.abc.b_cutoff)
     t = add_value_tier(t, value=cfg.value.by, high_share=cfg.value.high_share, medium_share=cfg.value.medium_share)
-    return add_lifecycle(t, LifecycleSettings(**cfg.lifecycle.model_dump()))
+    t = add_lifecycle(t, LifecycleSettings(**cfg.lifecycle.model_dump()))
+    t = add_loyalty(t, LoyaltySettings(**cfg.loyalty.model_dump()))
+    g = cfg.grade
+    t = add_grade(
+        t,
+        grade_inputs,
+        GradeSettings(
+            normalise=g.normalise,
+            method=g.method,
+            quotas=(g.quotas[0], g.quotas[1], g.quotas[2]),
+            cutoffs=(g.cutoffs[0], g.cutoffs[1], g.cutoffs[2]),
+            short_history_days=g.short_history_days,
+            prospect_indicator=g.prospect_indicator,
+        ),
+    )
+    return add_tags(t, [(r.name, r.expression) for r in cfg.rules])
+
+
+def build_snapshot(
+    tables: dict[str, ir.Table], cfg: Config, as_of: dt.date, checkpoint: Checkpoint = _keep
+) -> ir.Table:
+    """The snapshot as Ibis expressions over the canonical tables, on whichever engine holds them.
+
+    `checkpoint` may materialise the measures before classification (the run does, to time the stages and
+    so that the many windows over them read a table rather than recompute the joins).
+    """
+    return classify(checkpoint("measures", measures(tables, cfg, as_of)), cfg)
 
 
 def canonical_tables(ws: Workspace) -> dict[str, ir.Table]:
     return {spec.name: ws.table(spec.name) for spec in TABLES.values()}
 
 
+def snapshot_suffix(run_id: str) -> str:
+    return run_id.replace("-", "_")
+
+
 def run(ws: Workspace, as_of: dt.date | None = None) -> RunReport:
+    """Build and store a snapshot. Stages: measures (a temporary table), classes (the snapshot table), the
+    Pareto curve, then the `runs` row that makes it visible — all in one transaction."""
     orders = ws.table("orders")
     if int(orders.count().execute()) == 0:
         raise UserError("there are no orders in this workspace; load them first with 'tierwise ingest orders FILE'")
     as_of = as_of or default_as_of(orders)
     run_id = dt.datetime.now().strftime("%Y%m%d%H%M%S") + "-" + uuid.uuid4().hex[:6]
-    name = f"snapshot_{run_id.replace('-', '_')}"
-    timings: dict[str, float] = {}
-    start = time.perf_counter()
-    snapshot = build_snapshot(canonical_tables(ws), ws.config, as_of)
-    runs = ws.table("runs")
+    suffix = snapshot_suffix(run_id)
+    name = f"snapshot_{suffix}"
+    tables = canonical_tables(ws)
+    input_rows = {table: int(t.count().execute()) for table, t in tables.items()}
     batches = ws.table("batches").select("batch_id").to_pyarrow()["batch_id"].to_pylist()
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[stage] = round(now - clock, 3)
+        clock = now
+
+    def checkpoint(stage: str, t: ir.Table) -> ir.Table:
+        kept = ws.con.create_table(f"_tierwise_{stage}_{suffix}", t, temp=True)
+        lap(stage)
+        return kept
+
     with transaction(ws.con):
+        snapshot = build_snapshot(tables, ws.config, as_of, checkpoint)
         ws.con.create_table(name, snapshot.mutate(run_id=ibis.literal(run_id), as_of=ibis.literal(as_of)))
-        n = int(ws.table(name).count().execute())
-        timings["snapshot"] = round(time.perf_counter() - start, 3)
+        lap("classes")
+        stored = ws.table(name)
+        curve = pareto_curve(stored, value=ws.config.abc.by, points=100)
+        ws.con.create_table(f"pareto_{suffix}", ibis.memtable(curve))
+        n = int(stored.count().execute())
+        lap("pareto")
+        timings["total"] = round(sum(timings.values()), 3)
         report = RunReport(run_id, as_of, name, n, timings)
-        _register(ws, runs, report, batches)
+        _register(ws, report, batches, input_rows)
+        ws.con.drop_table(f"_tierwise_measures_{suffix}", force=True)
     return report
 
 
-def _register(ws: Workspace, runs: ir.Table, report: RunReport, batches: list[str]) -> None:
+def _register(ws: Workspace, report: RunReport, batches: list[str], input_rows: dict[str, int]) -> None:
     """The run becomes visible with this row, written in the same transaction as its snapshot."""
     row = {
         "run_id": report.run_id,
@@ -98,9 +190,10 @@ def _register(ws: Workspace, runs: ir.Table, report: RunReport, batches: list[st
         "customers": report.customers,
         "config": ws.config.model_dump_json(),
         "input_batches": json.dumps(sorted(batches)),
+        "input_rows": json.dumps(input_rows),
         "timings": json.dumps(report.timings),
     }
-    ws.con.insert("runs", ibis.memtable([row], schema=runs.schema()))
+    ws.con.insert("runs", ibis.memtable([row], schema=ws.table("runs").schema()))
 
 
 def list_runs(ws: Workspace) -> list[dict[str, object]]:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 import ibis.expr.types as ir
 
-from tierwise.classify import abc, lifecycle, rfm, value
+from tierwise.classify import abc, grade, lifecycle, loyalty, rfm, value
 from tierwise.config import Config
 from tierwise.errors import UserError
 from tierwise.workspace import Workspace
@@ -18,13 +19,34 @@ LABELS: dict[str, dict[str, tuple[str, str]]] = {
     "lifecycle_stage": lifecycle.LABELS,
     "value_tier": value.LABELS,
     "rfm_class8": {zh: (en, zh) for zh, en in rfm.CLASS8_EN.items()},
+    "grade": grade.LABELS,
+    "loyalty": loyalty.LABELS,
+    "satisfaction_level": loyalty.SATISFACTION_LABELS,
 }
-SUMMARIES = ["rfm_segment", "rfm_class8", "abc_class", "value_tier", "lifecycle_stage"]
+TITLES: dict[str, tuple[str, str]] = {
+    "grade": ("Grades (weighted score)", "客户等级（综合加权评分）"),
+    "rfm_segment": ("RFM segments", "RFM分群"),
+    "rfm_class8": ("RFM eight classes", "RFM八类"),
+    "abc_class": ("ABC classes", "ABC分类"),
+    "value_tier": ("Value tiers", "价值分层"),
+    "lifecycle_stage": ("Lifecycle stages", "生命周期阶段"),
+    "loyalty": ("Loyalty", "忠诚度"),
+}
+SUMMARIES = ["grade", "rfm_segment", "rfm_class8", "abc_class", "value_tier", "lifecycle_stage", "loyalty"]
+
+
+# What an empty class means, per column (prospects are not graded, and so on).
+EMPTY_LABELS: dict[str, tuple[str, str]] = {
+    "grade": ("Not graded (no purchase)", "未评级（无购买）"),
+    "rfm_class8": ("No purchase", "无购买"),
+    "satisfaction_level": ("No score", "无评分"),
+}
 
 
 def label(column: str, code: object, language: str) -> str:
     if code is None:
-        return "—"
+        en, zh = EMPTY_LABELS.get(column, ("—", "—"))
+        return zh if language == "zh" else en
     en, zh = LABELS.get(column, {}).get(str(code), (str(code), str(code)))
     return zh if language == "zh" else en
 
@@ -67,21 +89,18 @@ def summarise(snapshot: ir.Table, column: str, language: str) -> list[dict[str, 
 
 
 def top_customers(snapshot: ir.Table, n: int, language: str) -> list[dict[str, Any]]:
-    cols = [
-        "customer_id",
-        "name",
-        "monetary",
-        "frequency",
-        "recency_days",
-        "rfm_segment",
-        "abc_class",
-        "lifecycle_stage",
-    ]
-    rows = snapshot.order_by([snapshot.monetary.desc(), snapshot.customer_id]).limit(n).select(*cols)
-    out = rows.to_pyarrow().to_pylist()
+    """The first n customers by priority (runs before the composite grade: by revenue)."""
+    cols = ["customer_id", "name", "monetary", "frequency", "recency_days", "rfm_segment", "abc_class"]
+    cols += [c for c in ("priority_rank", "grade", "composite_score", "lifecycle_stage") if c in snapshot.columns]
+    if "priority_rank" in snapshot.columns:
+        ranked = snapshot.filter(snapshot.priority_rank.notnull()).order_by(snapshot.priority_rank)
+    else:
+        ranked = snapshot.order_by([snapshot.monetary.desc(), snapshot.customer_id])
+    out = ranked.limit(n).select(*cols).to_pyarrow().to_pylist()
     for r in out:
-        for column in ("rfm_segment", "abc_class", "lifecycle_stage"):
-            r[f"{column}_label"] = label(column, r[column], language)
+        for column in ("rfm_segment", "abc_class", "lifecycle_stage", "grade"):
+            if column in r:
+                r[f"{column}_label"] = label(column, r[column], language)
     return out
 
 
@@ -134,4 +153,45 @@ def explain_customer(
             f"(at risk beyond {lc.at_risk_multiple * gap:.0f}, churned beyond {lc.churned_multiple * gap:.0f}); "
             f"first purchase {c['tenure_days']} days ago → {label('lifecycle_stage', c['lifecycle_stage'], language)}"
         )
+    if c.get("composite_score") is not None:
+        reasons.append(_grade_reason(c, config, language))
+    if c.get("loyalty") is not None:
+        reasons.append(
+            f"loyalty: {c['purchases']} purchases, first {c['tenure_days']} days ago, lifecycle "
+            f"{c['lifecycle_stage']}, satisfaction {c['satisfaction'] if c['satisfaction'] is not None else 'unknown'}"
+            f" → {label('loyalty', c['loyalty'], language)}"
+        )
     return {"run_id": meta["run_id"], "as_of": str(meta["as_of"]), "customer": c, "reasons": reasons}
+
+
+def _grade_reason(c: dict[str, Any], config: Any, language: str) -> str:
+    """Why this grade: each indicator's 0–100 score and the points it contributed to the composite."""
+    parts = []
+    for i in config.grade.indicators:
+        score, points = c.get(f"score_{i.name}"), c.get(f"contrib_{i.name}")
+        if score is None:
+            parts.append(f"{i.label or i.name} missing (weight moved to the others)")
+        else:
+            parts.append(f"{i.label or i.name} {score:.0f}/100 × weight {i.weight:g} → {points:.1f} points")
+    return (
+        f"composite score {c['composite_score']:.1f} = " + "; ".join(parts) + f" → grade "
+        f"{label('grade', c['grade'], language)}, priority #{c['priority_rank']}"
+    )
+
+
+def select_customers(
+    snapshot: ir.Table, *, where: str | None = None, columns: list[str] | None = None
+) -> ir.Table:
+    """The snapshot rows matching `where` (the rule language) with `columns` (default: all), customer_id first."""
+    from tierwise.rules import compile_expression
+
+    if where:
+        snapshot = snapshot.filter(compile_expression(where, snapshot.schema(), what="--where")(snapshot))
+    wanted = columns or list(snapshot.columns)
+    unknown = [c for c in wanted if c not in snapshot.columns]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], snapshot.columns, n=3)
+        hint = f"did you mean {', '.join(close)}?" if close else "see 'tierwise export --list-columns'"
+        raise UserError(f"--columns: no column '{unknown[0]}' in this run; {hint}")
+    ordered = ["customer_id", *[c for c in wanted if c != "customer_id"]]
+    return snapshot.select(*ordered).order_by("customer_id")

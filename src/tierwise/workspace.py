@@ -97,6 +97,7 @@ RUNS_SCHEMA = ibis.schema(
         "customers": "int64",
         "config": "string",
         "input_batches": "string",
+        "input_rows": "string",
         "timings": "string",
     }
 )
