@@ -394,6 +394,19 @@ class _Compiler:
             self.fail(node, problem, "allowed functions: " + ", ".join(FUNCTIONS) + " (see docs/rules.md)")
         elif isinstance(node, exp.Star):
             problem = "'*' is not allowed"
+        elif isinstance(node, exp.Binary) and isinstance(node.this, exp.Expression):
+            # Point at the operator itself (e.g. the second '>' of "a > > 5"), not at the whole expression.
+            left_end = self.span(node.this)[1]
+            ops = [t for t in self.tokens if t.start >= left_end]
+            if ops:
+                first, last = ops[0], ops[0]
+                for t in ops[1:]:
+                    if t.start > last.end + 2 or t.token_type in (TokenType.NUMBER, TokenType.VAR, TokenType.STRING):
+                        break
+                    last = t
+                problem = f"operator '{self.text[first.start : last.end + 1]}' is not allowed"
+                _fail(self.text, self.what, (first.start, last.end), problem, ALLOWED)
+            problem = "this is not allowed"
         else:
             problem = "this is not allowed"
         self.fail(node, problem, ALLOWED)
