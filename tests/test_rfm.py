@@ -151,3 +151,32 @@ def test_lapsed_customer_is_scored_not_a_prospect(con) -> None:
     got = by_id(con, add_scores(t).mutate(seg=lambda x: segment(x.r_score, x.f_score)))
     # cume_dist of −500 among three buyers = 1/3 → ceil(5/3) = 2; frequency 0 → 1/3 → 2.
     assert (got["lapsed"]["r_score"], got["lapsed"]["f_score"], got["lapsed"]["seg"]) == (2, 2, "hibernating")
+
+
+def test_fixed_thresholds_with_boundaries(con) -> None:
+    t = ibis.memtable(
+        {
+            "id": ["a", "b", "c", "d", "e", "p"],
+            "recency_days": [30, 31, 90, 365, 366, None],
+            "frequency": [0, 1, 2, 5, 8, 0],
+            "monetary": [0.0, 99.99, 100.0, 1000.0, 5000.0, 0.0],
+        }
+    )
+    cuts = {"recency": [30, 90, 180, 365], "frequency": [2, 3, 5, 8], "monetary": [100, 500, 1000, 5000]}
+    got = by_id(con, add_scores(t, thresholds=cuts))
+    # recency ≤ 30 → 5, ≤ 90 → 4, ≤ 180 → 3, ≤ 365 → 2, above → 1; F and M: at or above a cut-off moves up
+    assert {k: (v["r_score"], v["f_score"], v["m_score"]) for k, v in got.items()} == {
+        "a": (5, 1, 1),
+        "b": (4, 1, 1),
+        "c": (4, 2, 2),
+        "d": (2, 4, 4),
+        "e": (1, 5, 5),
+        "p": (None, None, None),
+    }
+    three = by_id(con, add_scores(t, bins=3, thresholds={"frequency": [2, 5]}))
+    assert [three[k]["f_score"] for k in "abcde"] == [1, 1, 2, 3, 3]
+    assert all(1 <= three[k]["r_score"] <= 3 for k in "abcde")
+    with pytest.raises(ValueError, match="ascending"):
+        add_scores(t, thresholds={"frequency": [5, 2, 3, 8]})
+    with pytest.raises(ValueError, match="4 ascending"):
+        add_scores(t, thresholds={"monetary": [1, 2]})

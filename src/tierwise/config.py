@@ -114,10 +114,42 @@ class FeaturesSettings(_Section):
     )
 
 
+class RfmThresholds(_Section):
+    recency: list[float] = Field(default_factory=list, description="Day cut-offs, ascending (most recent first)")
+    frequency: list[float] = Field(default_factory=list, description="Purchase-count cut-offs, ascending")
+    monetary: list[float] = Field(default_factory=list, description="Revenue cut-offs, ascending")
+
+
 class RfmSettings(_Section):
+    bins: int = Field(5, ge=2, le=10, description="Scores run from 1 to this (5: quintiles)")
+    monetary: Literal["total", "average"] = Field(
+        "total", description="M scores total net revenue in the window, or the average order value"
+    )
     class8_basis: Literal["mean", "median"] = Field(
         "mean", description="The eight classes compare each customer with the buyers' mean or median"
     )
+    thresholds: RfmThresholds = Field(
+        default_factory=RfmThresholds,
+        description="Fixed cut-offs instead of quantiles, per measure: bins − 1 ascending values; empty = quantiles",
+    )
+
+    @field_validator("thresholds")
+    @classmethod
+    def _cut_offs(cls, value: RfmThresholds) -> RfmThresholds:
+        for key, cuts in value.model_dump().items():
+            if cuts and cuts != sorted(cuts):
+                raise ValueError(f"thresholds.{key} must be ascending, got {cuts}")
+        return value
+
+    def fixed_thresholds(self) -> dict[str, list[float]]:
+        cuts = {k: v for k, v in self.thresholds.model_dump().items() if v}
+        for key, values in cuts.items():
+            if len(values) != self.bins - 1:
+                raise UserError(
+                    f"tierwise.toml [rfm.thresholds] {key}: give {self.bins - 1} cut-offs for {self.bins} bins, "
+                    f"got {len(values)}"
+                )
+        return cuts
 
 
 class AbcSettings(_Section):
@@ -303,6 +335,12 @@ def render_default_config() -> str:
             value = getattr(section, name)
             if isinstance(value, list) and value and isinstance(value[0], BaseModel):
                 tables += [f"# {info.description}", *_array_of_tables(f"{section_name}.{name}", value)]
+                continue
+            if isinstance(value, BaseModel):
+                tables += [f"# {info.description}", f"[{section_name}.{name}]"]
+                for sub, sub_info in type(value).model_fields.items():
+                    tables += [f"# {sub_info.description}", f"{sub} = {_toml_value(getattr(value, sub))}"]
+                tables.append("")
                 continue
             lines.append(f"# {info.description}")
             lines.append(f"{name} = {_toml_value(value)}")

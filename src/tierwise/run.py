@@ -95,8 +95,14 @@ def classify(t: ir.Table, cfg: Config) -> ir.Table:
     """Every class, the composite grade and priority, and the user's rule tags, on top of the measures."""
     check_rules([(r.name, r.expression) for r in cfg.rules], t.schema())  # before anything heavy runs
     grade_inputs = indicators(cfg, t.schema())
-    t = add_scores(t)
-    t = t.mutate(rfm_segment=segment(t.r_score, t.f_score))
+    rfm = cfg.rfm
+    m_column = "monetary" if rfm.monetary == "total" else "avg_order_value"
+    t = add_scores(t, monetary=m_column, bins=rfm.bins, thresholds=rfm.fixed_thresholds())
+    if rfm.bins == 5:
+        t = t.mutate(rfm_segment=segment(t.r_score, t.f_score))
+    else:  # the named grid is defined on 5×5: place other scales on it
+        on_five = [(t[c] * 5 / rfm.bins).ceil().cast("int64") for c in ("r_score", "f_score")]
+        t = t.mutate(rfm_segment=segment(on_five[0], on_five[1]))
     t = add_class8(t, basis=cfg.rfm.class8_basis)
     t = add_abc(t, value=cfg.abc.by, a_cutoff=cfg.abc.a_cutoff, b_cutoff=cfg.abc.b_cutoff)
     t = add_value_tier(t, value=cfg.value.by, high_share=cfg.value.high_share, medium_share=cfg.value.medium_share)

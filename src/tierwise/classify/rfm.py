@@ -81,16 +81,40 @@ def add_scores(
     frequency: str = "frequency",
     monetary: str = "monetary",
     bins: int = 5,
+    thresholds: dict[str, list[float]] | None = None,
 ) -> ir.Table:
-    """Add r_score, f_score, m_score (1..bins; NULL for customers without a purchase)."""
+    """Add r_score, f_score, m_score (1..bins; NULL for customers without a purchase).
+
+    `thresholds` replaces the quantiles of a measure by fixed ascending cut-offs (bins − 1 of them), keyed
+    "recency", "frequency" or "monetary": recency ≤ the first cut-off scores `bins`, above the last scores 1;
+    frequency or monetary below the first cut-off scores 1, at or above the last scores `bins`.
+    """
+    fixed = thresholds or {}
+    for key, cuts in fixed.items():
+        if key not in ("recency", "frequency", "monetary") or len(cuts) != bins - 1 or list(cuts) != sorted(cuts):
+            raise ValueError(f"RFM thresholds for {key}: give {bins - 1} ascending cut-offs, got {list(cuts)}")
     t = t.mutate(_buyer=_is_buyer(t, recency))
 
-    def score(value: ir.NumericValue) -> ir.IntegerValue:
+    def by_share(value: ir.NumericValue) -> ir.IntegerValue:
         share = ibis.cume_dist().over(group_by=t._buyer, order_by=value)
-        raw = (share * bins).ceil().cast("int64")
-        return ibis.ifelse(t._buyer, ibis.greatest(raw, 1), ibis.null("int64"))
+        return ibis.greatest((share * bins).ceil().cast("int64"), 1)
 
-    return t.mutate(r_score=score(-t[recency]), f_score=score(t[frequency]), m_score=score(t[monetary])).drop("_buyer")
+    def counted(condition: list[ir.BooleanValue]) -> ir.IntegerValue:
+        return sum((c.cast("int64") for c in condition), ibis.literal(0))
+
+    def score(key: str, column: str) -> ir.IntegerValue:
+        value = t[column]
+        if key not in fixed:
+            raw = by_share(-value if key == "recency" else value)
+        elif key == "recency":
+            raw = bins - counted([value > cut for cut in fixed[key]])
+        else:
+            raw = 1 + counted([value.fill_null(0) >= cut for cut in fixed[key]])
+        return ibis.ifelse(t._buyer, raw, ibis.null("int64"))
+
+    return t.mutate(
+        r_score=score("recency", recency), f_score=score("frequency", frequency), m_score=score("monetary", monetary)
+    ).drop("_buyer")
 
 
 def segment(r_score: ir.IntegerValue, f_score: ir.IntegerValue) -> ir.StringValue:
