@@ -187,7 +187,8 @@ DEFAULT_INDICATORS: list[dict[str, Any]] = [
     {
         "name": "credit",
         "label": "信用状况 / Credit status",
-        "expression": "on_time_rate * 100 - least(avg_days_late, 60)",
+        "expression": "on_time_rate * 100 - least(avg_days_late, 60)"
+        " - least(100 * coalesce(overdue_amount, 0) / greatest(monetary, 1), 40)",
         "weight": 0.3,
     },
     {"name": "amount", "label": "下单金额 / Order amount", "expression": "monetary", "weight": 0.3},
