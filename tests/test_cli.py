@@ -231,6 +231,9 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert status["tables"]["customers"] == 2000
     assert status["tables"]["orders"] > 0 and status["tables"]["payments"] > 0
     assert all(b["rows_read"] == b["rows_loaded"] for b in status["batches"])
+    report = target / "report.html"
+    assert f"Report: {report.resolve()}" in proc.stdout and report.stat().st_size > 1_000_000
+    assert "客户等级" in proc.stdout  # the summary, with the grade, in the default language
 
 
 def test_run_builds_a_snapshot_per_customer(tmp_path: Path) -> None:

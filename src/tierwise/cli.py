@@ -290,15 +290,22 @@ def run_command(
             day = dt.date.fromisoformat(as_of)
         except ValueError as exc:
             raise UserError(f"--as-of '{as_of}' is not a date like 2024-06-30") from exc
+    from tierwise.progress import delayed_status
+
     ws = Workspace.open(workspace)
     try:
-        report = run(ws, day)
+        with delayed_status(err, "run") as step:
+            report = run(ws, day, on_stage=step)
     finally:
         ws.close()
     if as_json:
         _print_json(report.as_json())
         return
-    out.print(f"Run {report.run_id} as of {report.as_of}: {report.customers:,} customers → {report.snapshot_table}")
+    stages = ", ".join(f"{k} {v:.1f}s" for k, v in report.timings.items() if k != "total")
+    out.print(
+        f"Run {report.run_id} as of {report.as_of}: {report.customers:,} customers → {report.snapshot_table} "
+        f"in {report.timings['total']:.1f}s ({stages})"
+    )
 
 
 @app.command()
@@ -493,13 +500,14 @@ def report(
     out_file: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write.")] = Path("report.html"),
     run_id: Annotated[str | None, typer.Option("--run", help="Run id (default: the latest).")] = None,
     language: Annotated[
-        str | None, typer.Option(help="Labels in zh or en (default: [workspace] language in tierwise.toml).")
+        str | None, typer.Option(help="Labels in zh or en (default: language in tierwise.toml, zh unless changed).")
     ] = None,
     workspace: WorkspaceOpt = Path("."),
     as_json: JsonOpt = False,
 ) -> None:
     """One self-contained HTML report of a run that opens offline: KPIs, classes, Pareto, R×F, top customers."""
-    from tierwise.report import delayed_status, write_report
+    from tierwise.progress import delayed_status
+    from tierwise.report import write_report
     from tierwise.workspace import Workspace
 
     ws = Workspace.open(workspace)

@@ -24,6 +24,8 @@ def run(target: Path, customers: int = 2000) -> int:
     steps.append(["status", "--workspace", str(ws)])
     steps.append(["run", "--workspace", str(ws)])
     steps.append(["show", "--workspace", str(ws), "--top", "5"])
+    report = target / "report.html"
+    steps.append(["report", "--workspace", str(ws), "--out", str(report)])
     for args in steps:
         print(f"$ tierwise {' '.join(args)}", flush=True)
         # Wide enough for the summary tables when the output is not a terminal (make, CI logs).
@@ -31,7 +33,10 @@ def run(target: Path, customers: int = 2000) -> int:
         code = subprocess.call([sys.executable, "-m", "tierwise.cli", *args], env=env)
         if code != 0:
             return code
-    print(f"\nDemo data: {data}\nWorkspace: {ws}  (try: tierwise runs -w {ws}; tierwise quarantine -w {ws})")
+    print(
+        f"\nDemo data: {data}\nWorkspace: {ws}  (try: tierwise runs -w {ws}; tierwise quarantine -w {ws})"
+        f"\nReport: {report.resolve()}  (open it in a browser; it works offline)"
+    )
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -50,3 +51,23 @@ def progress_bars(console: Console, *, bytes_mode: bool = True) -> Iterator[Dela
         yield bars
     finally:
         bars.stop()
+
+
+@contextmanager
+def delayed_status(console: Console, message: str, delay: float = 1.0) -> Iterator[Callable[[str], None]]:
+    """A spinner that appears only if the work takes longer than `delay` seconds, and only on a terminal."""
+    status = console.status(message)
+    timer = threading.Timer(delay, status.start)
+    if console.is_terminal:
+        timer.start()
+
+    def step(name: str) -> None:
+        status.update(f"{message}: {name}")
+
+    try:
+        yield step
+    finally:
+        timer.cancel()
+        if timer.is_alive():
+            timer.join()
+        status.stop()

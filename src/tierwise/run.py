@@ -143,7 +143,7 @@ def snapshot_suffix(run_id: str) -> str:
     return run_id.replace("-", "_")
 
 
-def run(ws: Workspace, as_of: dt.date | None = None) -> RunReport:
+def run(ws: Workspace, as_of: dt.date | None = None, on_stage: Callable[[str], None] | None = None) -> RunReport:
     """Build and store a snapshot. Stages: measures (a temporary table), classes (the snapshot table), the
     Pareto curve, then the `runs` row that makes it visible — all in one transaction."""
     orders = ws.table("orders")
@@ -159,17 +159,23 @@ def run(ws: Workspace, as_of: dt.date | None = None) -> RunReport:
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
+    stages = iter(["classes", "pareto", "saving"])
+
     def lap(stage: str) -> None:
         nonlocal clock
         now = time.perf_counter()
         timings[stage] = round(now - clock, 3)
         clock = now
+        if on_stage is not None:
+            on_stage(next(stages, stage))
 
     def checkpoint(stage: str, t: ir.Table) -> ir.Table:
         kept = ws.con.create_table(f"_tierwise_{stage}_{suffix}", t, temp=True)
         lap(stage)
         return kept
 
+    if on_stage is not None:
+        on_stage("measures")
     with transaction(ws.con):
         snapshot = build_snapshot(tables, ws.config, as_of, checkpoint)
         ws.con.create_table(name, snapshot.mutate(run_id=ibis.literal(run_id), as_of=ibis.literal(as_of)))

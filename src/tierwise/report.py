@@ -1,0 +1,735 @@
+"""`tierwise report`: one self-contained HTML file of a run, for showing to people who do not run tierwise.
+
+Every number is aggregated by the engine (Ibis) — the page never holds customer rows beyond the top list —
+so a report of a million customers is as small and quick to open as one of a thousand. plotly.js comes from
+the installed plotly package and is inlined, with the chart data as JSON, so the file opens offline.
+Sections whose columns a run does not have (runs made by older versions) are left out.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ibis.expr.types as ir
+import jinja2
+from markupsafe import Markup
+
+from tierwise import __version__
+from tierwise.classify import abc
+from tierwise.errors import UserError
+from tierwise.show import LABELS, label, latest_snapshot, run_config, summarise
+from tierwise.workspace import Workspace
+
+TOP_GROUPS = 15
+TOP_CUSTOMERS = 20
+CLV_BINS = 30
+PARETO_POINTS = 100
+
+# Order of classes whose codes have no labels in show.LABELS (otherwise the order of their labels there).
+ORDERS: dict[str, list[str]] = {
+    "grade": ["A", "B", "C", "D"],
+    "loyalty": ["loyal", "potential_loyal", "occasional", "lapsed", "prospect"],
+}
+
+# Sections of GB/T 4754-2017, the usual industry codes of Chinese company records.
+INDUSTRY_SECTIONS: dict[str, tuple[str, str]] = {
+    "A": ("Agriculture", "农、林、牧、渔业"),
+    "B": ("Mining", "采矿业"),
+    "C": ("Manufacturing", "制造业"),
+    "D": ("Utilities", "电力、热力、燃气及水生产和供应业"),
+    "E": ("Construction", "建筑业"),
+    "F": ("Wholesale and retail", "批发和零售业"),
+    "G": ("Transport and logistics", "交通运输、仓储和邮政业"),
+    "H": ("Hotels and catering", "住宿和餐饮业"),
+    "I": ("IT and software", "信息传输、软件和信息技术服务业"),
+    "J": ("Finance", "金融业"),
+    "K": ("Real estate", "房地产业"),
+    "L": ("Leasing and business services", "租赁和商务服务业"),
+    "M": ("Research and technical services", "科学研究和技术服务业"),
+    "N": ("Water, environment and public facilities", "水利、环境和公共设施管理业"),
+    "O": ("Household and repair services", "居民服务、修理和其他服务业"),
+    "P": ("Education", "教育"),
+    "Q": ("Health and social work", "卫生和社会工作"),
+    "R": ("Culture, sports and entertainment", "文化、体育和娱乐业"),
+    "S": ("Public administration", "公共管理、社会保障和社会组织"),
+    "T": ("International organisations", "国际组织"),
+}
+
+# key → (English, Chinese)
+TEXT: dict[str, tuple[str, str]] = {
+    "title": ("Customer classification report", "客户分类报告"),
+    "run": ("Run", "运行批次"),
+    "as_of": ("As of", "数据截至"),
+    "generated": ("Generated", "生成时间"),
+    "contents": ("Contents", "目录"),
+    "customers": ("Customers", "客户数"),
+    "customer_share": ("Share of customers", "客户占比"),
+    "revenue": ("Revenue", "收入"),
+    "profit": ("Profit", "毛利"),
+    "revenue_share": ("Share of revenue", "收入占比"),
+    "class": ("Class", "类别"),
+    "industry_name": ("Industry", "行业"),
+    "other": ("Other", "其他"),
+    "unknown": ("Not given", "未填写"),
+    "no_purchase": ("No purchase yet", "尚未购买"),
+    "kpis": ("Key figures", "关键指标"),
+    "grade": ("Customer grades", "客户等级"),
+    "rfm_segment": ("RFM segments", "RFM客户分群"),
+    "rfm_class8": ("RFM eight classes", "RFM八类客户"),
+    "rf_heatmap": ("Recency × frequency", "最近购买 × 购买频次"),
+    "pareto": ("Pareto curve and ABC classes", "帕累托曲线与ABC分类"),
+    "lifecycle_stage": ("Lifecycle stages", "生命周期阶段"),
+    "loyalty": ("Loyalty", "客户忠诚度"),
+    "region": ("Regions (province)", "地区分布（省份）"),
+    "industry": ("Industries", "行业分布"),
+    "clv": ("Customer lifetime value (historical)", "客户历史终身价值（CLV）"),
+    "top_customers": ("Top customers", "重点客户"),
+    "r_axis": ("R score (5 = bought most recently)", "R 分（5 = 最近购买）"),
+    "f_axis": ("F score (5 = buys most often)", "F 分（5 = 购买最频繁）"),
+    "cum_customers": ("Top customers, share of all customers", "排名靠前的客户占全部客户的比例"),
+    "cum_value": ("Cumulative share of {value}", "{value}累计占比"),
+    "clv_axis": ("Historical CLV", "历史CLV"),
+    "rank": ("#", "排名"),
+    "customer_id": ("Customer", "客户编号"),
+    "name": ("Name", "客户名称"),
+    "province": ("Province", "省份"),
+    "frequency": ("Purchases", "购买次数"),
+    "recency_days": ("Days since last", "距上次购买天数"),
+    "score": ("Score", "综合得分"),
+    "abc_class": ("ABC", "ABC分类"),
+    "footer": (
+        "Made by tierwise {version} with plotly.js {plotly}; opens offline, hover a chart for the numbers.",
+        "由 tierwise {version} 生成，图表使用 plotly.js {plotly}；可离线打开，鼠标悬停可查看数值。",
+    ),
+}
+
+
+@dataclass
+class ReportSummary:
+    path: Path
+    run_id: str
+    bytes: int
+    sections: list[str]
+
+    def as_json(self) -> dict[str, object]:
+        return {"path": str(self.path), "run_id": self.run_id, "bytes": self.bytes, "sections": self.sections}
+
+
+class _Lang:
+    def __init__(self, language: str, currency: str) -> None:
+        self.language = language
+        self.zh = language == "zh"
+        self.currency = currency
+
+    def t(self, key: str, **kw: object) -> str:
+        en, zh = TEXT[key]
+        return (zh if self.zh else en).format(**kw)
+
+    def pick(self, en: str, zh: str) -> str:
+        return zh if self.zh else en
+
+    def label(self, column: str, code: object) -> str:
+        text = label(column, code, self.language)
+        if code is None and text in ("—", ""):
+            # rfm_class8 is empty exactly for customers who never bought
+            return self.t("no_purchase" if column == "rfm_class8" else "unknown")
+        if column in ("industry_code", "main_industry") and text == code and code in INDUSTRY_SECTIONS:
+            en, zh = INDUSTRY_SECTIONS[code]
+            return f"{code} {zh if self.zh else en}"
+        return text
+
+    def money(self, x: float | None) -> str:
+        """Compact amounts for headlines: 1.2M / 120.5万."""
+        x = float(x or 0.0)
+        if self.zh:
+            for div, unit in ((1e8, "亿"), (1e4, "万")):
+                if abs(x) >= div:
+                    return f"{x / div:,.1f}{unit}"
+            return f"{x:,.0f}"
+        for div, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+            if abs(x) >= div:
+                return f"{x / div:,.1f}{unit}"
+        return f"{x:,.0f}"
+
+
+def _pct(x: float) -> str:
+    return f"{x:.1%}"
+
+
+def _share(part: float | None, whole: float | None) -> float:
+    return float(part or 0.0) / float(whole) if whole else 0.0
+
+
+# --- sections ---------------------------------------------------------------------------------------------
+
+
+def _kpis(snap: ir.Table, cols: set[str], lang: _Lang) -> list[dict[str, str]]:
+    s = snap
+    aggs: dict[str, Any] = {
+        "customers": s.count(),
+        "buyers": s.count(where=s.recency_days.notnull()),
+        "revenue": s.monetary.sum(),
+        "profit": s.profit.sum(),
+        "active": s.count(where=s.lifecycle_stage.isin(["new", "active", "mature"])),
+        "at_risk": s.count(where=s.lifecycle_stage.isin(["at_risk", "churned"])),
+        "a_customers": s.count(where=s.abc_class == "A"),
+        "a_revenue": s.monetary.sum(where=s.abc_class == "A"),
+    }
+    if "grade" in cols:
+        aggs["grade_a"] = s.count(where=s.grade == "A")
+    if "composite_score" in cols:
+        aggs["score"] = s.composite_score.mean()
+    if "clv_historical" in cols:
+        aggs["clv"] = s.clv_historical.sum()
+    if "overdue_amount" in cols:
+        aggs["overdue"] = s.overdue_amount.sum()
+        aggs["overdue_n"] = s.count(where=s.overdue_amount > 0)
+    if "on_time_rate" in cols:
+        aggs["on_time"] = s.on_time_rate.mean()
+    if "satisfaction" in cols:
+        aggs["satisfaction"] = s.satisfaction.mean()
+    a = s.aggregate(**aggs).to_pyarrow().to_pylist()[0]
+    n, buyers, revenue = int(a["customers"]), int(a["buyers"]), float(a["revenue"] or 0.0)
+    cur = f" ({lang.currency})" if lang.currency else ""
+    p = lang.pick
+    per_buyer = lang.money(revenue / buyers if buyers else 0)
+    margin = _pct(_share(a["profit"], revenue))
+    a_share = _pct(_share(a["a_revenue"], revenue))
+    active = _pct(_share(a["active"], n))
+    at_risk = _pct(_share(a["at_risk"], buyers))
+    cards = [
+        _card(p("Customers", "客户总数"), f"{n:,}", p(f"{buyers:,} have bought", f"其中 {buyers:,} 位有购买")),
+        _card(p("Revenue", "收入") + cur, lang.money(revenue), p(f"{per_buyer} per buyer", f"客均 {per_buyer}")),
+        _card(p("Profit", "毛利") + cur, lang.money(a["profit"]), p(f"margin {margin}", f"毛利率 {margin}")),
+        _card(
+            p("Key (A) customers", "关键客户（A类）"),
+            f"{int(a['a_customers']):,}",
+            p(f"{a_share} of revenue", f"贡献 {a_share} 的收入"),
+        ),
+        _card(
+            p("Active customers", "活跃客户"),
+            f"{int(a['active']):,}",
+            p(f"{active} of all (new, active, mature)", f"占全部客户 {active}（新、活跃、成熟）"),
+        ),
+        _card(
+            p("At risk or churned", "流失风险及已流失"),
+            f"{int(a['at_risk']):,}",
+            p(f"{at_risk} of buyers", f"占有购买客户 {at_risk}"),
+        ),
+    ]
+    if "grade_a" in a:
+        share = _pct(_share(a["grade_a"], n))
+        cards.append(
+            _card(p("Grade A customers", "A级客户"), f"{int(a['grade_a'] or 0):,}", p(f"{share} of all", f"占 {share}"))
+        )
+    if a.get("score") is not None:
+        cards.append(_card(p("Mean composite score", "平均综合得分"), f"{a['score']:.1f}", p("out of 100", "满分 100")))
+    if "clv" in a:
+        cards.append(
+            _card(p("Historical CLV", "历史CLV合计") + cur, lang.money(a["clv"]), p("all customers", "全部客户"))
+        )
+    if "overdue" in a:
+        k = int(a["overdue_n"] or 0)
+        cards.append(
+            _card(p("Overdue", "逾期金额") + cur, lang.money(a["overdue"]), p(f"{k:,} customers", f"涉及 {k:,} 位客户"))
+        )
+    if a.get("on_time") is not None:
+        cards.append(_card(p("Paid on time", "按时付款率"), _pct(a["on_time"]), p("mean over customers", "客户平均")))
+    if a.get("satisfaction") is not None:
+        cards.append(
+            _card(p("Satisfaction", "满意度"), f"{a['satisfaction']:.2f}", p("mean over customers", "客户平均"))
+        )
+    return cards
+
+
+def _card(label: str, value: str, note: str) -> dict[str, str]:
+    return {"label": label, "value": value, "note": note}
+
+
+def _distribution(snap: ir.Table, column: str, lang: _Lang) -> list[dict[str, Any]]:
+    rows = summarise(snap, column, lang.language)
+    order = list(LABELS.get(column, {})) or ORDERS.get(column, [])
+    rank = {code: i for i, code in enumerate(order)}
+    rows.sort(key=lambda r: (rank.get(r["code"], len(rank)), str(r["code"])))
+    for r in rows:
+        r["label"] = lang.label(column, r["code"])
+    return rows
+
+
+def _breakdown(snap: ir.Table, column: str, lang: _Lang, top: int = TOP_GROUPS) -> list[dict[str, Any]]:
+    """The `top` groups by revenue, then one row for all the others."""
+    g = snap.group_by(code=snap[column]).aggregate(customers=snap.count(), revenue=snap.monetary.sum())
+    rows = g.order_by([g.revenue.desc(), g.customers.desc(), g.code]).limit(top).to_pyarrow().to_pylist()
+    total = snap.aggregate(customers=snap.count(), revenue=snap.monetary.sum()).to_pyarrow().to_pylist()[0]
+    n, revenue = int(total["customers"]), float(total["revenue"] or 0.0)
+    rest_n = n - sum(int(r["customers"]) for r in rows)
+    if rest_n > 0:
+        rest_revenue = revenue - sum(float(r["revenue"] or 0.0) for r in rows)
+        rows.append({"code": "__other__", "customers": rest_n, "revenue": rest_revenue})
+    out = []
+    for r in rows:
+        other = r["code"] == "__other__"
+        out.append(
+            {
+                "code": None if other else r["code"],
+                "label": lang.t("other") if other else lang.label(column, r["code"]),
+                "customers": int(r["customers"]),
+                "revenue": float(r["revenue"] or 0.0),
+                "customer_share": _share(r["customers"], n),
+                "revenue_share": _share(r["revenue"], revenue),
+            }
+        )
+    return out
+
+
+def _dist_chart(rows: list[dict[str, Any]], lang: _Lang) -> dict[str, Any]:
+    return {
+        "kind": "bars",
+        "labels": [r["label"] for r in rows],
+        "series": [
+            {
+                "name": lang.t("customer_share"),
+                "values": [r["customer_share"] for r in rows],
+                "counts": [r["customers"] for r in rows],
+            },
+            {
+                "name": lang.t("revenue_share"),
+                "values": [r["revenue_share"] for r in rows],
+                "counts": [r["revenue"] for r in rows],
+            },
+        ],
+        "count_names": [lang.t("customers"), lang.t("revenue")],
+    }
+
+
+def _dist_caption(rows: list[dict[str, Any]], lang: _Lang) -> str:
+    if not rows:
+        return ""
+    big = max(rows, key=lambda r: r["customers"])
+    rich = max(rows, key=lambda r: r["revenue_share"])
+    if big is rich:
+        return lang.pick(
+            f"Largest group and most revenue: {big['label']} ({_pct(big['customer_share'])} of customers, "
+            f"{_pct(big['revenue_share'])} of revenue).",
+            f"{big['label']}人数最多（占 {_pct(big['customer_share'])}），贡献的收入也最多"
+            f"（{_pct(big['revenue_share'])}）。",
+        )
+    return lang.pick(
+        f"Largest group: {big['label']} ({_pct(big['customer_share'])} of customers); most revenue: "
+        f"{rich['label']} ({_pct(rich['revenue_share'])} of revenue).",
+        f"{big['label']}人数最多（占 {_pct(big['customer_share'])}），{rich['label']}贡献的收入最多"
+        f"（{_pct(rich['revenue_share'])}）。",
+    )
+
+
+def _heatmap(snap: ir.Table, lang: _Lang) -> dict[str, Any]:
+    b = snap.filter(snap.r_score.notnull() & snap.f_score.notnull())
+    cells = b.group_by("r_score", "f_score").aggregate(customers=b.count(), revenue=b.monetary.sum())
+    r_scores, f_scores = [5, 4, 3, 2, 1], [1, 2, 3, 4, 5]
+    counts = [[0] * 5 for _ in r_scores]
+    revenue = [[0.0] * 5 for _ in r_scores]
+    for c in cells.to_pyarrow().to_pylist():
+        if c["r_score"] in r_scores and c["f_score"] in f_scores:
+            i, j = r_scores.index(c["r_score"]), f_scores.index(c["f_score"])
+            counts[i][j] = int(c["customers"])
+            revenue[i][j] = float(c["revenue"] or 0.0)
+    return {
+        "kind": "heatmap",
+        "r": r_scores,
+        "f": f_scores,
+        "customers": counts,
+        "revenue": revenue,
+        "revenue_text": [[lang.money(v) for v in row] for row in revenue],
+        "titles": [lang.t("customers"), lang.t("revenue")],
+        "r_axis": lang.t("r_axis"),
+        "f_axis": lang.t("f_axis"),
+    }
+
+
+def _heatmap_caption(chart: dict[str, Any], lang: _Lang) -> str:
+    total = sum(map(sum, chart["revenue"])) or 0.0
+    top_right = chart["revenue"][0][4] + chart["revenue"][0][3] + chart["revenue"][1][4] + chart["revenue"][1][3]
+    n = chart["customers"][0][4] + chart["customers"][0][3] + chart["customers"][1][4] + chart["customers"][1][3]
+    return lang.pick(
+        f"Each cell counts buyers by how recently (rows) and how often (columns) they buy; the {n:,} recent, "
+        f"frequent buyers in the top-right four cells bring {_pct(_share(top_right, total))} of revenue.",
+        f"按最近购买（行）和购买频次（列）统计客户；右上角四格中近期且频繁购买的 {n:,} 位客户贡献了 "
+        f"{_pct(_share(top_right, total))} 的收入。",
+    )
+
+
+def _pareto(ws: Workspace, snap: ir.Table, snapshot_table: str, by: str) -> list[dict[str, float]]:
+    stored = "pareto_" + snapshot_table.removeprefix("snapshot_")
+    if stored in ws.con.list_tables():
+        t = ws.table(stored)
+        rows = t.order_by("customer_share").select("customer_share", "value_share").to_pyarrow().to_pylist()
+        if rows:
+            return [
+                {"customer_share": float(r["customer_share"]), "value_share": float(r["value_share"])} for r in rows
+            ]
+    return abc.pareto_curve(snap, value=by, points=PARETO_POINTS)
+
+
+def _value_at(curve: list[dict[str, float]], customer_share: float) -> float:
+    """The curve's value share at a customer share, interpolated between its points."""
+    if not curve:
+        return 0.0
+    prev = curve[0]
+    for p in curve:
+        if p["customer_share"] >= customer_share:
+            span = p["customer_share"] - prev["customer_share"]
+            if span <= 0:
+                return p["value_share"]
+            w = (customer_share - prev["customer_share"]) / span
+            return prev["value_share"] + w * (p["value_share"] - prev["value_share"])
+        prev = p
+    return curve[-1]["value_share"]
+
+
+def _clv(snap: ir.Table, lang: _Lang) -> dict[str, Any] | None:
+    c = snap.filter(snap.clv_historical > 0)
+    v = c.clv_historical
+    s = c.aggregate(n=c.count(), hi=v.quantile(0.99), mx=v.max(), median=v.quantile(0.5)).to_pyarrow().to_pylist()[0]
+    if not s["n"]:
+        return None
+    # Lifetime values are heavily skewed: bins up to the 99th percentile, the top 1% gathered in the last one.
+    hi, mx = float(s["hi"] or s["mx"]), float(s["mx"])
+    width = hi / CLV_BINS
+    bucket = (v / width).floor().cast("int64").clip(0, CLV_BINS - 1)
+    g = c.group_by(bin=bucket).aggregate(customers=c.count())
+    found = {int(r["bin"]): int(r["customers"]) for r in g.to_pyarrow().to_pylist()}
+    last = CLV_BINS - 1
+    labels = [f"{i * width:,.0f} – {(i + 1) * width:,.0f}" for i in range(CLV_BINS)]
+    if mx > hi:
+        labels[last] = f"≥ {last * width:,.0f}"
+    return {
+        "kind": "histogram",
+        "x": [(i + 0.5) * width for i in range(CLV_BINS)],
+        "width": width,
+        "customers": [found.get(i, 0) for i in range(CLV_BINS)],
+        "labels": labels,
+        "x_axis": lang.t("clv_axis") + (f" ({lang.currency})" if lang.currency else ""),
+        "y_axis": lang.t("customers"),
+        "n": int(s["n"]),
+        "median": float(s["median"] or 0.0),
+        "p99": hi,
+    }
+
+
+def _top_customers(snap: ir.Table, cols: set[str], lang: _Lang) -> dict[str, Any]:
+    if "priority_rank" in cols:
+        ranked = snap.filter(snap.priority_rank.notnull())
+        rows_expr = ranked.order_by([ranked.priority_rank, ranked.customer_id])
+    else:
+        rows_expr = snap.order_by([snap.monetary.desc(), snap.customer_id])
+    wanted = [
+        "customer_id",
+        "name",
+        "province",
+        "monetary",
+        "frequency",
+        "recency_days",
+        "rfm_segment",
+        "abc_class",
+        "lifecycle_stage",
+    ]
+    wanted += [c for c in ("priority_rank", "grade", "composite_score", "clv_historical") if c in cols]
+    rows = rows_expr.limit(TOP_CUSTOMERS).select(*wanted).to_pyarrow().to_pylist()
+    cur = f" ({lang.currency})" if lang.currency else ""
+    head = [
+        lang.t("rank"),
+        lang.t("customer_id"),
+        lang.t("name"),
+        lang.t("province"),
+        lang.t("revenue") + cur,
+        lang.t("frequency"),
+        lang.t("recency_days"),
+    ]
+    grade = "grade" in cols
+    head.append(lang.t("grade") if grade else lang.t("abc_class"))
+    if "composite_score" in cols:
+        head.append(lang.t("score"))
+    head += [lang.t("rfm_segment"), lang.t("lifecycle_stage")]
+    if "clv_historical" in cols:
+        head.append(lang.pick("CLV", "历史CLV") + cur)
+    body = []
+    for i, r in enumerate(rows, start=1):
+        cells: list[str] = [
+            str(r.get("priority_rank") or i),
+            str(r["customer_id"]),
+            str(r["name"] or ""),
+            str(r["province"] or ""),
+            f"{r['monetary'] or 0:,.0f}",
+            f"{r['frequency'] or 0:,}",
+            "" if r["recency_days"] is None else f"{r['recency_days']:,}",
+            lang.label("grade", r["grade"]) if grade else lang.label("abc_class", r["abc_class"]),
+        ]
+        if "composite_score" in cols:
+            cells.append("" if r["composite_score"] is None else f"{r['composite_score']:.1f}")
+        cells += [lang.label("rfm_segment", r["rfm_segment"]), lang.label("lifecycle_stage", r["lifecycle_stage"])]
+        if "clv_historical" in cols:
+            cells.append("" if r["clv_historical"] is None else f"{r['clv_historical']:,.0f}")
+        body.append(cells)
+    numeric = {0, 4, 5, 6}
+    if "composite_score" in cols:
+        numeric.add(8)
+    if "clv_historical" in cols:
+        numeric.add(len(head) - 1)
+    caption = lang.pick(
+        "The customers to look after first, by priority rank."
+        if "priority_rank" in cols
+        else "The customers who bought the most in the window.",
+        "最需要优先维护的客户（按优先级排名）。" if "priority_rank" in cols else "统计期内购买金额最高的客户。",
+    )
+    return {"head": head, "rows": body, "numeric": sorted(numeric), "caption": caption}
+
+
+# --- assembly ---------------------------------------------------------------------------------------------
+
+
+def _plotly_js() -> tuple[str, str]:
+    spec = importlib.util.find_spec("plotly")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError("the plotly package is not installed; the report needs its plotly.min.js (pip install plotly)")
+    root = Path(next(iter(spec.submodule_search_locations)))
+    js = root / "package_data" / "plotly.min.js"
+    if not js.is_file():
+        raise UserError(f"{js}: missing from the installed plotly package; reinstall plotly")
+    text = js.read_text(encoding="utf-8")
+    version = ""
+    head = text[:400]
+    if "plotly.js v" in head:
+        version = head.split("plotly.js v", 1)[1].split()[0]
+    return text, version
+
+
+def _finite(data: Any) -> Any:
+    """NaN and infinities become null: JSON.parse rejects them."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: _finite(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [_finite(v) for v in data]
+    return data
+
+
+def _json_for_script(data: Any) -> str:
+    """JSON that cannot end its <script> element early, whatever customer names it holds."""
+    text = json.dumps(_finite(data), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def build_context(
+    ws: Workspace,
+    *,
+    run_id: str | None = None,
+    language: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Everything the template shows, aggregated by the engine."""
+    step = progress or (lambda _: None)
+    lang_code = language or ws.config.workspace.language
+    if lang_code not in ("zh", "en"):
+        raise UserError(f"--language '{language}': say zh or en")
+    meta, snap = latest_snapshot(ws, run_id)
+    run = str(meta["run_id"])
+    config = run_config(ws, run)
+    lang = _Lang(lang_code, ws.config.workspace.currency)
+    cols = set(snap.columns)
+    sections: list[dict[str, Any]] = []
+    charts: dict[str, Any] = {}
+
+    def section(
+        key: str, caption: str, chart: dict[str, Any] | None = None, group: str = lang.t("class"), **extra: Any
+    ) -> None:
+        if chart is not None:
+            charts[key] = chart
+        sections.append(
+            {"id": key, "title": lang.t(key), "caption": caption, "chart": chart is not None, "group": group, **extra}
+        )
+
+    step("key figures")
+    kpis = _kpis(snap, cols, lang)
+
+    for column in ("grade", "rfm_segment", "rfm_class8"):
+        if column in cols:
+            step(column)
+            rows = _distribution(snap, column, lang)
+            section(column, _dist_caption(rows, lang), _dist_chart(rows, lang), table=rows)
+
+    step("R×F")
+    heat = _heatmap(snap, lang)
+    section("rf_heatmap", _heatmap_caption(heat, lang), heat)
+
+    step("Pareto")
+    curve = _pareto(ws, snap, str(meta["snapshot_table"]), config.abc.by)
+    value_name = lang.t("revenue" if config.abc.by == "monetary" else "profit")
+    abc_rows = _distribution(snap, "abc_class", lang)
+    top20 = _value_at(curve, 0.2)
+    a = next((r for r in abc_rows if r["code"] == "A"), None)
+    section(
+        "pareto",
+        lang.pick(
+            f"The top 20% of customers bring {_pct(top20)} of {value_name.lower()}"
+            + (
+                f"; the {a['customers']:,} key (A) customers ({_pct(a['customer_share'])}) bring "
+                f"{_pct(a['revenue_share'])} of revenue."
+                if a
+                else "."
+            ),
+            f"前 20% 的客户贡献了 {_pct(top20)} 的{value_name}"
+            + (
+                f"；{a['customers']:,} 位关键客户（A类，占 {_pct(a['customer_share'])}）贡献了 "
+                f"{_pct(a['revenue_share'])} 的收入。"
+                if a
+                else "。"
+            ),
+        ),
+        {
+            "kind": "pareto",
+            "x": [p["customer_share"] for p in curve],
+            "y": [p["value_share"] for p in curve],
+            "cutoffs": [config.abc.a_cutoff, config.abc.b_cutoff],
+            "cutoff_names": ["A", "B"],
+            "x_axis": lang.t("cum_customers"),
+            "y_axis": lang.t("cum_value", value=value_name),
+        },
+        group=lang.t("abc_class"),
+        table=abc_rows,
+    )
+
+    for column in ("lifecycle_stage", "loyalty"):
+        if column in cols:
+            step(column)
+            rows = _distribution(snap, column, lang)
+            section(column, _dist_caption(rows, lang), _dist_chart(rows, lang), table=rows)
+
+    step("regions")
+    rows = _breakdown(snap, "province", lang)
+    section("region", _breakdown_caption(rows, lang), _dist_chart(rows, lang), group=lang.t("province"), table=rows)
+    industry = "main_industry" if "main_industry" in cols else "industry_code"
+    if industry in cols:
+        step("industries")
+        rows = _breakdown(snap, industry, lang)
+        section(
+            "industry",
+            _breakdown_caption(rows, lang),
+            _dist_chart(rows, lang),
+            group=lang.t("industry_name"),
+            table=rows,
+        )
+
+    if "clv_historical" in cols:
+        step("CLV")
+        clv = _clv(snap, lang)
+        if clv is not None:
+            section(
+                "clv",
+                lang.pick(
+                    f"Customers by historical lifetime value: half of the {clv['n']:,} customers with a positive "
+                    f"value are below {clv['median']:,.0f}; the last bar gathers the top 1% (≥ {clv['p99']:,.0f}).",
+                    f"按历史终身价值统计客户数：{clv['n']:,} 位价值为正的客户中，一半低于 {clv['median']:,.0f}；"
+                    f"最后一栏合并了最高的 1%（≥ {clv['p99']:,.0f}）。",
+                ),
+                clv,
+            )
+
+    step("top customers")
+    top = _top_customers(snap, cols, lang)
+    section("top_customers", top["caption"], top=top)
+
+    now = dt.datetime.now().replace(microsecond=0)
+    return {
+        "lang": lang_code,
+        "t": {key: lang.t(key) for key in TEXT if "{" not in TEXT[key][0]},
+        "run_id": run,
+        "as_of": str(meta["as_of"]),
+        "generated": now.isoformat(sep=" "),
+        "customers": int(meta["customers"]),
+        "kpis": kpis,
+        "sections": [{"id": "kpis", "title": lang.t("kpis")}, *sections],
+        "charts": charts,
+        "lang_obj": lang,
+    }
+
+
+def _breakdown_caption(rows: list[dict[str, Any]], lang: _Lang) -> str:
+    named = [r for r in rows if r["code"] is not None]
+    if not named:
+        return ""
+    top3 = named[:3]
+    revenue = _pct(sum(r["revenue_share"] for r in top3))
+    customers = _pct(sum(r["customer_share"] for r in top3))
+    en_names, zh_names = ", ".join(r["label"] for r in top3), "、".join(r["label"] for r in top3)
+    return lang.pick(
+        f"{en_names} bring {revenue} of revenue between them, with {customers} of customers.",
+        f"{zh_names}合计贡献 {revenue} 的收入，客户数占 {customers}。",
+    )
+
+
+def render(context: dict[str, Any]) -> str:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("tierwise", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    plotly_js, plotly_version = _plotly_js()
+    lang: _Lang = context["lang_obj"]
+    footer = lang.t("footer", version=__version__, plotly=plotly_version or "?")
+    return env.get_template("report.html").render(
+        **context,
+        footer=footer,
+        data_json=Markup(_json_for_script({"charts": context["charts"]})),
+        plotly_js=Markup(plotly_js),
+    )
+
+
+def write_report(
+    ws: Workspace,
+    out: Path,
+    *,
+    run_id: str | None = None,
+    language: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> ReportSummary:
+    """Write the HTML report of a run (default: the latest) to `out`; `progress` hears each step's name."""
+    out = Path(out).expanduser()
+    if out.is_dir():
+        raise UserError(f"{out}: is a folder; give a file name, e.g. --out {out / 'report.html'}")
+    folder = out.parent if str(out.parent) else Path(".")
+    if not folder.is_dir():
+        raise UserError(f"{out}: folder {folder} does not exist; create it first or choose another --out")
+    context = build_context(ws, run_id=run_id, language=language, progress=progress)
+    if progress:
+        progress("writing")
+    html = render(context).encode("utf-8")
+    # Written beside the target and renamed, so a failure never leaves half a report behind.
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".html", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(html)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, out)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise UserError(f"{out}: cannot write the report ({exc.strerror or exc})") from exc
+    return ReportSummary(
+        path=out.resolve(),
+        run_id=context["run_id"],
+        bytes=len(html),
+        sections=[s["id"] for s in context["sections"]],
+    )

@@ -1,0 +1,358 @@
+"""`tierwise report`: one offline HTML file whose numbers match the snapshot, with user data escaped."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import re
+import shutil
+import subprocess
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import ibis
+import ibis.expr.types as ir
+import pytest
+
+from conftest import run_cli
+
+EVIL = "<script>alert(1)</script>"
+EVIL_PROVINCE = "</script><b>省</b>"
+NEW_COLUMNS = ["grade", "composite_score", "priority_rank", "loyalty", "clv_historical", "main_industry"]
+DATA_RE = re.compile(r'<script type="application/json" id="report-data">(.*?)</script>', re.S)
+
+
+def _plant_evil_names(data: Path, n: int = 10) -> None:
+    """The n customers who bought the most get a script for a name (so they are in the top list)."""
+    revenue: dict[str, float] = defaultdict(float)
+    with open(data / "orders.csv", encoding="utf-8", newline="") as f:
+        for row in csv.DictReader(f):
+            revenue[row["customer_id"]] += float(row["amount"] or 0)
+    top = set(sorted(revenue, key=revenue.__getitem__, reverse=True)[:n])
+    path = data / "customers.csv"
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        fields, rows = reader.fieldnames, list(reader)
+    assert fields is not None
+    for row in rows:
+        if row["customer_id"] in top:
+            row["name"], row["province"] = EVIL, EVIL_PROVINCE
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields, quoting=csv.QUOTE_ALL)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("report")
+    data, ws = root / "data", root / "ws"
+    assert run_cli("generate", data, "--customers", "600", "--seed", "11").code == 0
+    _plant_evil_names(data)
+    assert run_cli("init", ws).code == 0
+    for table in ("customers", "orders", "payments", "interactions"):
+        r = run_cli("ingest", table, data / f"{table}.csv", "-w", ws)
+        assert r.code == 0, r.stderr
+    r = run_cli("run", "-w", ws)
+    assert r.code == 0, r.stderr
+    return ws
+
+
+@pytest.fixture(scope="module")
+def zh_report(workspace: Path) -> tuple[Path, dict[str, Any]]:
+    out = workspace.parent / "report.html"
+    r = run_cli("report", "-w", workspace, "--out", out, "--json")
+    assert r.code == 0, r.stderr
+    summary = r.json()
+    assert isinstance(summary, dict)
+    return out, summary
+
+
+def _page(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
+
+
+def _own_markup(html: str) -> str:
+    """The page without the inlined plotly.js, whose source mentions map-tile URLs it never loads here."""
+    start = html.index("<script>", html.index('id="report-data"'))
+    end = html.index("</script>", start)
+    return html[:start] + html[end:]
+
+
+def _chart_data(html: str) -> dict[str, Any]:
+    match = DATA_RE.search(html)
+    assert match, "no chart data block"
+    return json.loads(match.group(1))
+
+
+def _snapshot_rows(ws_dir: Path, run_id: str | None = None) -> list[dict[str, Any]]:
+    from tierwise.show import latest_snapshot
+    from tierwise.workspace import Workspace
+
+    ws = Workspace.open(ws_dir)
+    try:
+        return latest_snapshot(ws, run_id)[1].to_pyarrow().to_pylist()
+    finally:
+        ws.close()
+
+
+def _derived_run(ws_dir: Path, run_id: str, change: Callable[[ir.Table], ir.Table]) -> str:
+    """Store a copy of the latest run with its snapshot changed, dated in the past so it never becomes the latest."""
+    from tierwise.show import latest_snapshot
+    from tierwise.workspace import Workspace
+
+    ws = Workspace.open(ws_dir)
+    try:
+        runs = ws.table("runs")
+        meta, snap = latest_snapshot(ws)
+        name = f"snapshot_{run_id.replace('-', '_')}"
+        ws.con.create_table(name, change(snap).mutate(run_id=ibis.literal(run_id)))
+        row = runs.filter(runs.run_id == meta["run_id"]).to_pyarrow().to_pylist()[0]
+        row.update(run_id=run_id, snapshot_table=name, created_at=dt.datetime(2000, 1, 1))
+        ws.con.insert("runs", ibis.memtable([row], schema=runs.schema()))
+    finally:
+        ws.close()
+    return run_id
+
+
+def test_report_is_one_offline_file_with_plotly_and_chinese_labels(zh_report: tuple[Path, dict[str, Any]]) -> None:
+    out, summary = zh_report
+    assert out.is_file()
+    assert summary["path"] == str(out.resolve())
+    assert summary["bytes"] == out.stat().st_size
+    html = _page(out)
+    assert not re.search(r"""\bsrc\s*=\s*["']?\s*(https?:)?//""", html, re.I)
+    assert "<link" not in html.lower()
+    assert "@import" not in html
+    own = _own_markup(html)
+    assert "http://" not in own and "https://" not in own
+    assert "Plotly.newPlot" in html and "plotly.js v" in html  # plotly's own code is inlined
+    assert len(html) > 3_000_000
+    assert '<html lang="zh-CN">' in html
+    for text in ("客户分类报告", "关键指标", "冠军客户", "帕累托曲线", "重点客户", summary["run_id"]):
+        assert text in html
+    assert summary["sections"][:1] == ["kpis"]
+    for section in ("rfm_segment", "rf_heatmap", "pareto", "lifecycle_stage", "region", "industry", "top_customers"):
+        assert section in summary["sections"]
+        assert f'data-section="{section}"' in html
+
+
+def test_english_labels_with_language_option(workspace: Path) -> None:
+    out = workspace.parent / "report_en.html"
+    r = run_cli("report", "-w", workspace, "--out", out, "--language", "en")
+    assert r.code == 0, r.stderr
+    assert r.stdout.strip() == str(out.resolve())
+    html = _own_markup(_page(out))
+    assert '<html lang="en">' in html
+    for text in ("Customer classification report", "Key figures", "Champions", "Top customers"):
+        assert text in html
+    assert "冠军客户" not in html
+
+
+def test_heatmap_and_region_numbers_match_the_snapshot(workspace: Path, zh_report: tuple[Path, dict[str, Any]]) -> None:
+    out, summary = zh_report
+    charts = _chart_data(_page(out))["charts"]
+    rows = _snapshot_rows(workspace, summary["run_id"])
+
+    cells = Counter((r["r_score"], r["f_score"]) for r in rows if r["r_score"] is not None)
+    revenue: dict[tuple[int, int], float] = defaultdict(float)
+    for r in rows:
+        if r["r_score"] is not None:
+            revenue[(r["r_score"], r["f_score"])] += r["monetary"]
+    heat = charts["rf_heatmap"]
+    assert heat["r"] == [5, 4, 3, 2, 1] and heat["f"] == [1, 2, 3, 4, 5]
+    for i, rs in enumerate(heat["r"]):
+        for j, fs in enumerate(heat["f"]):
+            assert heat["customers"][i][j] == cells[(rs, fs)]
+            assert heat["revenue"][i][j] == pytest.approx(revenue[(rs, fs)])
+    assert sum(map(sum, heat["customers"])) == sum(cells.values()) > 0
+
+    by_province = Counter(r["province"] for r in rows)
+    province_revenue: dict[str, float] = defaultdict(float)
+    for r in rows:
+        province_revenue[r["province"]] += r["monetary"]
+    region = charts["region"]
+    labels, counts = region["labels"], region["series"][0]["counts"]
+    top = sorted(by_province, key=lambda p: (-province_revenue[p], -by_province[p], p))[:15]
+    assert labels[:15] == top
+    assert counts[:15] == [by_province[p] for p in top]
+    if len(by_province) > 15:
+        assert labels[15] == "其他"
+        assert counts[15] == len(rows) - sum(by_province[p] for p in top)
+    assert sum(counts) == len(rows)
+
+
+def test_customer_data_is_escaped(zh_report: tuple[Path, dict[str, Any]]) -> None:
+    html = _page(zh_report[0])
+    assert EVIL not in html
+    assert EVIL_PROVINCE not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html  # the top-customer table
+    assert "&lt;/script&gt;&lt;b&gt;省&lt;/b&gt;" in html  # the region table
+    data = _chart_data(html)  # the chart data block still parses and holds the names verbatim
+    assert EVIL_PROVINCE in data["charts"]["region"]["labels"]
+
+
+def test_old_style_run_leaves_new_sections_out(workspace: Path) -> None:
+    run_id = _derived_run(
+        workspace, "20000101000000-old001", lambda t: t.drop(*[c for c in NEW_COLUMNS if c in t.columns])
+    )
+    out = workspace.parent / "old.html"
+    r = run_cli("report", "-w", workspace, "--out", out, "--run", run_id, "--json")
+    assert r.code == 0, r.stderr
+    summary = r.json()
+    assert isinstance(summary, dict)
+    assert summary["run_id"] == run_id
+    for section in ("grade", "loyalty", "clv"):
+        assert section not in summary["sections"]
+    assert "industry" in summary["sections"]  # from industry_code
+    html = _page(out)
+    assert run_id in html
+    assert 'data-section="grade"' not in html and 'id="chart-clv"' not in html
+    assert set(_chart_data(html)["charts"]) >= {"rfm_segment", "rf_heatmap", "pareto", "region"}
+
+
+def _with_new_columns(t: ir.Table) -> ir.Table:
+    """The columns the weighted grade, loyalty and CLV add, made up where the run does not have them yet."""
+    if "grade" not in t.columns:
+        t = t.mutate(grade=ibis.cases((t.abc_class == "A", "A"), (t.abc_class == "B", "B"), else_="D"))
+    if "composite_score" not in t.columns:
+        t = t.mutate(composite_score=(t.m_score.fill_null(0) * 20).cast("float64"))
+    if "priority_rank" not in t.columns:
+        t = t.mutate(priority_rank=ibis.row_number().over(order_by=[ibis.desc(t.composite_score), t.customer_id]) + 1)
+    if "loyalty" not in t.columns:
+        t = t.mutate(
+            loyalty=ibis.ifelse(t.frequency > 3, "loyal", ibis.ifelse(t.frequency > 0, "occasional", "prospect"))
+        )
+    if "clv_historical" not in t.columns:
+        t = t.mutate(clv_historical=t.monetary * 1.5)
+    if "main_industry" not in t.columns:
+        t = t.mutate(main_industry=t.industry_code)
+    return t
+
+
+def test_new_columns_add_grade_loyalty_and_clv_sections(workspace: Path) -> None:
+    run_id = _derived_run(workspace, "20000101000000-new001", _with_new_columns)
+    out = workspace.parent / "new.html"
+    r = run_cli("report", "-w", workspace, "--out", out, "--run", run_id, "--json")
+    assert r.code == 0, r.stderr
+    summary = r.json()
+    assert isinstance(summary, dict)
+    for section in ("grade", "loyalty", "clv", "industry"):
+        assert section in summary["sections"]
+    html = _page(out)
+    charts = _chart_data(html)["charts"]
+    rows = _snapshot_rows(workspace, run_id)
+
+    grades = Counter(r["grade"] for r in rows)
+    grade_chart = charts["grade"]
+    assert sum(grade_chart["series"][0]["counts"]) == len(rows)
+    assert sorted(grade_chart["series"][0]["counts"]) == sorted(grades.values())
+
+    clv = charts["clv"]
+    positive = [r["clv_historical"] for r in rows if (r["clv_historical"] or 0) > 0]
+    assert len(clv["customers"]) == 30
+    assert sum(clv["customers"]) == clv["n"] == len(positive)
+
+    # top customers follow priority_rank: the table's first column is the rank, 1..20
+    top = html.split('data-section="top_customers"', 1)[1]
+    ranks = re.findall(r'<tr><td class="num">(\d+)</td>', top)
+    assert ranks == [str(i) for i in range(1, 21)]
+    first = min((r for r in rows if r["priority_rank"] is not None), key=lambda r: r["priority_rank"])
+    assert f"<td>{first['customer_id']}</td>" in top
+
+
+def test_errors_are_one_line_with_exit_code_2(workspace: Path, ws_dir: Path, tmp_path: Path) -> None:
+    cases = [
+        (("report", "-w", ws_dir, "--out", tmp_path / "a.html"), "no run yet"),
+        (("report", "-w", workspace, "--out", tmp_path / "b.html", "--run", "nope"), "no run 'nope'"),
+        (("report", "-w", workspace, "--out", tmp_path / "missing" / "c.html"), "does not exist"),
+        (("report", "-w", workspace, "--out", tmp_path), "is a folder"),
+        (("report", "-w", workspace, "--out", tmp_path / "d.html", "--language", "fr"), "zh or en"),
+    ]
+    for args, message in cases:
+        r = run_cli(*args)
+        assert r.code == 2, (args, r.stderr)
+        assert r.stderr.startswith("error: ") and message in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert "Traceback" not in r.stderr
+    assert not list(tmp_path.glob("*.html"))
+
+
+# The page's own script, run with stand-ins for the browser and plotly: every chart container gets one chart.
+NODE_HARNESS = r"""
+const fs = require("fs");
+const html = fs.readFileSync(process.argv[2], "utf8");
+const data = html.match(/<script type="application\/json" id="report-data">([\s\S]*?)<\/script>/)[1];
+const scripts = [...html.matchAll(/<script>([\s\S]*?)<\/script>/g)].map((m) => m[1]);
+const own = scripts[scripts.length - 1];
+const ids = new Set([...html.matchAll(/id="(chart-[^"]+)"/g)].map((m) => m[1]));
+const plotted = [];
+const attrs = {};
+global.window = { addEventListener() {}, matchMedia: () => ({ addEventListener() {} }) };
+global.getComputedStyle = () => ({ fontFamily: "sans-serif" });
+global.document = {
+  body: {},
+  documentElement: { setAttribute: (k, v) => { attrs[k] = v; }, getAttribute: (k) => attrs[k] },
+  getElementById: (id) => (id === "report-data" ? { textContent: data } : ids.has(id) ? { id } : null),
+};
+global.Plotly = {
+  newPlot(el, traces, layout, config) {
+    JSON.stringify([traces, layout, config]);
+    for (const t of traces) { if (!t.type) throw new Error("trace without type in " + el.id); }
+    plotted.push(el.id);
+  },
+  Plots: { resize() {} },
+};
+new Function(own)();
+console.log(JSON.stringify({ ids: [...ids], plotted, rendered: attrs["data-charts-rendered"] }));
+"""
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_chart_script_draws_every_chart(zh_report: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    harness = tmp_path / "harness.js"
+    harness.write_text(NODE_HARNESS, encoding="utf-8")
+    proc = subprocess.run(["node", harness, zh_report[0]], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert sorted(result["plotted"]) == sorted(result["ids"])
+    assert len(result["plotted"]) == len(set(result["plotted"])) >= 7
+    assert result["rendered"] == str(len(result["plotted"]))
+
+
+CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if Path(p).exists()), None)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no headless chromium here")
+def test_opens_in_headless_chromium_without_errors(zh_report: tuple[Path, dict[str, Any]]) -> None:
+    assert CHROMIUM is not None
+    proc = subprocess.run(
+        [CHROMIUM, "--headless", "--disable-gpu", "--no-sandbox", "--dump-dom", zh_report[0].as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "data-js-errors" not in proc.stdout
+    match = re.search(r'data-charts-rendered="(\d+)"', proc.stdout)
+    assert match and int(match.group(1)) >= 7
+
+
+def test_stored_pareto_table_is_used(workspace: Path) -> None:
+    from tierwise.workspace import Workspace
+
+    run_id = _derived_run(workspace, "20000101000000-par001", lambda t: t)
+    ws = Workspace.open(workspace)
+    try:
+        curve = {"customer_share": [0.0, 0.5, 1.0], "value_share": [0.0, 0.9, 1.0]}
+        ws.con.create_table("pareto_20000101000000_par001", ibis.memtable(curve))
+    finally:
+        ws.close()
+    out = workspace.parent / "pareto.html"
+    assert run_cli("report", "-w", workspace, "--out", out, "--run", run_id).code == 0
+    pareto = _chart_data(_page(out))["charts"]["pareto"]
+    assert pareto["x"] == [0.0, 0.5, 1.0] and pareto["y"] == [0.0, 0.9, 1.0]
+    assert "前 20% 的客户贡献了 36.0% 的收入" in _page(out)  # interpolated on the stored curve
