@@ -327,16 +327,30 @@ CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") i
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no headless chromium here")
-def test_opens_in_headless_chromium_without_errors(zh_report: tuple[Path, dict[str, Any]]) -> None:
+def test_opens_in_headless_chromium_without_errors(zh_report: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
     assert CHROMIUM is not None
     proc = subprocess.run(
-        [CHROMIUM, "--headless", "--disable-gpu", "--no-sandbox", "--dump-dom", zh_report[0].as_uri()],
+        [
+            CHROMIUM,
+            "--headless",
+            "--disable-gpu",
+            "--no-sandbox",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'chromium'}",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            zh_report[0].as_uri(),
+        ],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "data-js-errors" not in proc.stdout
+    errors = re.search(r'data-js-errors="([^"]*)"', proc.stdout)
+    assert errors is None, errors.group(1)
     match = re.search(r'data-charts-rendered="(\d+)"', proc.stdout)
     assert match and int(match.group(1)) >= 7
 

@@ -55,6 +55,7 @@ def _cdnow_plain() -> tuple[dt.date, dict[str, dict]]:
             p["days"].add(day)
             p["monetary"] += value
     for p in people.values():
+        p["monetary"] = round(p["monetary"], 4)  # as tierwise does: the same amounts in any order, one figure
         p["recency"] = (as_of - p["last"]).days
         p["frequency"] = len(p["days"])
     return as_of, dict(people)

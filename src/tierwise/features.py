@@ -80,8 +80,9 @@ def customer_features(
         category_count=window_sales.product_category.nunique(),
     )
     money = window.group_by("customer_id").aggregate(
-        monetary=window.amount.sum(),
-        profit=window._profit.sum(),
+        # Rounded so that sums of the same amounts added in another order are equal (ties stay ties).
+        monetary=window.amount.sum().round(4),
+        profit=window._profit.sum().round(4),
         _costed=window.cost.count(),
         _online_revenue=ibis.ifelse(window._online & window._sale, window.amount, 0.0).sum(),
     )

@@ -84,6 +84,16 @@ def _compile(text: str, schema: ibis.Schema, what: str, kind: str) -> Callable[[
     return lambda t: _Compiler(text, what, tokens, root, t).result(kind)
 
 
+def columns_in(text: str, columns: Sequence[str]) -> set[str]:
+    """The columns (of `columns`) an expression mentions; unquoted names match regardless of case."""
+    _, root = _parse(text, "expression")
+    by_lower = {c.lower(): c for c in columns}
+    named = {(col.name, col.this.args.get("quoted", False)) for col in root.find_all(exp.Column)}
+    return {name if quoted or name in columns else by_lower.get(name.lower(), name) for name, quoted in named} & set(
+        columns
+    )
+
+
 def check_rules(rules: Sequence[tuple[str, str]], schema: ibis.Schema) -> None:
     """Check every (name, expression) rule; the first bad one raises UserError naming it."""
     for name, expression in rules:

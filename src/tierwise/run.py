@@ -30,7 +30,7 @@ from tierwise.engine import transaction
 from tierwise.errors import UserError
 from tierwise.features import FeatureSettings, customer_features, default_as_of
 from tierwise.industry import main_industry
-from tierwise.rules import add_tags, check_rules, compile_value
+from tierwise.rules import add_tags, columns_in, compile_value
 from tierwise.satisfaction import satisfaction_features
 from tierwise.schema import TABLES
 from tierwise.workspace import Workspace
@@ -91,10 +91,25 @@ def indicators(cfg: Config, schema: ibis.Schema) -> list[Indicator]:
     return out
 
 
-def classify(t: ir.Table, cfg: Config) -> ir.Table:
-    """Every class, the composite grade and priority, and the user's rule tags, on top of the measures."""
-    check_rules([(r.name, r.expression) for r in cfg.rules], t.schema())  # before anything heavy runs
-    grade_inputs = indicators(cfg, t.schema())
+# The measures the classifiers read. Classes are computed on these columns only and joined back: every
+# ranking window sorts its rows, and carrying the wide measures (names, cities, dates…) through a dozen
+# sorts cost most of the run's time on millions of customers.
+CLASS_INPUTS = (
+    "customer_id",
+    "recency_days",
+    "frequency",
+    "monetary",
+    "avg_order_value",
+    "profit",
+    "tenure_days",
+    "ipt_mean_days",
+    "purchases",
+    "satisfaction",
+)
+
+
+def classes(t: ir.Table, cfg: Config) -> ir.Table:
+    """RFM, ABC, value tier, lifecycle, loyalty and the composite grade, added to the measures in `t`."""
     rfm = cfg.rfm
     m_column = "monetary" if rfm.monetary == "total" else "avg_order_value"
     t = add_scores(t, monetary=m_column, bins=rfm.bins, thresholds=rfm.fixed_thresholds())
@@ -103,15 +118,15 @@ def classify(t: ir.Table, cfg: Config) -> ir.Table:
     else:  # the named grid is defined on 5×5: place other scales on it
         on_five = [(t[c] * 5 / rfm.bins).ceil().cast("int64") for c in ("r_score", "f_score")]
         t = t.mutate(rfm_segment=segment(on_five[0], on_five[1]))
-    t = add_class8(t, basis=cfg.rfm.class8_basis)
+    t = add_class8(t, basis=rfm.class8_basis)
     t = add_abc(t, value=cfg.abc.by, a_cutoff=cfg.abc.a_cutoff, b_cutoff=cfg.abc.b_cutoff)
     t = add_value_tier(t, value=cfg.value.by, high_share=cfg.value.high_share, medium_share=cfg.value.medium_share)
     t = add_lifecycle(t, LifecycleSettings(**cfg.lifecycle.model_dump()))
     t = add_loyalty(t, LoyaltySettings(**cfg.loyalty.model_dump()))
     g = cfg.grade
-    t = add_grade(
+    return add_grade(
         t,
-        grade_inputs,
+        indicators(cfg, t.schema()),
         GradeSettings(
             normalise=g.normalise,
             method=g.method,
@@ -121,7 +136,16 @@ def classify(t: ir.Table, cfg: Config) -> ir.Table:
             prospect_indicator=g.prospect_indicator,
         ),
     )
-    return add_tags(t, [(r.name, r.expression) for r in cfg.rules])
+
+
+def classify(t: ir.Table, cfg: Config) -> ir.Table:
+    """Every class, the composite grade and priority, and the user's rule tags, on top of the measures."""
+    used = {c for i in cfg.grade.indicators for c in columns_in(i.expression, t.columns)}
+    narrow = t.select(*[c for c in t.columns if c in set(CLASS_INPUTS) | used])
+    added = classes(narrow, cfg)
+    added = added.select("customer_id", *[c for c in added.columns if c not in narrow.columns])
+    snapshot = t.join(added, "customer_id")
+    return add_tags(snapshot, [(r.name, r.expression) for r in cfg.rules])
 
 
 def build_snapshot(
@@ -174,6 +198,8 @@ def run(ws: Workspace, as_of: dt.date | None = None, on_stage: Callable[[str], N
         lap(stage)
         return kept
 
+    # Every rule and indicator is checked against the full snapshot's columns before any data is read.
+    build_snapshot(tables, ws.config, as_of)
     if on_stage is not None:
         on_stage("measures")
     with transaction(ws.con):

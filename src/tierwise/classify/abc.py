@@ -23,15 +23,16 @@ def add_abc(t: ir.Table, *, value: str = "monetary", a_cutoff: float = 0.80, b_c
     """Add abc_cum_share (0–1, NULL for non-positive values) and abc_class (A/B/C)."""
     if not 0 < a_cutoff < b_cutoff <= 1:
         raise ValueError(f"ABC cut-offs must satisfy 0 < A < B ≤ 1, got A={a_cutoff}, B={b_cutoff}")
-    positive = t.filter(t[value] > 0)
-    per_value = positive.group_by(_v=positive[value]).aggregate(_sum=positive[value].sum())
-    total = per_value._sum.sum().over()
-    cumulative = per_value.mutate(abc_cum_share=per_value._sum.cumsum(order_by=ibis.desc(per_value._v)) / total).select(
-        "_v", "abc_cum_share"
+    positive = t[value] > 0
+    counted = ibis.ifelse(positive, t[value], ibis.null("float64"))
+    # A RANGE frame includes every peer of the current row: customers worth the same share one figure.
+    at_least_as_much = ibis.window(order_by=ibis.desc(t[value]), range=(None, 0))
+    share = ibis.ifelse(
+        positive, counted.sum().over(at_least_as_much) / counted.sum().over(), ibis.null("float64")
     )
-    joined = t.left_join(cumulative, t[value] == cumulative._v).drop("_v")
-    share = joined.abc_cum_share
-    return joined.mutate(
+    t = t.mutate(abc_cum_share=share)
+    share = t.abc_cum_share
+    return t.mutate(
         abc_class=ibis.cases(
             (share.isnull(), "C"),
             (share <= a_cutoff + 1e-12, "A"),

@@ -99,7 +99,8 @@ def add_grade(
     )
     graded = t.composite_score.notnull()
     if s.method == "quotas":
-        position = ibis.cume_dist().over(group_by=graded, order_by=ibis.desc(t.composite_score))
+        t = t.mutate(_position=ibis.cume_dist().over(group_by=graded, order_by=ibis.desc(t.composite_score)))
+        position, graded = t._position, t.composite_score.notnull()
         qa, qb, qc = s.quotas
         cases = [
             (position <= qa + 1e-12, "A"),
@@ -115,4 +116,4 @@ def add_grade(
         group_by=graded, order_by=[ibis.desc(t.composite_score), ibis.desc(t.monetary), t.customer_id]
     )
     t = t.mutate(priority_rank=ibis.ifelse(graded, rank + 1, ibis.null("int64")))
-    return t.drop("_weights", *[f"_raw_{n}" for n in names])
+    return t.drop("_weights", *[f"_raw_{n}" for n in names], *(["_position"] if s.method == "quotas" else []))

@@ -39,10 +39,10 @@ class LifecycleSettings:
 def add_lifecycle(t: ir.Table, settings: LifecycleSettings | None = None) -> ir.Table:
     """Add expected_gap_days and lifecycle_stage. Needs recency_days, tenure_days, frequency, ipt_mean_days."""
     s = settings or LifecycleSettings()
-    typical = t.filter(t.ipt_mean_days > 0).ipt_mean_days.median().execute()
-    fallback = float(typical) if typical is not None and typical == typical else s.default_gap_days
-    gap = ibis.ifelse(t.ipt_mean_days > 0, t.ipt_mean_days, ibis.literal(fallback)).fill_null(fallback)
-    t = t.mutate(expected_gap_days=gap)
+    rhythm = ibis.ifelse(t.ipt_mean_days > 0, t.ipt_mean_days, ibis.null("float64"))
+    # A window, not a separate query: the whole snapshot stays one lazy expression.
+    typical = rhythm.median().over().coalesce(s.default_gap_days)
+    t = t.mutate(expected_gap_days=rhythm.coalesce(typical))
     stage = ibis.cases(
         (t.recency_days.isnull(), "prospect"),
         (t.recency_days > s.churned_multiple * t.expected_gap_days, "churned"),

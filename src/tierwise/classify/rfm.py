@@ -136,21 +136,15 @@ def add_class8(
     "Recent" means recency_days strictly below the average; "high" F and M mean strictly above it. A customer
     who has not bought for a long time is therefore never 重要价值客户, however much they spent.
     """
-    buyers = t.filter(_is_buyer(t, recency))
+    buyer = _is_buyer(t, recency)
 
-    def centre(col: str) -> ir.Scalar:
-        return buyers[col].mean() if basis == "mean" else buyers[col].median()
+    def centre(col: str) -> ir.FloatingValue:
+        # Over the buyers only, as a window: no separate pass over the data before the snapshot is built.
+        among_buyers = ibis.ifelse(buyer, t[col], ibis.null(t[col].type()))
+        return (among_buyers.mean() if basis == "mean" else among_buyers.median()).over()
 
-    stats = buyers.aggregate(_r=centre(recency), _f=centre(frequency), _m=centre(monetary))
-    row = stats.to_pyarrow().to_pylist()[0]
-    if row["_r"] is None:
-        return t.mutate(rfm_class8=ibis.null("string"))
-    recent = t[recency] < row["_r"]
-    high_f = t[frequency] > row["_f"]
-    high_m = t[monetary] > row["_m"]
+    recent = t[recency] < centre(recency)
+    high_f = t[frequency] > centre(frequency)
+    high_m = t[monetary] > centre(monetary)
     rules = [((recent == r) & (high_f == f) & (high_m == m), name) for (r, f, m), name in CLASS8.items()]
-    return t.mutate(
-        rfm_class8=ibis.ifelse(
-            _is_buyer(t, recency), ibis.cases(*rules, else_=ibis.null("string")), ibis.null("string")
-        )
-    )
+    return t.mutate(rfm_class8=ibis.ifelse(buyer, ibis.cases(*rules, else_=ibis.null("string")), ibis.null("string")))
