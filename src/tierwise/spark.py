@@ -1,0 +1,149 @@
+"""Spark (PySpark, local mode) as a second engine: a session for tests and laptops, and the canonical tables
+copied into it from DuckDB or Arrow with their types intact.
+
+Spark runs the same Ibis expressions as DuckDB (see docs/engines.md). PySpark is imported lazily: DuckDB users
+never need Java.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import ibis
+import ibis.expr.datatypes as dt
+import ibis.expr.types as ir
+import pyarrow as pa
+
+if TYPE_CHECKING:
+    from ibis.backends.pyspark import Backend as SparkBackend
+    from pyspark.sql import SparkSession
+    from pyspark.sql.types import DataType, StructType
+
+LOCAL_CONF: dict[str, str] = {
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.sql.session.timeZone": "UTC",
+    "spark.driver.memory": "1g",
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+    # Loopback only: local mode must work on machines without a resolvable host name or network.
+    "spark.driver.host": "127.0.0.1",
+    "spark.driver.bindAddress": "127.0.0.1",
+}
+
+
+# Spark's default log4j profile prints INFO lines while the JVM starts, before setLogLevel can act. The root
+# stays at WARN, the level PySpark (a shell to Spark) expects, or Spark prints a banner saying it changed it;
+# local_session lowers it to ERROR once the session is up.
+_LOG4J2 = """\
+rootLogger.level = warn
+logger.hadoop.name = org.apache.hadoop.util.NativeCodeLoader
+logger.hadoop.level = error
+rootLogger.appenderRef.stderr.ref = stderr
+appender.stderr.type = Console
+appender.stderr.name = stderr
+appender.stderr.target = SYSTEM_ERR
+appender.stderr.layout.type = PatternLayout
+appender.stderr.layout.pattern = %d{HH:mm:ss} %p %c{1}: %m%n%ex
+"""
+
+
+def java_major_version() -> int | None:
+    """The major version of the Java PySpark would start (JAVA_HOME first, then PATH); None if there is none."""
+    home = os.environ.get("JAVA_HOME")
+    java = str(Path(home) / "bin" / "java") if home else shutil.which("java")
+    if not java or not Path(java).exists():
+        return None
+    try:
+        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=60).stderr
+    except (OSError, subprocess.SubprocessError):
+        return None
+    # `version "17.0.15"`, `version "1.8.0_392"` (Java 8 and older), `version "21"`
+    match = re.search(r'version "(?:1\.)?(\d+)', out)
+    return int(match.group(1)) if match else None
+
+
+def local_session(app_name: str = "tierwise", *, cores: int = 2, conf: dict[str, str] | None = None) -> SparkSession:
+    """A local Spark session (`local[cores]`) sized for tests and laptops, logging errors only.
+
+    If a Spark session already runs in this process, Spark reuses it: settings fixed when the JVM starts
+    (memory, logging) then stay as they were.
+    """
+    from pyspark.sql import SparkSession
+
+    # Spark otherwise looks up the machine's host name, warns when it resolves to loopback and fails when
+    # it does not resolve at all.
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    fd, log_config = tempfile.mkstemp(prefix="tierwise-log4j2-", suffix=".properties")
+    with os.fdopen(fd, "w") as f:
+        f.write(_LOG4J2)
+    settings = {
+        **LOCAL_CONF,
+        # Spark's default of 200 shuffle partitions means 200 tiny tasks per shuffle on small data.
+        "spark.sql.shuffle.partitions": str(cores),
+        "spark.default.parallelism": str(cores),
+        "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={log_config}",
+    }
+    builder = SparkSession.builder.master(f"local[{cores}]").appName(app_name)
+    for key, value in {**settings, **(conf or {})}.items():
+        builder = builder.config(key, value)
+    try:
+        session = builder.getOrCreate()
+    finally:
+        os.unlink(log_config)  # read once, when the JVM starts
+    session.sparkContext.setLogLevel("ERROR")
+    return session
+
+
+def connect(session: SparkSession | None = None) -> SparkBackend:
+    """An Ibis connection over `session` (a new local one by default)."""
+    return ibis.pyspark.connect(session or local_session())
+
+
+def cache_checkpoint(stage: str, t: ir.Table) -> ir.Table:
+    """A `build_snapshot` checkpoint for Spark: keep the measures in memory. The classifications read them more
+    than once, and Spark would otherwise recompute every join of the features each time."""
+    return t.cache()
+
+
+def _spark_type(dtype: dt.DataType) -> DataType:
+    from ibis.backends.pyspark.datatypes import PySparkType
+    from pyspark.sql import types as st
+
+    # Ibis maps naive timestamps to Spark's TIMESTAMP (session-zone local time); TIMESTAMP_NTZ keeps the
+    # wall-clock value whatever the session time zone, like DuckDB's TIMESTAMP.
+    if dtype.is_timestamp() and dtype.timezone is None:
+        return st.TimestampNTZType()
+    if dtype.is_map():
+        return st.MapType(_spark_type(dtype.key_type), _spark_type(dtype.value_type), dtype.value_type.nullable)
+    if dtype.is_array():
+        return st.ArrayType(_spark_type(dtype.value_type), dtype.value_type.nullable)
+    return PySparkType.from_ibis(dtype)
+
+
+def spark_schema(schema: ibis.Schema) -> StructType:
+    from pyspark.sql import types as st
+
+    return st.StructType([st.StructField(name, _spark_type(dtype), True) for name, dtype in schema.items()])
+
+
+def copy_table(con: SparkBackend, name: str, data: ir.Table | pa.Table) -> ir.Table:
+    """Copy a table (an Ibis table on another engine, or Arrow) into a Spark temporary view called `name`."""
+    if isinstance(data, pa.Table):
+        arrow, schema = data, ibis.Schema.from_pyarrow(data.schema)
+    else:
+        arrow, schema = data.to_pyarrow(), data.schema()
+    session: SparkSession = con._session
+    frame = session.createDataFrame(arrow, schema=spark_schema(schema))
+    frame.createOrReplaceTempView(name)
+    return con.table(name)
+
+
+def copy_tables(con: SparkBackend, tables: dict[str, ir.Table]) -> dict[str, ir.Table]:
+    """`canonical_tables(ws)` (or any tables) as Spark tables with the same names, columns and types."""
+    return {name: copy_table(con, name, t) for name, t in tables.items()}

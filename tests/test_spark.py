@@ -1,0 +1,173 @@
+"""DuckDB/Spark parity: the whole main job on a generated data set gives the same snapshot on both engines.
+
+PySpark's local mode needs Java 17+. Without it these tests are skipped, unless TIERWISE_REQUIRE_SPARK=1 (set
+by .ci/run, which installs Java), so CI cannot pass by skipping them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import math
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import ibis
+import ibis.expr.datatypes as dt_
+import pyarrow as pa
+import pytest
+
+from tierwise import spark
+from tierwise.config import Config
+from tierwise.generate import generate
+from tierwise.ingest.pipeline import ingest_file
+from tierwise.run import build_snapshot, canonical_tables
+from tierwise.workspace import Workspace
+
+pytestmark = [
+    pytest.mark.slow,
+    # PySpark 4.0's pandas conversions pass an argument pandas 3 deprecates; nothing tierwise can change.
+    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
+]
+
+
+def _why_no_spark() -> str | None:
+    if importlib.util.find_spec("pyspark") is None:
+        return "PySpark is not installed (the spark extra)"
+    if (spark.java_major_version() or 0) < 17:
+        return "Java 17 or later not found (.ci/run installs it)"
+    return None
+
+
+if (reason := _why_no_spark()) is not None:
+    if os.environ.get("TIERWISE_REQUIRE_SPARK") == "1":
+        pytest.fail(f"TIERWISE_REQUIRE_SPARK=1 but {reason}", pytrace=False)
+    pytest.skip(reason, allow_module_level=True)
+
+AS_OF = dt.date(2024, 10, 1)  # inside the generated history (2023–2024): later orders must be left out
+REL_TOL = 1e-9
+ABS_TOL = 1e-9  # sums that cancel out: 0.0 on one engine may be 1e-12 on the other
+
+RULES = [
+    {"name": "big", "expression": "monetary > 100000"},
+    {"name": "east", "expression": "province IN ('江苏', '浙江', '上海') AND lower(owner) LIKE '%a%'"},
+    {"name": "recent", "expression": "last_order_date >= DATE '2024-07-01' OR frequency >= 10"},
+]
+# The other branch of every setting that picks one, and rules so that `tags` is not all NULL.
+ALTERNATIVES: dict[str, Any] = {
+    "features": {"frequency_by": "orders"},
+    "rfm": {"class8_basis": "median", "monetary": "average"},
+    "abc": {"by": "profit"},
+    "value": {"by": "profit"},
+    "grade": {"normalise": "minmax", "method": "cutoffs"},
+    "rules": RULES,
+}
+
+
+@pytest.fixture(scope="module")
+def spark_con() -> Iterator[spark.SparkBackend]:
+    con = spark.connect(spark.local_session("tierwise-tests"))
+    yield con
+    con.disconnect()
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
+    root = tmp_path_factory.mktemp("parity")
+    data = root / "data"
+    generate(data, customers=300, seed=11, profile="b2b", fmt="parquet")
+    ws = Workspace.init(root / "ws")
+    for table in ("customers", "orders", "payments", "interactions"):
+        ingest_file(ws, table, data / f"{table}.parquet", today=dt.date(2025, 1, 1))
+    yield ws
+    ws.close()
+
+
+@pytest.fixture(scope="module")
+def spark_tables(spark_con: spark.SparkBackend, workspace: Workspace) -> dict[str, ibis.Table]:
+    return spark.copy_tables(spark_con, canonical_tables(workspace))
+
+
+def _types(schema: ibis.Schema) -> dict[str, dt_.DataType]:
+    # Spark timestamps declare no precision; DuckDB's say microseconds, which is what Spark's are too.
+    return {n: dt_.Timestamp(timezone=t.timezone) if t.is_timestamp() else t for n, t in schema.items()}
+
+
+def _differences(name: str, ids: list[Any], left: pa.ChunkedArray, right: pa.ChunkedArray) -> list[str]:
+    floating = pa.types.is_floating(left.type)
+    out = []
+    for key, a, b in zip(ids, left.to_pylist(), right.to_pylist(), strict=True):
+        if floating and a is not None and b is not None:
+            same = (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=REL_TOL, abs_tol=ABS_TOL)
+        else:
+            same = a == b and type(a) is type(b)
+        if not same:
+            out.append(f"{name} of {key}: duckdb {a!r}, spark {b!r}")
+    return out
+
+
+def assert_same_snapshot(duck: pa.Table, other: pa.Table, key: str = "customer_id") -> None:
+    """Same columns and types, same rows, same values: floats within REL_TOL/ABS_TOL, everything else exact."""
+    assert other.schema.names == duck.schema.names
+    assert other.schema == duck.schema
+    duck, other = duck.sort_by(key), other.sort_by(key)
+    ids = duck[key].to_pylist()
+    assert other[key].to_pylist() == ids
+    problems = [p for name in duck.column_names for p in _differences(name, ids, duck[name], other[name])]
+    assert not problems, f"{len(problems)} values differ, e.g.:\n" + "\n".join(problems[:20])
+
+
+def test_the_comparison_sees_real_differences() -> None:
+    base = pa.table({"customer_id": ["C1", "C2"], "x": [0.1 + 0.2, 0.0], "d": [dt.date(2024, 1, 1), None]})
+    assert_same_snapshot(base, pa.table({"customer_id": ["C2", "C1"], "x": [1e-13, 0.3], "d": base["d"][::-1]}))
+    for changed in ({"x": [0.3000001, 0.0]}, {"x": [0.3, None]}, {"d": [dt.date(2024, 1, 2), None]}):
+        with pytest.raises(AssertionError):
+            assert_same_snapshot(base, base.drop_columns(list(changed)).append_column(*_column(base, changed)))
+
+
+def _column(t: pa.Table, changed: dict[str, list[Any]]) -> tuple[str, pa.Array]:
+    ((name, values),) = changed.items()
+    return name, pa.array(values, t.schema.field(name).type)
+
+
+def test_copied_tables_keep_their_types(
+    spark_con: spark.SparkBackend, workspace: Workspace, spark_tables: dict[str, ibis.Table]
+) -> None:
+    for name, t in canonical_tables(workspace).items():
+        assert _types(spark_tables[name].schema()) == _types(t.schema()), name
+        assert spark_tables[name].count().execute() == t.count().execute(), name
+        if name == "orders":
+            first = t.order_by("source_line").limit(3).to_pyarrow().to_pylist()
+            assert spark_tables[name].order_by("source_line").limit(3).to_pyarrow().to_pylist() == first
+
+    data = pa.table(
+        {
+            "customer_id": ["C1", "C2"],
+            "attributes": pa.array([[("region", "华东"), ("vip", None)], None], pa.map_(pa.string(), pa.string())),
+            "signup_date": pa.array([dt.date(2024, 2, 29), None], pa.date32()),
+            "seen_at": pa.array([dt.datetime(2024, 3, 31, 23, 30), None], pa.timestamp("us")),
+        }
+    )
+    copied = spark.copy_table(spark_con, "types_check", data)
+    # Ibis brings PySpark results back through pandas, which cannot hold maps: look inside them in Spark.
+    back = copied.mutate(region=copied.attributes["region"], keys=copied.attributes.keys().sort()).drop("attributes")
+    assert back.order_by("customer_id").to_pyarrow().to_pylist() == [
+        {"customer_id": "C1", "signup_date": dt.date(2024, 2, 29), "seen_at": dt.datetime(2024, 3, 31, 23, 30)}
+        | {"region": "华东", "keys": ["region", "vip"]},
+        {"customer_id": "C2", "signup_date": None, "seen_at": None, "region": None, "keys": None},
+    ]
+
+
+@pytest.mark.parametrize("settings", [{}, ALTERNATIVES], ids=["defaults", "alternatives"])
+def test_snapshot_is_the_same_on_duckdb_and_spark(
+    workspace: Workspace, spark_tables: dict[str, ibis.Table], settings: dict[str, Any]
+) -> None:
+    base = workspace.config.model_dump()
+    cfg = Config.model_validate(
+        {**base, **{k: v if isinstance(v, list) else {**base[k], **v} for k, v in settings.items()}}
+    )
+    duck = build_snapshot(canonical_tables(workspace), cfg, AS_OF).to_pyarrow()
+    on_spark = build_snapshot(spark_tables, cfg, AS_OF, spark.cache_checkpoint).to_pyarrow()
+    assert duck.num_rows == 300
+    assert_same_snapshot(duck, on_spark)
