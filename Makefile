@@ -28,5 +28,8 @@ test: $(STAMP) lint
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_ingest.py
 
+bench-run: $(STAMP)
+	$(BIN)/python benchmarks/bench_run.py --transactions 1000000 10000000
+
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache .mypy_cache .ruff_cache build src/*.egg-info
