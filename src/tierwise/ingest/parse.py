@@ -130,7 +130,8 @@ def _amount_slow(src: str, out: str) -> list[Stage]:
 def integer_stages(src: str, out: str) -> list[Stage]:
     def whole(t: ir.Table) -> dict[str, ir.Value]:
         v = t[out + "__f"]
-        return {out: ibis.ifelse(v == v.floor(), v.cast("int64"), ibis.null("int64"))}
+        # try_cast: a whole number beyond 64 bits (1E100) is unreadable as an integer, not a crash.
+        return {out: ibis.ifelse(v % 1 == 0, v.try_cast("int64"), ibis.null("int64"))}
 
     return [*amount_stages(src, out + "__f"), whole]
 
@@ -235,8 +236,11 @@ def _timestamp_slow(src: str, out: str, order: DateOrder, pivot: int) -> list[St
         )
         valid = t[h + "tok"] & (y >= 1000) & (m >= 1) & (m <= 12) & (d >= 1) & (d <= 31) & ((rest == "") | (hour <= 23))
         iso = y.cast("string") + "-" + m.cast("string") + "-" + d.cast("string") + " " + hms
-        whole = serial.floor().cast("int64")
-        seconds = ((serial - serial.floor()) * 86400).round().cast("int64")
+        # Ibis' floor() casts to BIGINT, which overflows on numbers like 1E100; serials that count are positive,
+        # where x − x % 1 is the floor.
+        fraction = serial % 1
+        whole = (serial - fraction).try_cast("int64")
+        seconds = (fraction * 86400).round().try_cast("int64")
         from_serial = ibis.timestamp("1899-12-30 00:00:00") + whole.as_interval("D") + seconds.as_interval("s")
         value = ibis.cases(
             (y.notnull() & valid, iso.try_cast("timestamp")),
