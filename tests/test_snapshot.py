@@ -188,13 +188,15 @@ def test_rule_tags_and_formula_neutralised_names(tmp_path: Path) -> None:
     config.write_text(
         base
         + '\n[[rules]]\nname = "浙江大客户"\nexpression = "province = \'浙江\' and monetary > 50000"\n'
-        + '\n[[rules]]\nname = "大客户"\nexpression = "monetary > 50000"\n',
+        + '\n[[rules]]\nname = "大客户"\nexpression = "monetary > 50000"\n'
+        # rules may use every snapshot column, classes included: K2's 70,000 of 130,110 is the first 80% → A
+        + '\n[[rules]]\nname = "关键"\nexpression = "abc_class = \'A\' and lifecycle_stage != \'prospect\'"\n',
         encoding="utf-8",
     )
     r = run_cli("run", "-w", ws, "--json")
     assert r.code == 0, r.stderr
     tags = {s["customer_id"]: s["tags"] for s in _snapshot(ws)}
-    assert tags == {"K1": "浙江大客户; 大客户", "K2": "大客户", "K3": None}
+    assert tags == {"K1": "浙江大客户; 大客户", "K2": "大客户; 关键", "K3": None}
 
     out = tmp_path / "tagged.csv"
     assert run_cli("export", out, "-w", ws, "--columns", "name,tags", "--where", "tags like '%大客户%'").code == 0
