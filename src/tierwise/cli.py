@@ -306,6 +306,8 @@ def run_command(
         f"Run {report.run_id} as of {report.as_of}: {report.customers:,} customers → {report.snapshot_table} "
         f"in {report.timings['total']:.1f}s ({stages})"
     )
+    for note in report.notes:
+        out.print(f"note: {note}", markup=False)
 
 
 @app.command()
@@ -429,6 +431,63 @@ def show(
             r.get("lifecycle_stage_label", ""),
         )
     out.print(view)
+
+
+def _date_option(value: str | None, option: str) -> Any:
+    import datetime as dt
+
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise UserError(f"{option} '{value}' is not a date like 2024-06-30") from exc
+
+
+@app.command()
+def backtest(
+    calibration_end: Annotated[str, typer.Option("--calibration-end", help="Last day the models may see.")],
+    holdout_end: Annotated[
+        str | None, typer.Option("--holdout-end", help="Last day of the holdout (default: the last order).")
+    ] = None,
+    workspace: WorkspaceOpt = Path("."),
+    as_json: JsonOpt = False,
+) -> None:
+    """Fit on the history up to a date, predict the holdout after it, and compare predictions and rankings."""
+    from tierwise.clv.backtest import backtest as run_backtest
+    from tierwise.progress import delayed_status
+    from tierwise.workspace import Workspace
+
+    start = _date_option(calibration_end, "--calibration-end")
+    end = _date_option(holdout_end, "--holdout-end")
+    ws = Workspace.open(workspace)
+    try:
+        with delayed_status(err, "backtest"):
+            result = run_backtest(ws, start, end)
+    finally:
+        ws.close()
+    if as_json:
+        _print_json(result)
+        return
+    p = result["purchases"]
+    out.print(
+        f"{result['model']} fitted on {result['customers']:,} customers up to {result['calibration_end']}; holdout "
+        f"to {result['holdout_end']} ({result['holdout_length']:.1f} units of {result['time_unit_days']:g} days)"
+    )
+    out.print(
+        f"repeat purchases in the holdout: predicted {p['predicted_total']:,.0f}, actual {p['actual_total']:,.0f}; "
+        f"mean absolute error {p['mean_absolute_error']:.3f}, correlation {p['correlation']:.3f}"
+    )
+    view = Table("calibration purchases", "customers", "predicted (mean)", "actual (mean)", title_justify="left")
+    for b in result["buckets"]:
+        view.add_row(b["frequency"], f"{b['customers']:,}", f"{b['predicted']:.3f}", f"{b['actual']:.3f}")
+    out.print(view)
+    view = Table("ranking", "top 10% share", "top 20% share", "Gini", title="holdout revenue captured")
+    for c in result["rankings"]:
+        view.add_row(c["ranking"], f"{c['top10_share']:.1%}", f"{c['top20_share']:.1%}", f"{c['gini']:.3f}")
+    out.print(view)
+    for note in result["notes"]:
+        out.print(f"note: {note}", markup=False)
 
 
 class ExportFormat(StrEnum):

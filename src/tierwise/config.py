@@ -159,7 +159,9 @@ class AbcSettings(_Section):
 
 
 class ValueConfig(_Section):
-    by: Literal["monetary", "profit"] = Field("monetary", description="Value tiers by revenue (monetary) or profit")
+    by: Literal["monetary", "profit", "clv_predicted"] = Field(
+        "monetary", description="Value tiers by revenue (monetary), profit or predicted CLV (clv_predicted)"
+    )
     high_share: float = Field(0.20, gt=0, lt=1, description="Share of buyers in the high-value tier (the top)")
     medium_share: float = Field(0.30, ge=0, lt=1, description="Share of buyers in the medium-value tier (the next)")
 
@@ -181,6 +183,13 @@ class ClvSettings(_Section):
     missing_cost_margin: float = Field(
         1.0, ge=0, le=1, description="Margin assumed for order lines without cost (1.0: their whole revenue)"
     )
+    model: Literal["bgnbd", "pnbd", "none"] = Field(
+        "bgnbd", description="Predictive model of purchases: bgnbd (BG/NBD), pnbd (Pareto/NBD) or none"
+    )
+    time_unit_days: float = Field(7.0, gt=0, description="Time unit of the predictive models in days (7: weeks)")
+    horizon_months: int = Field(12, ge=1, description="Months ahead that expected_purchases and clv_predicted cover")
+    discount_rate_monthly: float = Field(0.01, gt=-1, description="Monthly discount rate of clv_predicted")
+    min_customers: int = Field(50, ge=1, description="Fewer buyers than this: no predictive columns")
 
 
 DEFAULT_INDICATORS: list[dict[str, Any]] = [

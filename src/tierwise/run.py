@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 
 import ibis
 import ibis.expr.types as ir
+import pyarrow as pa
 
 from tierwise.classify.abc import add_abc, pareto_curve
 from tierwise.classify.grade import GradeSettings, Indicator, add_grade
@@ -24,6 +25,8 @@ from tierwise.classify.lifecycle import LifecycleSettings, add_lifecycle
 from tierwise.classify.loyalty import LoyaltySettings, add_loyalty
 from tierwise.classify.rfm import add_class8, add_scores, segment
 from tierwise.classify.value import add_value_tier, historical_clv
+from tierwise.clv.predict import empty as no_predictions
+from tierwise.clv.predict import predict
 from tierwise.config import Config
 from tierwise.credit import payment_features
 from tierwise.engine import transaction
@@ -43,6 +46,8 @@ class RunReport:
     snapshot_table: str
     customers: int
     timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    model_params: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, object]:
         d = asdict(self)
@@ -57,7 +62,9 @@ def _keep(stage: str, t: ir.Table) -> ir.Table:
     return t
 
 
-def measures(tables: dict[str, ir.Table], cfg: Config, as_of: dt.date) -> ir.Table:
+def measures(
+    tables: dict[str, ir.Table], cfg: Config, as_of: dt.date, predictions: ir.Table | None = None
+) -> ir.Table:
     """Every feature of DESIGN §5 per customer: orders, payments, satisfaction, industry, historical CLV."""
     customers, orders = tables["customers"], tables["orders"]
     window = cfg.features.window_days
@@ -76,11 +83,30 @@ def measures(tables: dict[str, ir.Table], cfg: Config, as_of: dt.date) -> ir.Tab
         main_industry(customers, orders, as_of, window, cfg.features.industry_priority),
         payment_features(tables["payments"], customers, as_of, window),
         satisfaction_features(tables["interactions"], as_of, window),
-        historical_clv(orders, as_of, **cfg.clv.model_dump()),
+        historical_clv(
+            orders,
+            as_of,
+            discount_rate=cfg.clv.discount_rate,
+            period_days=cfg.clv.period_days,
+            missing_cost_margin=cfg.clv.missing_cost_margin,
+        ),
+        predictions if predictions is not None else on_engine(orders, predict(orders, cfg.clv, as_of).table),
     ]
     for part in parts:
         t = t.left_join(part, "customer_id").drop("customer_id_right")
     return t
+
+
+def on_engine(like: ir.Table, data: pa.Table) -> ir.Table:
+    """A small Arrow table as a temporary table of the engine holding `like` (Spark cannot see Ibis memtables
+    inside cached or stored expressions)."""
+    backend = like._find_backend()
+    name = f"_tierwise_rows_{uuid.uuid4().hex[:12]}"
+    if backend.name == "pyspark":  # no temporary tables through Ibis: a temporary view of a Spark DataFrame
+        from tierwise.spark import copy_table
+
+        return copy_table(backend, name, data)
+    return backend.create_table(name, data, temp=True)
 
 
 def indicators(cfg: Config, schema: ibis.Schema) -> list[Indicator]:
@@ -105,6 +131,7 @@ CLASS_INPUTS = (
     "ipt_mean_days",
     "purchases",
     "satisfaction",
+    "clv_predicted",
 )
 
 
@@ -149,14 +176,20 @@ def classify(t: ir.Table, cfg: Config) -> ir.Table:
 
 
 def build_snapshot(
-    tables: dict[str, ir.Table], cfg: Config, as_of: dt.date, checkpoint: Checkpoint = _keep
+    tables: dict[str, ir.Table],
+    cfg: Config,
+    as_of: dt.date,
+    checkpoint: Checkpoint = _keep,
+    predictions: ir.Table | None = None,
 ) -> ir.Table:
     """The snapshot as Ibis expressions over the canonical tables, on whichever engine holds them.
 
     `checkpoint` may materialise the measures before classification (the run does, to time the stages and
-    so that the many windows over them read a table rather than recompute the joins).
+    so that the many windows over them read a table rather than recompute the joins). `predictions` are the
+    predictive-CLV scores (clv.predict) as a table on the same engine; without them the models are fitted
+    here, which runs queries.
     """
-    return classify(checkpoint("measures", measures(tables, cfg, as_of)), cfg)
+    return classify(checkpoint("measures", measures(tables, cfg, as_of, predictions)), cfg)
 
 
 def canonical_tables(ws: Workspace) -> dict[str, ir.Table]:
@@ -183,7 +216,7 @@ def run(ws: Workspace, as_of: dt.date | None = None, on_stage: Callable[[str], N
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
-    stages = iter(["classes", "pareto", "saving"])
+    stages = iter(["measures", "classes", "pareto", "saving"])
 
     def lap(stage: str) -> None:
         nonlocal clock
@@ -199,11 +232,15 @@ def run(ws: Workspace, as_of: dt.date | None = None, on_stage: Callable[[str], N
         return kept
 
     # Every rule and indicator is checked against the full snapshot's columns before any data is read.
-    build_snapshot(tables, ws.config, as_of)
+    build_snapshot(tables, ws.config, as_of, predictions=ibis.memtable(no_predictions()))
     if on_stage is not None:
-        on_stage("measures")
+        on_stage("models")
+    forecast = predict(tables["orders"], ws.config.clv, as_of)
+    lap("models")
+    notes = [forecast.note] if forecast.note else []
     with transaction(ws.con):
-        snapshot = build_snapshot(tables, ws.config, as_of, checkpoint)
+        scores = on_engine(tables["orders"], forecast.table)
+        snapshot = build_snapshot(tables, ws.config, as_of, checkpoint, scores)
         ws.con.create_table(name, snapshot.mutate(run_id=ibis.literal(run_id), as_of=ibis.literal(as_of)))
         lap("classes")
         stored = ws.table(name)
@@ -212,9 +249,10 @@ def run(ws: Workspace, as_of: dt.date | None = None, on_stage: Callable[[str], N
         n = int(stored.count().execute())
         lap("pareto")
         timings["total"] = round(sum(timings.values()), 3)
-        report = RunReport(run_id, as_of, name, n, timings)
+        report = RunReport(run_id, as_of, name, n, timings, notes, forecast.params)
         _register(ws, report, batches, input_rows)
         ws.con.drop_table(f"_tierwise_measures_{suffix}", force=True)
+        ws.con.drop_table(scores.get_name(), force=True)
     return report
 
 
@@ -229,6 +267,7 @@ def _register(ws: Workspace, report: RunReport, batches: list[str], input_rows: 
         "config": ws.config.model_dump_json(),
         "input_batches": json.dumps(sorted(batches)),
         "input_rows": json.dumps(input_rows),
+        "models": json.dumps({"params": report.model_params, "notes": report.notes}, ensure_ascii=False),
         "timings": json.dumps(report.timings),
     }
     ws.con.insert("runs", ibis.memtable([row], schema=ws.table("runs").schema()))

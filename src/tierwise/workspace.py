@@ -98,6 +98,7 @@ RUNS_SCHEMA = ibis.schema(
         "config": "string",
         "input_batches": "string",
         "input_rows": "string",
+        "models": "string",
         "timings": "string",
     }
 )

@@ -1,0 +1,459 @@
+"""Shared maximum-likelihood machinery for the CLV models: special functions, input checks, row compression and a
+bounded Newton optimiser on log-scale parameters.
+
+Only numpy is used (scipy is not a dependency), so the special functions the likelihoods need -- log-gamma and
+digamma -- are implemented here with the usual recurrence + asymptotic (Stirling) series, accurate to ~1e-15.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from tierwise.errors import UserError
+
+FloatArray = NDArray[np.float64]
+
+# Parameters are optimised as phi = log(theta); they are kept in [exp(-LOG_BOUND), exp(LOG_BOUND)] = [1e-8, 1e8].
+# A fit that ends on this box is a boundary estimate (e.g. no dropout at all): reported with BoundaryWarning.
+LOG_BOUND = float(np.log(1e8))
+
+
+class ConvergenceError(UserError):
+    """The likelihood maximisation did not converge; the message says what to try."""
+
+
+class BoundaryWarning(UserWarning):
+    """The maximum-likelihood estimate lies on the boundary of the parameter space (a parameter ran to 0 or ∞)."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Special functions (vectorised, numpy only)
+# ---------------------------------------------------------------------------------------------------------------
+
+_SHIFT = 12.0  # below this the argument is shifted up with the recurrences before the asymptotic series
+
+
+def gammaln(x: Any) -> FloatArray:
+    """log Γ(x) for x > 0: Γ(x) = Γ(x+n) / (x (x+1) ... (x+n-1)), then Stirling's series with 7 Bernoulli terms."""
+    y = np.array(x, dtype=np.float64, copy=True, ndmin=1)
+    acc = np.zeros_like(y)
+    for _ in range(int(_SHIFT)):
+        small = y < _SHIFT
+        if not small.any():
+            break
+        acc[small] -= np.log(y[small])
+        y[small] += 1.0
+    inv = 1.0 / y
+    inv2 = inv * inv
+    series = inv * (
+        1 / 12 + inv2 * (-1 / 360 + inv2 * (1 / 1260 + inv2 * (-1 / 1680 + inv2 * (1 / 1188 + inv2 * (-691 / 360360)))))
+    )
+    return np.asarray((y - 0.5) * np.log(y) - y + 0.5 * np.log(2 * np.pi) + series + acc, dtype=np.float64)
+
+
+def digamma(x: Any) -> FloatArray:
+    """ψ(x) = d log Γ(x)/dx for x > 0: ψ(x) = ψ(x+1) − 1/x, then the asymptotic series."""
+    y = np.array(x, dtype=np.float64, copy=True, ndmin=1)
+    acc = np.zeros_like(y)
+    for _ in range(int(_SHIFT)):
+        small = y < _SHIFT
+        if not small.any():
+            break
+        acc[small] -= 1.0 / y[small]
+        y[small] += 1.0
+    inv = 1.0 / y
+    inv2 = inv * inv
+    series = inv2 * (1 / 12 + inv2 * (-1 / 120 + inv2 * (1 / 252 + inv2 * (-1 / 240 + inv2 * (1 / 132)))))
+    return np.asarray(np.log(y) - 0.5 * inv - series + acc, dtype=np.float64)
+
+
+def rising_tables(c: float, n_max: int) -> tuple[FloatArray, FloatArray]:
+    """For integer k = 0..n_max: log Γ(c+k)/Γ(c) = Σ_{j<k} log(c+j) and its derivative Σ_{j<k} 1/(c+j).
+
+    The likelihoods only need log Γ(c+x) − log Γ(c) at integer counts x, so one table of length max(x)+1 per
+    evaluation replaces a log-gamma per customer (and is exact, with no cancellation between two large log-gammas).
+    """
+    j = np.arange(n_max, dtype=np.float64) + c
+    logs = np.zeros(n_max + 1)
+    invs = np.zeros(n_max + 1)
+    np.cumsum(np.log(j), out=logs[1:])
+    np.cumsum(1.0 / j, out=invs[1:])
+    return logs, invs
+
+
+def log_rising(c: float, x: NDArray[np.int64], table: tuple[FloatArray, FloatArray] | None = None) -> FloatArray:
+    """log Γ(c+x) − log Γ(c) for integer x ≥ 0."""
+    logs, _ = table if table is not None else rising_tables(c, int(x.max(initial=0)))
+    return logs[x]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Inputs
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def as_float_array(values: Any, name: str) -> FloatArray:
+    """A 1-D float array from numpy, pandas, pyarrow or a list; nulls become NaN (and are rejected by the checks)."""
+    if hasattr(values, "to_numpy") and not isinstance(values, np.ndarray):
+        try:  # pyarrow Array / ChunkedArray
+            values = values.to_numpy(zero_copy_only=False)
+        except TypeError:  # pandas Series / Index
+            values = values.to_numpy(dtype=np.float64, na_value=np.nan)
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"{name} must be numeric: {exc}") from None
+    if arr.ndim == 0:
+        arr = arr.reshape(1)
+    if arr.ndim != 1:
+        raise UserError(f"{name} must be one-dimensional, got shape {arr.shape}")
+    return arr
+
+
+def _first_bad(mask: NDArray[np.bool_]) -> str:
+    idx = np.flatnonzero(mask)
+    return f"{idx.size} row(s), first at position {int(idx[0])}"
+
+
+def check_finite(arr: FloatArray, name: str) -> None:
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        raise UserError(
+            f"{name} has missing or non-finite values ({_first_bad(bad)}); drop or fill them before fitting"
+        )
+
+
+def check_rfm(frequency: Any, recency: Any, T: Any) -> tuple[NDArray[np.int64], FloatArray, FloatArray]:
+    """Validate the (frequency, recency, T) summary: counts are whole and ≥ 0, 0 ≤ recency ≤ T."""
+    x = as_float_array(frequency, "frequency")
+    t_x = as_float_array(recency, "recency")
+    age = as_float_array(T, "T")
+    if not (x.size == t_x.size == age.size):
+        raise UserError(f"frequency, recency and T must have the same length (got {x.size}, {t_x.size}, {age.size})")
+    if x.size == 0:
+        raise UserError("no customers: frequency, recency and T are empty")
+    for arr, name in ((x, "frequency"), (t_x, "recency"), (age, "T")):
+        check_finite(arr, name)
+        if (arr < 0).any():
+            raise UserError(f"{name} must be ≥ 0 but has negative values ({_first_bad(arr < 0)})")
+    if (x != np.round(x)).any():
+        raise UserError(f"frequency counts repeat purchases and must be whole numbers ({_first_bad(x != np.round(x))})")
+    late = t_x > age * (1 + 1e-12) + 1e-12
+    if late.any():
+        raise UserError(
+            f"recency must not exceed T (the customer's age) ({_first_bad(late)}); "
+            "check that both are measured from the first purchase in the same time unit"
+        )
+    orphan = (x == 0) & (t_x > 0)
+    if orphan.any():
+        raise UserError(
+            f"recency must be 0 when frequency is 0 ({_first_bad(orphan)}); recency is the time of the last repeat "
+            "purchase since the first purchase"
+        )
+    return x.astype(np.int64), t_x, np.maximum(age, t_x)
+
+
+def check_weights(weights: Any, n: int) -> FloatArray:
+    if weights is None:
+        return np.ones(n)
+    w = as_float_array(weights, "weights")
+    if w.size != n:
+        raise UserError(f"weights must have one value per customer (got {w.size} for {n} customers)")
+    check_finite(w, "weights")
+    if (w < 0).any() or w.sum() <= 0:
+        raise UserError("weights must be ≥ 0 with a positive total")
+    return w
+
+
+def compress(columns: Sequence[FloatArray], weights: FloatArray) -> tuple[list[FloatArray], FloatArray]:
+    uniq, summed, _ = compress_with_index(columns, weights)
+    return uniq, summed
+
+
+def compress_with_index(
+    columns: Sequence[FloatArray], weights: FloatArray
+) -> tuple[list[FloatArray], FloatArray, NDArray[np.int64]]:
+    """Collapse identical rows into one row with the summed weight (likelihoods depend on the row values only).
+
+    Real summaries repeat a lot (counts are small integers, times are whole days), so 10 million customers usually
+    compress to a few hundred thousand rows or fewer and every likelihood evaluation gets that much cheaper.
+    """
+    order = np.lexsort(tuple(reversed(columns)))
+    sorted_cols = [c[order] for c in columns]
+    change = np.zeros(order.size, dtype=bool)
+    change[0] = True
+    for c in sorted_cols:
+        change[1:] |= c[1:] != c[:-1]
+    starts = np.flatnonzero(change)
+    summed = np.add.reduceat(weights[order], starts)
+    index = np.empty(order.size, dtype=np.int64)
+    index[order] = np.cumsum(change) - 1
+    return [c[starts] for c in sorted_cols], summed, index
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Optimiser: projected Newton on phi = log(theta) with box bounds, Hessian from finite differences of the
+# analytic gradient, backtracking (Armijo) line search, several starting points.
+# ---------------------------------------------------------------------------------------------------------------
+
+ObjectiveFn = Callable[[FloatArray], tuple[float, FloatArray]]
+
+
+@dataclass
+class OptimResult:
+    phi: FloatArray
+    fun: float
+    grad: FloatArray
+    converged: bool
+    n_iter: int
+    at_bound: NDArray[np.bool_]
+
+
+def fd_hessian(fun: ObjectiveFn, phi: FloatArray, step: float = 1e-5, central: bool = False) -> FloatArray:
+    """Hessian as finite differences of the analytic gradient (forward during iterations, central at the end)."""
+    n = phi.size
+    hess = np.empty((n, n))
+    g0 = fun(phi)[1] if not central else None
+    for i in range(n):
+        e = np.zeros(n)
+        e[i] = step
+        if central:
+            hess[:, i] = (fun(phi + e)[1] - fun(phi - e)[1]) / (2 * step)
+        else:
+            assert g0 is not None
+            hess[:, i] = (fun(phi + e)[1] - g0) / step
+    return 0.5 * (hess + hess.T)
+
+
+def _at_bound(phi: FloatArray, grad: FloatArray, lo: float, hi: float) -> NDArray[np.bool_]:
+    """Coordinates pinned to a bound with the gradient pushing further out (they stay fixed in the Newton step)."""
+    eps = 1e-9
+    return ((phi <= lo + eps) & (grad > 0)) | ((phi >= hi - eps) & (grad < 0))
+
+
+def newton_box(fun: ObjectiveFn, phi0: FloatArray, tol: float, max_iter: int) -> OptimResult:
+    """Minimise ``fun`` on the box [-LOG_BOUND, LOG_BOUND]^n.
+
+    Newton steps with a finite-difference Hessian of the analytic gradient at the start (and every 20 steps),
+    BFGS updates in between (one gradient evaluation per step instead of n + 1); coordinates pinned at a bound
+    with the gradient pointing out are held fixed.
+    """
+    lo, hi = -LOG_BOUND, LOG_BOUND
+    phi = np.clip(np.asarray(phi0, dtype=np.float64), lo, hi)
+    f, g = fun(phi)
+    if not np.isfinite(f) or not np.isfinite(g).all():
+        return OptimResult(phi, float(f), g, False, 0, np.zeros(phi.size, dtype=bool))
+    it = 0
+    stalled = 0
+    hess: FloatArray | None = None
+    since_refresh = 0
+    for it in range(1, max_iter + 1):
+        pinned = _at_bound(phi, g, lo, hi)
+        free = ~pinned
+        if not free.any() or np.max(np.abs(g[free])) < tol:
+            return OptimResult(phi, f, g, True, it, pinned)
+        if hess is None or since_refresh >= 20:
+            hess = fd_hessian(fun, phi)
+            if not np.isfinite(hess).all():
+                hess = np.eye(phi.size)
+            since_refresh = 0
+        since_refresh += 1
+        # Newton direction on the free coordinates with the Hessian made positive definite (|eigenvalues|,
+        # floored): away from the optimum the likelihood need not be concave in log-parameters.
+        evals, evecs = np.linalg.eigh(hess[np.ix_(free, free)])
+        evals = np.maximum(np.abs(evals), max(1e-8 * np.max(np.abs(evals)), 1e-12))
+        direction = np.zeros_like(phi)
+        direction[free] = -(evecs @ ((evecs.T @ g[free]) / evals))
+        # Newton decrement: the most a full step could gain. Below floating-point resolution of the objective
+        # (a mean over up to millions of rows) there is nothing left to optimise, whatever the gradient's noise.
+        if -float(g @ direction) < 1e-13 * max(1.0, abs(f)):
+            return OptimResult(phi, f, g, True, it, pinned)
+        longest = np.max(np.abs(direction))
+        if longest > 5.0:  # at most a factor e^5 per step on any parameter
+            direction *= 5.0 / longest
+        step = 1.0
+        accepted = False
+        for _ in range(25):  # down to a step of 3e-8: below that, rounding noise decides
+            trial = np.clip(phi + step * direction, lo, hi)
+            f_new, g_new = fun(trial)
+            if np.isfinite(f_new) and np.isfinite(g_new).all() and f_new <= f + 1e-4 * float(g @ (trial - phi)):
+                accepted = True
+                break
+            step *= 0.5
+        if not accepted or np.max(np.abs(trial - phi)) < 1e-13:
+            if since_refresh > 1:  # a stale quasi-Newton Hessian may be the problem: refresh it and retry
+                hess = None
+                continue
+            stalled += 1
+            # No descent possible in floating point: accept as converged if the gradient is small anyway.
+            converged = np.max(np.abs(g[free])) < max(tol * 1e3, 1e-5)
+            if not accepted or stalled > 2:
+                return OptimResult(phi, f, g, bool(converged), it, pinned)
+        # BFGS update of the Hessian approximation (skipped unless the curvature condition holds).
+        s_vec = trial - phi
+        y_vec = g_new - g
+        sy = float(s_vec @ y_vec)
+        if sy > 1e-12 * float(np.linalg.norm(s_vec) * np.linalg.norm(y_vec)):
+            hs = hess @ s_vec
+            hess = hess - np.outer(hs, hs) / float(s_vec @ hs) + np.outer(y_vec, y_vec) / sy
+        phi, f, g = trial, float(f_new), g_new
+    pinned = _at_bound(phi, g, lo, hi)
+    free = ~pinned
+    converged = not free.any() or np.max(np.abs(g[free])) < tol
+    return OptimResult(phi, f, g, bool(converged), it, pinned)
+
+
+def _log_scale_se(objective: ObjectiveFn, res: OptimResult, total_weight: float) -> tuple[FloatArray, FloatArray]:
+    """Standard errors of phi (NaN for pinned coordinates) and the covariance on the free block."""
+    free = ~res.at_bound
+    se = np.full(res.phi.size, np.nan)
+    cov = np.full((res.phi.size, res.phi.size), np.nan)
+    if free.any():
+        hess = fd_hessian(objective, res.phi, step=1e-4, central=True)[np.ix_(free, free)] * total_weight
+        try:
+            inv = np.linalg.inv(hess)
+        except np.linalg.LinAlgError:
+            return se, cov
+        var = np.diag(inv)
+        se[free] = np.where(var > 0, np.sqrt(np.abs(var)), np.inf)
+        cov[np.ix_(free, free)] = inv
+    return se, cov
+
+
+def _probe_boundary(
+    objective: ObjectiveFn, best: OptimResult, se_phi: FloatArray, tol: float, max_iter: int
+) -> OptimResult:
+    """Whether an interior optimum is really the limit of a parameter running to 0 or ∞.
+
+    When the data carry no information on a direction (e.g. nobody drops out, so the dropout probability → 0),
+    the likelihood flattens out towards the boundary and the optimiser stops, gradient ~0, somewhere far out.
+    Coordinates that are far out or hardly identified are moved to their bound and the fit resumed; if that is
+    as good (to 1e-9 in mean log-likelihood), the boundary estimate is the answer.
+    """
+    suspect = (np.abs(best.phi) > LOG_BOUND - 9.0) | ~(se_phi < 3.0)
+    suspect &= ~best.at_bound
+    if not suspect.any():
+        return best
+    candidates = [suspect] + (
+        [np.eye(suspect.size, dtype=bool)[i] for i in np.flatnonzero(suspect)] if suspect.sum() > 1 else []
+    )
+    for move in candidates:
+        phi = best.phi.copy()
+        phi[move] = np.where(phi[move] > 0, LOG_BOUND, -LOG_BOUND)
+        res = newton_box(objective, phi, tol, max_iter)
+        if res.converged and res.at_bound.any() and res.fun <= best.fun + 1e-9 * max(1.0, abs(best.fun)):
+            return res
+    return best
+
+
+@dataclass
+class FitOutcome:
+    params: dict[str, float]
+    log_likelihood: float
+    standard_errors: dict[str, float]
+    converged: bool
+    at_boundary: tuple[str, ...]
+
+
+def maximize(
+    model: str,
+    names: Sequence[str],
+    neg_mean_ll: ObjectiveFn,
+    starts: Sequence[FloatArray],
+    total_weight: float,
+    penalizer_coef: float,
+    tol: float,
+    max_iter: int,
+) -> FitOutcome:
+    """Maximise the likelihood from several starting points; return the best optimum with standard errors.
+
+    ``neg_mean_ll(phi)`` returns the weighted mean negative log-likelihood and its gradient in phi = log(theta).
+    The objective adds lifetimes' penalty ``penalizer_coef * Σ theta²`` so results are comparable with it.
+    """
+
+    def objective(phi: FloatArray) -> tuple[float, FloatArray]:
+        theta = np.exp(phi)
+        f, g = neg_mean_ll(phi)
+        return f + penalizer_coef * float(theta @ theta), g + 2 * penalizer_coef * theta * theta
+
+    results = [newton_box(objective, np.asarray(phi0, dtype=np.float64), tol, max_iter) for phi0 in starts]
+    results = [r for r in results if np.isfinite(r.fun)]
+    converged = [r for r in results if r.converged]
+    best = min(converged or results, key=lambda r: r.fun) if results else None
+    if best is None or not best.converged:
+        detail = (
+            "" if best is None else f" (largest gradient {np.max(np.abs(best.grad)):.2g} after {best.n_iter} steps)"
+        )
+        raise ConvergenceError(
+            f"{model} fit did not converge from {len(starts)} starting point(s){detail}. Try n_starts=10, a small "
+            "penalizer_coef (e.g. 0.001), a larger max_iter, or check the inputs: recency and T in the same time "
+            "unit (weeks rather than days keeps the parameters near 1), frequency counting repeat purchases only."
+        )
+    se_phi, _ = _log_scale_se(objective, best, total_weight)
+    probed = _probe_boundary(objective, best, se_phi, tol, max_iter)
+    if probed is not best:
+        best = probed
+        se_phi, _ = _log_scale_se(objective, best, total_weight)
+    theta = np.exp(best.phi)
+    at_boundary = tuple(n for n, b in zip(names, best.at_bound, strict=True) if b)
+    # Standard errors: inverse Hessian of the total negative log-likelihood in phi, mapped to theta with the delta
+    # method (d theta = theta d phi; exact at an interior optimum where the gradient vanishes).
+    ses = theta * se_phi
+    if at_boundary:
+        warnings.warn(
+            f"{model}: the maximum-likelihood estimate is on the boundary of the parameter space "
+            f"({', '.join(f'{n}={theta[i]:.3g}' for i, n in enumerate(names) if best.at_bound[i])}). "
+            "The data show no sign of what that parameter describes (e.g. no customer appears to have dropped out), "
+            "so it ran to its limit; predictions are the limiting model's (e.g. P(alive) ≈ 1). Standard errors of "
+            "boundary parameters are NaN.",
+            BoundaryWarning,
+            stacklevel=3,
+        )
+    penalty = penalizer_coef * float(theta @ theta)
+    return FitOutcome(
+        params={n: float(v) for n, v in zip(names, theta, strict=True)},
+        log_likelihood=-(best.fun - penalty) * total_weight,
+        standard_errors={n: float(s) for n, s in zip(names, ses, strict=True)},
+        converged=True,
+        at_boundary=at_boundary,
+    )
+
+
+def start_grid(base: Sequence[float], n_starts: int, seed: int = 0) -> list[FloatArray]:
+    """The base guess (log scale) first, then deterministic perturbations of it."""
+    phi0 = np.log(np.asarray(base, dtype=np.float64))
+    rng = np.random.default_rng(seed)
+    starts = [phi0]
+    for _ in range(max(n_starts, 1) - 1):
+        starts.append(phi0 + rng.normal(0.0, 1.0, size=phi0.size))
+    return starts
+
+
+def check_options(penalizer_coef: float, n_starts: int, tol: float, max_iter: int) -> None:
+    if not (np.isfinite(penalizer_coef) and penalizer_coef >= 0):
+        raise UserError(f"penalizer_coef must be ≥ 0, got {penalizer_coef}")
+    if n_starts < 1:
+        raise UserError(f"n_starts must be at least 1, got {n_starts}")
+    if not (tol > 0):
+        raise UserError(f"tol must be > 0, got {tol}")
+    if max_iter < 1:
+        raise UserError(f"max_iter must be at least 1, got {max_iter}")
+
+
+def not_fitted(model: str) -> UserError:
+    return UserError(f"{model} is not fitted yet: call fit(...) first")
+
+
+def expm1_over(eps: Any, y: Any) -> FloatArray:
+    """(exp(eps·y) − 1)/eps, continuous at eps = 0 (where it is y)."""
+    eps = np.asarray(eps, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    small = np.abs(eps * y) < 1e-8
+    safe = np.where(eps == 0, 1.0, eps)
+    return np.where(small, y * (1 + 0.5 * eps * y), np.expm1(eps * y) / safe)

@@ -1,0 +1,219 @@
+"""BG/NBD model (Fader, Hardie & Lee 2005, "Counting your customers the easy way: an alternative to the Pareto/NBD
+model", Marketing Science 24(2)), fitted by maximum likelihood.
+
+While active a customer buys as a Poisson process with rate λ ~ Gamma(r, α); after every purchase they drop out with
+probability p ~ Beta(a, b). For a customer with x repeat purchases, the last at t_x, observed for T (paper eq. 6):
+
+    L = B(a, b+x)/B(a, b) · Γ(r+x) α^r / Γ(r) · [ (α+T)^-(r+x) + δ(x>0) · a/(b+x−1) · (α+t_x)^-(r+x) ]
+
+computed here in log space (the bracket with logaddexp), with an analytic gradient.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tierwise.clv._fit import (
+    FloatArray,
+    as_float_array,
+    check_options,
+    check_rfm,
+    check_weights,
+    compress,
+    expm1_over,
+    gammaln,
+    maximize,
+    not_fitted,
+    rising_tables,
+    start_grid,
+)
+from tierwise.errors import UserError
+
+_NAMES = ("r", "alpha", "a", "b")
+
+
+class BetaGeoModel:
+    """BG/NBD purchase/dropout model; lifetimes' ``BetaGeoFitter`` parameter names (r, alpha, a, b).
+
+    >>> model = BetaGeoModel().fit(frequency, recency, T)     # doctest: +SKIP
+    >>> model.params_, model.probability_alive(frequency, recency, T)  # doctest: +SKIP
+    """
+
+    def __init__(self, penalizer_coef: float = 0.0, n_starts: int = 3, tol: float = 1e-8, max_iter: int = 200) -> None:
+        self.penalizer_coef = penalizer_coef
+        self.n_starts = n_starts
+        self.tol = tol
+        self.max_iter = max_iter
+
+    def __repr__(self) -> str:
+        fitted = getattr(self, "params_", None)
+        inner = ", ".join(f"{k}={v:.4g}" for k, v in fitted.items()) if fitted else "not fitted"
+        return f"BetaGeoModel({inner})"
+
+    # -- fitting --------------------------------------------------------------------------------------------------
+
+    def fit(self, frequency: Any, recency: Any, T: Any, weights: Any = None) -> BetaGeoModel:
+        check_options(self.penalizer_coef, self.n_starts, self.tol, self.max_iter)
+        x, t_x, age = check_rfm(frequency, recency, T)
+        w = check_weights(weights, x.size)
+        (xf, t_x, age), w = compress([x.astype(np.float64), t_x, age], w)
+        x = xf.astype(np.int64)
+        total = float(w.sum())
+        # Per-count totals let the Σ_{j<x} terms be summed once per distinct count, not once per row.
+        count_w = np.bincount(x, weights=w)
+        x_max = int(x.max())
+        has = x > 0
+        x_rep = x[has]
+        t_rep = t_x[has]
+        w_rep = w[has]
+
+        def neg_mean_ll(phi: FloatArray) -> tuple[float, FloatArray]:
+            r, alpha, a, b = np.exp(phi)
+            lr, ir = rising_tables(r, x_max)
+            lb, ib = rising_tables(b, x_max)
+            lab, iab = rising_tables(a + b, x_max)
+            log_aT = np.log(alpha + age)
+            # Bracket of eq. 6: A1 (still alive at T) and, for repeat buyers, A2 (dropped out right after t_x).
+            a1 = -(r + x) * log_aT
+            log_at = np.log(alpha + t_rep)
+            a2 = np.log(a) - np.log(b + x_rep - 1) - (r + x_rep) * log_at
+            a1_rep = a1[has]
+            top = np.maximum(a1_rep, a2)
+            e1 = np.exp(a1_rep - top)
+            e2 = np.exp(a2 - top)
+            bracket = a1.copy()
+            bracket[has] = top + np.log(e1 + e2)
+            w2 = e2 / (e1 + e2)  # posterior weight of the "dropped out" branch
+            ll = count_w @ (lr + lb - lab) + total * r * np.log(alpha) + w @ bracket
+            # Gradient of the total log-likelihood in (r, alpha, a, b).
+            d_r = count_w @ ir + total * np.log(alpha) - w @ log_aT
+            d_r += w_rep @ (w2 * (log_aT[has] - log_at))
+            inv_aT = 1.0 / (alpha + age)
+            d_alpha = total * r / alpha - (w * (r + x)) @ inv_aT
+            d_alpha += (w_rep * (r + x_rep)) @ (w2 * (inv_aT[has] - 1.0 / (alpha + t_rep)))
+            d_a = -(count_w @ iab) + (w_rep @ w2) / a
+            d_b = count_w @ (ib - iab) - w_rep @ (w2 / (b + x_rep - 1))
+            grad = np.array([d_r, d_alpha, d_a, d_b]) * np.exp(phi)
+            return -float(ll) / total, -grad / total
+
+        mean_x = float(w @ x) / total
+        mean_t = float(w @ age) / total
+        alpha0 = max(mean_t / max(mean_x, 0.05), 1e-3)
+        outcome = maximize(
+            "BG/NBD",
+            _NAMES,
+            neg_mean_ll,
+            start_grid([1.0, alpha0, 1.0, 1.0], self.n_starts),
+            total,
+            self.penalizer_coef,
+            self.tol,
+            self.max_iter,
+        )
+        self.params_ = outcome.params
+        self.log_likelihood_ = outcome.log_likelihood
+        self.standard_errors_ = outcome.standard_errors
+        self.converged_ = outcome.converged
+        self.at_boundary_ = outcome.at_boundary
+        self.n_customers_ = total
+        self.n_unique_rows_ = int(x.size)
+        return self
+
+    # -- predictions ----------------------------------------------------------------------------------------------
+
+    def _params(self) -> tuple[float, float, float, float]:
+        if not hasattr(self, "params_"):
+            raise not_fitted("BetaGeoModel")
+        p = self.params_
+        return p["r"], p["alpha"], p["a"], p["b"]
+
+    def _log_odds_dropped(self, x: Any, t_x: Any, age: Any) -> FloatArray:
+        """log of A2/A1 in eq. 6: the odds that the customer dropped out right after the last purchase."""
+        r, alpha, a, b = self._params()
+        has = x > 0
+        out = np.full(np.broadcast(x, t_x, age).shape, -np.inf)
+        xs = np.broadcast_to(x, out.shape)[has]
+        ts = np.broadcast_to(t_x, out.shape)[has]
+        ages = np.broadcast_to(age, out.shape)[has]
+        out[has] = np.log(a) - np.log(b + xs - 1) + (r + xs) * (np.log(alpha + ages) - np.log(alpha + ts))
+        return out
+
+    def log_likelihood(self, frequency: Any, recency: Any, T: Any) -> FloatArray:
+        """Each customer's log-likelihood (FHL 2005, eq. 6) at the fitted parameters."""
+        x, t_x, age = check_rfm(frequency, recency, T)
+        r, alpha, a, b = self._params()
+        xf = x.astype(np.float64)
+        common = (
+            gammaln(r + xf)
+            - gammaln(r)
+            + r * np.log(alpha)
+            + gammaln(b + xf)
+            - gammaln(b)
+            - gammaln(a + b + xf)
+            + gammaln(a + b)
+        )
+        alive = -(r + xf) * np.log(alpha + age)  # log A1
+        return np.asarray(common + alive + np.logaddexp(0.0, self._log_odds_dropped(x, t_x, age)), dtype=np.float64)
+
+    def probability_alive(self, frequency: Any, recency: Any, T: Any) -> FloatArray:
+        """P(alive at T | x, t_x, T) = 1 / (1 + δ(x>0) · a/(b+x−1) · ((α+T)/(α+t_x))^(r+x))  (FHL 2005, eq. 13)."""
+        x, t_x, age = check_rfm(frequency, recency, T)
+        # 1/(1+e^z) written as exp(-logaddexp(0, z)) so that huge odds give 0, not overflow.
+        return np.asarray(np.exp(-np.logaddexp(0.0, self._log_odds_dropped(x, t_x, age))), dtype=np.float64)
+
+    def expected_purchases(self, t: Any, frequency: Any, recency: Any, T: Any) -> FloatArray:
+        """E[purchases in (T, T+t] | x, t_x, T]  (FHL 2005, eq. 10)."""
+        x, t_x, age = check_rfm(frequency, recency, T)
+        horizon = _horizon(t)
+        x, t_x, age, horizon = np.broadcast_arrays(x, t_x, age, horizon)
+        r, alpha, a, b = self._params()
+        alive = np.exp(-np.logaddexp(0.0, self._log_odds_dropped(x, t_x, age)))
+        return alive * _conditional_mean(r, alpha, a, b, x.astype(np.float64), age, horizon)
+
+    def expected_purchases_new_customer(self, t: Any) -> FloatArray:
+        """E[X(t)]: expected repeat purchases of a new customer in their first t time units (FHL 2005, eq. 9)."""
+        horizon = _horizon(t)
+        r, alpha, a, b = self._params()
+        zeros = np.zeros_like(horizon)
+        return _conditional_mean(r, alpha, a, b, zeros, zeros, horizon)
+
+
+def _horizon(t: Any) -> FloatArray:
+    horizon = as_float_array(t, "t") if np.ndim(t) else np.asarray(float(t))
+    if not np.isfinite(horizon).all() or (horizon < 0).any():
+        raise UserError("t (the prediction horizon) must be finite and ≥ 0")
+    return np.asarray(horizon, dtype=np.float64)
+
+
+def _conditional_mean(
+    r: float, alpha: float, a: float, b: float, x: FloatArray, age: FloatArray, t: FloatArray
+) -> FloatArray:
+    """E[Y(t) | alive at T] = (a+b+x−1)/(a−1) · [1 − y^(r+x) ₂F₁(r+x, b+x; a+b+x−1; z)], y = (α+T)/(α+T+t), z = 1−y.
+
+    The Euler transformation ₂F₁(A,B;C;z) = (1−z)^(C−A−B) ₂F₁(C−A, C−B; C; z) turns this into
+    (a+b+x−1) · [ (1 − y^ε)/ε − y^ε S ] with ε = a−1 and S = (₂F₁(a+b−1−r, ε; a+b+x−1; z) − 1)/ε, whose
+    parameters no longer grow with x (fast, alternating-free series) and which is continuous at a = 1.
+    """
+    x, age, t = (np.array(v, dtype=np.float64, ndmin=1) for v in np.broadcast_arrays(x, age, t))
+    eps = a - 1.0
+    y_log = np.log(alpha + age) - np.log(alpha + age + t)
+    z = -np.expm1(y_log)
+    big_a = a + b - 1.0 - r
+    c = a + b + x - 1.0
+    # S = Σ_{n≥1} (A)_n (a)_{n-1} / ((C)_n n!) z^n, summed until the terms are negligible.
+    term = big_a * z / c
+    s = term.copy()
+    active = np.flatnonzero(np.abs(term) > 0)
+    n = 1
+    while active.size and n < 200_000:
+        n += 1
+        zt, ct = z[active], c[active]
+        term_a = term[active] * (big_a + n - 1) * (a + n - 2) / ((ct + n - 1) * n) * zt
+        term[active] = term_a
+        s[active] += term_a
+        keep = np.abs(term_a) > 1e-17 * np.maximum(np.abs(s[active]), 1e-300)
+        if n >= 5:  # the first terms can be tiny when a is close to 1-n; never stop on them
+            active = active[keep]
+    bracket = -expm1_over(eps, y_log) - np.exp(eps * y_log) * s
+    return np.asarray(c * bracket, dtype=np.float64)

@@ -1,0 +1,130 @@
+"""The RFM summary that BG/NBD, Pareto/NBD and Gamma-Gamma read, as an Ibis expression (any engine).
+
+The conventions are those of lifetimes' `summary_data_from_transaction_data` /
+`calibration_and_holdout_data` with `freq="D"` and `freq_multiplier=time_unit_days`, which also reproduce
+Fader & Hardie's published CDNOW summary (x, t_x, T, z̄ of the BG/NBD and Gamma-Gamma papers):
+
+* Order timestamps are truncated to days; a *purchase occasion* is a distinct (customer, day). Several orders
+  on one day are one occasion, and their amounts are added up.
+* The calibration period is every day up to and including `calibration_end`; the holdout period is the days
+  after it, up to and including `observation_end`. Orders after `observation_end` are ignored.
+* Only customers whose first purchase is on or before `calibration_end` are summarised (the cohort that the
+  models describe); the first occasion is the first purchase ever seen in `orders`.
+* `frequency` = calibration occasions − 1 (repeat occasions).
+* `recency` = (last calibration occasion − first occasion) in days / `time_unit_days`; 0 without repeats.
+* `T` = (`calibration_end` − first occasion) in days / `time_unit_days`: a customer whose first purchase is
+  on `calibration_end` has T = 0. With weeks (7) this is the paper's T: the CDNOW customer first buying on
+  1997-01-01 has T = 272 / 7 = 38.86 at calibration_end 1997-09-30 (not 39).
+* `monetary_value` = mean value of the repeat occasions (the first occasion excluded, as the Gamma-Gamma model
+  wants), 0.0 without repeats.
+* `frequency_holdout` = holdout occasions; `monetary_value_holdout` = mean value per holdout occasion (0.0
+  without any; lifetimes averages per order line here, we average per occasion like the calibration value);
+  `duration_holdout` = (`observation_end` − `calibration_end`) in days / `time_unit_days`.
+
+Rows with a null customer or date are ignored; null amounts count as nothing. Returns are not treated
+specially: filter them out (or net them) before calling if they should not count as purchases.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import ibis
+import ibis.expr.types as ir
+
+
+def _day_of(column: ir.Column) -> ir.DateValue:
+    """The calendar day of a date, timestamp or ISO-formatted string column."""
+    if column.type().is_timestamp():
+        return column.date()
+    if column.type().is_date():
+        return column
+    return column.cast("date")
+
+
+def rfm_summary(
+    orders: ir.Table,
+    *,
+    customer_col: str = "customer_id",
+    date_col: str = "order_date",
+    amount_col: str | None = None,
+    calibration_end: dt.date,
+    observation_end: dt.date | None = None,
+    time_unit_days: float = 1.0,
+) -> ir.Table:
+    """One row per customer: customer_id, frequency, recency, T [, monetary_value]
+    [, frequency_holdout, monetary_value_holdout, duration_holdout].
+
+    `monetary_value` needs `amount_col`; the holdout columns need `observation_end` (and
+    `monetary_value_holdout` both). Times are in units of `time_unit_days` days (7 → weeks, as floats).
+    See the module docstring for the exact boundary conventions.
+
+    It costs two group-bys and no window function: one per (customer, day), then one per customer, where the
+    first and last days are min/max and the first day's value comes from an arg-min aggregate, so the repeat
+    occasions' mean is (calibration total − first day's value) / frequency.
+    """
+    if not time_unit_days > 0:
+        raise ValueError(f"time_unit_days must be positive, got {time_unit_days}")
+    # datetime is a subclass of date: keep only the day, like the order dates.
+    calibration_end = calibration_end.date() if isinstance(calibration_end, dt.datetime) else calibration_end
+    if isinstance(observation_end, dt.datetime):
+        observation_end = observation_end.date()
+    if observation_end is not None and observation_end < calibration_end:
+        raise ValueError(f"observation_end {observation_end} is before calibration_end {calibration_end}")
+    with_money = amount_col is not None
+    holdout = observation_end is not None
+
+    cal_end = ibis.date(calibration_end.isoformat())
+    last_day = ibis.date((observation_end or calibration_end).isoformat())
+    unit = float(time_unit_days)
+
+    cols: dict[str, ir.Value] = {"customer_id": orders[customer_col], "_day": _day_of(orders[date_col])}
+    if amount_col is not None:
+        cols["_amount"] = orders[amount_col].cast("float64")
+    o = orders.select(**cols)
+    o = o.filter(o.customer_id.notnull(), o._day.notnull(), o._day <= last_day)
+
+    # 1. One row per purchase occasion (customer, day), with the day's total value.
+    day_aggs = {"_value": o._amount.sum().fill_null(0.0)} if with_money else {}
+    days = o.group_by(["customer_id", "_day"]).aggregate(**day_aggs)
+    days = days.mutate(_cal=days._day <= cal_end)
+
+    # 2. One row per customer. Holdout days are later than every calibration day, so the first day overall is
+    # the first calibration day for every customer we keep (those who bought by calibration_end).
+    aggs: dict[str, ir.Value] = {
+        "_first": days._day.min(),
+        "_last": days._day.max(where=days._cal),
+        "_cal_days": days._cal.sum(),
+    }
+    if with_money:
+        aggs["_cal_value"] = days._value.sum(where=days._cal)
+        # The first day's value without a window: the value at the smallest day (days are unique per customer).
+        aggs["_first_value"] = days._value.argmin(days._day)
+    if holdout:
+        aggs["_hold_days"] = (~days._cal).sum()
+        if with_money:
+            aggs["_hold_value"] = days._value.sum(where=~days._cal)
+    c = days.group_by("customer_id").aggregate(**aggs)
+    c = c.filter(c._first <= cal_end)
+
+    # Staged so that the columns below read `frequency` (Ibis inlines sub-expressions; this one is cheap).
+    c = c.mutate(frequency=(c._cal_days - 1).cast("int64"))
+    out: dict[str, ir.Value] = {
+        "customer_id": c.customer_id,
+        "frequency": c.frequency,
+        "recency": c._last.delta(c._first, unit="day").cast("float64") / unit,
+        "T": cal_end.delta(c._first, unit="day").cast("float64") / unit,
+    }
+    if with_money:
+        out["monetary_value"] = ibis.ifelse(
+            c.frequency > 0, (c._cal_value - c._first_value) / c.frequency.cast("float64"), 0.0
+        )
+    if holdout:
+        assert observation_end is not None  # for mypy: `holdout` says so
+        out["frequency_holdout"] = c._hold_days.cast("int64")
+        if with_money:
+            out["monetary_value_holdout"] = ibis.ifelse(
+                c._hold_days > 0, c._hold_value / c._hold_days.cast("float64"), 0.0
+            )
+        out["duration_holdout"] = ibis.literal((observation_end - calibration_end).days / unit, "float64")
+    return c.select(**out)
