@@ -455,6 +455,7 @@ def backtest(
 ) -> None:
     """Fit on the history up to a date, predict the holdout after it, and compare predictions and rankings."""
     from tierwise.clv.backtest import backtest as run_backtest
+    from tierwise.clv.backtest import store as store_backtest
     from tierwise.progress import delayed_status
     from tierwise.workspace import Workspace
 
@@ -464,6 +465,7 @@ def backtest(
     try:
         with delayed_status(err, "backtest"):
             result = run_backtest(ws, start, end)
+        result["backtest_id"] = store_backtest(ws, result)
     finally:
         ws.close()
     if as_json:

@@ -111,11 +111,24 @@ def canonical_schema(spec: TableSpec) -> ibis.Schema:
     return ibis.schema(columns)
 
 
+# One row per `tierwise backtest`: its whole result as JSON (the report's model page reads the latest).
+BACKTESTS_SCHEMA = ibis.schema(
+    {
+        "backtest_id": "string",
+        "created_at": "timestamp",
+        "calibration_end": "date",
+        "holdout_end": "date",
+        "result": "string",
+    }
+)
+
+
 SYSTEM_TABLES = {
     "batches": BATCHES_SCHEMA,
     "quarantine": QUARANTINE_SCHEMA,
     "blanked_values": BLANKED_SCHEMA,
     "runs": RUNS_SCHEMA,
+    "backtests": BACKTESTS_SCHEMA,
 }
 
 

@@ -95,3 +95,23 @@ def backtest(ws: Workspace, calibration_end: dt.date, holdout_end: dt.date | Non
         "rankings": metrics.as_dicts(captures),
         "notes": list(dict.fromkeys([str(w.message) for w in caught] + ([forecast.note] if forecast.note else []))),
     }
+
+
+def store(ws: Workspace, result: dict[str, Any]) -> str:
+    """Keep a backtest's result in the workspace (table `backtests`) for the report's model page."""
+    import json
+    import uuid
+
+    from tierwise.engine import transaction
+
+    backtest_id = dt.datetime.now().strftime("%Y%m%d%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    row = {
+        "backtest_id": backtest_id,
+        "created_at": dt.datetime.now().replace(microsecond=0),
+        "calibration_end": dt.date.fromisoformat(result["calibration_end"]),
+        "holdout_end": dt.date.fromisoformat(result["holdout_end"]),
+        "result": json.dumps(result, ensure_ascii=False),
+    }
+    with transaction(ws.con):
+        ws.con.insert("backtests", ibis.memtable([row], schema=ws.table("backtests").schema()))
+    return backtest_id
