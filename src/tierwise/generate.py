@@ -225,14 +225,19 @@ def _simulate_purchases(
     t = first.copy()
     active = np.ones(n, dtype=bool)
     dropout = np.full(n, np.inf)
+    first_purchase = True
     while True:
         idx = np.flatnonzero(active)
         if idx.size == 0:
             break
-        dies = rng.random(idx.size) < pdrop[idx]
-        dropout[idx[dies]] = t[idx[dies]]
-        active[idx[dies]] = False
-        idx = idx[~dies]
+        # BG/NBD: a customer may drop out after each *repeat* purchase, not right after the first (Fader,
+        # Hardie & Lee 2005: a customer without repeat purchases is alive), so x = 0 never means gone.
+        if not first_purchase:
+            dies = rng.random(idx.size) < pdrop[idx]
+            dropout[idx[dies]] = t[idx[dies]]
+            active[idx[dies]] = False
+            idx = idx[~dies]
+        first_purchase = False
         gap = rng.exponential(1.0 / lam[idx])
         t[idx] = t[idx] + gap
         beyond = t[idx] > horizon
@@ -394,12 +399,9 @@ def _chunk(
     occ_ids = order_seq + np.arange(n_occ) + 1
     order_id = np.char.add("SO", np.char.zfill(occ_ids[line_occ].astype(str), 9))
     order_seq += n_occ
-    seconds = rng.integers(8 * 3600, 21 * 3600, n_occ)
-    occ_ts = (
-        np.datetime64(start, "s")
-        + (np.floor(t_days) * 86400).astype("timedelta64[s]")
-        + seconds.astype("timedelta64[s]")
-    )
+    # The simulated instant itself (to the second): the continuous-time data the CLV models describe; a
+    # summary by day (the usual one) rounds it as real order systems' dates do.
+    occ_ts = np.datetime64(start, "s") + np.round(t_days * 86400).astype("timedelta64[s]")
     line_ts = occ_ts[line_occ]
     ch = np.where(
         rng.random(line_occ.size) < 0.8, pref_channel[cust_line], rng.integers(0, len(channels), line_occ.size)

@@ -28,6 +28,7 @@ specially: filter them out (or net them) before calling if they should not count
 from __future__ import annotations
 
 import datetime as dt
+from typing import Literal
 
 import ibis
 import ibis.expr.types as ir
@@ -51,6 +52,7 @@ def rfm_summary(
     calibration_end: dt.date,
     observation_end: dt.date | None = None,
     time_unit_days: float = 1.0,
+    occasion: Literal["day", "timestamp"] = "day",
 ) -> ir.Table:
     """One row per customer: customer_id, frequency, recency, T [, monetary_value]
     [, frequency_holdout, monetary_value_holdout, duration_holdout].
@@ -62,6 +64,10 @@ def rfm_summary(
     It costs two group-bys and no window function: one per (customer, day), then one per customer, where the
     first and last days are min/max and the first day's value comes from an arg-min aggregate, so the repeat
     occasions' mean is (calibration total − first day's value) / frequency.
+
+    `occasion="timestamp"` makes each distinct order time an occasion and measures times to the second, the
+    calibration period ending at the end of `calibration_end`'s day (T = that instant − the first purchase):
+    the continuous-time data the models describe, e.g. from `tierwise generate`, without the rounding to days.
     """
     if not time_unit_days > 0:
         raise ValueError(f"time_unit_days must be positive, got {time_unit_days}")
@@ -74,20 +80,29 @@ def rfm_summary(
     with_money = amount_col is not None
     holdout = observation_end is not None
 
-    cal_end = ibis.date(calibration_end.isoformat())
-    last_day = ibis.date((observation_end or calibration_end).isoformat())
     unit = float(time_unit_days)
+    epoch = dt.date(1970, 1, 1)
+    # Times are days since 1970 as numbers: whole days by default, fractions of a day with timestamps. The
+    # calibration period ends where the next day starts in both cases.
+    cal_limit = float((calibration_end - epoch).days + 1)
+    last_limit = float(((observation_end or calibration_end) - epoch).days + 1)
+    if occasion == "timestamp":
+        at: ir.NumericValue = orders[date_col].cast("timestamp").epoch_seconds().cast("float64") / 86400.0
+        age_end = cal_limit
+    else:
+        at = _day_of(orders[date_col]).delta(ibis.date(epoch.isoformat()), unit="day").cast("float64")
+        age_end = cal_limit - 1  # lifetimes: T runs to the calibration end's day, not past it
 
-    cols: dict[str, ir.Value] = {"customer_id": orders[customer_col], "_day": _day_of(orders[date_col])}
+    cols: dict[str, ir.Value] = {"customer_id": orders[customer_col], "_day": at}
     if amount_col is not None:
         cols["_amount"] = orders[amount_col].cast("float64")
     o = orders.select(**cols)
-    o = o.filter(o.customer_id.notnull(), o._day.notnull(), o._day <= last_day)
+    o = o.filter(o.customer_id.notnull(), o._day.notnull(), o._day < last_limit)
 
-    # 1. One row per purchase occasion (customer, day), with the day's total value.
+    # 1. One row per purchase occasion (customer, day — or order time), with its total value.
     day_aggs = {"_value": o._amount.sum().fill_null(0.0)} if with_money else {}
     days = o.group_by(["customer_id", "_day"]).aggregate(**day_aggs)
-    days = days.mutate(_cal=days._day <= cal_end)
+    days = days.mutate(_cal=days._day < cal_limit)
 
     # 2. One row per customer. Holdout days are later than every calibration day, so the first day overall is
     # the first calibration day for every customer we keep (those who bought by calibration_end).
@@ -105,15 +120,15 @@ def rfm_summary(
         if with_money:
             aggs["_hold_value"] = days._value.sum(where=~days._cal)
     c = days.group_by("customer_id").aggregate(**aggs)
-    c = c.filter(c._first <= cal_end)
+    c = c.filter(c._first < cal_limit)
 
     # Staged so that the columns below read `frequency` (Ibis inlines sub-expressions; this one is cheap).
     c = c.mutate(frequency=(c._cal_days - 1).cast("int64"))
     out: dict[str, ir.Value] = {
         "customer_id": c.customer_id,
         "frequency": c.frequency,
-        "recency": c._last.delta(c._first, unit="day").cast("float64") / unit,
-        "T": cal_end.delta(c._first, unit="day").cast("float64") / unit,
+        "recency": (c._last - c._first) / unit,
+        "T": (age_end - c._first) / unit,
     }
     if with_money:
         out["monetary_value"] = ibis.ifelse(
