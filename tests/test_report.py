@@ -23,6 +23,9 @@ from conftest import run_cli
 EVIL = "<script>alert(1)</script>"
 EVIL_PROVINCE = "</script><b>省</b>"
 NEW_COLUMNS = ["grade", "composite_score", "priority_rank", "loyalty", "clv_historical", "main_industry"]
+PREDICTIVE_COLUMNS = ["p_alive", "expected_purchases", "expected_spend", "clv_predicted"]
+BACKTEST_CALIBRATION_END = "2024-06-30"
+MODEL_CHARTS = {"model_palive", "model_clv", "backtest_buckets", "backtest_rankings"}
 DATA_RE = re.compile(r'<script type="application/json" id="report-data">(.*?)</script>', re.S)
 
 
@@ -58,6 +61,8 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
         r = run_cli("ingest", table, data / f"{table}.csv", "-w", ws)
         assert r.code == 0, r.stderr
     r = run_cli("run", "-w", ws)
+    assert r.code == 0, r.stderr
+    r = run_cli("backtest", "-w", ws, "--calibration-end", BACKTEST_CALIBRATION_END)
     assert r.code == 0, r.stderr
     return ws
 
@@ -151,6 +156,9 @@ def test_english_labels_with_language_option(workspace: Path) -> None:
     for text in ("Customer classification report", "Key figures", "Champions", "Top customers"):
         assert text in html
     assert "冠军客户" not in html
+    for text in ("Predictive models", "This run&#39;s predictions", "Backtest", "Predicted CLV", "Top 20%"):
+        assert text in html
+    assert "预测模型" not in html
 
 
 def test_heatmap_and_region_numbers_match_the_snapshot(workspace: Path, zh_report: tuple[Path, dict[str, Any]]) -> None:
@@ -321,6 +329,7 @@ def test_chart_script_draws_every_chart(zh_report: tuple[Path, dict[str, Any]], 
     result = json.loads(proc.stdout)
     assert sorted(result["plotted"]) == sorted(result["ids"])
     assert len(result["plotted"]) == len(set(result["plotted"])) >= 7
+    assert {f"chart-{key}" for key in MODEL_CHARTS} <= set(result["plotted"])
     assert result["rendered"] == str(len(result["plotted"]))
 
 
@@ -356,6 +365,10 @@ def test_opens_in_headless_chromium_without_errors(zh_report: tuple[Path, dict[s
     assert errors is None, errors.group(1)
     match = re.search(r'data-charts-rendered="(\d+)"', proc.stdout)
     assert match and int(match.group(1)) >= 7
+    assert int(match.group(1)) == len(_chart_data(_page(zh_report[0]))["charts"]) + 1  # R×F: two charts
+    for key in MODEL_CHARTS:  # plotly drew into the model page's containers
+        tag = re.search(rf'<div[^>]*id="chart-{key}"[^>]*>', proc.stdout)
+        assert tag and "js-plotly-plot" in tag.group(0), key
 
 
 def test_stored_pareto_table_is_used(workspace: Path) -> None:
@@ -373,3 +386,195 @@ def test_stored_pareto_table_is_used(workspace: Path) -> None:
     pareto = _chart_data(_page(out))["charts"]["pareto"]
     assert pareto["x"] == [0.0, 0.5, 1.0] and pareto["y"] == [0.0, 0.9, 1.0]
     assert "前 20% 的客户贡献了 36.0% 的收入" in _page(out)  # interpolated on the stored curve
+
+
+# --- the model page -----------------------------------------------------------------------------------------
+
+
+def _stored_backtests(ws_dir: Path) -> list[dict[str, Any]]:
+    from tierwise.workspace import Workspace
+
+    ws = Workspace.open(ws_dir)
+    try:
+        t = ws.table("backtests")
+        return t.order_by(t.created_at.desc()).to_pyarrow().to_pylist()
+    finally:
+        ws.close()
+
+
+def _run_models(ws_dir: Path, run_id: str) -> dict[str, Any]:
+    from tierwise.workspace import Workspace
+
+    ws = Workspace.open(ws_dir)
+    try:
+        runs = ws.table("runs")
+        return json.loads(runs.filter(runs.run_id == run_id).models.to_pyarrow().to_pylist()[0])
+    finally:
+        ws.close()
+
+
+@pytest.fixture
+def workspace_copy(workspace: Path, tmp_path: Path) -> Path:
+    """A copy of the module's workspace, for changes the other tests must not see."""
+    copy = tmp_path / "ws"
+    shutil.copytree(workspace, copy)
+    return copy
+
+
+def test_model_section_shows_the_backtest_and_the_predictions(
+    workspace: Path, zh_report: tuple[Path, dict[str, Any]]
+) -> None:
+    out, summary = zh_report
+    assert "models" in summary["sections"]
+    assert summary["sections"].index("models") < summary["sections"].index("top_customers")
+    html = _page(out)
+    page = html.split('data-section="models"', 1)[1].split("</section>", 1)[0]
+    for text in ("预测模型", "本次运行的预测", "模型参数", "回测", "按校准期购买次数分组：预测与实际的留存期购买次数"):
+        assert text in html
+    for key in MODEL_CHARTS:
+        assert f'id="chart-{key}"' in page
+    charts = _chart_data(html)["charts"]
+    assert set(charts) >= MODEL_CHARTS
+
+    # the backtest part is the stored result, number for number
+    stored = _stored_backtests(workspace)
+    assert len(stored) == 1
+    result = json.loads(stored[0]["result"])
+    assert result["calibration_end"] == BACKTEST_CALIBRATION_END
+    buckets = charts["backtest_buckets"]
+    assert buckets["labels"] == [b["frequency"] for b in result["buckets"]] == ["0", "1", "2", "3", "4", "5", "6", "7+"]
+    assert buckets["customers"] == [b["customers"] for b in result["buckets"]]
+    assert buckets["series"][0]["values"] == [b["predicted"] for b in result["buckets"]]
+    assert buckets["series"][1]["values"] == [b["actual"] for b in result["buckets"]]
+    assert sum(buckets["customers"]) == result["customers"]
+    rankings = charts["backtest_rankings"]
+    assert rankings["series"][0]["values"] == [r["top10_share"] for r in result["rankings"]]
+    assert rankings["series"][1]["values"] == [r["top20_share"] for r in result["rankings"]]
+    assert rankings["gini"] == [r["gini"] for r in result["rankings"]]
+    assert rankings["labels"][0] == "预测CLV"
+    assert f"校准期截至 {BACKTEST_CALIBRATION_END}" in page
+
+    # the run part: the parameters of runs.models, and the histograms counted from the snapshot
+    params = _run_models(workspace, summary["run_id"])["params"]
+    assert set(params["transactions"]) == {"r", "alpha", "a", "b"}
+    assert "BG/NBD" in page and "Gamma-Gamma" in page
+    assert f"α = {params['transactions']['alpha']:.4g}" in page
+    assert f"q = {params['spend']['q']:.4g}" in page
+    rows = _snapshot_rows(workspace, summary["run_id"])
+    scored = [r["p_alive"] for r in rows if r["p_alive"] is not None]
+    buyers = [r for r in rows if r["recency_days"] is not None]
+    assert len(scored) == len(buyers) > 50
+    palive = charts["model_palive"]
+    assert len(palive["customers"]) == 20
+    assert sum(palive["customers"]) == len(scored)
+    expected = Counter(min(int(p * 20), 19) for p in scored)
+    assert palive["customers"] == [expected[i] for i in range(20)]
+    clv = charts["model_clv"]
+    positive = [r["clv_predicted"] for r in rows if (r["clv_predicted"] or 0) > 0]
+    assert len(clv["customers"]) == 30
+    assert sum(clv["customers"]) == clv["n"] == len(positive)
+    total = sum(r["clv_predicted"] or 0 for r in rows)
+    assert f"{len(scored):,} 位有购买的客户" in page
+    from tierwise.report import _Lang
+
+    assert _Lang("zh", "").money(total) in page
+
+
+def test_model_section_is_absent_for_an_old_run_without_backtests(workspace_copy: Path) -> None:
+    from tierwise.report import build_context
+    from tierwise.workspace import Workspace
+
+    run_id = _derived_run(
+        workspace_copy,
+        "20000101000000-old002",
+        lambda t: t.drop(*[c for c in [*NEW_COLUMNS, *PREDICTIVE_COLUMNS] if c in t.columns]),
+    )
+    ws = Workspace.open(workspace_copy)
+    try:
+        ws.con.drop_table("backtests")  # a workspace from before backtests were kept
+        context = build_context(ws, run_id=run_id)
+    finally:
+        ws.close()
+    assert "models" not in [s["id"] for s in context["sections"]]
+    assert not set(context["charts"]) & MODEL_CHARTS
+
+    out = workspace_copy.parent / "old-models.html"
+    r = run_cli("report", "-w", workspace_copy, "--out", out, "--run", run_id, "--json")
+    assert r.code == 0, r.stderr
+    summary = r.json()
+    assert isinstance(summary, dict) and "models" not in summary["sections"]
+    html = _page(out)
+    assert 'data-section="models"' not in html and "预测模型" not in html
+
+
+def test_backtest_alone_and_skipped_models_say_so(workspace_copy: Path) -> None:
+    """Old run + a backtest: only the backtest part. A run whose models were skipped: its note, no charts."""
+    old = _derived_run(
+        workspace_copy, "20000101000000-old003", lambda t: t.drop(*[c for c in PREDICTIVE_COLUMNS if c in t.columns])
+    )
+    out = workspace_copy.parent / "backtest-only.html"
+    assert run_cli("report", "-w", workspace_copy, "--out", out, "--run", old, "--language", "en").code == 0
+    html = _page(out)
+    charts = _chart_data(html)["charts"]
+    assert {"backtest_buckets", "backtest_rankings"} <= set(charts)
+    assert not {"model_palive", "model_clv"} & set(charts)
+    assert 'data-part="model_backtest"' in html and 'data-part="model_run"' not in html
+
+    skipped = _derived_run(
+        workspace_copy,
+        "20000101000000-skip01",
+        lambda t: t.mutate(**{c: ibis.null("float64") for c in PREDICTIVE_COLUMNS}),
+    )
+    from tierwise.workspace import Workspace
+
+    ws = Workspace.open(workspace_copy)
+    try:
+        note = "predictive CLV skipped: 30 buyers, the models need at least 50"
+        ws.con.raw_sql(
+            "UPDATE runs SET models = ? WHERE run_id = ?",
+            parameters=[json.dumps({"params": {}, "notes": [note]}), skipped],
+        )
+        ws.con.raw_sql("DELETE FROM backtests")
+    finally:
+        ws.close()
+    for language, text in (
+        ("zh", "本次未做预测：只有 30 位有购买的客户，模型至少需要 50 位。"),
+        ("en", "Predictive CLV skipped: 30 buyers, the models need at least 50."),
+    ):
+        out = workspace_copy.parent / f"skipped-{language}.html"
+        r = run_cli("report", "-w", workspace_copy, "--out", out, "--run", skipped, "--language", language, "--json")
+        assert r.code == 0, r.stderr
+        summary = r.json()
+        assert isinstance(summary, dict) and "models" in summary["sections"]
+        html = _page(out)
+        page = html.split('data-section="models"', 1)[1].split("</section>", 1)[0]
+        assert text in page
+        assert 'class="chart"' not in page
+        assert not set(_chart_data(html)["charts"]) & MODEL_CHARTS
+
+
+def test_latest_backtest_is_the_newest(workspace_copy: Path) -> None:
+    from tierwise import report_data
+    from tierwise.workspace import Workspace
+
+    ws = Workspace.open(workspace_copy)
+    try:
+        stored = json.loads(ws.table("backtests").result.to_pyarrow().to_pylist()[0])
+        older = {**stored, "calibration_end": "2024-01-31", "buckets": stored["buckets"][:1]}
+        row = {
+            "backtest_id": "19990101000000-aaaaaa",
+            "created_at": dt.datetime(1999, 1, 1),
+            "calibration_end": dt.date(2024, 1, 31),
+            "holdout_end": dt.date(2024, 12, 31),
+            "result": json.dumps(older),
+        }
+        ws.con.insert("backtests", ibis.memtable([row], schema=ws.table("backtests").schema()))
+        latest = report_data.latest_backtest(ws)
+        assert latest is not None and latest["calibration_end"] == BACKTEST_CALIBRATION_END
+        ws.con.raw_sql("DELETE FROM backtests WHERE backtest_id <> '19990101000000-aaaaaa'")
+        latest = report_data.latest_backtest(ws)
+        assert latest is not None and latest["calibration_end"] == "2024-01-31"
+        ws.con.drop_table("backtests")
+        assert report_data.latest_backtest(ws) is None
+    finally:
+        ws.close()
