@@ -114,3 +114,44 @@ def test_tiny_data_runs_without_predictions(tmp_path: Path) -> None:
     assert run_cli("ingest", "orders", src, "-w", ws).code == 0
     r = run_cli("run", "-w", ws)
     assert r.code == 0 and "predictive CLV skipped: 2 buyers" in r.stdout
+
+
+CDNOW_SAMPLE = CDNOW_MASTER.parent / "CDNOW_sample.txt"
+
+
+def test_clv_fit_on_the_papers_sample(tmp_path: Path) -> None:
+    args = ["--no-header", "--customer-col", "1", "--date-col", "3", "--amount-col", "5"]
+    dates = ["--calibration-end", "1997-09-30", "--time-unit-days", "7"]
+    r = run_cli("clv", "fit", CDNOW_SAMPLE, *args, *dates, "--holdout-end", "1998-06-30", "--json")
+    assert r.code == 0, r.stderr
+    result = r.json()
+    assert set(result) >= {"model", "params", "standard_errors", "log_likelihood", "n_customers", "backtest"}
+    # Fader, Hardie & Lee (2005): r 0.243, alpha 4.414, a 0.793, b 2.426, LL −9582.4 on 2,357 customers
+    published = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}
+    assert result["params"] == pytest.approx(published, rel=0.01)
+    assert result["log_likelihood"] == pytest.approx(-9582.4, abs=0.1) and result["n_customers"] == 2357
+    # holdout purchase occasions counted independently: distinct (customer, day) after the calibration end
+    days: dict[str, set[str]] = defaultdict(set)
+    for line in CDNOW_SAMPLE.read_text().splitlines():
+        cid, _, day, *_ = line.split()
+        days[cid].add(day)
+    actual = sum(1 for ds in days.values() for d in ds if "19971001" <= d <= "19980630")
+    bt = result["backtest"]
+    assert bt["purchases"]["actual_total"] == actual
+    assert sum(b["customers"] for b in bt["buckets"]) == 2357
+
+    gg = run_cli("clv", "fit", CDNOW_SAMPLE, *args, *dates, "--model", "gg", "--json").json()
+    assert gg["params"] == pytest.approx({"p": 6.25, "q": 3.74, "v": 15.44}, rel=0.01)  # the 946 repeat buyers
+
+
+def test_clv_fit_bad_input_is_one_line(tmp_path: Path) -> None:
+    src = tmp_path / "t.csv"
+    src.write_text("cust,day,value\nA,2024-01-02,10\nA,2024-02-30,5\nB,2024-03-01,7\n")
+    base = ["clv", "fit", src, "--customer-col", "cust", "--date-col", "day", "--calibration-end", "2024-06-30"]
+    bad = run_cli(*base)
+    assert bad.code == 2 and "line 3" in bad.stderr and "2024-02-30" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
+    bad = run_cli(*base[:4], "customer", *base[5:])
+    assert bad.code == 2 and "'customer'" in bad.stderr and "cust" in bad.stderr
+    bad = run_cli(*base, "--model", "gg")
+    assert bad.code == 2 and "--amount-col" in bad.stderr

@@ -492,6 +492,72 @@ def backtest(
         out.print(f"note: {note}", markup=False)
 
 
+clv_app = typer.Typer(help="Predictive CLV models on a transaction file, without a workspace.", no_args_is_help=True)
+app.add_typer(clv_app, name="clv")
+
+
+class ClvModel(StrEnum):
+    bgnbd = "bgnbd"
+    pnbd = "pnbd"
+    gg = "gg"
+
+
+@clv_app.command("fit")
+def clv_fit(
+    file: Annotated[Path, typer.Argument(help="Transactions: CSV/TSV/text, Excel or Parquet.")],
+    customer_col: Annotated[str, typer.Option("--customer-col", help="Customer id column (name, or 1, 2, …).")],
+    date_col: Annotated[str, typer.Option("--date-col", help="Order date column.")],
+    calibration_end: Annotated[str, typer.Option("--calibration-end", help="Last day of the fitting period.")],
+    amount_col: Annotated[str | None, typer.Option("--amount-col", help="Amount column (needed for gg).")] = None,
+    holdout_end: Annotated[
+        str | None, typer.Option("--holdout-end", help="Compare predictions with the purchases up to this day.")
+    ] = None,
+    time_unit_days: Annotated[float, typer.Option("--time-unit-days", help="Time unit in days (7: weeks).")] = 7.0,
+    model: Annotated[ClvModel, typer.Option(help="bgnbd, pnbd or gg (Gamma-Gamma spend).")] = ClvModel.bgnbd,
+    no_header: Annotated[bool, typer.Option("--no-header", help="The file has no header row.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Fit BG/NBD, Pareto/NBD or Gamma-Gamma; print parameters, standard errors, log-likelihood (and backtest)."""
+    from tierwise.clv.fit_file import fit_file
+
+    result = fit_file(
+        file,
+        customer_col=customer_col,
+        date_col=date_col,
+        amount_col=amount_col,
+        calibration_end=_date_option(calibration_end, "--calibration-end"),
+        holdout_end=_date_option(holdout_end, "--holdout-end"),
+        time_unit_days=time_unit_days,
+        model=model.value,
+        header=not no_header,
+    )
+    if as_json:
+        _print_json(result)
+        return
+    out.print(
+        f"{result['model']}: {result['n_customers']:,} customers, calibration to {result['calibration_end']}, "
+        f"time unit {result['time_unit_days']:g} days; log-likelihood {result['log_likelihood']:,.2f}"
+    )
+    view = Table("parameter", "estimate", "standard error", title_justify="left")
+    for name, value in result["params"].items():
+        view.add_row(name, f"{value:.4f}", f"{result['standard_errors'][name]:.4f}")
+    out.print(view)
+    bt = result["backtest"]
+    if bt:
+        p = bt["purchases"]
+        out.print(
+            f"holdout to {bt['holdout_end']}: predicted {p['predicted_total']:,.1f} repeat purchases, actual "
+            f"{p['actual_total']:,.0f}; mean absolute error {p['mean_absolute_error']:.3f}, correlation "
+            f"{p['correlation']:.3f}"
+        )
+        view = Table("calibration purchases", "customers", "predicted (mean)", "actual (mean)")
+        for b in bt["buckets"]:
+            view.add_row(b["frequency"], f"{b['customers']:,}", f"{b['predicted']:.3f}", f"{b['actual']:.3f}")
+        out.print(view)
+    for note in result["notes"]:
+        out.print(f"note: {note}", markup=False)
+
+
 class ExportFormat(StrEnum):
     csv = "csv"
     xlsx = "xlsx"
