@@ -155,3 +155,28 @@ def test_clv_fit_bad_input_is_one_line(tmp_path: Path) -> None:
     assert bad.code == 2 and "'customer'" in bad.stderr and "cust" in bad.stderr
     bad = run_cli(*base, "--model", "gg")
     assert bad.code == 2 and "--amount-col" in bad.stderr
+
+
+def test_value_tiers_by_predicted_clv(cdnow_ws: Path) -> None:
+    import bisect
+
+    import ibis
+
+    config = cdnow_ws / "tierwise.toml"
+    text = config.read_text(encoding="utf-8")
+    at = text.index("[value]")
+    config.write_text(text[:at] + text[at:].replace('by = "monetary"', 'by = "clv_predicted"', 1), encoding="utf-8")
+    assert 'by = "clv_predicted"' in config.read_text(encoding="utf-8")
+    r = run_cli("run", "-w", cdnow_ws, "--json")
+    assert r.code == 0, r.stderr
+    con = ibis.duckdb.connect(str(cdnow_ws / "tierwise.duckdb"), read_only=True)
+    try:
+        snap = con.table(r.json()["snapshot_table"]).select("clv_predicted", "value_tier").to_pyarrow().to_pylist()
+    finally:
+        con.disconnect()
+    values = sorted(s["clv_predicted"] for s in snap)
+    n = len(values)
+    for s in snap:  # share of buyers worth at most as much: top 20% high, next 30% medium
+        share = bisect.bisect_right(values, s["clv_predicted"]) / n
+        expected = "high" if share > 0.8 + 1e-12 else "medium" if share > 0.5 + 1e-12 else "low"
+        assert s["value_tier"] == expected
