@@ -180,3 +180,25 @@ def test_value_tiers_by_predicted_clv(cdnow_ws: Path) -> None:
         share = bisect.bisect_right(values, s["clv_predicted"]) / n
         expected = "high" if share > 0.8 + 1e-12 else "medium" if share > 0.5 + 1e-12 else "low"
         assert s["value_tier"] == expected
+
+
+def test_clv_for_many_customers_uses_distinct_pairs_and_gives_the_same_values() -> None:
+    from tierwise.clv import BetaGeoModel, GammaGammaModel, customer_lifetime_value
+
+    rng = np.random.default_rng(4)
+    n = 5000
+    x = rng.poisson(1.5, n).astype(float)
+    age = np.round(rng.uniform(1, 60, n) * 7) / 7
+    t_x = np.where(x > 0, np.round(rng.uniform(0, 1, n) * age * 7) / 7, 0.0)
+    m = np.where(x > 0, rng.gamma(6, 25, n), 0.0)
+    bg, gg = BetaGeoModel(), GammaGammaModel()
+    bg.params_ = {"r": 0.24, "alpha": 4.4, "a": 0.79, "b": 2.4}
+    gg.params_ = {"p": 6.25, "q": 3.74, "v": 15.44}
+
+    class OneHorizonAtATime:  # the plain path: the model asked month by month
+        def expected_purchases(self, t, f, r, T):  # type: ignore[no-untyped-def]
+            return bg.expected_purchases(t, f, r, T)
+
+    fast = customer_lifetime_value(bg, gg, x, t_x, age, m, time_unit_days=7)
+    plain = customer_lifetime_value(OneHorizonAtATime(), gg, x, t_x, age, m, time_unit_days=7)
+    assert fast == pytest.approx(plain, rel=1e-12)

@@ -171,6 +171,24 @@ class BetaGeoModel:
         alive = np.exp(-np.logaddexp(0.0, self._log_odds_dropped(x, t_x, age)))
         return alive * _conditional_mean(r, alpha, a, b, x.astype(np.float64), age, horizon)
 
+    def expected_purchases_by_horizon(self, horizons: Any, frequency: Any, recency: Any, T: Any) -> FloatArray:
+        """expected_purchases for several horizons at once: one column per horizon.
+
+        P(alive) is computed once per customer, and the conditional mean — which depends on (x, T) only — once
+        per distinct (x, T) pair: real summaries have a few tens of thousands of pairs for millions of
+        customers, which makes month-by-month CLV for every customer cheap.
+        """
+        x, t_x, age = check_rfm(frequency, recency, T)
+        r, alpha, a, b = self._params()
+        alive = np.exp(-np.logaddexp(0.0, self._log_odds_dropped(x, t_x, age)))
+        pairs, inverse = np.unique(np.column_stack([x.astype(np.float64), age]), axis=0, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        out = np.empty((x.size, len(horizons)), dtype=np.float64)
+        for j, t in enumerate(horizons):
+            horizon = np.full(pairs.shape[0], float(t))
+            out[:, j] = alive * _conditional_mean(r, alpha, a, b, pairs[:, 0], pairs[:, 1], horizon)[inverse]
+        return out
+
     def expected_purchases_new_customer(self, t: Any) -> FloatArray:
         """E[X(t)]: expected repeat purchases of a new customer in their first t time units (FHL 2005, eq. 9)."""
         horizon = _horizon(t)
