@@ -457,3 +457,42 @@ def expm1_over(eps: Any, y: Any) -> FloatArray:
     small = np.abs(eps * y) < 1e-8
     safe = np.where(eps == 0, 1.0, eps)
     return np.where(small, y * (1 + 0.5 * eps * y), np.expm1(eps * y) / safe)
+
+
+class Model:
+    """What the three models share: options, a repr, running the maximisation and keeping its outcome."""
+
+    label = "model"  # shown in messages, e.g. "BG/NBD"
+    names: tuple[str, ...] = ()
+
+    def __init__(self, penalizer_coef: float = 0.0, n_starts: int = 3, tol: float = 1e-8, max_iter: int = 200) -> None:
+        self.penalizer_coef = penalizer_coef
+        self.n_starts = n_starts
+        self.tol = tol
+        self.max_iter = max_iter
+
+    def __repr__(self) -> str:
+        fitted = getattr(self, "params_", None)
+        inner = ", ".join(f"{k}={v:.4g}" for k, v in fitted.items()) if fitted else "not fitted"
+        return f"{type(self).__name__}({inner})"
+
+    def _check_options(self) -> None:
+        check_options(self.penalizer_coef, self.n_starts, self.tol, self.max_iter)
+
+    def _maximize(self, objective: ObjectiveFn, start: list[float], total: float) -> None:
+        outcome = maximize(
+            self.label,
+            self.names,
+            objective,
+            start_grid(start, self.n_starts),
+            total,
+            self.penalizer_coef,
+            self.tol,
+            self.max_iter,
+        )
+        self.params_ = outcome.params
+        self.log_likelihood_ = outcome.log_likelihood
+        self.standard_errors_ = outcome.standard_errors
+        self.converged_ = outcome.converged
+        self.at_boundary_ = outcome.at_boundary
+        self.n_customers_ = total

@@ -17,45 +17,36 @@ import numpy as np
 
 from tierwise.clv._fit import (
     FloatArray,
+    Model,
     as_float_array,
-    check_options,
     check_rfm,
     check_weights,
     compress,
     expm1_over,
     gammaln,
-    maximize,
     not_fitted,
     rising_tables,
-    start_grid,
 )
 from tierwise.errors import UserError
 
 _NAMES = ("r", "alpha", "a", "b")
 
 
-class BetaGeoModel:
+class BetaGeoModel(Model):
     """BG/NBD purchase/dropout model; lifetimes' ``BetaGeoFitter`` parameter names (r, alpha, a, b).
 
     >>> model = BetaGeoModel().fit(frequency, recency, T)     # doctest: +SKIP
     >>> model.params_, model.probability_alive(frequency, recency, T)  # doctest: +SKIP
     """
 
-    def __init__(self, penalizer_coef: float = 0.0, n_starts: int = 3, tol: float = 1e-8, max_iter: int = 200) -> None:
-        self.penalizer_coef = penalizer_coef
-        self.n_starts = n_starts
-        self.tol = tol
-        self.max_iter = max_iter
+    label = "BG/NBD"
+    names = _NAMES
 
-    def __repr__(self) -> str:
-        fitted = getattr(self, "params_", None)
-        inner = ", ".join(f"{k}={v:.4g}" for k, v in fitted.items()) if fitted else "not fitted"
-        return f"BetaGeoModel({inner})"
 
     # -- fitting --------------------------------------------------------------------------------------------------
 
     def fit(self, frequency: Any, recency: Any, T: Any, weights: Any = None) -> BetaGeoModel:
-        check_options(self.penalizer_coef, self.n_starts, self.tol, self.max_iter)
+        self._check_options()
         x, t_x, age = check_rfm(frequency, recency, T)
         w = check_weights(weights, x.size)
         (xf, t_x, age), w = compress([x.astype(np.float64), t_x, age], w)
@@ -101,22 +92,7 @@ class BetaGeoModel:
         mean_x = float(w @ x) / total
         mean_t = float(w @ age) / total
         alpha0 = max(mean_t / max(mean_x, 0.05), 1e-3)
-        outcome = maximize(
-            "BG/NBD",
-            _NAMES,
-            neg_mean_ll,
-            start_grid([1.0, alpha0, 1.0, 1.0], self.n_starts),
-            total,
-            self.penalizer_coef,
-            self.tol,
-            self.max_iter,
-        )
-        self.params_ = outcome.params
-        self.log_likelihood_ = outcome.log_likelihood
-        self.standard_errors_ = outcome.standard_errors
-        self.converged_ = outcome.converged
-        self.at_boundary_ = outcome.at_boundary
-        self.n_customers_ = total
+        self._maximize(neg_mean_ll, [1.0, alpha0, 1.0, 1.0], total)
         self.n_unique_rows_ = int(x.size)
         return self
 

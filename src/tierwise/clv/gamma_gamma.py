@@ -19,15 +19,13 @@ import numpy as np
 
 from tierwise.clv._fit import (
     FloatArray,
+    Model,
     as_float_array,
     check_finite,
-    check_options,
     check_weights,
     digamma,
     gammaln,
-    maximize,
     not_fitted,
-    start_grid,
 )
 from tierwise.errors import UserError
 
@@ -61,22 +59,15 @@ def _check_spend(frequency: Any, monetary_value: Any, *, fitting: bool) -> tuple
     return x, m
 
 
-class GammaGammaModel:
+class GammaGammaModel(Model):
     """Gamma-Gamma spend model; lifetimes' ``GammaGammaFitter`` parameter names (p, q, v)."""
 
-    def __init__(self, penalizer_coef: float = 0.0, n_starts: int = 3, tol: float = 1e-8, max_iter: int = 200) -> None:
-        self.penalizer_coef = penalizer_coef
-        self.n_starts = n_starts
-        self.tol = tol
-        self.max_iter = max_iter
+    label = "Gamma-Gamma"
+    names = _NAMES
 
-    def __repr__(self) -> str:
-        fitted = getattr(self, "params_", None)
-        inner = ", ".join(f"{k}={v:.4g}" for k, v in fitted.items()) if fitted else "not fitted"
-        return f"GammaGammaModel({inner})"
 
     def fit(self, frequency: Any, monetary_value: Any, weights: Any = None) -> GammaGammaModel:
-        check_options(self.penalizer_coef, self.n_starts, self.tol, self.max_iter)
+        self._check_options()
         x, m = _check_spend(frequency, monetary_value, fitting=True)
         w = check_weights(weights, x.size)
         total = float(w.sum())
@@ -109,22 +100,7 @@ class GammaGammaModel:
             return -float(ll) / total, -grad / total
 
         mean_m = float(w @ m) / total
-        outcome = maximize(
-            "Gamma-Gamma",
-            _NAMES,
-            neg_mean_ll,
-            start_grid([1.0, 3.0, 2.0 * mean_m], self.n_starts),
-            total,
-            self.penalizer_coef,
-            self.tol,
-            self.max_iter,
-        )
-        self.params_ = outcome.params
-        self.log_likelihood_ = outcome.log_likelihood
-        self.standard_errors_ = outcome.standard_errors
-        self.converged_ = outcome.converged
-        self.at_boundary_ = outcome.at_boundary
-        self.n_customers_ = total
+        self._maximize(neg_mean_ll, [1.0, 3.0, 2.0 * mean_m], total)
         return self
 
     def log_likelihood(self, frequency: Any, monetary_value: Any) -> FloatArray:

@@ -25,17 +25,15 @@ import numpy as np
 
 from tierwise.clv._fit import (
     FloatArray,
-    check_options,
+    Model,
     check_rfm,
     check_weights,
     compress,
     compress_with_index,
     expm1_over,
     gammaln,
-    maximize,
     not_fitted,
     rising_tables,
-    start_grid,
 )
 from tierwise.clv.bgnbd import _horizon
 
@@ -212,22 +210,15 @@ def _log_parts(
     return log_p, log_si
 
 
-class ParetoNBDModel:
+class ParetoNBDModel(Model):
     """Pareto/NBD purchase/dropout model; lifetimes' ``ParetoNBDFitter`` parameter names (r, alpha, s, beta)."""
 
-    def __init__(self, penalizer_coef: float = 0.0, n_starts: int = 3, tol: float = 1e-8, max_iter: int = 200) -> None:
-        self.penalizer_coef = penalizer_coef
-        self.n_starts = n_starts
-        self.tol = tol
-        self.max_iter = max_iter
+    label = "Pareto/NBD"
+    names = _NAMES
 
-    def __repr__(self) -> str:
-        fitted = getattr(self, "params_", None)
-        inner = ", ".join(f"{k}={v:.4g}" for k, v in fitted.items()) if fitted else "not fitted"
-        return f"ParetoNBDModel({inner})"
 
     def fit(self, frequency: Any, recency: Any, T: Any, weights: Any = None) -> ParetoNBDModel:
-        check_options(self.penalizer_coef, self.n_starts, self.tol, self.max_iter)
+        self._check_options()
         x, t_x, age = check_rfm(frequency, recency, T)
         w = check_weights(weights, x.size)
         (xf, t_x, age), w = compress([x.astype(np.float64), t_x, age], w)
@@ -277,22 +268,7 @@ class ParetoNBDModel:
         mean_x = float(w @ x) / total
         mean_t = float(w @ age) / total
         alpha0 = max(mean_t / max(mean_x, 0.05), 1e-3)
-        outcome = maximize(
-            "Pareto/NBD",
-            _NAMES,
-            neg_mean_ll,
-            start_grid([1.0, alpha0, 1.0, mean_t], self.n_starts),
-            total,
-            self.penalizer_coef,
-            self.tol,
-            self.max_iter,
-        )
-        self.params_ = outcome.params
-        self.log_likelihood_ = outcome.log_likelihood
-        self.standard_errors_ = outcome.standard_errors
-        self.converged_ = outcome.converged
-        self.at_boundary_ = outcome.at_boundary
-        self.n_customers_ = total
+        self._maximize(neg_mean_ll, [1.0, alpha0, 1.0, mean_t], total)
         self.n_unique_rows_ = int(x.size)
         return self
 
