@@ -479,6 +479,16 @@ class Model:
     def _check_options(self) -> None:
         check_options(self.penalizer_coef, self.n_starts, self.tol, self.max_iter)
 
+    def _compressed_rfm(
+        self, frequency: Any, recency: Any, T: Any, weights: Any
+    ) -> tuple[NDArray[np.int64], FloatArray, FloatArray, FloatArray, FloatArray]:
+        """Checked inputs, identical (x, t_x, T) rows merged: x, x as floats, t_x, T, weights."""
+        self._check_options()
+        x, t_x, age = check_rfm(frequency, recency, T)
+        w = check_weights(weights, x.size)
+        (xf, t_x, age), w = compress([x.astype(np.float64), t_x, age], w)
+        return xf.astype(np.int64), xf, t_x, age, w
+
     def _maximize(self, objective: ObjectiveFn, start: list[float], total: float) -> None:
         outcome = maximize(
             self.label,

@@ -20,8 +20,6 @@ from tierwise.clv._fit import (
     Model,
     as_float_array,
     check_rfm,
-    check_weights,
-    compress,
     expm1_over,
     gammaln,
     not_fitted,
@@ -42,15 +40,10 @@ class BetaGeoModel(Model):
     label = "BG/NBD"
     names = _NAMES
 
-
     # -- fitting --------------------------------------------------------------------------------------------------
 
     def fit(self, frequency: Any, recency: Any, T: Any, weights: Any = None) -> BetaGeoModel:
-        self._check_options()
-        x, t_x, age = check_rfm(frequency, recency, T)
-        w = check_weights(weights, x.size)
-        (xf, t_x, age), w = compress([x.astype(np.float64), t_x, age], w)
-        x = xf.astype(np.int64)
+        x, _, t_x, age, w = self._compressed_rfm(frequency, recency, T, weights)
         total = float(w.sum())
         # Per-count totals let the Σ_{j<x} terms be summed once per distinct count, not once per row.
         count_w = np.bincount(x, weights=w)

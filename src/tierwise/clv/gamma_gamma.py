@@ -65,7 +65,6 @@ class GammaGammaModel(Model):
     label = "Gamma-Gamma"
     names = _NAMES
 
-
     def fit(self, frequency: Any, monetary_value: Any, weights: Any = None) -> GammaGammaModel:
         self._check_options()
         x, m = _check_spend(frequency, monetary_value, fitting=True)

@@ -27,8 +27,6 @@ from tierwise.clv._fit import (
     FloatArray,
     Model,
     check_rfm,
-    check_weights,
-    compress,
     compress_with_index,
     expm1_over,
     gammaln,
@@ -216,13 +214,8 @@ class ParetoNBDModel(Model):
     label = "Pareto/NBD"
     names = _NAMES
 
-
     def fit(self, frequency: Any, recency: Any, T: Any, weights: Any = None) -> ParetoNBDModel:
-        self._check_options()
-        x, t_x, age = check_rfm(frequency, recency, T)
-        w = check_weights(weights, x.size)
-        (xf, t_x, age), w = compress([x.astype(np.float64), t_x, age], w)
-        x = xf.astype(np.int64)
+        x, xf, t_x, age, w = self._compressed_rfm(frequency, recency, T, weights)
         total = float(w.sum())
         count_w = np.bincount(x, weights=w)
         x_max = int(x.max())
