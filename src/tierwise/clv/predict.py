@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import ibis
 import ibis.expr.types as ir
@@ -46,6 +47,7 @@ class PredictionResult:
     table: pa.Table
     params: dict[str, dict[str, float]]
     note: str = ""
+    transaction_model: Any = None  # the fitted BG/NBD or Pareto/NBD model, when it could be fitted
 
 
 def empty() -> pa.Table:
@@ -88,13 +90,18 @@ def predict(orders: ir.Table, settings: ClvSettings, as_of: dt.date) -> Predicti
     r, age = np.round(r, 9), np.round(age, 9)
     model = BetaGeoModel() if settings.model == "bgnbd" else ParetoNBDModel()
     repeat = (f > 0) & (m > 0)
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+    failures = (UserError, ValueError, FloatingPointError)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
             model.fit(f, r, age)
+        except failures as exc:
+            return PredictionResult(empty(), {}, f"predictive CLV skipped: the models could not be fitted ({exc})")
+        try:
             spend_model = GammaGammaModel().fit(f[repeat], m[repeat])
-    except (UserError, ValueError, FloatingPointError) as exc:
-        return PredictionResult(empty(), {}, f"predictive CLV skipped: the models could not be fitted ({exc})")
+        except failures as exc:
+            note = f"predictive CLV skipped: the spend model could not be fitted ({exc})"
+            return PredictionResult(empty(), {"transactions": dict(model.params_)}, note, model)
     horizon = settings.horizon_months * DAYS_PER_MONTH / settings.time_unit_days
     spend_f, spend_m = np.where(repeat, f, 0.0), np.where(repeat, m, 0.0)
     clv = customer_lifetime_value(
@@ -119,4 +126,5 @@ def predict(orders: ir.Table, settings: ClvSettings, as_of: dt.date) -> Predicti
         }
     )
     note = "; ".join(str(w.message) for w in caught)
-    return PredictionResult(table, {"transactions": dict(model.params_), "spend": dict(spend_model.params_)}, note)
+    params = {"transactions": dict(model.params_), "spend": dict(spend_model.params_)}
+    return PredictionResult(table, params, note, model)
