@@ -18,8 +18,10 @@ from typing import Any
 import numpy as np
 
 from tierwise.clv._fit import (
+    Data,
     FloatArray,
     Model,
+    ObjectiveFn,
     as_float_array,
     check_finite,
     check_weights,
@@ -69,37 +71,8 @@ class GammaGammaModel(Model):
         self._check_options()
         x, m = _check_spend(frequency, monetary_value, fitting=True)
         w = check_weights(weights, x.size)
-        total = float(w.sum())
-        # Γ terms depend on the count only: evaluate them once per distinct count.
-        counts, inverse = np.unique(x, return_inverse=True)
-        count_w = np.bincount(inverse, weights=w)
-        wx = w * x
-        log_m = np.log(m)
-        s_log_m = float(w @ log_m)
-        s_x_log_xm = float(wx @ (log_m + np.log(x)))
-        xm = x * m
-
-        def neg_mean_ll(phi: FloatArray) -> tuple[float, FloatArray]:
-            p, q, v = np.exp(phi)
-            px = p * counts
-            log_den = np.log(xm + v)  # log(γ + x m̄), the only per-customer term that moves with the parameters
-            ll = (
-                count_w @ (gammaln(px + q) - gammaln(px))
-                - total * gammaln(q)[0]
-                + total * q * np.log(v)
-                + p * s_x_log_xm
-                - s_log_m
-                - (p * wx + q * w) @ log_den
-            )
-            psi_pxq = digamma(px + q)
-            d_p = (count_w * counts) @ (psi_pxq - digamma(px)) + s_x_log_xm - wx @ log_den
-            d_q = count_w @ psi_pxq - total * digamma(q)[0] + total * np.log(v) - w @ log_den
-            d_v = total * q / v - (p * wx + q * w) @ np.exp(-log_den)
-            grad = np.array([d_p, d_q, d_v]) * np.exp(phi)
-            return -float(ll) / total, -grad / total
-
-        mean_m = float(w @ m) / total
-        self._maximize(neg_mean_ll, [1.0, 3.0, 2.0 * mean_m], total)
+        mean_m = float(w @ m) / float(w.sum())
+        self._maximize(_objective, (x, m, w), [1.0, 3.0, 2.0 * mean_m])
         return self
 
     def log_likelihood(self, frequency: Any, monetary_value: Any) -> FloatArray:
@@ -130,3 +103,38 @@ class GammaGammaModel(Model):
         den = p * x + q - 1.0
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.asarray(np.where(den > 0, p * (v + x * m) / den, np.inf), dtype=np.float64)
+
+
+def _objective(data: Data) -> ObjectiveFn:
+    """Mean negative log-likelihood of the rows ``(x, m̄, weights)`` and its gradient in log-parameters."""
+    x, m, w = data
+    total = float(w.sum())
+    # Γ terms depend on the count only: evaluate them once per distinct count.
+    counts, inverse = np.unique(x, return_inverse=True)
+    count_w = np.bincount(inverse, weights=w)
+    wx = w * x
+    log_m = np.log(m)
+    s_log_m = float(w @ log_m)
+    s_x_log_xm = float(wx @ (log_m + np.log(x)))
+    xm = x * m
+
+    def neg_mean_ll(phi: FloatArray) -> tuple[float, FloatArray]:
+        p, q, v = np.exp(phi)
+        px = p * counts
+        log_den = np.log(xm + v)  # log(γ + x m̄), the only per-customer term that moves with the parameters
+        ll = (
+            count_w @ (gammaln(px + q) - gammaln(px))
+            - total * gammaln(q)[0]
+            + total * q * np.log(v)
+            + p * s_x_log_xm
+            - s_log_m
+            - (p * wx + q * w) @ log_den
+        )
+        psi_pxq = digamma(px + q)
+        d_p = (count_w * counts) @ (psi_pxq - digamma(px)) + s_x_log_xm - wx @ log_den
+        d_q = count_w @ psi_pxq - total * digamma(q)[0] + total * np.log(v) - w @ log_den
+        d_v = total * q / v - (p * wx + q * w) @ np.exp(-log_den)
+        grad = np.array([d_p, d_q, d_v]) * np.exp(phi)
+        return -float(ll) / total, -grad / total
+
+    return neg_mean_ll

@@ -24,8 +24,10 @@ from typing import Any
 import numpy as np
 
 from tierwise.clv._fit import (
+    Data,
     FloatArray,
     Model,
+    ObjectiveFn,
     check_rfm,
     compress_with_index,
     expm1_over,
@@ -215,53 +217,12 @@ class ParetoNBDModel(Model):
     names = _NAMES
 
     def fit(self, frequency: Any, recency: Any, T: Any, weights: Any = None) -> ParetoNBDModel:
-        x, xf, t_x, age, w = self._compressed_rfm(frequency, recency, T, weights)
+        x, _, t_x, age, w = self._compressed_rfm(frequency, recency, T, weights)
         total = float(w.sum())
-        count_w = np.bincount(x, weights=w)
-        x_max = int(x.max())
-        # F(t) depends on (x, t) only: evaluate it once per distinct pair among (x, t_x) and (x, T).
-        open_ = t_x < age  # rows with an integral I over a non-empty interval
-        pair_x = np.concatenate([xf[open_], xf[open_]])
-        pair_t = np.concatenate([t_x[open_], age[open_]])
-        (ux, ut), _, pair_index = compress_with_index([pair_x, pair_t], np.ones(pair_x.size))
-        n_open = int(open_.sum())
-        ix_x, ix_t = pair_index[:n_open], pair_index[n_open:]
-        w_open = w[open_]
-
-        def neg_mean_ll(phi: FloatArray) -> tuple[float, FloatArray]:
-            r, alpha, s, beta = np.exp(phi)
-            lr, ir = rising_tables(r, x_max)
-            log_aT = np.log(alpha + age)
-            log_bT = np.log(beta + age)
-            log_p = -(r + x) * log_aT - s * log_bT
-            d_p = np.stack([-log_aT, -(r + x) / (alpha + age), -log_bT, -s / (beta + age)], axis=1)
-            lf, dlf = log_f(r, alpha, s, beta, ux, ut)
-            lfx, lft = lf[ix_x], lf[ix_t]
-            rho = np.minimum(np.exp(lft - lfx), 1.0)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                log_si = np.log(s) + lfx + np.log1p(-rho)
-                d_i = (dlf[ix_x] - rho[:, None] * dlf[ix_t]) / (1.0 - rho)[:, None]
-            d_i[:, 2] += 1.0 / s
-            lp_open = log_p[open_]
-            top = np.maximum(lp_open, log_si)
-            e_p = np.exp(lp_open - top)
-            e_i = np.exp(log_si - top)
-            omega = e_i / (e_p + e_i)  # share of the "dropped out in (t_x, T]" branch
-            bracket = log_p.copy()
-            bracket[open_] = top + np.log(e_p + e_i)
-            ll = count_w @ lr + total * (r * np.log(alpha) + s * np.log(beta)) + w @ bracket
-            grad = w @ d_p
-            safe = omega > 0
-            grad += (w_open[safe] * omega[safe]) @ (d_i[safe] - d_p[open_][safe])
-            grad += np.array(
-                [count_w @ ir + total * np.log(alpha), total * r / alpha, total * np.log(beta), total * s / beta]
-            )
-            return -float(ll) / total, -grad * np.exp(phi) / total
-
         mean_x = float(w @ x) / total
         mean_t = float(w @ age) / total
         alpha0 = max(mean_t / max(mean_x, 0.05), 1e-3)
-        self._maximize(neg_mean_ll, [1.0, alpha0, 1.0, mean_t], total)
+        self._maximize(_objective, (x, t_x, age, w), [1.0, alpha0, 1.0, mean_t])
         self.n_unique_rows_ = int(x.size)
         return self
 
@@ -303,3 +264,52 @@ class ParetoNBDModel(Model):
         r, alpha, s, beta = self._params()
         growth = -expm1_over(s - 1.0, np.log(beta) - np.log(beta + np.atleast_1d(horizon)))
         return np.asarray(r / alpha * beta * growth, dtype=np.float64)
+
+
+def _objective(data: Data) -> ObjectiveFn:
+    """Mean negative log-likelihood of the rows ``(x, t_x, T, weights)`` and its gradient in log-parameters."""
+    x, t_x, age, w = data
+    xf = x.astype(np.float64)
+    total = float(w.sum())
+    count_w = np.bincount(x, weights=w)
+    x_max = int(x.max())
+    # F(t) depends on (x, t) only: evaluate it once per distinct pair among (x, t_x) and (x, T).
+    open_ = t_x < age  # rows with an integral I over a non-empty interval
+    pair_x = np.concatenate([xf[open_], xf[open_]])
+    pair_t = np.concatenate([t_x[open_], age[open_]])
+    (ux, ut), _, pair_index = compress_with_index([pair_x, pair_t], np.ones(pair_x.size))
+    n_open = int(open_.sum())
+    ix_x, ix_t = pair_index[:n_open], pair_index[n_open:]
+    w_open = w[open_]
+
+    def neg_mean_ll(phi: FloatArray) -> tuple[float, FloatArray]:
+        r, alpha, s, beta = np.exp(phi)
+        lr, ir = rising_tables(r, x_max)
+        log_aT = np.log(alpha + age)
+        log_bT = np.log(beta + age)
+        log_p = -(r + x) * log_aT - s * log_bT
+        d_p = np.stack([-log_aT, -(r + x) / (alpha + age), -log_bT, -s / (beta + age)], axis=1)
+        lf, dlf = log_f(r, alpha, s, beta, ux, ut)
+        lfx, lft = lf[ix_x], lf[ix_t]
+        rho = np.minimum(np.exp(lft - lfx), 1.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_si = np.log(s) + lfx + np.log1p(-rho)
+            d_i = (dlf[ix_x] - rho[:, None] * dlf[ix_t]) / (1.0 - rho)[:, None]
+        d_i[:, 2] += 1.0 / s
+        lp_open = log_p[open_]
+        top = np.maximum(lp_open, log_si)
+        e_p = np.exp(lp_open - top)
+        e_i = np.exp(log_si - top)
+        omega = e_i / (e_p + e_i)  # share of the "dropped out in (t_x, T]" branch
+        bracket = log_p.copy()
+        bracket[open_] = top + np.log(e_p + e_i)
+        ll = count_w @ lr + total * (r * np.log(alpha) + s * np.log(beta)) + w @ bracket
+        grad = w @ d_p
+        safe = omega > 0
+        grad += (w_open[safe] * omega[safe]) @ (d_i[safe] - d_p[open_][safe])
+        grad += np.array(
+            [count_w @ ir + total * np.log(alpha), total * r / alpha, total * np.log(beta), total * s / beta]
+        )
+        return -float(ll) / total, -grad * np.exp(phi) / total
+
+    return neg_mean_ll

@@ -34,6 +34,12 @@ import ibis
 import ibis.expr.types as ir
 
 
+@ibis.udf.agg.builtin(name="min_by")
+def _value_at_min(value: float, key: float) -> float:  # type: ignore[empty-body]
+    """The value at the smallest key: `min_by` in DuckDB and Spark. (Ibis compiles `argmin` for DuckDB as
+    FIRST(value ORDER BY key), an ordered aggregate that sorts every group: a quarter of the summary's time.)"""
+
+
 def _day_of(column: ir.Column) -> ir.DateValue:
     """The calendar day of a date, timestamp or ISO-formatted string column."""
     if column.type().is_timestamp():
@@ -102,23 +108,24 @@ def rfm_summary(
     # 1. One row per purchase occasion (customer, day — or order time), with its total value.
     day_aggs = {"_value": o._amount.sum().fill_null(0.0)} if with_money else {}
     days = o.group_by(["customer_id", "_day"]).aggregate(**day_aggs)
-    days = days.mutate(_cal=days._day < cal_limit)
-
     # 2. One row per customer. Holdout days are later than every calibration day, so the first day overall is
-    # the first calibration day for every customer we keep (those who bought by calibration_end).
+    # the first calibration day for every customer we keep (those who bought by calibration_end). Without a
+    # holdout every day is a calibration day, and the aggregates need no filter.
+    cal = days._day < cal_limit if holdout else None
     aggs: dict[str, ir.Value] = {
         "_first": days._day.min(),
-        "_last": days._day.max(where=days._cal),
-        "_cal_days": days._cal.sum(),
+        "_last": days._day.max(where=cal),
+        "_cal_days": days.count(where=cal),
     }
     if with_money:
-        aggs["_cal_value"] = days._value.sum(where=days._cal)
+        aggs["_cal_value"] = days._value.sum(where=cal)
         # The first day's value without a window: the value at the smallest day (days are unique per customer).
-        aggs["_first_value"] = days._value.argmin(days._day)
+        aggs["_first_value"] = _value_at_min(days._value, days._day)
     if holdout:
-        aggs["_hold_days"] = (~days._cal).sum()
+        assert cal is not None  # for mypy: `holdout` says so
+        aggs["_hold_days"] = days.count(where=~cal)
         if with_money:
-            aggs["_hold_value"] = days._value.sum(where=~days._cal)
+            aggs["_hold_value"] = days._value.sum(where=~cal)
     c = days.group_by("customer_id").aggregate(**aggs)
     c = c.filter(c._first < cal_limit)
 

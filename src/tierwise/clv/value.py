@@ -67,18 +67,17 @@ def customer_lifetime_value(
     # Value of one future purchase, kept after costs: the same every month, so computed once.
     per_purchase = np.asarray(spend_model.expected_spend(f, m), dtype=np.float64) * np.asarray(margin, np.float64)
 
-    clv = np.zeros(np.broadcast_shapes(f.shape, per_purchase.shape), dtype=np.float64)
-    purchases_before = np.zeros_like(clv)  # E[purchases in (0, 0]] = 0: no need to ask the model
     months = range(1, int(horizon_months) + 1)
     horizons = [month * DAYS_PER_MONTH / time_unit_days for month in months]
-    by_horizon = getattr(transaction_model, "expected_purchases_by_horizon", None)
-    table = by_horizon(horizons, f, r, age) if by_horizon is not None and f.ndim == 1 and horizons else None
-    for j, month in enumerate(months):
+    discounts = [1.0 / (1.0 + discount_rate_monthly) ** month for month in months]
+    discounted = getattr(transaction_model, "discounted_purchases", None)
+    if discounted is not None and f.ndim == 1:
+        return np.asarray(discounted(horizons, discounts, f, r, age) * per_purchase, dtype=np.float64)
+    clv = np.zeros(np.broadcast_shapes(f.shape, per_purchase.shape), dtype=np.float64)
+    purchases_before = np.zeros_like(clv)  # E[purchases in (0, 0]] = 0: no need to ask the model
+    for t, discount in zip(horizons, discounts, strict=True):
         # The models give cumulative expectations; the month's own purchases are the difference.
-        if table is not None:
-            purchases_by = table[:, j]
-        else:
-            purchases_by = np.asarray(transaction_model.expected_purchases(horizons[j], f, r, age), dtype=np.float64)
-        clv += (purchases_by - purchases_before) * per_purchase / (1.0 + discount_rate_monthly) ** month
+        purchases_by = np.asarray(transaction_model.expected_purchases(t, f, r, age), dtype=np.float64)
+        clv += (purchases_by - purchases_before) * per_purchase * discount
         purchases_before = purchases_by
     return clv
