@@ -94,3 +94,79 @@ def test_show_customer_explains_with_the_runs_thresholds(ws_dir: Path, tmp_path:
     ):
         r = run_cli(*args, "-w", ws_dir)
         assert r.code == 2 and message in r.stderr
+
+
+@pytest.fixture(scope="module")
+def generated_ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workspace with 800 generated B2B customers (orders, payments, interactions) and one run."""
+    from tests.conftest import run_cli
+
+    root = tmp_path_factory.mktemp("gen")
+    data, ws_dir = root / "data", root / "ws"
+    assert run_cli("generate", data, "--customers", "800", "--seed", "5").code == 0
+    assert run_cli("init", ws_dir).code == 0
+    for table in ("customers", "orders", "payments", "interactions"):
+        assert run_cli("ingest", table, data / f"{table}.csv", "-w", ws_dir).code == 0
+    assert run_cli("run", "-w", ws_dir).code == 0
+    return ws_dir
+
+
+def test_run_clusters_every_buyer_and_keeps_the_profiles(generated_ws: Path) -> None:
+    import json
+
+    from tierwise.show import latest_snapshot
+
+    ws = Workspace.open(generated_ws)
+    try:
+        meta, snap = latest_snapshot(ws)
+        df = snap.select("customer_id", "purchases", "monetary", "cluster", "cluster_name").to_pandas()
+    finally:
+        ws.close()
+    clusters = json.loads(meta["models"])["clusters"]
+    buyers = df["purchases"].fillna(0) > 0
+    # Every buyer is in a cluster, no prospect is (include_prospects = false by default).
+    assert df.loc[buyers, "cluster"].notna().all() and df.loc[~buyers, "cluster"].isna().all()
+    assert clusters["k"] == df["cluster"].nunique() and 2 <= clusters["k"] <= 8
+    assert clusters["clustered"] == int(buyers.sum())
+    # The stored profiles agree with the snapshot, counted again here; cluster 1 brings the most revenue.
+    sizes = df.groupby("cluster").size().to_dict()
+    revenue = df.groupby("cluster")["monetary"].sum()
+    for p in clusters["profiles"]:
+        assert p["size"] == sizes[p["cluster"]]
+        assert p["revenue_share"] == pytest.approx(revenue[p["cluster"]] / df.loc[buyers, "monetary"].sum())
+        names = set(df.loc[df["cluster"] == p["cluster"], "cluster_name"])
+        assert names == {p["name_zh"]}  # the workspace speaks Chinese
+    assert revenue.idxmax() == 1
+    assert len(clusters["projection"]["x"]) == len(clusters["projection"]["cluster"]) > 0
+
+
+def test_show_customer_names_the_cluster_and_a_run_without_clustering_has_none(
+    generated_ws: Path, tmp_path: Path
+) -> None:
+    import json
+    import shutil
+
+    from tests.conftest import run_cli
+
+    detail = run_cli("show", "customer", "C0000001", "-w", generated_ws, "--json").json()
+    if detail["customer"]["cluster"] is not None:
+        assert any(r.startswith(f"cluster {detail['customer']['cluster']} of ") for r in detail["reasons"])
+    summary = run_cli("show", "-w", generated_ws, "--json").json()["summaries"]["cluster_name"]
+    assert sum(r["customers"] for r in summary) == 800
+
+    copy = tmp_path / "ws"
+    shutil.copytree(generated_ws, copy)
+    cfg = copy / "tierwise.toml"
+    text = cfg.read_text()
+    block = "[cluster]\n# Cluster customers in every run / 每次运行时进行聚类\nenabled = true"
+    assert block in text
+    cfg.write_text(text.replace(block, block.replace("true", "false")))
+    assert run_cli("run", "-w", copy).code == 0
+    ws = Workspace.open(copy)
+    try:
+        from tierwise.show import latest_snapshot
+
+        meta, snap = latest_snapshot(ws)
+    finally:
+        ws.close()
+    assert "cluster" not in snap.columns and json.loads(meta["models"])["clusters"] is None

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tierwise.errors import UserError
+from tierwise.mining.settings import ClassifySettings, ClusterSettings
 from tierwise.schema import TABLES
 
 
@@ -272,6 +273,8 @@ class Config(_Section):
     clv: ClvSettings = ClvSettings()
     grade: GradeSettings = GradeSettings()
     loyalty: LoyaltyConfig = LoyaltyConfig()
+    cluster: ClusterSettings = ClusterSettings()
+    classify: ClassifySettings = ClassifySettings()
     rules: list[RuleSettings] = Field(default_factory=list)
     # [mapping.orders] "源列名" = "field": per table, source header → canonical field (or "ignore").
     mapping: dict[str, dict[str, str]] = Field(default_factory=dict)
@@ -353,7 +356,8 @@ def render_default_config() -> str:
                 tables.append("")
                 continue
             lines.append(f"# {info.description}")
-            lines.append(f"{name} = {_toml_value(value)}")
+            # TOML has no null: an unset optional setting is written commented out.
+            lines.append(f"# {name} = (unset)" if value is None else f"{name} = {_toml_value(value)}")
         lines += ["", *tables]
     lines += [
         "# Rules: tag customers matching a condition over snapshot columns (see docs/rules.md).",

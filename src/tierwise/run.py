@@ -33,6 +33,7 @@ from tierwise.engine import transaction
 from tierwise.errors import UserError
 from tierwise.features import FeatureSettings, customer_features, default_as_of
 from tierwise.industry import main_industry
+from tierwise.mining.in_run import cluster_snapshot
 from tierwise.rules import add_tags, columns_in, compile_value
 from tierwise.satisfaction import satisfaction_features
 from tierwise.schema import TABLES
@@ -216,7 +217,8 @@ def run(ws: Workspace, as_of: dt.date | None = None, on_stage: Callable[[str], N
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
-    stages = iter(["measures", "classes", "pareto", "saving"])
+    clustering = ws.config.cluster.enabled
+    stages = iter(["measures", "classes", *(["clusters"] if clustering else []), "pareto", "saving"])
 
     def lap(stage: str) -> None:
         nonlocal clock
@@ -241,8 +243,16 @@ def run(ws: Workspace, as_of: dt.date | None = None, on_stage: Callable[[str], N
     with transaction(ws.con):
         scores = on_engine(tables["orders"], forecast.table)
         snapshot = build_snapshot(tables, ws.config, as_of, checkpoint, scores)
-        ws.con.create_table(name, snapshot.mutate(run_id=ibis.literal(run_id), as_of=ibis.literal(as_of)))
-        lap("classes")
+        clusters: dict[str, object] | None = None
+        if clustering:
+            # Clusters are fitted on the finished classes (profiles name their dominant segment and grade).
+            classified = checkpoint("classes", snapshot)
+            labels, clusters = cluster_snapshot(classified, ws.config.cluster, ws.config.workspace.language)
+            labelled = on_engine(classified, labels)
+            snapshot = classified.left_join(labelled, "customer_id").drop("customer_id_right")
+        snapshot = snapshot.mutate(run_id=ibis.literal(run_id), as_of=ibis.literal(as_of))
+        ws.con.create_table(name, snapshot)
+        lap("clusters" if clustering else "classes")
         stored = ws.table(name)
         curve = pareto_curve(stored, value=ws.config.abc.by, points=100)
         ws.con.create_table(f"pareto_{suffix}", ibis.memtable(curve))
@@ -250,13 +260,24 @@ def run(ws: Workspace, as_of: dt.date | None = None, on_stage: Callable[[str], N
         lap("pareto")
         timings["total"] = round(sum(timings.values()), 3)
         report = RunReport(run_id, as_of, name, n, timings, notes, forecast.params)
-        _register(ws, report, batches, input_rows)
-        ws.con.drop_table(f"_tierwise_measures_{suffix}", force=True)
+        if clusters and clusters.get("warning"):
+            report.notes.append(str(clusters["warning"]))
+        _register(ws, report, batches, input_rows, clusters)
+        for stage in ("measures", "classes"):
+            ws.con.drop_table(f"_tierwise_{stage}_{suffix}", force=True)
+        if clustering:
+            ws.con.drop_table(labelled.get_name(), force=True)
         ws.con.drop_table(scores.get_name(), force=True)
     return report
 
 
-def _register(ws: Workspace, report: RunReport, batches: list[str], input_rows: dict[str, int]) -> None:
+def _register(
+    ws: Workspace,
+    report: RunReport,
+    batches: list[str],
+    input_rows: dict[str, int],
+    clusters: dict[str, object] | None = None,
+) -> None:
     """The run becomes visible with this row, written in the same transaction as its snapshot."""
     row = {
         "run_id": report.run_id,
@@ -267,7 +288,9 @@ def _register(ws: Workspace, report: RunReport, batches: list[str], input_rows: 
         "config": ws.config.model_dump_json(),
         "input_batches": json.dumps(sorted(batches)),
         "input_rows": json.dumps(input_rows),
-        "models": json.dumps({"params": report.model_params, "notes": report.notes}, ensure_ascii=False),
+        "models": json.dumps(
+            {"params": report.model_params, "notes": report.notes, "clusters": clusters}, ensure_ascii=False
+        ),
         "timings": json.dumps(report.timings),
     }
     ws.con.insert("runs", ibis.memtable([row], schema=ws.table("runs").schema()))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 from typing import Any
 
 import ibis.expr.types as ir
@@ -31,8 +32,18 @@ TITLES: dict[str, tuple[str, str]] = {
     "value_tier": ("Value tiers", "价值分层"),
     "lifecycle_stage": ("Lifecycle stages", "生命周期阶段"),
     "loyalty": ("Loyalty", "忠诚度"),
+    "cluster_name": ("Clusters (k-means)", "聚类（k均值）"),
 }
-SUMMARIES = ["grade", "rfm_segment", "rfm_class8", "abc_class", "value_tier", "lifecycle_stage", "loyalty"]
+SUMMARIES = [
+    "grade",
+    "rfm_segment",
+    "rfm_class8",
+    "abc_class",
+    "value_tier",
+    "lifecycle_stage",
+    "loyalty",
+    "cluster_name",
+]
 
 
 # What an empty class means, per column (prospects are not graded, and so on).
@@ -40,6 +51,7 @@ EMPTY_LABELS: dict[str, tuple[str, str]] = {
     "grade": ("Not graded (no purchase)", "未评级（无购买）"),
     "rfm_class8": ("No purchase", "无购买"),
     "satisfaction_level": ("No score", "无评分"),
+    "cluster_name": ("Not clustered (no purchase)", "未聚类（无购买）"),
 }
 
 
@@ -155,6 +167,9 @@ def explain_customer(
         )
     if c.get("composite_score") is not None:
         reasons.append(_grade_reason(c, config, language))
+    cluster = _cluster_reason(c, meta, language)
+    if cluster:
+        reasons.append(cluster)
     if c.get("loyalty") is not None:
         reasons.append(
             f"loyalty: {c['purchases']} purchases, first {c['tenure_days']} days ago, lifecycle "
@@ -162,6 +177,29 @@ def explain_customer(
             f" → {label('loyalty', c['loyalty'], language)}"
         )
     return {"run_id": meta["run_id"], "as_of": str(meta["as_of"]), "customer": c, "reasons": reasons}
+
+
+def run_clusters(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The clustering summary a run kept (None for runs without clustering)."""
+    models = json.loads(str(meta.get("models") or "{}"))
+    clusters = models.get("clusters")
+    return clusters if isinstance(clusters, dict) else None
+
+
+def _cluster_reason(c: dict[str, Any], meta: dict[str, Any], language: str) -> str | None:
+    """Which cluster, and what sets its members apart from the base (standardised differences)."""
+    clusters = run_clusters(meta)
+    if c.get("cluster") is None or clusters is None:
+        return None
+    profile = next((p for p in clusters["profiles"] if p["cluster"] == c["cluster"]), None)
+    if profile is None:
+        return None
+    name = profile["name_zh" if language == "zh" else "name_en"]
+    apart = ", ".join(f"{feature} {diff:+.2f} sd" for feature, diff in profile["top_features"])
+    return (
+        f"cluster {c['cluster']} of {clusters['k']} '{name}' ({profile['size']:,} customers, "
+        f"{profile['revenue_share']:.1%} of revenue): its members differ from the base in {apart or 'nothing'}"
+    )
 
 
 def _grade_reason(c: dict[str, Any], config: Any, language: str) -> str:
