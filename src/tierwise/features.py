@@ -59,6 +59,8 @@ def customer_features(
     window = o.filter(o._in_window)
     window_sales = window.filter(window._sale)
 
+    # Every sum and spread below is rounded: the engine adds in parallel, in no fixed order, and the last bits
+    # of a float sum depend on the order; rounded, two runs on the same data give the same snapshot.
     # Purchase occasions over the whole history, and the gaps between them.
     days = sales.group_by(["customer_id", "_day"]).aggregate()
     days = days.mutate(_gap=_days_between(days._day, days._day.lag().over(group_by="customer_id", order_by="_day")))
@@ -67,7 +69,7 @@ def customer_features(
         last_order_date=days._day.max(),
         purchases=days.count(),
         ipt_mean_days=days._gap.mean(),
-        _ipt_std=days._gap.std(how="pop"),
+        _ipt_std=days._gap.std(how="pop").round(9),
     )
     rhythm = rhythm.mutate(
         ipt_cv=ibis.ifelse(rhythm.ipt_mean_days > 0, rhythm._ipt_std / rhythm.ipt_mean_days, ibis.null("float64"))
@@ -76,7 +78,7 @@ def customer_features(
     occasions = window_sales._day.nunique() if s.frequency_by == "days" else window_sales.order_id.nunique()
     activity = window_sales.group_by("customer_id").aggregate(
         frequency=occasions,
-        _sales_revenue=window_sales.amount.sum(),
+        _sales_revenue=window_sales.amount.sum().round(4),
         category_count=window_sales.product_category.nunique(),
     )
     money = window.group_by("customer_id").aggregate(
@@ -84,11 +86,13 @@ def customer_features(
         monetary=window.amount.sum().round(4),
         profit=window._profit.sum().round(4),
         _costed=window.cost.count(),
-        _online_revenue=ibis.ifelse(window._online & window._sale, window.amount, 0.0).sum(),
+        _online_revenue=ibis.ifelse(window._online & window._sale, window.amount, 0.0).sum().round(4),
     )
-    previous = o.filter(o._in_previous).group_by("customer_id").aggregate(_previous_revenue=ibis._.amount.sum())
+    previous = o.filter(o._in_previous).group_by("customer_id")
+    previous = previous.aggregate(_previous_revenue=ibis._.amount.sum().round(4))
 
-    per_category = window_sales.group_by(["customer_id", "product_category"]).aggregate(_rev=ibis._.amount.sum())
+    per_category = window_sales.group_by(["customer_id", "product_category"])
+    per_category = per_category.aggregate(_rev=ibis._.amount.sum().round(4))
     per_category = per_category.filter(per_category.product_category.notnull())
     per_category = per_category.mutate(
         _rank=ibis.row_number().over(
