@@ -26,6 +26,8 @@ NEW_COLUMNS = ["grade", "composite_score", "priority_rank", "loyalty", "clv_hist
 PREDICTIVE_COLUMNS = ["p_alive", "expected_purchases", "expected_spend", "clv_predicted"]
 BACKTEST_CALIBRATION_END = "2024-06-30"
 MODEL_CHARTS = {"model_palive", "model_clv", "backtest_buckets", "backtest_rankings"}
+CLUSTER_CHARTS = {"clusters_scatter", "clusters_sizes", "clusters_silhouette", "clusters_elbow"}
+LEARNED_CHARTS = {"learned_importance", "learned_classes"}
 DATA_RE = re.compile(r'<script type="application/json" id="report-data">(.*?)</script>', re.S)
 
 
@@ -63,6 +65,8 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     r = run_cli("run", "-w", ws)
     assert r.code == 0, r.stderr
     r = run_cli("backtest", "-w", ws, "--calibration-end", BACKTEST_CALIBRATION_END)
+    assert r.code == 0, r.stderr
+    r = run_cli("classify", "-w", ws, "--compare", "--json")  # a learned model for the latest run
     assert r.code == 0, r.stderr
     return ws
 
@@ -329,7 +333,7 @@ def test_chart_script_draws_every_chart(zh_report: tuple[Path, dict[str, Any]], 
     result = json.loads(proc.stdout)
     assert sorted(result["plotted"]) == sorted(result["ids"])
     assert len(result["plotted"]) == len(set(result["plotted"])) >= 7
-    assert {f"chart-{key}" for key in MODEL_CHARTS} <= set(result["plotted"])
+    assert {f"chart-{key}" for key in MODEL_CHARTS | CLUSTER_CHARTS | LEARNED_CHARTS} <= set(result["plotted"])
     assert result["rendered"] == str(len(result["plotted"]))
 
 
@@ -366,7 +370,7 @@ def test_opens_in_headless_chromium_without_errors(zh_report: tuple[Path, dict[s
     match = re.search(r'data-charts-rendered="(\d+)"', proc.stdout)
     assert match and int(match.group(1)) >= 7
     assert int(match.group(1)) == len(_chart_data(_page(zh_report[0]))["charts"]) + 1  # R×F: two charts
-    for key in MODEL_CHARTS:  # plotly drew into the model page's containers
+    for key in MODEL_CHARTS | CLUSTER_CHARTS | LEARNED_CHARTS:  # plotly drew into the pages' containers
         tag = re.search(rf'<div[^>]*id="chart-{key}"[^>]*>', proc.stdout)
         assert tag and "js-plotly-plot" in tag.group(0), key
 
@@ -578,3 +582,242 @@ def test_latest_backtest_is_the_newest(workspace_copy: Path) -> None:
         assert report_data.latest_backtest(ws) is None
     finally:
         ws.close()
+
+
+# --- the mining pages: clusters and learned rules ------------------------------------------------------------
+
+PROFILE_ROW_RE = re.compile(
+    r'<tr data-cluster="(\d+)">\s*<td class="num"><span[^>]*></span>\d+</td>\s*<td>([^<]*)</td>\s*'
+    r'<td class="num">([\d,]+)</td>'
+)
+
+
+def _section(html: str, key: str) -> str:
+    return html.split(f'data-section="{key}"', 1)[1].split("</section>", 1)[0]
+
+
+def _learned_payload(ws_dir: Path, run_id: str) -> dict[str, Any]:
+    from tierwise.mining.commands import latest_learned
+    from tierwise.workspace import Workspace
+
+    ws = Workspace.open(ws_dir)
+    try:
+        row = latest_learned(ws, run_id)
+    finally:
+        ws.close()
+    assert row is not None
+    return dict(row["payload"], predictions_table=row["predictions_table"])
+
+
+def test_cluster_section_matches_the_snapshot(workspace: Path, zh_report: tuple[Path, dict[str, Any]]) -> None:
+    out, summary = zh_report
+    assert "clusters" in summary["sections"]
+    assert summary["sections"].index("models") < summary["sections"].index("clusters")
+    html = _page(out)
+    page = _section(html, "clusters")
+    assert "数据挖掘分群" in html and "轮廓系数" in page and "调整兰德指数" in page
+
+    clusters = _run_models(workspace, summary["run_id"])["clusters"]
+    k = clusters["k"]
+    assert k >= 2 and len(clusters["profiles"]) == k
+    rows = _snapshot_rows(workspace, summary["run_id"])
+    sizes = Counter(r["cluster"] for r in rows if r["cluster"] is not None)
+    names = {r["cluster"]: r["cluster_name"] for r in rows if r["cluster"] is not None}
+    revenue: dict[int, float] = defaultdict(float)
+    for r in rows:
+        if r["cluster"] is not None:
+            revenue[r["cluster"]] += r["monetary"] or 0.0
+
+    # the profiles table: k rows, sizes and names as a group-by of the snapshot says
+    table = PROFILE_ROW_RE.findall(page)
+    assert len(table) == k == len(sizes)
+    for number, name, customers in table:
+        assert int(customers.replace(",", "")) == sizes[int(number)]
+        assert name == names[int(number)]  # the workspace is Chinese: cluster_name is the Chinese name
+    assert f"k = {k}" in page
+    assert f"{clusters['clustered']:,}" in page and f"{clusters['excluded']:,} 位未参与" in page
+    assert clusters["clustered"] == sum(sizes.values())
+    assert "σ" in page  # distinguishing features as standardised differences
+    first = clusters["profiles"][0]
+    column, diff = first["top_features"][0]
+    from tierwise.mining.labels import column_label
+
+    assert f"{column_label(column, 'zh')} {diff:+.1f}σ" in page
+
+    charts = _chart_data(html)["charts"]
+    assert set(charts) >= CLUSTER_CHARTS
+    for key in CLUSTER_CHARTS:
+        assert f'id="chart-{key}"' in page
+    order = sorted(sizes)
+    bars = charts["clusters_sizes"]
+    assert bars["series"][0]["counts"] == [sizes[c] for c in order]
+    assert bars["series"][1]["counts"] == pytest.approx([revenue[c] for c in order])
+    scatter = charts["clusters_scatter"]
+    assert [s["name"] for s in scatter["series"]] == [f"{c} · {names[c]}" for c in order]  # the legend
+    assert sum(len(s["x"]) for s in scatter["series"]) == len(clusters["projection"]["x"]) > 0
+    assert scatter["series"][0]["x"] == [
+        x for x, c in zip(clusters["projection"]["x"], clusters["projection"]["cluster"], strict=True) if c == order[0]
+    ]
+    silhouette = charts["clusters_silhouette"]
+    assert silhouette["x"] == sorted(int(key) for key in clusters["silhouette"])
+    assert silhouette["y"] == [clusters["silhouette"][str(x)] for x in silhouette["x"]]
+    assert silhouette["chosen"] == k
+    assert charts["clusters_elbow"]["y"] == [clusters["inertia"][str(x)] for x in charts["clusters_elbow"]["x"]]
+
+
+def test_learned_section_shows_the_stored_model(workspace: Path, zh_report: tuple[Path, dict[str, Any]]) -> None:
+    out, summary = zh_report
+    assert "learned" in summary["sections"]
+    html = _page(out)
+    page = _section(html, "learned")
+    payload = _learned_payload(workspace, summary["run_id"])
+    assert payload["model"] == "tree" and set(payload["models"]) == {"tree", "boosting", "mlp"}
+    assert "学习到的分类规则" in html and "决策树" in page and "混淆矩阵" in page
+
+    # the rule list: one row per stored rule, in Chinese, with its class, confidence and customers
+    rules = payload["rules"]
+    assert len(rules) > 1
+    assert len(re.findall(r'<tr data-rule="\d+">', page)) == len(rules)
+    for rule in rules:
+        condition = rule["text_zh"].split(" 则 ", 1)[0]
+        assert condition.startswith("如果 ")
+        assert condition.replace("<", "&lt;").replace(">", "&gt;") in page
+    assert "if " not in page.split('data-part="learned_rules"', 1)[1]
+
+    metrics = payload["models"]["tree"]["metrics"]
+    assert f"{metrics['accuracy']:.1%}" in page
+    assert metrics["roc_auc"] is not None and f"{metrics['roc_auc']:.3f}" in page
+    for kind in ("boosting", "mlp"):  # the comparison table
+        assert f"{payload['models'][kind]['metrics']['accuracy']:.1%}" in page
+    assert "梯度提升" in page and "神经网络" in page
+    matrix = metrics["confusion_matrix"]["matrix"]
+    confusion = page.split('data-part="learned_confusion"', 1)[1].split("</table>", 1)[0]
+    assert [int(n.replace(",", "")) for n in re.findall(r'<td class="num" style="[^"]*">([\d,]+)</td>', confusion)] == [
+        n for row in matrix for n in row
+    ]
+
+    charts = _chart_data(html)["charts"]
+    importance = charts["learned_importance"]
+    from tierwise.mining.labels import column_label
+
+    importances = payload["models"]["tree"]["importances"]
+    top = [f for f, v in sorted(importances.items(), key=lambda fv: -fv[1]) if v > 0][:15]
+    assert importance["labels"] == [column_label(f, "zh") for f in top]
+    assert importance["values"] == pytest.approx([importances[f] for f in top])
+    classes = charts["learned_classes"]
+    assert (
+        sum(classes["series"][0]["counts"])
+        == payload["applied"]["customers"]
+        == len(_snapshot_rows(workspace, summary["run_id"]))
+    )
+    assert sorted(classes["series"][0]["counts"]) == sorted(payload["applied"]["classes"].values())
+
+
+def test_mining_sections_in_english(workspace: Path) -> None:
+    out = workspace.parent / "report_mining_en.html"
+    r = run_cli("report", "-w", workspace, "--out", out, "--language", "en", "--json")
+    assert r.code == 0, r.stderr
+    summary = r.json()
+    assert isinstance(summary, dict) and {"clusters", "learned"} <= set(summary["sections"])
+    html = _page(out)
+    clusters = _run_models(workspace, summary["run_id"])["clusters"]
+    page = _section(html, "clusters")
+    assert "Segments found in the data" in html and "数据挖掘分群" not in html
+    table = PROFILE_ROW_RE.findall(page)
+    assert len(table) == clusters["k"]
+    names = {p["cluster"]: p["name_en"] for p in clusters["profiles"]}
+    assert [name for _, name, _ in table] == [names[int(n)] for n, _, _ in table]
+    assert "Silhouette by k" in page and "Elbow curve" in page
+
+    learned = _section(html, "learned")
+    payload = _learned_payload(workspace, summary["run_id"])
+    assert "Learned rules" in html and "学习到的分类规则" not in html
+    assert len(re.findall(r'<tr data-rule="\d+">', learned)) == len(payload["rules"])
+    for rule in payload["rules"]:
+        condition = rule["text_en"].split(" then ", 1)[0]
+        assert condition.replace("<", "&lt;").replace(">", "&gt;") in learned
+    assert "Decision tree" in learned and "Confusion matrix" in learned and "High value next period" in learned
+    charts = _chart_data(html)["charts"]
+    from tierwise.mining.labels import column_label
+
+    assert charts["learned_importance"]["labels"][0] == column_label(
+        next(iter(payload["models"]["tree"]["importances"])), "en"
+    )
+
+
+def test_mining_sections_absent_without_clusters_or_learned_model(workspace_copy: Path) -> None:
+    """Clustering switched off: a new run has no cluster section, and no learned model yet: no rules section."""
+    config = workspace_copy / "tierwise.toml"
+    text = config.read_text(encoding="utf-8")
+    assert "[cluster]" in text
+    config.write_text(re.sub(r"(?m)^(\[cluster\]\s*\n(?:#.*\n)*)enabled = true", r"\1enabled = false", text))
+    assert "enabled = false" in config.read_text(encoding="utf-8")
+    r = run_cli("run", "-w", workspace_copy)
+    assert r.code == 0, r.stderr
+    for language in ("zh", "en"):
+        out = workspace_copy.parent / f"no-mining-{language}.html"
+        r = run_cli("report", "-w", workspace_copy, "--out", out, "--language", language, "--json")
+        assert r.code == 0, r.stderr
+        summary = r.json()
+        assert isinstance(summary, dict)
+        assert "clusters" not in summary["sections"] and "learned" not in summary["sections"]
+        html = _page(out)
+        assert 'data-section="clusters"' not in html and 'data-section="learned"' not in html
+        assert not set(_chart_data(html)["charts"]) & (CLUSTER_CHARTS | LEARNED_CHARTS)
+        assert _run_models(workspace_copy, summary["run_id"]).get("clusters") is None
+    for text in ("数据挖掘分群", "学习到的分类规则"):
+        assert text not in _page(workspace_copy.parent / "no-mining-zh.html")
+
+
+def test_learned_section_from_a_stored_row(workspace_copy: Path) -> None:
+    """A model stored in `learned_models` by hand (only the payload's essentials): shown for its run only."""
+    from tierwise import report_data
+    from tierwise.report import build_context
+    from tierwise.workspace import Workspace
+
+    ws = Workspace.open(workspace_copy)
+    try:
+        ws.con.raw_sql("DELETE FROM learned_models")
+        meta_run = ws.table("runs").order_by(ibis.desc("created_at")).limit(1).run_id.to_pyarrow().to_pylist()[0]
+        assert report_data.latest_learned(ws, meta_run) is None
+        assert "learned" not in [s["id"] for s in build_context(ws)["sections"]]
+        payload = {
+            "target": "grade",
+            "model": "boosting",
+            "features": ["monetary"],
+            "models": {
+                "boosting": {
+                    "metrics": {
+                        "accuracy": 0.75,
+                        "per_class": {},
+                        "confusion_matrix": {"labels": ["A", "B"], "matrix": [[3, 1], [0, 4]]},
+                        "roc_auc": None,
+                    },
+                    "importances": {"monetary": 0.2},
+                    "importance_kind": "permutation",
+                }
+            },
+            "rules": [],
+            "notes": [],
+        }
+        row = {
+            "model_id": "20000101000000-abcdef",
+            "run_id": meta_run,
+            "created_at": dt.datetime(2000, 1, 1),
+            "target": "grade",
+            "model": "boosting",
+            "calibration_end": None,
+            "holdout_end": None,
+            "predictions_table": "learned_missing",
+            "payload": json.dumps(payload),
+        }
+        ws.con.insert("learned_models", ibis.memtable([row], schema=ws.table("learned_models").schema()))
+        context = build_context(ws, language="en")
+    finally:
+        ws.close()
+    section = next(s for s in context["sections"] if s["id"] == "learned")
+    assert "75.0%" in section["caption"] and "rules below" not in section["caption"]
+    assert section["learned"]["rules"] == [] and section["learned"]["comparison"] == []
+    assert [[c["n"] for c in r["cells"]] for r in section["learned"]["confusion"]["rows"]] == [[3, 1], [0, 4]]
+    assert context["charts"]["learned_importance"]["labels"] == ["monetary"]
+    assert "learned_classes" not in context["charts"]  # its predictions table is gone

@@ -31,6 +31,7 @@ from tierwise import __version__, report_data
 from tierwise.classify import abc
 from tierwise.config import Config
 from tierwise.errors import UserError
+from tierwise.mining import labels
 from tierwise.show import LABELS, label, latest_snapshot, run_config, summarise
 from tierwise.workspace import Workspace
 
@@ -99,6 +100,24 @@ TEXT: dict[str, tuple[str, str]] = {
     "clv": ("Customer lifetime value (historical)", "客户历史终身价值（CLV）"),
     "top_customers": ("Top customers", "重点客户"),
     "models": ("Predictive models", "预测模型"),
+    "clusters": ("Segments found in the data", "数据挖掘分群"),
+    "learned": ("Learned rules", "学习到的分类规则"),
+    "rule": ("Rule", "规则"),
+    "confidence": ("Confidence", "置信度"),
+    "rules": ("Rules of the decision tree", "决策树规则"),
+    "rule_customers": ("Customers (this run)", "本次运行客户数"),
+    "rule_support": ("Training customers", "训练客户数"),
+    "learned_comparison": ("Models compared on the held-out customers", "各模型在留出集上的比较"),
+    "accuracy": ("Accuracy", "准确率"),
+    "macro_f1": ("Mean F1", "平均F1"),
+    "confusion": ("Confusion matrix", "混淆矩阵"),
+    "confusion_caption": (
+        "Held-out customers by actual class (rows) and predicted class (columns).",
+        "留出集客户按实际类别（行）和预测类别（列）计数。",
+    ),
+    "actual_predicted": ("Actual ↓ predicted →", "实际 ↓ 预测 →"),
+    "recall": ("Recall", "召回率"),
+    "precision": ("Precision", "精确率"),
     "model_run": ("This run's predictions", "本次运行的预测"),
     "model_params": ("Fitted parameters", "模型参数"),
     "model_backtest": ("Backtest", "回测"),
@@ -547,7 +566,7 @@ def _plain_note(note: str, lang: _Lang) -> str:
 
 def _model_params(params: dict[str, Any], configured: str, lang: _Lang) -> list[dict[str, Any]]:
     """The fitted parameters of runs.models as table rows: model, what it predicts, name = value pairs."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for part, model, role in (
         (
             "transactions",
@@ -772,6 +791,558 @@ def _model_page(
     return headline, content, charts
 
 
+# --- the mining pages: clusters found in the data, learned classification rules --------------------------
+
+DOMINANT_COLUMNS = ("rfm_segment", "grade", "province", "main_industry")
+# one colour per cluster, the same in the table, the scatter plot and its legend
+CLUSTER_COLORS = [
+    "#1f4e8c", "#e07b39", "#3a9d5d", "#c0392b", "#8e6bbf", "#8c6d31", "#d35fa0", "#5f6b7a", "#17a2b8", "#b5a642",
+]  # fmt: skip
+TOP_CLUSTER_FEATURES = 3
+TOP_IMPORTANCES = 15
+MAX_RULES = 100
+
+# learned model → (English, Chinese)
+LEARN_MODELS: dict[str, tuple[str, str]] = {
+    "tree": ("Decision tree", "决策树"),
+    "boosting": ("Gradient boosting", "梯度提升"),
+    "mlp": ("Neural network (MLP)", "神经网络（MLP）"),
+}
+# learned target → (English, Chinese); label columns are named by their class title
+LEARN_TARGETS: dict[str, tuple[str, str]] = {
+    "future-high-value": ("High value next period", "下期是否高价值"),
+    "future-churn": ("Churn next period", "下期是否流失"),
+}
+# classes of the future targets → (English, Chinese)
+LEARN_CLASSES: dict[str, tuple[str, str]] = {
+    "high_value": ("High value", "高价值"),
+    "other": ("Other", "其他"),
+    "churned": ("Churned", "流失"),
+    "retained": ("Retained", "留存"),
+}
+
+
+def _feature(column: str, lang: _Lang) -> str:
+    return labels.column_label(column, lang.language)
+
+
+def _features_in(text: str, lang: _Lang) -> str:
+    """A comma-separated list of feature columns (each maybe followed by a count in brackets) in words."""
+    parts = []
+    for part in text.split(", "):
+        m = re.fullmatch(r"(\w+)(.*)", part.strip(), re.S)
+        rest = m[2].replace("(", "（").replace(")", "）") if m and lang.zh else m[2] if m else ""
+        parts.append(_feature(m[1], lang) + rest if m else part)
+    return ("、" if lang.zh else ", ").join(parts)
+
+
+def _mining_note(note: str, lang: _Lang) -> str:
+    """A note of the clustering or of the learning as one plain sentence in the report's language."""
+    note = note.strip()
+    if m := re.match(r"clusters are unstable: .*?index ([\d.]+) \(below ([\d.]+)\)", note, re.S):
+        return lang.pick(
+            f"The clusters are unstable: refits on bootstrap samples agree with them at an adjusted Rand index of "
+            f"{m[1]} (below {m[2]}); try a smaller k, other features or more customers.",
+            f"聚类结果不稳定：重抽样后重新拟合的结果与本次聚类的调整兰德指数为 {m[1]}（低于 {m[2]}）；"
+            "可尝试更小的 k、换用其他特征或增加客户。",
+        )
+    if m := re.match(r"(\d+) customers without purchases are not clustered", note):
+        n = int(m[1])
+        return lang.pick(f"{n:,} customers without purchases are not clustered.", f"{n:,} 位尚未购买的客户未参与聚类。")
+    if m := re.match(r"fitted on a random sample of ([\d,]+) of ([\d,]+) customers", note):
+        return lang.pick(
+            f"Fitted on a random sample of {m[1]} of the {m[2]} customers, then every customer assigned.",
+            f"在 {m[2]} 位客户中随机抽取 {m[1]} 位拟合，再将全部客户分到最近的簇。",
+        )
+    for prefix, en, zh in (
+        (
+            "features not in the snapshot, skipped: ",
+            "Features not in the snapshot, skipped: ",
+            "快照中没有、已跳过的特征：",
+        ),
+        ("missing values replaced by the median: ", "Missing values replaced by the median: ", "缺失值以中位数代替："),
+        ("log-transformed (log1p): ", "Log-transformed (log1p) because skewed: ", "因分布偏斜做了对数变换（log1p）："),
+        (
+            "constant features (no effect on the clusters): ",
+            "Constant features, no effect: ",
+            "取值不变、不起作用的特征：",
+        ),
+    ):
+        if note.startswith(prefix):
+            return lang.pick(en, zh) + _features_in(note[len(prefix) :], lang) + lang.pick(".", "。")
+    if m := re.match(r"clustering skipped: (.*)$", note, re.S):
+        return lang.pick(f"Clustering skipped: {m[1]}.", f"本次未聚类：{m[1]}。")
+    if m := re.match(r"(\d+) customers without a label", note):
+        n = int(m[1])
+        return lang.pick(
+            f"{n:,} customers have no label: not learned from, still classified.",
+            f"{n:,} 位客户没有标签：不参与学习，但同样给出预测类别。",
+        )
+    return _plain_note(note, lang)
+
+
+def _std_diff_text(column: str, diff: float, lang: _Lang) -> str:
+    return f"{_feature(column, lang)} {diff:+.1f}σ"
+
+
+def _dominant_text(column: str, value: Any, lang: _Lang) -> str:
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        return ""
+    code, share = value
+    name = str(code) if column == "province" else lang.label(column, code)
+    return f"{name} · {share:.0%}"
+
+
+def _cluster_name(p: dict[str, Any], lang: _Lang) -> str:
+    return str(p.get("name_zh" if lang.zh else "name_en") or p.get("name_en") or p.get("cluster"))
+
+
+def _cluster_rows(
+    profiles: list[dict[str, Any]], counts: dict[int, dict[str, float]], lang: _Lang
+) -> list[dict[str, Any]]:
+    """One row per cluster: the snapshot's counts where it has the cluster column, else the profile's."""
+    n = sum(c["customers"] for c in counts.values())
+    revenue = sum(c["revenue"] for c in counts.values())
+    rows: list[dict[str, Any]] = []
+    for p in sorted(profiles, key=lambda p: int(p["cluster"])):
+        number = int(p["cluster"])
+        if counts:
+            c = counts.get(number, {"customers": 0, "revenue": 0.0})
+            size, rev = int(c["customers"]), float(c["revenue"])
+            share, rev_share = _share(size, n), _share(rev, revenue)
+        else:
+            size, rev = int(p.get("size") or 0), float(p.get("revenue") or 0.0)
+            share, rev_share = float(p.get("share") or 0.0), float(p.get("revenue_share") or 0.0)
+        dominant = p.get("dominant") or {}
+        means, base = p.get("means") or {}, p.get("base_means") or {}
+        features = []
+        for column, diff in (p.get("top_features") or [])[:TOP_CLUSTER_FEATURES]:
+            mean, whole = means.get(column), base.get(column)
+            detail = (
+                lang.pick(f"mean {mean:,.1f}, all {whole:,.1f}", f"均值 {mean:,.1f}，整体 {whole:,.1f}")
+                if isinstance(mean, int | float) and isinstance(whole, int | float)
+                else ""
+            )
+            features.append({"text": _std_diff_text(column, float(diff), lang), "detail": detail})
+        rows.append(
+            {
+                "cluster": number,
+                "label": f"{number} · {_cluster_name(p, lang)}",
+                "color": CLUSTER_COLORS[len(rows) % len(CLUSTER_COLORS)],
+                "name": _cluster_name(p, lang),
+                "code": number,
+                "customers": size,
+                "customer_share": share,
+                "revenue": rev,
+                "revenue_share": rev_share,
+                "dominant": [_dominant_text(c, dominant.get(c), lang) for c in DOMINANT_COLUMNS],
+                "features": features,
+            }
+        )
+    return rows
+
+
+def _k_curve(values: dict[str, Any], k: int, axis: str, name: str, lang: _Lang, fmt: str) -> dict[str, Any]:
+    points = sorted((int(key), float(v)) for key, v in values.items() if isinstance(v, int | float))
+    return {
+        "kind": "curve",
+        "x": [p[0] for p in points],
+        "y": [p[1] for p in points],
+        "chosen": k,
+        "chosen_name": lang.pick(f"chosen k = {k}", f"选定 k = {k}"),
+        "name": name,
+        "x_axis": lang.pick("Number of clusters k", "簇数 k"),
+        "y_axis": axis,
+        "format": fmt,
+    }
+
+
+def _cluster_kpis(c: dict[str, Any], rows: list[dict[str, Any]], lang: _Lang) -> list[dict[str, str]]:
+    p, k = lang.pick, int(c["k"])
+    silhouette = (c.get("silhouette") or {}).get(str(k))
+    tried = sorted(int(key) for key in c.get("silhouette") or {})
+    if c.get("k_fixed"):
+        how = p("fixed in tierwise.toml ([cluster] k)", "在 tierwise.toml 中固定（[cluster] k）")
+    elif tried:
+        sil = f"{silhouette:.2f}" if isinstance(silhouette, int | float) else "?"
+        how = p(
+            f"best silhouette ({sil}) of k = {tried[0]}–{tried[-1]}",
+            f"在 k = {tried[0]}–{tried[-1]} 中轮廓系数最高（{sil}）",
+        )
+    else:
+        how = p("chosen by silhouette", "按轮廓系数选择")
+    stability, runs = c.get("stability"), len(c.get("stability_runs") or [])
+    if isinstance(stability, int | float):
+        unstable = bool(c.get("warning"))
+        value = f"{stability:.2f}"
+        note = p(
+            f"adjusted Rand index, {runs} bootstrap refits" + ("; unstable" if unstable else ""),
+            f"调整兰德指数，{runs} 次重抽样" + ("；不稳定" if unstable else ""),
+        )
+    else:
+        value, note = "—", p("not measured ([cluster] bootstrap = 0)", "未评估（[cluster] bootstrap = 0）")
+    clustered, excluded = int(c.get("clustered") or 0), int(c.get("excluded") or 0)
+    features = [_feature(f, lang) for f in c.get("features") or []]
+    algorithm = {"kmeans": "k-means", "minibatch": "MiniBatch k-means"}.get(str(c.get("algorithm")), "k-means")
+    return [
+        _card(p("Clusters", "簇数"), f"k = {k}", how),
+        _card(p("Stability", "稳定性"), value, note),
+        _card(
+            p("Customers clustered", "参与聚类的客户"),
+            f"{clustered:,}",
+            p(f"{excluded:,} not clustered (no purchase)", f"{excluded:,} 位未参与（无购买）"),
+        ),
+        _card(
+            p("Features", "聚类特征"),
+            f"{len(features)}",
+            f"{algorithm}: " + ("、" if lang.zh else ", ").join(features),
+        ),
+    ]
+
+
+def _scatter_chart(c: dict[str, Any], rows: list[dict[str, Any]], lang: _Lang) -> dict[str, Any] | None:
+    projection = c.get("projection") or {}
+    xs, ys, cs = projection.get("x") or [], projection.get("y") or [], projection.get("cluster") or []
+    if not xs or len(xs) != len(ys) or len(xs) != len(cs):
+        return None
+    series = []
+    for r in rows:
+        pick = [j for j, label in enumerate(cs) if label == r["cluster"]]
+        series.append({"name": r["label"], "x": [xs[j] for j in pick], "y": [ys[j] for j in pick], "color": r["color"]})
+    return {
+        "kind": "scatter",
+        "series": series,
+        "n": len(xs),
+        "x_axis": lang.pick("First principal component", "第一主成分"),
+        "y_axis": lang.pick("Second principal component", "第二主成分"),
+    }
+
+
+def _cluster_page(
+    snap: ir.Table, meta: dict[str, Any], lang: _Lang
+) -> tuple[str, dict[str, Any], dict[str, dict[str, Any]]] | None:
+    """The clusters section's caption, content and charts; None when the run has no clustering kept."""
+    c = report_data.run_clusters(meta)
+    if c is None:
+        return None
+    notes = [_mining_note(str(n), lang) for n in c.get("notes") or [] if n]
+    profiles = [p for p in c.get("profiles") or [] if isinstance(p, dict) and p.get("cluster") is not None]
+    if c.get("k") is None or not profiles:
+        headline = lang.pick("This run's customers were not clustered.", "本次运行没有对客户聚类。")
+        return headline, {"kpis": [], "warning": None, "notes": notes, "rows": [], "figures": [], "curves": []}, {}
+    rows = _cluster_rows(profiles, report_data.cluster_counts(snap), lang)
+    k = int(c["k"])
+    charts: dict[str, dict[str, Any]] = {}
+    figures: list[dict[str, str]] = []
+    scatter = _scatter_chart(c, rows, lang)
+    if scatter is not None:
+        charts["clusters_scatter"] = scatter
+        figures.append(
+            {
+                "id": "clusters_scatter",
+                "title": lang.pick("The clusters in two dimensions", "聚类二维投影"),
+                "caption": lang.pick(
+                    f"A sample of {scatter['n']:,} customers on the first two principal components of the "
+                    "standardised features, coloured by cluster.",
+                    f"抽样 {scatter['n']:,} 位客户，按标准化特征的前两个主成分作图，颜色表示所属簇。",
+                ),
+            }
+        )
+    charts["clusters_sizes"] = _dist_chart(rows, lang)
+    figures.append(
+        {
+            "id": "clusters_sizes",
+            "title": lang.pick("Size and revenue", "规模与收入"),
+            "caption": _dist_caption(rows, lang),
+        }
+    )
+    curves: list[dict[str, str]] = []
+    silhouette, inertia = c.get("silhouette") or {}, c.get("inertia") or {}
+    if len(silhouette) > 1:
+        charts["clusters_silhouette"] = _k_curve(
+            silhouette,
+            k,
+            lang.pick("Silhouette (higher: better separated)", "轮廓系数（越高分得越开）"),
+            lang.pick("Silhouette", "轮廓系数"),
+            lang,
+            ".2f",
+        )
+        curves.append(
+            {
+                "id": "clusters_silhouette",
+                "title": lang.pick("Silhouette by k", "各 k 的轮廓系数"),
+                "caption": lang.pick(
+                    "How well separated the clusters are for each k tried, on a sample"
+                    + ("." if c.get("k_fixed") else "; the highest was chosen."),
+                    "每个候选 k 的轮廓系数（抽样计算）" + ("。" if c.get("k_fixed") else "，取最高者。"),
+                ),
+            }
+        )
+    if len(inertia) > 1:
+        charts["clusters_elbow"] = _k_curve(
+            inertia,
+            k,
+            lang.pick("Within-cluster sum of squares", "簇内平方和"),
+            lang.pick("Inertia", "簇内平方和"),
+            lang,
+            ",.0f",
+        )
+        curves.append(
+            {
+                "id": "clusters_elbow",
+                "title": lang.pick("Elbow curve", "肘部曲线"),
+                "caption": lang.pick(
+                    "Within-cluster spread for each k: past the bend, more clusters add little.",
+                    "各 k 的簇内离散程度：拐点之后，再增加簇数收益不大。",
+                ),
+            }
+        )
+    warning = _mining_note(str(c["warning"]), lang) if c.get("warning") else None
+    biggest = max(rows, key=lambda r: r["revenue_share"])
+    headline = lang.pick(
+        f"k-means found {k} groups among the {int(c.get('clustered') or 0):,} buyers; "
+        f"{biggest['name']} (cluster {biggest['cluster']}) brings {_pct(biggest['revenue_share'])} of revenue "
+        f"with {_pct(biggest['customer_share'])} of the customers.",
+        f"k均值聚类把 {int(c.get('clustered') or 0):,} 位有购买的客户自然分成 {k} 群；"
+        f"第 {biggest['cluster']} 群“{biggest['name']}”以 {_pct(biggest['customer_share'])} 的客户贡献了 "
+        f"{_pct(biggest['revenue_share'])} 的收入。",
+    )
+    content = {
+        "kpis": _cluster_kpis(c, rows, lang),
+        "warning": warning,
+        "notes": [n for n in notes if n != warning],
+        "head": [
+            "#",
+            lang.pick("Cluster", "分群名称"),
+            lang.t("customers"),
+            lang.t("customer_share"),
+            lang.t("revenue_share"),
+            lang.t("rfm_segment"),
+            lang.pick("Grade", "等级"),
+            lang.pick("Region", "地区"),
+            lang.t("industry_name"),
+            lang.pick("Stands out by (vs all, in sd)", "显著特征（与整体相比，标准差）"),
+        ],
+        "rows": rows,
+        "figures": figures,
+        "curves": curves,
+    }
+    return headline, content, charts
+
+
+def _learned_part(payload: dict[str, Any], lang: _Lang) -> dict[str, Any]:
+    """The payload in the report's language: a per-language copy when it has one, else the payload itself."""
+    own = payload.get(lang.language)
+    if isinstance(own, dict) and (own.get("models") or own.get("rules")):
+        other = payload.get("zh" if lang.language == "en" else "en")
+        merged = {**(other if isinstance(other, dict) else {}), **own}
+        for key, value in payload.items():
+            if key not in ("en", "zh"):
+                merged.setdefault(key, value)
+        return merged
+    return payload
+
+
+def _class_label(target: str, code: Any, lang: _Lang) -> str:
+    if str(code) in LEARN_CLASSES and target in LEARN_TARGETS:
+        return lang.pick(*LEARN_CLASSES[str(code)])
+    return lang.label(target, code)
+
+
+def _target_label(target: str, lang: _Lang) -> str:
+    if target in LEARN_TARGETS:
+        return lang.pick(*LEARN_TARGETS[target])
+    if target in TEXT:
+        return lang.t(target)
+    return _feature(target, lang)
+
+
+def _model_label(model: str, lang: _Lang) -> str:
+    return lang.pick(*LEARN_MODELS.get(model, (model, model)))
+
+
+def _rule_text(rule: dict[str, Any], lang: _Lang) -> str:
+    """The rule in words, without the closing "(confidence …, N customers)": the table has columns for those."""
+    for key in (f"text_{lang.language}", "text", "text_en", "expression"):
+        if rule.get(key):
+            text = str(rule[key])
+            return re.sub(r"\s*(\(confidence [^()]*\)|（置信度[^（）]*）)$", "", text)
+    return ""
+
+
+def _learned_page(
+    ws: Workspace, snap: ir.Table, run_id: str, lang: _Lang
+) -> tuple[str, dict[str, Any], dict[str, dict[str, Any]]] | None:
+    """The learned-rules section's caption, content and charts; None when no model was learned for the run."""
+    payload = report_data.latest_learned(ws, run_id)
+    if payload is None:
+        return None
+    data = _learned_part(payload, lang)
+    target, model = str(data.get("target") or ""), str(data.get("model") or "")
+    models = {str(k): v for k, v in (data.get("models") or {}).items() if isinstance(v, dict)}
+    chosen = models.get(model) or next(iter(models.values()), {})
+    if not model and models:
+        model = next(iter(models))
+    metrics = chosen.get("metrics") or {}
+    p = lang.pick
+    charts: dict[str, dict[str, Any]] = {}
+    figures: list[dict[str, str]] = []
+
+    cal, hold = data.get("calibration_end"), data.get("holdout_end")
+    target_note = (
+        p(f"measures as of {cal}, outcome up to {hold}", f"特征截至 {cal}，结果观察至 {hold}")
+        if cal and hold
+        else p(f"column {target}", f"标签列 {target}")
+    )
+    kpis = [
+        _card(p("Target", "学习目标"), _target_label(target, lang), target_note),
+        _card(
+            p("Model", "模型"),
+            _model_label(model, lang),
+            p(f"{len(data.get('features') or [])} features", f"{len(data.get('features') or [])} 个特征"),
+        ),
+    ]
+    accuracy, auc = metrics.get("accuracy"), metrics.get("roc_auc")
+    test_rows = metrics.get("test_rows")
+    if isinstance(accuracy, int | float):
+        held = p(f"{int(test_rows):,} held-out customers", f"留出验证 {int(test_rows):,} 位客户") if test_rows else ""
+        kpis.append(_card(p("Held-out accuracy", "留出集准确率"), _pct(accuracy), held))
+    if isinstance(auc, int | float):
+        positive = metrics.get("positive_class")
+        pos = _class_label(target, positive, lang) if positive is not None else ""
+        kpis.append(_card("ROC AUC", f"{auc:.3f}", p(f"for {pos}", f"针对{pos}") if pos else ""))
+
+    comparison = []
+    if len(models) > 1:
+        for name, m in models.items():
+            mm = m.get("metrics") or {}
+            per_class = mm.get("per_class") or {}
+            f1s = [float(v.get("f1") or 0.0) for v in per_class.values() if isinstance(v, dict)]
+            comparison.append(
+                {
+                    "model": _model_label(name, lang),
+                    "chosen": name == model,
+                    "accuracy": mm.get("accuracy"),
+                    "f1": sum(f1s) / len(f1s) if f1s else None,
+                    "roc_auc": mm.get("roc_auc"),
+                }
+            )
+
+    confusion = None
+    cm = metrics.get("confusion_matrix") or {}
+    classes, matrix = cm.get("labels") or [], cm.get("matrix") or []
+    if classes and len(matrix) == len(classes):
+        per_class = metrics.get("per_class") or {}
+        body = []
+        for code, row in zip(classes, matrix, strict=False):
+            total = sum(int(v) for v in row) or 1
+            pc = per_class.get(str(code)) or {}
+            body.append(
+                {
+                    "label": _class_label(target, code, lang),
+                    "cells": [{"n": int(v), "alpha": round(0.08 + 0.6 * int(v) / total, 2)} for v in row],
+                    "recall": pc.get("recall"),
+                    "precision": pc.get("precision"),
+                }
+            )
+        confusion = {"labels": [_class_label(target, c, lang) for c in classes], "rows": body}
+
+    importances = chosen.get("importances") or {}
+    ranked = sorted(
+        ((str(f), float(v)) for f, v in importances.items() if isinstance(v, int | float) and v > 0),
+        key=lambda fv: -fv[1],
+    )[:TOP_IMPORTANCES]
+    if ranked:
+        permutation = chosen.get("importance_kind") == "permutation"
+        charts["learned_importance"] = {
+            "kind": "importance",
+            "labels": [_feature(f, lang) for f, _ in ranked],
+            "values": [v for _, v in ranked],
+            "x_axis": p("Drop in accuracy when shuffled", "打乱后准确率的下降")
+            if permutation
+            else p("Share of the tree's impurity decrease", "在决策树中减少不纯度的占比"),
+            "format": ".3f" if permutation else ".1%",
+        }
+        figures.append(
+            {
+                "id": "learned_importance",
+                "title": p("Feature importance", "特征重要性"),
+                "caption": p(
+                    f"The {len(ranked)} features that weigh most in the {_model_label(model, lang).lower()}.",
+                    f"对{_model_label(model, lang)}影响最大的 {len(ranked)} 个特征。",
+                ),
+            }
+        )
+
+    counts = report_data.learned_counts(ws, snap, data.get("predictions_table"))
+    if counts:
+        n, revenue = sum(r["customers"] for r in counts), sum(r["revenue"] for r in counts)
+        rows = [
+            {
+                "label": _class_label(target, r["code"], lang),
+                "customers": r["customers"],
+                "customer_share": _share(r["customers"], n),
+                "revenue": r["revenue"],
+                "revenue_share": _share(r["revenue"], revenue),
+            }
+            for r in counts
+        ]
+        charts["learned_classes"] = _dist_chart(rows, lang)
+        figures.append(
+            {
+                "id": "learned_classes",
+                "title": p("Every customer classified", "全部客户的预测类别"),
+                "caption": p(
+                    f"The model applied to {n:,} customers: customers and revenue by learned class.",
+                    f"模型应用于 {n:,} 位客户：各预测类别的客户与收入占比。",
+                ),
+            }
+        )
+
+    rules = []
+    all_rules = [r for r in data.get("rules") or [] if isinstance(r, dict)]
+    for r in all_rules[:MAX_RULES]:
+        customers = r.get("customers") if r.get("customers") is not None else r.get("support")
+        rules.append(
+            {
+                "class": _class_label(target, r.get("class"), lang),
+                "text": _rule_text(r, lang),
+                "confidence": r.get("confidence"),
+                "customers": customers,
+                "support": r.get("support"),
+            }
+        )
+    notes = [_mining_note(str(n), lang) for n in data.get("notes") or [] if n]
+    if len(all_rules) > MAX_RULES:
+        notes.append(
+            p(
+                f"The first {MAX_RULES} of {len(all_rules)} rules are listed.",
+                f"仅列出 {len(all_rules)} 条规则中的前 {MAX_RULES} 条。",
+            )
+        )
+
+    acc = f"{accuracy:.1%}" if isinstance(accuracy, int | float) else "?"
+    auc_en = f" (ROC AUC {auc:.2f})" if isinstance(auc, int | float) else ""
+    auc_zh = f"（ROC AUC {auc:.2f}）" if auc_en else ""
+    rules_en = f"; {len(all_rules)} rules below" if all_rules else ""
+    rules_zh = f"；下列 {len(all_rules)} 条规则" if all_rules else ""
+    headline = p(
+        f"A {_model_label(model, lang).lower()} learned “{_target_label(target, lang)}”: it classifies {acc} of "
+        f"the held-out customers correctly{auc_en}{rules_en}.",
+        f"{_model_label(model, lang)}学习“{_target_label(target, lang)}”：留出集中 {acc} 的客户分类正确{auc_zh}"
+        f"{rules_zh}。",
+    )
+    content = {
+        "kpis": kpis,
+        "comparison": comparison,
+        "confusion": confusion,
+        "figures": figures,
+        "rules": rules,
+        "notes": notes,
+    }
+    return headline, content, charts
+
+
 # --- assembly ---------------------------------------------------------------------------------------------
 
 
@@ -929,6 +1500,20 @@ def build_context(
         caption, content, model_charts = page
         charts.update(model_charts)
         section("models", caption, model=content)
+
+    step("clusters")
+    page = _cluster_page(snap, meta, lang)
+    if page is not None:
+        caption, content, cluster_charts = page
+        charts.update(cluster_charts)
+        section("clusters", caption, clusters=content)
+
+    step("learned rules")
+    page = _learned_page(ws, snap, run, lang)
+    if page is not None:
+        caption, content, learned_charts = page
+        charts.update(learned_charts)
+        section("learned", caption, learned=content)
 
     step("top customers")
     top = _top_customers(snap, cols, lang)

@@ -129,3 +129,92 @@ def latest_backtest(ws: Workspace) -> dict[str, Any] | None:
     result.setdefault("backtest_id", rows[0]["backtest_id"])
     result.setdefault("created_at", str(rows[0]["created_at"]))
     return result
+
+
+def run_clusters(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The clustering summary the run kept in its `models` column (mining.in_run.summary), or None: clustering
+    was off, or the run was made before clustering existed."""
+    text = meta.get("models")
+    try:
+        models = json.loads(text) if text else {}
+    except (TypeError, ValueError):
+        return None
+    clusters = models.get("clusters") if isinstance(models, dict) else None
+    return clusters if isinstance(clusters, dict) else None
+
+
+def cluster_counts(snap: ir.Table) -> dict[int, dict[str, float]]:
+    """Customers and revenue per cluster of the snapshot (customers not clustered left out); empty when the
+    snapshot has no `cluster` column."""
+    if "cluster" not in snap.columns:
+        return {}
+    s = snap.filter(snap.cluster.notnull())
+    g = s.group_by(code=s.cluster).aggregate(customers=s.count(), revenue=s.monetary.sum())
+    return {
+        int(r["code"]): {"customers": int(r["customers"]), "revenue": float(r["revenue"] or 0.0)}
+        for r in g.to_pyarrow().to_pylist()
+    }
+
+
+def latest_learned(ws: Workspace, run_id: str) -> dict[str, Any] | None:
+    """The newest learned classification model of a run (`tierwise classify`), or None when none was learned for
+    it: the stored payload (LearnResult in both languages: target, model, models → metrics and importances,
+    rules with text_en / text_zh, notes) with the row's model_id, predictions_table and periods added.
+
+    Read through mining.commands.latest_learned; where that is missing (an older tierwise), straight from the
+    `learned_models` table when there is one."""
+    try:
+        from tierwise.mining.commands import latest_learned as stored_model
+    except ImportError:
+        row = _learned_row(ws, run_id)
+    else:
+        row = stored_model(ws, run_id)
+    if not isinstance(row, dict):
+        return None
+    payload = row.get("payload")
+    if not isinstance(payload, dict):
+        return None
+    payload = dict(payload)
+    for key in ("model_id", "target", "model", "predictions_table", "calibration_end", "holdout_end", "created_at"):
+        if row.get(key) is not None:
+            payload.setdefault(key, str(row[key]))
+    if not (payload.get("models") or payload.get("rules")):
+        return None
+    return payload
+
+
+def _learned_row(ws: Workspace, run_id: str) -> dict[str, Any] | None:
+    if "learned_models" not in ws.con.list_tables():
+        return None
+    t = ws.table("learned_models")
+    if not {"run_id", "created_at", "payload"} <= set(t.columns):
+        return None
+    rows = t.filter(t.run_id == run_id).order_by(t.created_at.desc()).limit(1).to_pyarrow().to_pylist()
+    if not rows:
+        return None
+    try:
+        payload = json.loads(rows[0]["payload"])
+    except (TypeError, ValueError):
+        return None
+    return {**rows[0], "payload": payload}
+
+
+def learned_counts(ws: Workspace, snap: ir.Table, table: str | None) -> list[dict[str, Any]]:
+    """Customers and revenue per learned class, from the snapshot's `learned_class` column when the run has one,
+    else from the model's predictions table joined to the snapshot; empty when neither is there."""
+    if "learned_class" in snap.columns:
+        source = snap
+    elif table and table in ws.con.list_tables():
+        predictions = ws.table(table)
+        if not {"customer_id", "learned_class"} <= set(predictions.columns):
+            return []
+        p = predictions.select("customer_id", "learned_class")
+        source = snap.select("customer_id", "monetary").inner_join(p, "customer_id")
+    else:
+        return []
+    s = source.filter(source.learned_class.notnull())
+    g = s.group_by(code=s.learned_class).aggregate(customers=s.count(), revenue=s.monetary.sum())
+    rows = g.order_by([g.customers.desc(), g.code]).to_pyarrow().to_pylist()
+    return [
+        {"code": str(r["code"]), "customers": int(r["customers"]), "revenue": float(r["revenue"] or 0.0)} for r in rows
+    ]
