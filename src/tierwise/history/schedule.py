@@ -1,0 +1,154 @@
+"""Scheduled re-ranking ([schedule]): when the next run is due, and the loop of `tierwise serve`.
+
+Slots are local times: daily at `time`; weekly on weekday `day` (1 = Monday) at `time`; monthly on day `day`
+of the month at `time` (the month's last day when it is shorter). A slot is due when no run was made since it
+(backfilled runs do not count). `serve` sleeps until the next slot, runs the main job the way `tierwise run`
+does (waiting for any run already in progress), logs one line per run without any customer data, and reads
+tierwise.toml again before each slot so edits apply without a restart.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tierwise.config import CONFIG_FILE, load_config
+from tierwise.errors import UserError
+from tierwise.history.settings import ScheduleSettings
+
+
+def _monthly(year: int, month: int, day: int, at: dt.time) -> dt.datetime:
+    return dt.datetime.combine(dt.date(year, month, min(day, calendar.monthrange(year, month)[1])), at)
+
+
+def _shift_month(year: int, month: int, by: int) -> tuple[int, int]:
+    y, m = divmod(year * 12 + month - 1 + by, 12)
+    return y, m + 1
+
+
+def last_slot(s: ScheduleSettings, now: dt.datetime) -> dt.datetime | None:
+    """The latest scheduled time at or before `now` (None when the cadence is off)."""
+    at = s.at()
+    if s.cadence == "off":
+        return None
+    if s.cadence == "daily":
+        slot = dt.datetime.combine(now.date(), at)
+        return slot if slot <= now else slot - dt.timedelta(days=1)
+    if s.cadence == "weekly":
+        back = (now.isoweekday() - s.day) % 7
+        slot = dt.datetime.combine(now.date() - dt.timedelta(days=back), at)
+        return slot if slot <= now else slot - dt.timedelta(days=7)
+    slot = _monthly(now.year, now.month, s.day, at)
+    if slot <= now:
+        return slot
+    y, m = _shift_month(now.year, now.month, -1)
+    return _monthly(y, m, s.day, at)
+
+
+def next_slot(s: ScheduleSettings, now: dt.datetime) -> dt.datetime | None:
+    """The first scheduled time strictly after `now` (None when the cadence is off)."""
+    last = last_slot(s, now)
+    if last is None:
+        return None
+    if s.cadence == "daily":
+        return last + dt.timedelta(days=1)
+    if s.cadence == "weekly":
+        return last + dt.timedelta(days=7)
+    y, m = _shift_month(last.year, last.month, 1)
+    return _monthly(y, m, s.day, s.at())
+
+
+def last_scheduled_run(runs: list[dict[str, Any]]) -> dt.datetime | None:
+    """When the latest run that was not a backfill was made."""
+    made = [r["created_at"] for r in runs if not json.loads(str(r.get("models") or "{}")).get("backfill")]
+    return max(made) if made else None
+
+
+def is_due(s: ScheduleSettings, now: dt.datetime, last_run: dt.datetime | None) -> bool:
+    slot = last_slot(s, now)
+    return slot is not None and (last_run is None or last_run < slot)
+
+
+def _settings(root: Path) -> ScheduleSettings:
+    s = load_config(root / CONFIG_FILE).schedule
+    if s.cadence == "off":
+        raise UserError(
+            f'{root / CONFIG_FILE}: [schedule] cadence is off; set cadence = "monthly" (or weekly, daily) to serve'
+        )
+    return s
+
+
+def _last_run(root: Path) -> dt.datetime | None:
+    from tierwise.run import list_runs, open_waiting
+
+    ws = open_waiting(root, load_config(root / CONFIG_FILE).schedule.wait_seconds)
+    try:
+        return last_scheduled_run(list_runs(ws))
+    finally:
+        ws.close()
+
+
+def run_due(root: Path, log: Callable[[str], None], now: dt.datetime | None = None) -> dict[str, Any] | None:
+    """Run the main job if a slot is due; the run's summary (no customer data), or None when nothing was due."""
+    from tierwise.run import run_in_workspace
+
+    s = _settings(root)
+    now = now or dt.datetime.now()
+    if not is_due(s, now, _last_run(root)):
+        log(f"{now:%Y-%m-%d %H:%M:%S} nothing due; next run at {next_slot(s, now):%Y-%m-%d %H:%M}")
+        return None
+    started = time.perf_counter()
+    try:
+        report = run_in_workspace(root)
+    except UserError as exc:
+        log(f"{dt.datetime.now():%Y-%m-%d %H:%M:%S} run failed: {exc}")
+        return {"status": "failed", "error": str(exc)}
+    summary = {
+        "status": "ok",
+        "run_id": report.run_id,
+        "as_of": report.as_of.isoformat(),
+        "customers": report.customers,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    log(
+        f"{dt.datetime.now():%Y-%m-%d %H:%M:%S} run {report.run_id} as of {report.as_of}: "
+        f"{report.customers:,} customers in {summary['seconds']}s"
+    )
+    return summary
+
+
+def serve(
+    root: Path,
+    log: Callable[[str], None],
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], dt.datetime] = dt.datetime.now,
+    max_runs: int | None = None,
+) -> None:
+    """Run each due slot, then sleep until the next, forever (or until `max_runs` slots were handled)."""
+    s = _settings(root)
+    log(
+        f"{clock():%Y-%m-%d %H:%M:%S} serving {root}: {s.cadence} at {s.time}"
+        + (f" on day {s.day}" if s.cadence != "daily" else "")
+    )
+    handled = 0
+    attempted: dt.datetime | None = None  # a failed slot is not retried in a loop; the next slot is
+    while max_runs is None or handled < max_runs:
+        now = clock()
+        slot = last_slot(s, now)
+        if slot != attempted and is_due(s, now, _last_run(root)):
+            attempted = slot
+            run_due(root, log, now)
+            handled += 1
+            continue
+        wake = next_slot(s, now)
+        assert wake is not None
+        log(f"{now:%Y-%m-%d %H:%M:%S} next run at {wake:%Y-%m-%d %H:%M}")
+        while (left := (wake - clock()).total_seconds()) > 0:
+            sleep(min(left, 60.0))  # short naps: a changed clock or a suspended machine is noticed
+        s = _settings(root)
