@@ -13,8 +13,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tierwise.errors import UserError
+from tierwise.history.settings import ScheduleSettings, StabilitySettings
 from tierwise.mining.settings import ClassifySettings, ClusterSettings
 from tierwise.schema import TABLES
+from tierwise.strategy.playbook import ACTIONS, Playbook, StrategySettings, default_playbook
 
 
 class _Section(BaseModel):
@@ -275,7 +277,12 @@ class Config(_Section):
     loyalty: LoyaltyConfig = LoyaltyConfig()
     cluster: ClusterSettings = ClusterSettings()
     classify: ClassifySettings = ClassifySettings()
+    stability: StabilitySettings = StabilitySettings()
+    schedule: ScheduleSettings = ScheduleSettings()
     rules: list[RuleSettings] = Field(default_factory=list)
+    strategy: StrategySettings = StrategySettings()
+    # [[playbook]]: ordered strategy rules, the first whose `when` holds decides (docs/strategy.md).
+    playbook: Playbook = Field(default_factory=default_playbook)
     # [mapping.orders] "源列名" = "field": per table, source header → canonical field (or "ignore").
     mapping: dict[str, dict[str, str]] = Field(default_factory=dict)
 
@@ -339,7 +346,7 @@ def render_default_config() -> str:
     lines = ["# tierwise workspace settings. Every key is shown at its default; edit and re-run.", ""]
     defaults = Config()
     for section_name in Config.model_fields:
-        if section_name in ("mapping", "rules"):
+        if section_name in ("mapping", "rules", "playbook"):
             continue
         section = getattr(defaults, section_name)
         lines.append(f"[{section_name}]")
@@ -359,6 +366,15 @@ def render_default_config() -> str:
             # TOML has no null: an unset optional setting is written commented out.
             lines.append(f"# {name} = (unset)" if value is None else f"{name} = {_toml_value(value)}")
         lines += ["", *tables]
+    lines += [
+        "# Playbook (策略手册): the first rule, in this order, whose `when` holds gives a customer its strategy.",
+        "# action: " + ", ".join(ACTIONS) + ".",
+        "# budget_share: share of [strategy] budget, split evenly over the customers the rule matches (sum <= 1).",
+        "# reason_zh / reason_en: why, {column} inserts the customer's value. Keep a last rule with when = \"true\".",
+        "# Writing any [[playbook]] rule replaces this whole list (see docs/strategy.md).",
+        "",
+        *_array_of_tables("playbook", list[BaseModel](defaults.playbook)),
+    ]
     lines += [
         "# Rules: tag customers matching a condition over snapshot columns (see docs/rules.md).",
         "# [[rules]]",

@@ -4,16 +4,25 @@ Each run gets its own table `snapshot_<run id>` (so later runs may add columns w
 ones) and a row in `runs`; both are written in one transaction, so a failed run leaves the previous one as
 the latest. This first version computes features, RFM (scores, segment, eight classes), ABC, value tier
 and lifecycle stage; the other classifiers of issue 3 join the same pipeline.
+
+Runs are ordered by (as_of, created_at): the latest run is the one with the latest as-of date, and among
+runs of the same date the one made last, so that backfilled history never hides the current picture. One
+run at a time per workspace (a lock file, `run_lock`); with [stability] enabled the grade is held against
+the previous run (tierwise.history.stability).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import ibis
 import ibis.expr.types as ir
@@ -32,11 +41,13 @@ from tierwise.credit import payment_features
 from tierwise.engine import transaction
 from tierwise.errors import UserError
 from tierwise.features import FeatureSettings, customer_features, default_as_of
+from tierwise.history.stability import apply_stability
 from tierwise.industry import main_industry
 from tierwise.mining.in_run import cluster_snapshot
 from tierwise.rules import add_tags, columns_in, compile_value
 from tierwise.satisfaction import satisfaction_features
 from tierwise.schema import TABLES
+from tierwise.strategy.playbook import apply_playbook, check_playbook
 from tierwise.workspace import Workspace
 
 
@@ -49,6 +60,8 @@ class RunReport:
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     model_params: dict[str, dict[str, float]] = field(default_factory=dict)
+    stability: dict[str, object] | None = None
+    backfill: bool = False
 
     def as_json(self) -> dict[str, object]:
         d = asdict(self)
@@ -63,9 +76,7 @@ def _keep(stage: str, t: ir.Table) -> ir.Table:
     return t
 
 
-def measures(
-    tables: dict[str, ir.Table], cfg: Config, as_of: dt.date, predictions: ir.Table | None = None
-) -> ir.Table:
+def measures(tables: dict[str, ir.Table], cfg: Config, as_of: dt.date, predictions: ir.Table | None = None) -> ir.Table:
     """Every feature of DESIGN §5 per customer: orders, payments, satisfaction, industry, historical CLV."""
     customers, orders = tables["customers"], tables["orders"]
     window = cfg.features.window_days
@@ -136,8 +147,11 @@ CLASS_INPUTS = (
 )
 
 
-def classes(t: ir.Table, cfg: Config) -> ir.Table:
-    """RFM, ABC, value tier, lifecycle, loyalty and the composite grade, added to the measures in `t`."""
+def classes(t: ir.Table, cfg: Config, previous: Sequence[ir.Table] = ()) -> ir.Table:
+    """RFM, ABC, value tier, lifecycle, loyalty and the composite grade, added to the measures in `t`.
+
+    With [stability] enabled, the grade is held against `previous` snapshots (most recent first), and the
+    grade the score alone gives is kept as grade_raw."""
     rfm = cfg.rfm
     m_column = "monetary" if rfm.monetary == "total" else "avg_order_value"
     t = add_scores(t, monetary=m_column, bins=rfm.bins, thresholds=rfm.fixed_thresholds())
@@ -152,7 +166,7 @@ def classes(t: ir.Table, cfg: Config) -> ir.Table:
     t = add_lifecycle(t, LifecycleSettings(**cfg.lifecycle.model_dump()))
     t = add_loyalty(t, LoyaltySettings(**cfg.loyalty.model_dump()))
     g = cfg.grade
-    return add_grade(
+    t = add_grade(
         t,
         indicators(cfg, t.schema()),
         GradeSettings(
@@ -164,13 +178,16 @@ def classes(t: ir.Table, cfg: Config) -> ir.Table:
             prospect_indicator=g.prospect_indicator,
         ),
     )
+    if cfg.stability.enabled:
+        t = apply_stability(t, previous, cfg.stability, method=g.method, cutoffs=g.cutoffs)
+    return t
 
 
-def classify(t: ir.Table, cfg: Config) -> ir.Table:
+def classify(t: ir.Table, cfg: Config, previous: Sequence[ir.Table] = ()) -> ir.Table:
     """Every class, the composite grade and priority, and the user's rule tags, on top of the measures."""
     used = {c for i in cfg.grade.indicators for c in columns_in(i.expression, t.columns)}
     narrow = t.select(*[c for c in t.columns if c in set(CLASS_INPUTS) | used])
-    added = classes(narrow, cfg)
+    added = classes(narrow, cfg, previous)
     added = added.select("customer_id", *[c for c in added.columns if c not in narrow.columns])
     snapshot = t.join(added, "customer_id")
     return add_tags(snapshot, [(r.name, r.expression) for r in cfg.rules])
@@ -182,15 +199,16 @@ def build_snapshot(
     as_of: dt.date,
     checkpoint: Checkpoint = _keep,
     predictions: ir.Table | None = None,
+    previous: Sequence[ir.Table] = (),
 ) -> ir.Table:
     """The snapshot as Ibis expressions over the canonical tables, on whichever engine holds them.
 
     `checkpoint` may materialise the measures before classification (the run does, to time the stages and
     so that the many windows over them read a table rather than recompute the joins). `predictions` are the
     predictive-CLV scores (clv.predict) as a table on the same engine; without them the models are fitted
-    here, which runs queries.
+    here, which runs queries. `previous` are earlier snapshots, most recent first, for [stability].
     """
-    return classify(checkpoint("measures", measures(tables, cfg, as_of, predictions)), cfg)
+    return classify(checkpoint("measures", measures(tables, cfg, as_of, predictions)), cfg, previous)
 
 
 def canonical_tables(ws: Workspace) -> dict[str, ir.Table]:
@@ -201,21 +219,50 @@ def snapshot_suffix(run_id: str) -> str:
     return run_id.replace("-", "_")
 
 
-def run(ws: Workspace, as_of: dt.date | None = None, on_stage: Callable[[str], None] | None = None) -> RunReport:
+def run(
+    ws: Workspace,
+    as_of: dt.date | None = None,
+    on_stage: Callable[[str], None] | None = None,
+    *,
+    tables: dict[str, ir.Table] | None = None,
+    backfill: bool = False,
+    wait_seconds: float | None = None,
+) -> RunReport:
     """Build and store a snapshot. Stages: measures (a temporary table), classes (the snapshot table), the
-    Pareto curve, then the `runs` row that makes it visible — all in one transaction."""
-    orders = ws.table("orders")
+    Pareto curve, then the `runs` row that makes it visible — all in one transaction.
+
+    `tables` replaces the canonical tables (backfill passes them cut at `as_of`); `backfill` marks the run
+    as such in its `models` JSON. Only one run at a time per workspace: another one waits up to
+    `wait_seconds` ([schedule] wait_seconds by default) and then fails with a clear message."""
+    wait = ws.config.schedule.wait_seconds if wait_seconds is None else wait_seconds
+    with run_lock(ws.root, wait):
+        return _run(ws, as_of, on_stage, tables, backfill)
+
+
+def _run(
+    ws: Workspace,
+    as_of: dt.date | None,
+    on_stage: Callable[[str], None] | None,
+    given: dict[str, ir.Table] | None,
+    backfill: bool,
+) -> RunReport:
+    tables = given if given is not None else canonical_tables(ws)
+    orders = tables["orders"]
     if int(orders.count().execute()) == 0:
+        if given is not None and as_of is not None:
+            raise UserError(f"there are no orders before {as_of}; choose a later date")
         raise UserError("there are no orders in this workspace; load them first with 'tierwise ingest orders FILE'")
     as_of = as_of or default_as_of(orders)
     run_id = dt.datetime.now().strftime("%Y%m%d%H%M%S") + "-" + uuid.uuid4().hex[:6]
     suffix = snapshot_suffix(run_id)
     name = f"snapshot_{suffix}"
-    tables = canonical_tables(ws)
     input_rows = {table: int(t.count().execute()) for table, t in tables.items()}
     batches = ws.table("batches").select("batch_id").to_pyarrow()["batch_id"].to_pylist()
     timings: dict[str, float] = {}
     clock = time.perf_counter()
+    stability = ws.config.stability
+    earlier = previous_runs(ws, as_of, max(stability.confirm_runs - 1, 1)) if stability.enabled else []
+    previous = [ws.table(str(r["snapshot_table"])) for r in earlier]
 
     clustering = ws.config.cluster.enabled
     stages = iter(["measures", "classes", *(["clusters"] if clustering else []), "pareto", "saving"])
@@ -234,7 +281,10 @@ def run(ws: Workspace, as_of: dt.date | None = None, on_stage: Callable[[str], N
         return kept
 
     # Every rule and indicator is checked against the full snapshot's columns before any data is read.
-    build_snapshot(tables, ws.config, as_of, predictions=ibis.memtable(no_predictions()))
+    pre = build_snapshot(tables, ws.config, as_of, predictions=ibis.memtable(no_predictions()), previous=previous)
+    # Playbook rules may read the cluster columns, which exist only after clustering.
+    cluster_columns = {"cluster": "int64", "cluster_name": "string"} if clustering else {}
+    check_playbook(ws.config.playbook, ibis.schema({**dict(pre.schema().items()), **cluster_columns}))
     if on_stage is not None:
         on_stage("models")
     forecast = predict(tables["orders"], ws.config.clv, as_of)
@@ -242,7 +292,7 @@ def run(ws: Workspace, as_of: dt.date | None = None, on_stage: Callable[[str], N
     notes = [forecast.note] if forecast.note else []
     with transaction(ws.con):
         scores = on_engine(tables["orders"], forecast.table)
-        snapshot = build_snapshot(tables, ws.config, as_of, checkpoint, scores)
+        snapshot = build_snapshot(tables, ws.config, as_of, checkpoint, scores, previous)
         clusters: dict[str, object] | None = None
         if clustering:
             # Clusters are fitted on the finished classes (profiles name their dominant segment and grade).
@@ -250,6 +300,12 @@ def run(ws: Workspace, as_of: dt.date | None = None, on_stage: Callable[[str], N
             labels, clusters = cluster_snapshot(classified, ws.config.cluster, ws.config.workspace.language)
             labelled = on_engine(classified, labels)
             snapshot = classified.left_join(labelled, "customer_id").drop("customer_id_right")
+        snapshot = apply_playbook(
+            snapshot,
+            ws.config.playbook,
+            budget=ws.config.strategy.budget,
+            language=ws.config.workspace.language,
+        )
         snapshot = snapshot.mutate(run_id=ibis.literal(run_id), as_of=ibis.literal(as_of))
         ws.con.create_table(name, snapshot)
         lap("clusters" if clustering else "classes")
@@ -259,7 +315,14 @@ def run(ws: Workspace, as_of: dt.date | None = None, on_stage: Callable[[str], N
         n = int(stored.count().execute())
         lap("pareto")
         timings["total"] = round(sum(timings.values()), 3)
-        report = RunReport(run_id, as_of, name, n, timings, notes, forecast.params)
+        report = RunReport(run_id, as_of, name, n, timings, notes, forecast.params, backfill=backfill)
+        if stability.enabled:
+            report.stability = _stability_summary(stored, earlier, stability.margin, stability.confirm_runs)
+            if report.stability["held"]:
+                report.notes.append(
+                    f"stability: {report.stability['held']:,} customers kept their grade of run "
+                    f"{report.stability['previous_run']} (grade changes not yet clear; grade_raw has the score's grade)"
+                )
         if clusters and clusters.get("warning"):
             report.notes.append(str(clusters["warning"]))
         _register(ws, report, batches, input_rows, clusters)
@@ -269,6 +332,28 @@ def run(ws: Workspace, as_of: dt.date | None = None, on_stage: Callable[[str], N
             ws.con.drop_table(labelled.get_name(), force=True)
         ws.con.drop_table(scores.get_name(), force=True)
     return report
+
+
+def _stability_summary(
+    stored: ir.Table, earlier: list[dict[str, object]], margin: float, confirm_runs: int
+) -> dict[str, object]:
+    held = int(stored.filter(stored.grade_held).count().execute()) if "grade_held" in stored.columns else 0
+    return {
+        "enabled": True,
+        "margin": margin,
+        "confirm_runs": confirm_runs,
+        "previous_run": earlier[0]["run_id"] if earlier else None,
+        "held": held,
+    }
+
+
+def previous_runs(ws: Workspace, as_of: dt.date, n: int = 1) -> list[dict[str, object]]:
+    """The latest run of each of the `n` most recent as-of dates before `as_of`, most recent first."""
+    before = [r for r in list_runs(ws) if dt.date.fromisoformat(str(r["as_of"])) < as_of]
+    latest_per_day: dict[object, dict[str, object]] = {}
+    for r in before:  # in (as_of, created_at) order: the last one of a day wins
+        latest_per_day[r["as_of"]] = r
+    return list(reversed(list(latest_per_day.values())))[:n]
 
 
 def _register(
@@ -289,7 +374,14 @@ def _register(
         "input_batches": json.dumps(sorted(batches)),
         "input_rows": json.dumps(input_rows),
         "models": json.dumps(
-            {"params": report.model_params, "notes": report.notes, "clusters": clusters}, ensure_ascii=False
+            {
+                "params": report.model_params,
+                "notes": report.notes,
+                "clusters": clusters,
+                "stability": report.stability,
+                "backfill": report.backfill,
+            },
+            ensure_ascii=False,
         ),
         "timings": json.dumps(report.timings),
     }
@@ -297,5 +389,136 @@ def _register(
 
 
 def list_runs(ws: Workspace) -> list[dict[str, object]]:
+    """Every run, oldest first in (as_of, created_at) order: the last one is the latest (show.latest_snapshot)."""
     runs = ws.table("runs")
-    return runs.order_by("created_at").drop("config").to_pyarrow().to_pylist()
+    return runs.order_by(["as_of", "created_at", "run_id"]).drop("config").to_pyarrow().to_pylist()
+
+
+# One run at a time per workspace. DuckDB lets only one process write the file anyway; the lock turns a
+# second concurrent run into a wait (then a clear message) instead of an error from deep inside DuckDB, and
+# it also covers several runs started from one process (threads of a server).
+LOCK_FILE = ".tierwise-run.lock"
+_held = threading.local()
+
+
+@contextmanager
+def run_lock(root: Path, wait_seconds: float) -> Iterator[None]:
+    """Hold the workspace's run lock; wait up to `wait_seconds` for another run to finish. Re-entrant per thread."""
+    path = Path(root) / LOCK_FILE
+    held: set[Path] = getattr(_held, "paths", set())
+    _held.paths = held
+    if path in held:
+        yield
+        return
+    release = _acquire(path, wait_seconds)
+    held.add(path)
+    try:
+        yield
+    finally:
+        held.discard(path)
+        release()
+
+
+def _busy(path: Path, wait_seconds: float) -> UserError:
+    try:
+        holder = path.read_text(encoding="utf-8").strip() or "unknown"
+    except OSError:
+        holder = "unknown"
+    return UserError(
+        f"another tierwise run is in progress in {path.parent} (process {holder}); waited {wait_seconds:g}s — "
+        "try again when it has finished, or raise [schedule] wait_seconds"
+    )
+
+
+def _acquire(path: Path, wait_seconds: float) -> Callable[[], None]:
+    deadline = time.monotonic() + wait_seconds
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: an exclusive file with our pid, taken over when its process is gone
+        return _acquire_exclusive(path, deadline, wait_seconds)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except OSError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                raise _busy(path, wait_seconds) from None
+            time.sleep(0.2)
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}".encode())
+
+    def release() -> None:
+        os.ftruncate(fd, 0)
+        os.close(fd)  # closing drops the lock; a crashed process drops it too
+
+    return release
+
+
+def _acquire_exclusive(path: Path, deadline: float, wait_seconds: float) -> Callable[[], None]:
+    while True:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            if not _holder_alive(path):
+                path.unlink(missing_ok=True)
+                continue
+            if time.monotonic() >= deadline:
+                raise _busy(path, wait_seconds) from None
+            time.sleep(0.2)
+            continue
+        os.write(fd, f"{os.getpid()}".encode())
+        os.close(fd)
+        return lambda: path.unlink(missing_ok=True)
+
+
+def _holder_alive(path: Path) -> bool:
+    try:
+        pid = int(path.read_text(encoding="utf-8").strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def run_in_workspace(
+    root: Path | str,
+    as_of: dt.date | None = None,
+    on_stage: Callable[[str], None] | None = None,
+    wait_seconds: float | None = None,
+) -> RunReport:
+    """Open the workspace and run, waiting for a run or another process holding the database (cron-safe).
+
+    The lock is taken before the database is opened, so a second `tierwise run` waits for the first rather
+    than failing on DuckDB's single-writer lock."""
+    from tierwise.config import CONFIG_FILE, load_config
+
+    root = Path(root).resolve()
+    if not (root / CONFIG_FILE).is_file():
+        Workspace.open(root)  # raises the usual "not a workspace" message
+    wait = load_config(root / CONFIG_FILE).schedule.wait_seconds if wait_seconds is None else wait_seconds
+    started = time.monotonic()
+    with run_lock(root, wait):
+        ws = open_waiting(root, max(wait - (time.monotonic() - started), 0.0))
+        try:
+            return run(ws, as_of, on_stage)
+        finally:
+            ws.close()
+
+
+def open_waiting(root: Path, wait_seconds: float) -> Workspace:
+    """Workspace.open, retried while another process has the database open (DuckDB allows one writer)."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            return Workspace.open(root)
+        except UserError as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() >= deadline:
+                if "lock" in str(exc).lower():
+                    raise UserError(
+                        f"{root}: the workspace database is in use by another tierwise process; waited "
+                        f"{wait_seconds:g}s — try again when it has finished"
+                    ) from exc
+                raise
+            time.sleep(0.5)

@@ -67,7 +67,9 @@ def latest_snapshot(ws: Workspace, run_id: str | None = None) -> tuple[dict[str,
     runs = ws.table("runs")
     if run_id:
         runs = runs.filter(runs.run_id == run_id)
-    rows = runs.order_by(runs.created_at.desc()).limit(1).drop("config").to_pyarrow().to_pylist()
+    # The latest run is the one with the latest as-of date (then the newest): backfilled history stays behind.
+    newest = [runs.as_of.desc(), runs.created_at.desc(), runs.run_id.desc()]
+    rows = runs.order_by(newest).limit(1).drop("config").to_pyarrow().to_pylist()
     if not rows:
         if run_id:
             raise UserError(f"no run '{run_id}'; list them with 'tierwise runs'")

@@ -123,12 +123,57 @@ BACKTESTS_SCHEMA = ibis.schema(
 )
 
 
+# One row per `tierwise classify`: the model learned, the run it was applied to, and the table holding its
+# predictions (customer_id, learned_class, learned_confidence); payload is the result as JSON (docs/classification.md).
+LEARNED_MODELS_SCHEMA = ibis.schema(
+    {
+        "model_id": "string",
+        "run_id": "string",
+        "created_at": "timestamp",
+        "target": "string",
+        "model": "string",
+        "calibration_end": "date",
+        "holdout_end": "date",
+        "predictions_table": "string",
+        "payload": "string",
+    }
+)
+
+
+# One row per `tierwise campaign plan` (docs/campaigns.md): the selection, how the control group was drawn,
+# and the group sizes; strata is JSON {stratum: {customers, treatment, control}}.
+CAMPAIGN_PLANS_SCHEMA = ibis.schema(
+    {
+        "name": "string",
+        "run_id": "string",
+        "where_expr": "string",
+        "control_share": "float64",
+        "seed": "int64",
+        "stratify": "string",
+        "cost_per_contact": "float64",
+        "created_at": "timestamp",
+        "customers": "int64",
+        "treatment": "int64",
+        "control": "int64",
+        "strata": "string",
+    }
+)
+
+# The customers of each plan: group treatment or control, and the stratum (segment) the draw was made in.
+CAMPAIGN_MEMBERS_SCHEMA = ibis.schema(
+    {"name": "string", "customer_id": "string", "group": "string", "stratum": "string"}
+)
+
+
 SYSTEM_TABLES = {
     "batches": BATCHES_SCHEMA,
     "quarantine": QUARANTINE_SCHEMA,
     "blanked_values": BLANKED_SCHEMA,
     "runs": RUNS_SCHEMA,
     "backtests": BACKTESTS_SCHEMA,
+    "learned_models": LEARNED_MODELS_SCHEMA,
+    "campaign_plans": CAMPAIGN_PLANS_SCHEMA,
+    "campaign_members": CAMPAIGN_MEMBERS_SCHEMA,
 }
 
 
