@@ -268,3 +268,9 @@ def test_run_builds_a_snapshot_per_customer(tmp_path: Path) -> None:
     assert all(1 <= s["r_score"] <= 5 and s["rfm_class8"] for s in buyers)
     bad = run_cli("run", "-w", ws, "--as-of", "June")
     assert bad.code == 2 and "--as-of 'June'" in bad.stderr
+
+
+def test_usage_errors_are_one_message_not_a_traceback(tmp_path: Path) -> None:
+    for args, message in ((["run", "--bogus"], "No such option: --bogus"), (["show", "--top", "x"], "--top")):
+        r = run_cli(*args, "-w", tmp_path)
+        assert r.code == 2 and message in r.stderr and "Traceback" not in r.stderr

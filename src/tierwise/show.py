@@ -63,13 +63,21 @@ def label(column: str, code: object, language: str) -> str:
     return zh if language == "zh" else en
 
 
+def _newest_first(runs: ir.Table) -> ir.Table:
+    # The latest run is the one with the latest as-of date (then the newest): backfilled history stays behind.
+    return runs.order_by([runs.as_of.desc(), runs.created_at.desc(), runs.run_id.desc()])
+
+
+def latest_run_id(ws: Workspace) -> str | None:
+    rows = _newest_first(ws.table("runs")).limit(1).select("run_id").to_pyarrow().to_pylist()
+    return str(rows[0]["run_id"]) if rows else None
+
+
 def latest_snapshot(ws: Workspace, run_id: str | None = None) -> tuple[dict[str, Any], ir.Table]:
     runs = ws.table("runs")
     if run_id:
         runs = runs.filter(runs.run_id == run_id)
-    # The latest run is the one with the latest as-of date (then the newest): backfilled history stays behind.
-    newest = [runs.as_of.desc(), runs.created_at.desc(), runs.run_id.desc()]
-    rows = runs.order_by(newest).limit(1).drop("config").to_pyarrow().to_pylist()
+    rows = _newest_first(runs).limit(1).drop("config").to_pyarrow().to_pylist()
     if not rows:
         if run_id:
             raise UserError(f"no run '{run_id}'; list them with 'tierwise runs'")

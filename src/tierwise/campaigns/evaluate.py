@@ -227,9 +227,10 @@ def campaign_report(
             )
     else:
         source, stratify = "contacts", "rfm_segment"
-        runs = ws.table("runs")
-        latest = runs.order_by(ibis.desc("created_at")).limit(1).to_pyarrow().to_pylist()
-        run_id = str(latest[0]["run_id"]) if latest else None
+        from tierwise.show import latest_snapshot
+
+        latest = latest_snapshot(ws)[0] if ws.table("runs").count().execute() else None
+        run_id = str(latest["run_id"]) if latest else None
         notes.append(f"'{name}' was never planned: groups come from the group column of the loaded contacts")
         unknown = responses.filter(responses.file_group.isin(["unknown", "conflict"]))
         n_unknown = int(unknown.count().execute())
@@ -245,7 +246,7 @@ def campaign_report(
             notes.append(f"{no_group:,} contacted customers without a group count as treatment")
         group = usable.file_group.fill_null("treatment")
         if latest:
-            snap = ws.table(str(latest[0]["snapshot_table"])).select("customer_id", "rfm_segment")
+            snap = ws.table(str(latest["snapshot_table"])).select("customer_id", "rfm_segment")
             j = usable.left_join(snap, usable.customer_id == snap.customer_id)
             base = j.select(
                 group=j.file_group.fill_null("treatment"),
