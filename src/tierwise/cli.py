@@ -956,7 +956,7 @@ def _register_areas() -> None:
     """Commands of the larger areas live in their own modules (cli_<area>.py) and add themselves to `app`."""
     import importlib
 
-    for area in ("strategy", "history", "campaigns"):
+    for area in ("strategy", "history", "campaigns", "web"):
         name = f"tierwise.cli_{area}"
         try:
             module = importlib.import_module(name)

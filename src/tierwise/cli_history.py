@@ -267,4 +267,3 @@ def register(app: typer.Typer) -> None:
     app.command("trends")(trends)
     app.command("timeline")(timeline)
     app.command("backfill")(backfill)
-    app.command("serve")(serve)

@@ -17,6 +17,7 @@ from tierwise.history.settings import ScheduleSettings, StabilitySettings
 from tierwise.mining.settings import ClassifySettings, ClusterSettings
 from tierwise.schema import TABLES
 from tierwise.strategy.playbook import ACTIONS, Playbook, StrategySettings, default_playbook
+from tierwise.web.settings import WebSettings
 
 
 class _Section(BaseModel):
@@ -279,6 +280,7 @@ class Config(_Section):
     classify: ClassifySettings = ClassifySettings()
     stability: StabilitySettings = StabilitySettings()
     schedule: ScheduleSettings = ScheduleSettings()
+    web: WebSettings = WebSettings()
     rules: list[RuleSettings] = Field(default_factory=list)
     strategy: StrategySettings = StrategySettings()
     # [[playbook]]: ordered strategy rules, the first whose `when` holds decides (docs/strategy.md).

@@ -1,0 +1,1 @@
+"""The web dashboard and REST API (`tierwise serve`): FastAPI, server-rendered Jinja2 pages, logins and roles."""

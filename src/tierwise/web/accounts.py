@@ -1,0 +1,232 @@
+"""Users, API tokens and the audit log of a workspace.
+
+They live in a small SQLite file beside the DuckDB store (`.tierwise-auth.sqlite`), not in DuckDB: DuckDB lets one
+process write at a time, and `tierwise user add` must work while `tierwise serve` is running. Passwords are hashed
+with argon2; API tokens are random 256-bit secrets of which only a SHA-256 digest is kept.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import re
+import secrets
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from tierwise.errors import UserError
+
+Role = Literal["admin", "analyst", "viewer"]
+ROLES: tuple[Role, ...] = ("viewer", "analyst", "admin")  # each can do what the ones before it can
+AUTH_FILE = ".tierwise-auth.sqlite"
+MIN_PASSWORD = 8
+_NAME = re.compile(r"^[\w.@-]{1,64}$")
+_HASHER = PasswordHasher()
+# Verifying against this keeps a login for an unknown user as slow as one for a known user.
+_DUMMY_HASH = _HASHER.hash("not a password of anyone")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    username TEXT PRIMARY KEY, role TEXT NOT NULL, password_hash TEXT NOT NULL,
+    created_at TEXT NOT NULL, updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS api_tokens (
+    token_id TEXT PRIMARY KEY, username TEXT NOT NULL, secret_sha256 TEXT NOT NULL,
+    created_at TEXT NOT NULL, revoked_at TEXT, last_used_at TEXT
+);
+CREATE TABLE IF NOT EXISTS audit_log (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, username TEXT, action TEXT NOT NULL,
+    detail TEXT, ip TEXT
+);
+"""
+
+
+@dataclass(frozen=True)
+class User:
+    username: str
+    role: Role
+    created_at: str
+
+
+def role_at_least(role: str, needed: str) -> bool:
+    order: tuple[str, ...] = ROLES
+    return order.index(role) >= order.index(needed)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+
+
+class Accounts:
+    """The users, tokens and audit log of one workspace folder."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.path = Path(root) / AUTH_FILE
+        with self._db() as db:
+            db.executescript(_SCHEMA)
+        self.path.chmod(0o600)
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=10)
+        try:
+            with db:  # one transaction: committed on success, rolled back on error
+                yield db
+        finally:
+            db.close()
+
+    # -- users ----------------------------------------------------------------------------------------------------
+
+    def add_user(self, username: str, role: str, password: str) -> User:
+        if not _NAME.match(username):
+            raise UserError(f"user name '{username}': use 1–64 letters, digits, '.', '_', '-' or '@'")
+        _check_role(role)
+        _check_password(password)
+        now = _now()
+        try:
+            with self._db() as db:
+                db.execute(
+                    "INSERT INTO users VALUES (?, ?, ?, ?, ?)", (username, role, _HASHER.hash(password), now, now)
+                )
+        except sqlite3.IntegrityError:
+            raise UserError(f"user '{username}' exists already; change it with 'tierwise user passwd'") from None
+        return User(username, role, now)  # type: ignore[arg-type]
+
+    def users(self) -> list[User]:
+        with self._db() as db:
+            rows = db.execute("SELECT username, role, created_at FROM users ORDER BY username").fetchall()
+        return [User(*r) for r in rows]
+
+    def get(self, username: str) -> User | None:
+        with self._db() as db:
+            row = db.execute("SELECT username, role, created_at FROM users WHERE username = ?", (username,)).fetchone()
+        return User(*row) if row else None
+
+    def remove_user(self, username: str) -> None:
+        with self._db() as db:
+            if db.execute("DELETE FROM users WHERE username = ?", (username,)).rowcount == 0:
+                raise UserError(f"no user '{username}'; list them with 'tierwise user list'")
+            db.execute(
+                "UPDATE api_tokens SET revoked_at = ? WHERE username = ? AND revoked_at IS NULL", (_now(), username)
+            )
+
+    def set_password(self, username: str, password: str) -> None:
+        _check_password(password)
+        with self._db() as db:
+            cur = db.execute(
+                "UPDATE users SET password_hash = ?, updated_at = ? WHERE username = ?",
+                (_HASHER.hash(password), _now(), username),
+            )
+            if cur.rowcount == 0:
+                raise UserError(f"no user '{username}'; list them with 'tierwise user list'")
+
+    def set_role(self, username: str, role: str) -> None:
+        _check_role(role)
+        with self._db() as db:
+            cur = db.execute("UPDATE users SET role = ?, updated_at = ? WHERE username = ?", (role, _now(), username))
+            if cur.rowcount == 0:
+                raise UserError(f"no user '{username}'; list them with 'tierwise user list'")
+
+    def authenticate(self, username: str, password: str) -> User | None:
+        """The user if the password is right, else None (in about the same time either way)."""
+        with self._db() as db:
+            row = db.execute(
+                "SELECT username, role, created_at, password_hash FROM users WHERE username = ?", (username,)
+            ).fetchone()
+        stored = row[3] if row else _DUMMY_HASH
+        try:
+            _HASHER.verify(stored, password)
+        except (VerificationError, InvalidHashError):
+            return None
+        if row is None:
+            return None
+        if _HASHER.check_needs_rehash(stored):
+            with self._db() as db:
+                db.execute("UPDATE users SET password_hash = ? WHERE username = ?", (_HASHER.hash(password), username))
+        return User(row[0], row[1], row[2])
+
+    # -- API tokens -----------------------------------------------------------------------------------------------
+
+    def create_token(self, username: str) -> tuple[str, str]:
+        """(token id, the token to give to a script: shown once, only its digest is kept)."""
+        if self.get(username) is None:
+            raise UserError(f"no user '{username}'; add it first with 'tierwise user add'")
+        token_id = secrets.token_hex(6)
+        secret = secrets.token_urlsafe(32)
+        with self._db() as db:
+            db.execute(
+                "INSERT INTO api_tokens (token_id, username, secret_sha256, created_at) VALUES (?, ?, ?, ?)",
+                (token_id, username, _digest(secret), _now()),
+            )
+        return token_id, f"tw_{token_id}.{secret}"
+
+    def tokens(self, username: str | None = None) -> list[dict[str, str | None]]:
+        query = "SELECT token_id, username, created_at, revoked_at, last_used_at FROM api_tokens"
+        args: tuple[str, ...] = ()
+        if username is not None:
+            query += " WHERE username = ?"
+            args = (username,)
+        with self._db() as db:
+            rows = db.execute(query + " ORDER BY created_at", args).fetchall()
+        keys = ("token_id", "username", "created_at", "revoked_at", "last_used_at")
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    def revoke_token(self, token_id: str) -> None:
+        with self._db() as db:
+            cur = db.execute(
+                "UPDATE api_tokens SET revoked_at = ? WHERE token_id = ? AND revoked_at IS NULL", (_now(), token_id)
+            )
+            if cur.rowcount == 0:
+                raise UserError(f"no active token '{token_id}'; list them with 'tierwise user tokens'")
+
+    def verify_token(self, token: str) -> User | None:
+        if not token.startswith("tw_") or "." not in token:
+            return None
+        token_id, secret = token[3:].split(".", 1)
+        with self._db() as db:
+            row = db.execute(
+                "SELECT username, secret_sha256 FROM api_tokens WHERE token_id = ? AND revoked_at IS NULL", (token_id,)
+            ).fetchone()
+            if row is None or not hmac.compare_digest(row[1], _digest(secret)):
+                return None
+            db.execute("UPDATE api_tokens SET last_used_at = ? WHERE token_id = ?", (_now(), token_id))
+        return self.get(row[0])
+
+    # -- audit log ------------------------------------------------------------------------------------------------
+
+    def audit(self, username: str | None, action: str, detail: str = "", ip: str | None = None) -> None:
+        """Who did what: logins, uploads, runs, exports, settings and user changes (no customer data)."""
+        with self._db() as db:
+            db.execute(
+                "INSERT INTO audit_log (at, username, action, detail, ip) VALUES (?, ?, ?, ?, ?)",
+                (_now(), username, action, detail, ip),
+            )
+
+    def audit_entries(self, limit: int = 200) -> list[dict[str, str | None]]:
+        with self._db() as db:
+            rows = db.execute(
+                "SELECT at, username, action, detail, ip FROM audit_log ORDER BY id DESC LIMIT ?", (limit,)
+            ).fetchall()
+        return [dict(zip(("at", "username", "action", "detail", "ip"), r, strict=True)) for r in rows]
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _check_role(role: str) -> None:
+    if role not in ROLES:
+        raise UserError(f"role '{role}': choose admin, analyst or viewer")
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise UserError(f"the password is too short: use at least {MIN_PASSWORD} characters")
