@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from enum import StrEnum
@@ -10,9 +9,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from tierwise.cli_common import JsonOpt, WorkspaceOpt, err, out, print_json
 from tierwise.errors import UserError
 
 app = typer.Typer(
@@ -22,13 +21,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
 
-WorkspaceOpt = Annotated[
-    Path, typer.Option("--workspace", "-w", help="Workspace folder (holds tierwise.toml).", show_default=".")
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
 
 
 class TableName(StrEnum):
@@ -39,8 +32,6 @@ class TableName(StrEnum):
     campaigns = "campaigns"
 
 
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
 
 
 @app.command()
@@ -115,7 +106,7 @@ def ingest(
     finally:
         ws.close()
     if as_json:
-        _print_json([r.as_json() for r in reports])
+        print_json([r.as_json() for r in reports])
         return
     for r in reports:
         _print_report(r)
@@ -196,7 +187,7 @@ def quarantine(
             return
         rows = t.limit(limit).to_pyarrow().to_pylist()
         if as_json:
-            _print_json({"total": total, "rows": rows})
+            print_json({"total": total, "rows": rows})
             return
         if not total:
             out.print("Nothing in quarantine." if not blanked else "No unreadable optional values.")
@@ -239,7 +230,7 @@ def status(workspace: WorkspaceOpt = Path("."), as_json: JsonOpt = False) -> Non
     finally:
         ws.close()
     if as_json:
-        _print_json({"workspace": str(ws.root), "tables": counts, "batches": batches})
+        print_json({"workspace": str(ws.root), "tables": counts, "batches": batches})
         return
     t = Table("table", "rows", title=f"workspace {ws.root}", title_justify="left")
     for name, n in counts.items():
@@ -295,7 +286,7 @@ def run_command(
         # Waits for another run (cron) rather than failing on the database's single-writer lock.
         report = run_in_workspace(workspace, day, on_stage=step)
     if as_json:
-        _print_json(report.as_json())
+        print_json(report.as_json())
         return
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in report.timings.items() if k != "total")
     out.print(
@@ -318,7 +309,7 @@ def runs(workspace: WorkspaceOpt = Path("."), as_json: JsonOpt = False) -> None:
     finally:
         ws.close()
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     view = Table("run", "as of", "created", "customers", "timings (s)", title="runs", title_justify="left")
     for r in rows:
@@ -358,7 +349,7 @@ def show(
             config = run_config(ws, str(meta["run_id"]))
             detail = explain_customer(snap, meta, str(customer_id), config, ws.config.workspace.language)
             if as_json:
-                _print_json(detail)
+                print_json(detail)
             else:
                 out.print(f"customer {customer_id} · run {detail['run_id']} · as of {detail['as_of']}")
                 for key, value in detail["customer"].items():
@@ -378,7 +369,7 @@ def show(
     finally:
         ws.close()
     if as_json:
-        _print_json(data)
+        print_json(data)
         return
     zh = lang == "zh"
     out.print(f"run {data['run_id']} · as of {data['as_of']}")
@@ -465,7 +456,7 @@ def backtest(
     finally:
         ws.close()
     if as_json:
-        _print_json(result)
+        print_json(result)
         return
     p = result["purchases"]
     out.print(
@@ -551,7 +542,7 @@ def cluster(
     finally:
         ws.close()
     if as_json:
-        _print_json(data)
+        print_json(data)
         return
     _print_clusters(data)
 
@@ -693,7 +684,7 @@ def classify_command(
         ws.close()
     data = learned.as_json(language)
     if as_json:
-        _print_json(data)
+        print_json(data)
         return
     _print_learned(data, language)
 
@@ -796,7 +787,7 @@ def clv_fit(
         header=not no_header,
     )
     if as_json:
-        _print_json(result)
+        print_json(result)
         return
     out.print(
         f"{result['model']}: {result['n_customers']:,} customers, calibration to {result['calibration_end']}, "
@@ -854,7 +845,7 @@ def export(
         if list_columns:
             schema = snap.schema()
             if as_json:
-                _print_json({name: str(schema[name]) for name in schema.names})
+                print_json({name: str(schema[name]) for name in schema.names})
             else:
                 for name in schema.names:
                     out.print(f"{name}  [dim]{schema[name]}[/dim]")
@@ -871,7 +862,7 @@ def export(
         ws.close()
     summary = {"run_id": meta["run_id"], "file": str(file), "format": kind, "rows": rows.num_rows}
     if as_json:
-        _print_json(summary)
+        print_json(summary)
     else:
         out.print(f"{rows.num_rows:,} customers of run {meta['run_id']} written to {file}")
 
@@ -908,7 +899,7 @@ def report(
     finally:
         ws.close()
     if as_json:
-        _print_json(summary.as_json())
+        print_json(summary.as_json())
         return
     out.print(str(summary.path), markup=False, soft_wrap=True)
 
@@ -943,7 +934,7 @@ def generate(
             raise UserError(str(exc)) from exc
     data = summary.as_dict()
     if as_json:
-        _print_json(data)
+        print_json(data)
         return
     out.print(f"Generated {profile.value} data for {customers:,} customers in {outdir}")
     for k, v in data.items():

@@ -5,22 +5,14 @@ Kept apart from cli.py (which calls `register`); the helpers are local so this m
 
 from __future__ import annotations
 
-import json
-import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-out = Console(highlight=False)
-
-WorkspaceOpt = Annotated[
-    Path, typer.Option("--workspace", "-w", help="Workspace folder (holds tierwise.toml).", show_default=".")
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
+from tierwise.cli_common import JsonOpt, WorkspaceOpt, out, print_json
 
 
 class Language(StrEnum):
@@ -28,8 +20,6 @@ class Language(StrEnum):
     en = "en"
 
 
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
 
 
 campaign_app = typer.Typer(
@@ -81,7 +71,7 @@ def plan_command(
         ws.close()
     data = result.as_json()
     if as_json:
-        _print_json(data)
+        print_json(data)
         return
     out.print(
         f"campaign '{result.name}': {result.customers:,} customers of run {result.run_id} → treatment "
@@ -137,7 +127,7 @@ def report_command(
     finally:
         ws.close()
     if as_json:
-        _print_json(data)
+        print_json(data)
         return
     zh = language == "zh"
     out.print(
@@ -200,7 +190,7 @@ def list_command(workspace: WorkspaceOpt = Path("."), as_json: JsonOpt = False) 
     finally:
         ws.close()
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     if not rows:
         out.print("No campaign yet: tierwise campaign plan NAME --where EXPR", markup=False)

@@ -5,30 +5,15 @@ Imports stay light at the top: cli.py imports this module on every start.
 
 from __future__ import annotations
 
-import json
-import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from tierwise.cli_common import JsonOpt, LangOpt, WorkspaceOpt, err, out, print_json
 from tierwise.errors import UserError
-
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
-
-WorkspaceOpt = Annotated[
-    Path, typer.Option("--workspace", "-w", help="Workspace folder (holds tierwise.toml).", show_default=".")
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
-
-
-class Lang(StrEnum):
-    zh = "zh"
-    en = "en"
 
 
 class Every(StrEnum):
@@ -37,7 +22,6 @@ class Every(StrEnum):
     quarter = "quarter"
 
 
-LangOpt = Annotated[Lang | None, typer.Option("--lang", help="Labels in zh or en (default: the workspace's language).")]
 ByOpt = Annotated[
     str,
     typer.Option(
@@ -48,8 +32,6 @@ ByOpt = Annotated[
 ]
 
 
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
 
 
 def _date(value: str, option: str) -> Any:
@@ -81,7 +63,7 @@ def compare(
     finally:
         ws.close()
     if as_json:
-        _print_json(data)
+        print_json(data)
         return
     _print_compare(data, language)
 
@@ -147,7 +129,7 @@ def trends(
     finally:
         ws.close()
     if as_json:
-        _print_json(data)
+        print_json(data)
         return
     top = data["top_class"]
     heads = [c["label"] for c in data["classes"]]
@@ -178,7 +160,7 @@ def timeline(
     finally:
         ws.close()
     if as_json:
-        _print_json(data)
+        print_json(data)
         return
     view = Table("as of", "score", *TIMELINE_COLUMNS, title=f"customer {customer_id}", title_justify="left")
     for r in data["runs"]:
@@ -222,7 +204,7 @@ def backfill(
         ws.close()
     data = report.as_json()
     if as_json:
-        _print_json(data)
+        print_json(data)
         return
     for r in report.runs:
         out.print(f"run {r.run_id} as of {r.as_of}: {r.customers:,} customers")
@@ -253,7 +235,7 @@ def serve(
     if once:
         result = run_due(root, log)
         if as_json:
-            _print_json({"ran": result is not None and result.get("status") == "ok", "result": result, "log": lines})
+            print_json({"ran": result is not None and result.get("status") == "ok", "result": result, "log": lines})
         if result is not None and result.get("status") == "failed":
             raise typer.Exit(1)
         return

@@ -5,31 +5,13 @@ Imports stay light at the top: cli.py imports this module on every start.
 
 from __future__ import annotations
 
-import json
-import sys
-from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-out = Console(highlight=False)
-
-WorkspaceOpt = Annotated[
-    Path, typer.Option("--workspace", "-w", help="Workspace folder (holds tierwise.toml).", show_default=".")
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
-RunOpt = Annotated[str | None, typer.Option("--run", help="Run id (default: the latest).")]
-
-
-class Lang(StrEnum):
-    zh = "zh"
-    en = "en"
-
-
-LangOpt = Annotated[Lang | None, typer.Option("--lang", help="Language of labels and reasons (default: workspace).")]
+from tierwise.cli_common import JsonOpt, LangOpt, RunOpt, WorkspaceOpt, out, print_json
 
 _HEADERS = {
     "zh": ("#", "优先级", "客户", "等级", "下一步行动", "渠道", "原因", "交叉销售建议"),
@@ -37,8 +19,6 @@ _HEADERS = {
 }
 
 
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
 
 
 def register(app: typer.Typer) -> None:
@@ -66,7 +46,7 @@ def worklist(
     finally:
         ws.close()
     if as_json:
-        _print_json(data.as_json())
+        print_json(data.as_json())
         return
     zh = data.language == "zh"
     out.print(f"{'运行' if zh else 'run'} {data.run_id} · {'截至' if zh else 'as of'} {data.as_of}", markup=False)
@@ -140,7 +120,7 @@ def playbook(
         )
     unmatched = None if counts is None else counts.get(None, 0)
     if as_json:
-        _print_json({"budget": cfg.strategy.budget, "rules": rules, "unmatched": unmatched})
+        print_json({"budget": cfg.strategy.budget, "rules": rules, "unmatched": unmatched})
         return
     zh = language == "zh"
     headers = (

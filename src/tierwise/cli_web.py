@@ -9,19 +9,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from tierwise.cli_common import JsonOpt, WorkspaceOpt, err, out, print_json
 from tierwise.errors import UserError
 
 if TYPE_CHECKING:
     from tierwise.web.accounts import Accounts
 
-out = Console()
-err = Console(stderr=True)
 
-WorkspaceOpt = Annotated[Path, typer.Option("--workspace", "-w", help="Workspace folder (default: current).")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
 PasswordStdin = Annotated[
     bool,
     typer.Option("--password-stdin", help="Read the password from standard input (one line) instead of asking."),
@@ -53,12 +49,6 @@ def _read_password(from_stdin: bool) -> str:
     return first
 
 
-def _print_json(data: object) -> None:
-    import json
-
-    out.print_json(json.dumps(data, ensure_ascii=False, default=str))
-
-
 def add(
     name: Annotated[str, typer.Argument(help="User name.")],
     role: Annotated[str, typer.Option("--role", help="admin, analyst or viewer.")] = "viewer",
@@ -81,7 +71,7 @@ def list_users(workspace: WorkspaceOpt = Path("."), as_json: JsonOpt = False) ->
     accounts = _accounts(workspace)
     users = [{"username": u.username, "role": u.role, "created_at": u.created_at} for u in accounts.users()]
     if as_json:
-        _print_json(users)
+        print_json(users)
         return
     if not users:
         out.print("no users yet; add one with 'tierwise user add NAME --role admin'")
@@ -134,7 +124,7 @@ def token(
     token_id, secret = accounts.create_token(name)
     accounts.audit("cli", "token_create", f"{token_id} for {name}")
     if as_json:
-        _print_json({"token_id": token_id, "token": secret, "username": name})
+        print_json({"token_id": token_id, "token": secret, "username": name})
         return
     out.print(f"token {token_id} for {name} (shown once; keep it secret):")
     sys.stdout.write(secret + "\n")
@@ -148,7 +138,7 @@ def tokens(
     """List API tokens (ids only; the tokens themselves are not stored)."""
     rows = _accounts(workspace).tokens(name)
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     table = Table("token id", "user", "created (UTC)", "revoked", "last used")
     for r in rows:
