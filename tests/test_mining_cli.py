@@ -320,3 +320,16 @@ def test_saving_rules_keeps_the_users_own_and_drops_stale_learned_ones(tmp_path:
     bad = [LeafRule(1, [Condition("nope", lower=1.0)], "A", 0.9, 30)]
     with pytest.raises(UserError, match="nope"):
         _rules_file(ws, bad, result, False, schema)  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_show_customer_gives_the_learned_class(ws_copy: Path) -> None:
+    data = run_cli("classify", "-w", ws_copy, "--target", "future-churn", "--json").json()
+    assert isinstance(data, dict)
+    predictions = query(ws_copy, f"select * from {data['predictions_table']} order by customer_id limit 1")
+    customer, learned = predictions["customer_id"][0], predictions["learned_class"][0]
+    detail = run_cli("show", "customer", customer, "-w", ws_copy, "--json").json()
+    assert isinstance(detail, dict)
+    assert detail["learned"]["class"] == learned and detail["learned"]["model_id"] == data["model_id"]
+    assert any(r.startswith(f"learned class (tree on future-churn, model {data['model_id']}): {learned}")
+               for r in detail["reasons"])

@@ -348,6 +348,15 @@ def show(
             meta, snap = latest_snapshot(ws, run_id)
             config = run_config(ws, str(meta["run_id"]))
             detail = explain_customer(snap, meta, str(customer_id), config, ws.config.workspace.language)
+            from tierwise.mining.commands import learned_for_customer
+
+            learned = learned_for_customer(ws, str(meta["run_id"]), str(customer_id))
+            detail["learned"] = learned
+            if learned and learned["class"] is not None:
+                detail["reasons"].append(
+                    f"learned class ({learned['model']} on {learned['target']}, model {learned['model_id']}): "
+                    f"{learned['class']} with confidence {learned['confidence']:.0%}"
+                )
             if as_json:
                 print_json(detail)
             else:

@@ -605,3 +605,23 @@ def latest_learned(ws: Workspace, run_id: str | None = None) -> dict[str, Any] |
     row = rows[0]
     row["payload"] = json.loads(row["payload"])
     return row
+
+
+def learned_for_customer(ws: Workspace, run_id: str, customer_id: str) -> dict[str, Any] | None:
+    """The latest learned model's class for one customer of a run: model, target, class, confidence (or None)."""
+    model = latest_learned(ws, run_id)
+    if model is None:
+        return None
+    found: dict[str, Any] = {}
+    table = str(model.get("predictions_table") or "")
+    if table and table in ws.con.list_tables():
+        p = ws.table(table)
+        hits = p.filter(p.customer_id == customer_id).limit(1).to_pyarrow().to_pylist()
+        found = hits[0] if hits else {}
+    return {
+        "model_id": model.get("model_id"),
+        "target": model.get("target"),
+        "model": model.get("model"),
+        "class": found.get("learned_class"),
+        "confidence": found.get("learned_confidence"),
+    }
