@@ -1,4 +1,8 @@
-"""`make demo`: the main job on generated data, from nothing to a loaded workspace, in one command."""
+"""`make demo`: the main job on generated data, from nothing to a loaded workspace, in one command.
+
+The generated history ends on 2024-12-31; the backfill gives the workspace six monthly runs before today's, so
+`compare`, trends and the report's history page have something to show at once.
+"""
 
 from __future__ import annotations
 
@@ -22,8 +26,12 @@ def run(target: Path, customers: int = 2000) -> int:
     for table in STEPS_TABLES:
         steps.append(["ingest", table, str(data / f"{table}.csv"), "--workspace", str(ws)])
     steps.append(["status", "--workspace", str(ws)])
+    steps.append(["backfill", "--from", "2024-07-01", "--to", "2024-12-01", "--every", "month", "--workspace", str(ws)])
     steps.append(["run", "--workspace", str(ws)])
     steps.append(["show", "--workspace", str(ws), "--top", "5"])
+    steps.append(["compare", "--workspace", str(ws), "--top", "3"])
+    steps.append(["worklist", "--workspace", str(ws), "--top", "3"])
+    steps.append(["classify", "--target", "future-churn", "--workspace", str(ws)])
     report = target / "report.html"
     steps.append(["report", "--workspace", str(ws), "--out", str(report)])
     for args in steps:
@@ -36,6 +44,7 @@ def run(target: Path, customers: int = 2000) -> int:
     print(
         f"\nDemo data: {data}\nWorkspace: {ws}  (try: tierwise runs -w {ws}; tierwise quarantine -w {ws})"
         f"\nReport: {report.resolve()}  (open it in a browser; it works offline)"
+        f"\nDashboard: tierwise user add admin --role admin -w {ws}; tierwise serve -w {ws}"
     )
     return 0
 
