@@ -1,0 +1,485 @@
+"""Customers of a run: the filtered, sorted, paged list, one customer in full, and the masking of contact data.
+
+Rows come from the run's snapshot; the contact columns of the `customers` table that the snapshot does not
+carry (phone, email, signup_date …) can be asked for by name and are joined from there. Viewers get phone
+numbers and e-mail addresses masked (`mask_personal=True`): every column whose name mentions phone, mobile,
+email, 手机, 电话 or 邮箱/邮件, and such keys of the customers' extra `attributes`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import ibis
+import ibis.expr.types as ir
+
+from tierwise.errors import UserError
+from tierwise.rules import compile_expression
+from tierwise.show import LABELS, explain_customer, label, latest_snapshot, run_config
+from tierwise.strategy import playbook
+from tierwise.web.services._common import check_page, jsonable, language_of, pages
+from tierwise.workspace import Workspace
+
+DEFAULT_COLUMNS = (
+    "customer_id",
+    "name",
+    "province",
+    "main_industry",
+    "owner",
+    "priority_rank",
+    "grade",
+    "composite_score",
+    "monetary",
+    "frequency",
+    "recency_days",
+    "rfm_segment",
+    "abc_class",
+    "value_tier",
+    "lifecycle_stage",
+    "clv_predicted",
+    "next_action",
+)
+# Columns of the customers table never offered as customer columns (lineage and ingest bookkeeping).
+_NOT_CONTACT = {"batch_id", "source_line", "is_minimal", "attributes"}
+
+_PERSONAL = re.compile(r"phone|mobile|e-?mail|手机|电话|邮箱|邮件", re.IGNORECASE)
+_EMAIL_COLUMN = re.compile(r"mail|邮", re.IGNORECASE)
+
+
+# --- masking ------------------------------------------------------------------------------------------------
+
+
+def is_personal(column: str) -> bool:
+    """Whether a column (or attribute) holds phone numbers or e-mail addresses, judged by its name."""
+    return bool(_PERSONAL.search(column))
+
+
+def mask_phone(value: object) -> str | None:
+    """138****5678: of n digits, the first 3 stay when n ≥ 11 and the last 4 when n ≥ 7 (else the last n // 3);
+    every other digit becomes '*'. Separators (+, -, spaces, brackets) stay where they are, so the length and
+    shape are kept. A value without digits is masked whole (all but spaces)."""
+    if value is None:
+        return None
+    text = str(value)
+    positions = [i for i, ch in enumerate(text) if ch.isdigit()]
+    n = len(positions)
+    if n == 0:
+        return "".join(ch if ch.isspace() else "*" for ch in text)
+    head = 3 if n >= 11 else 0
+    tail = 4 if n >= 7 else n // 3
+    hidden = set(positions[head : n - tail])
+    return "".join("*" if i in hidden else ch for i, ch in enumerate(text))
+
+
+def mask_email(value: object) -> str | None:
+    """z****@example.com: the first character of the name stays, the rest of it becomes '*' (same length); the
+    domain stays. Text without '@' is masked like a name without a domain."""
+    if value is None:
+        return None
+    text = str(value)
+    at = text.rfind("@")
+    local, domain = (text, "") if at < 0 else (text[:at], text[at:])
+    if len(local) <= 1:
+        return "*" * len(local) + domain
+    return local[0] + "*" * (len(local) - 1) + domain
+
+
+def mask_value(column: str, value: object) -> object:
+    if value is None:
+        return None
+    if _EMAIL_COLUMN.search(column) or "@" in str(value):
+        return mask_email(value)
+    return mask_phone(value)
+
+
+def mask_row(row: dict[str, Any]) -> dict[str, Any]:
+    """The row with personal columns masked, and personal keys of `attributes` (a map) masked too."""
+    out = {}
+    for key, value in row.items():
+        if is_personal(key):
+            out[key] = mask_value(key, value)
+        elif key == "attributes" and value is not None:
+            pairs = value.items() if isinstance(value, dict) else value
+            out[key] = {str(k): mask_value(str(k), v) if is_personal(str(k)) else v for k, v in pairs}
+        else:
+            out[key] = value
+    return out
+
+
+# --- the list -----------------------------------------------------------------------------------------------
+
+
+def contact_columns(ws: Workspace, snapshot: ir.Table) -> list[str]:
+    """Columns of the customers table a list may show besides the snapshot's (phone, email, signup_date …)."""
+    return [c for c in ws.table("customers").columns if c not in snapshot.columns and c not in _NOT_CONTACT]
+
+
+def available_columns(ws: Workspace, snapshot: ir.Table) -> list[str]:
+    return [*snapshot.columns, *contact_columns(ws, snapshot)]
+
+
+def unknown_column(what: str, name: str, known: Sequence[str]) -> UserError:
+    close = difflib.get_close_matches(name, known, n=3)
+    hint = f"did you mean {', '.join(close)}?" if close else "see the columns listed by GET /api/v1/customers/columns"
+    return UserError(f"{what}: no column '{name}' in this run; {hint}")
+
+
+def with_contacts(ws: Workspace, snapshot: ir.Table, wanted: Sequence[str]) -> ir.Table:
+    """The snapshot, with those of `wanted` that only the customers table has joined from there."""
+    extra = [c for c in contact_columns(ws, snapshot) if c in wanted]
+    if not extra:
+        return snapshot
+    customers = ws.table("customers").select("customer_id", *extra).distinct(on="customer_id", keep="first")
+    return snapshot.left_join(customers, "customer_id").drop("customer_id_right")
+
+
+def parse_sort(sort: str | None, known: Sequence[str]) -> tuple[str, bool]:
+    """'col' or '-col' (descending) → (column, descending), the column checked against `known`."""
+    text = (sort or "priority_rank").strip()
+    descending = text.startswith("-")
+    column = text.lstrip("-+").strip()
+    if column not in known:
+        raise unknown_column(f"sort '{text}'", column, known)
+    return column, descending
+
+
+def sorted_rows(t: ir.Table, column: str, descending: bool) -> ir.Table:
+    """Ordered by `column` with empty values last in either direction, then by customer_id (stable pages)."""
+    value = t[column]
+    keys: list[Any] = [value.isnull(), ibis.desc(value) if descending else value]
+    if column != "customer_id":
+        keys.append(t.customer_id)
+    return t.order_by(keys)
+
+
+def search_filter(t: ir.Table, search: str) -> ir.BooleanValue:
+    """Customer id or name containing `search`, ignoring case."""
+    needle = search.strip().lower()
+    found = t.customer_id.lower().contains(needle)
+    if "name" in t.columns:
+        found = found | t.name.lower().contains(needle).fill_null(False)
+    return found
+
+
+def add_labels(row: dict[str, Any], language: str) -> dict[str, Any]:
+    for column in list(row):
+        if column in LABELS or column == "cluster_name":
+            row[f"{column}_label"] = label(column, row[column], language)
+        elif column == "next_action":
+            row["next_action_label"] = playbook.label("action", row[column], language)
+    return row
+
+
+def query_customers(
+    ws: Workspace,
+    meta: dict[str, Any],
+    snapshot: ir.Table,
+    *,
+    where: str | None = None,
+    search: str | None = None,
+    sort: str | None = "priority_rank",
+    page: int = 1,
+    page_size: int = 50,
+    columns: Sequence[str] | None = None,
+    mask_personal: bool = False,
+    language: str = "zh",
+    restrict: Callable[[ir.Table], ir.BooleanValue] | None = None,
+) -> dict[str, Any]:
+    """One page of a snapshot's customers (see list_customers); `restrict` narrows them further."""
+    check_page(page, page_size)
+    known = available_columns(ws, snapshot)
+    chosen = list(dict.fromkeys(columns)) if columns else [c for c in DEFAULT_COLUMNS if c in snapshot.columns]
+    for c in chosen:
+        if c not in known:
+            raise unknown_column("columns", c, known)
+    if "customer_id" in chosen:
+        chosen.remove("customer_id")
+    chosen.insert(0, "customer_id")
+    sort_column, descending = parse_sort(sort, known)
+    if mask_personal:
+        refuse_personal(where, sort_column, known)
+    t = with_contacts(ws, snapshot, [*chosen, sort_column, *where_columns(where, contact_columns(ws, snapshot))])
+    if restrict is not None:
+        t = t.filter(restrict(t))
+    if where and where.strip():
+        t = t.filter(compile_expression(where, t.schema(), what="where")(t))
+    if search and search.strip():
+        t = t.filter(search_filter(t, search))
+    total = int(t.count().execute())
+    offset = (page - 1) * page_size
+    rows: list[dict[str, Any]] = []
+    if offset < total:
+        ordered = sorted_rows(t, sort_column, descending)
+        rows = ordered.select(*chosen).limit(page_size, offset=offset).to_pyarrow().to_pylist()
+    if mask_personal:
+        rows = [mask_row(r) for r in rows]
+    rows = [add_labels(r, language) for r in rows]
+    return jsonable(
+        {
+            "run_id": meta["run_id"],
+            "as_of": meta["as_of"],
+            "total": total,
+            "page": page,
+            "page_size": page_size,
+            "pages": pages(total, page_size),
+            "sort": ("-" if descending else "") + sort_column,
+            "columns": chosen,
+            "rows": rows,
+        }
+    )
+
+
+def refuse_personal(where: str | None, sort_column: str | None, known: Sequence[str]) -> None:
+    """With masking on, filtering or sorting by phone or e-mail would reveal them bit by bit: refused."""
+    personal = [c for c in known if is_personal(c)]
+    used = set(where_columns(where, personal))
+    if sort_column in personal:
+        used.add(sort_column)
+    if used:
+        raise UserError(
+            f"filtering or sorting by {', '.join(sorted(used))} is not allowed with masked contact data; "
+            "ask an analyst or an admin"
+        )
+
+
+def where_columns(where: str | None, contacts: list[str]) -> list[str]:
+    """Contact columns a condition mentions (they must be joined before it is compiled)."""
+    if not where or not contacts:
+        return []
+    from tierwise.rules import columns_in
+
+    try:
+        return sorted(columns_in(where, contacts))
+    except UserError:
+        return []  # the syntax error is reported when the condition is compiled
+
+
+def list_customers(
+    ws: Workspace,
+    *,
+    where: str | None = None,
+    search: str | None = None,
+    sort: str | None = "priority_rank",
+    page: int = 1,
+    page_size: int = 50,
+    columns: Sequence[str] | None = None,
+    mask_personal: bool = False,
+    run_id: str | None = None,
+    language: str | None = None,
+) -> dict[str, Any]:
+    """A page of the run's customers.
+
+    `where`: a condition in the rule language (docs/rules.md), checked against the run's columns; `search`: a
+    piece of the customer id or name (case ignored); `sort`: a column, '-column' for descending (empty values
+    last either way; ties by customer_id); `columns`: which (default DEFAULT_COLUMNS), snapshot columns or
+    contact columns of the customers table. Class columns get a `<column>_label` beside them.
+
+    {run_id, as_of, total, page, page_size, pages, sort, columns, rows}; a page beyond the end has no rows."""
+    lang = language_of(ws, language)
+    meta, snap = latest_snapshot(ws, run_id)
+    return query_customers(
+        ws,
+        meta,
+        snap,
+        where=where,
+        search=search,
+        sort=sort,
+        page=page,
+        page_size=page_size,
+        columns=columns,
+        mask_personal=mask_personal,
+        language=lang,
+    )
+
+
+def customer_columns(ws: Workspace, run_id: str | None = None) -> list[dict[str, str]]:
+    """Every column a list, a filter or an export can use: name, type and where it comes from."""
+    _, snap = latest_snapshot(ws, run_id)
+    schema = snap.schema()
+    out = [{"name": n, "type": str(schema[n]), "source": "snapshot"} for n in schema.names]
+    customers = ws.table("customers").schema()
+    out += [{"name": n, "type": str(customers[n]), "source": "customers"} for n in contact_columns(ws, snap)]
+    return out
+
+
+# --- one customer -------------------------------------------------------------------------------------------
+
+_NEXT_ACTION = ("strategy", "next_action", "service_level", "channel", "contact_every_days", "budget_per_customer")
+
+
+def customer_detail(
+    ws: Workspace,
+    customer_id: str,
+    *,
+    run_id: str | None = None,
+    language: str | None = None,
+    mask_personal: bool = False,
+    with_timeline: bool = True,
+    with_cross_sell: bool = True,
+) -> dict[str, Any]:
+    """Everything about one customer in a run.
+
+    {run_id, as_of, customer_id, profile (the customers-table record: contact data, attributes), scores (the
+    snapshot row: every measure, score and class), labels ({class column: label}), grade ({score, grade,
+    priority_rank, indicators: [{name, label, weight, weight_share, score, points}]} or None for runs without
+    the composite grade), reasons (show.explain_customer), timeline (history.trends.timeline, or None),
+    next_action ({strategy, strategy_label, action, action_label, service_level(_label), channel(_label),
+    contact_every_days, budget_per_customer, reason} or None), cross_sell ([{rank, category, support, buyers}]),
+    learned ({model_id, target, model, class, confidence} or None), notes}."""
+    lang = language_of(ws, language)
+    meta, snap = latest_snapshot(ws, run_id)
+    run = str(meta["run_id"])
+    config = run_config(ws, run)
+    explained = explain_customer(snap, meta, customer_id, config, lang)
+    row: dict[str, Any] = explained["customer"]
+    notes: list[str] = []
+
+    profile_rows = (
+        ws.table("customers")
+        .filter(ibis._.customer_id == customer_id)
+        .drop("batch_id", "source_line")
+        .limit(1)
+        .to_pyarrow()
+        .to_pylist()
+    )
+    profile = profile_rows[0] if profile_rows else None
+    if profile is not None and isinstance(profile.get("attributes"), list):
+        profile["attributes"] = {str(k): v for k, v in profile["attributes"]}
+
+    labels = {c: label(c, row[c], lang) for c in [*LABELS, "cluster_name"] if c in row}
+    data: dict[str, Any] = {
+        "run_id": run,
+        "as_of": meta["as_of"],
+        "customer_id": customer_id,
+        "profile": profile,
+        "scores": row,
+        "labels": labels,
+        "grade": _grade(row, config, lang),
+        "reasons": explained["reasons"],
+        "timeline": None,
+        "next_action": _next_action(ws, snap, row, config, customer_id, lang),
+        "cross_sell": [],
+        "learned": _learned(ws, run, row, customer_id),
+        "notes": notes,
+    }
+    if with_timeline:
+        from tierwise.history.trends import timeline
+
+        data["timeline"] = timeline(ws, customer_id, lang)
+    if with_cross_sell:
+        data["cross_sell"] = _cross_sell(ws, snap, meta, customer_id, notes)
+    if mask_personal:
+        if data["profile"] is not None:
+            data["profile"] = mask_row(data["profile"])
+        data["scores"] = mask_row(row)
+    return jsonable(data)
+
+
+def _grade(row: dict[str, Any], config: Any, language: str) -> dict[str, Any] | None:
+    if "composite_score" not in row:
+        return None
+    indicators = config.grade.indicators
+    total = sum(i.weight for i in indicators) or 1.0
+    return {
+        "score": row.get("composite_score"),
+        "grade": row.get("grade"),
+        "grade_label": label("grade", row.get("grade"), language),
+        "priority_rank": row.get("priority_rank"),
+        "method": config.grade.method,
+        "indicators": [
+            {
+                "name": i.name,
+                "label": i.label or i.name,
+                "expression": i.expression,
+                "weight": i.weight,
+                "weight_share": i.weight / total,
+                "score": row.get(f"score_{i.name}"),
+                "points": row.get(f"contrib_{i.name}"),
+            }
+            for i in indicators
+        ],
+    }
+
+
+def _next_action(
+    ws: Workspace, snap: ir.Table, row: dict[str, Any], config: Any, customer_id: str, language: str
+) -> dict[str, Any] | None:
+    from tierwise.strategy.worklist import with_strategy
+
+    rules = config.playbook
+    source = row
+    if "next_action" not in row or language != config.workspace.language:
+        # runs made before the playbook, or reasons wanted in the other language: the run's playbook applied now
+        t = with_strategy(snap, rules, budget=config.strategy.budget, language=language, reapply=True)
+        found = t.filter(t.customer_id == customer_id).select(*_NEXT_ACTION, "action_reason").to_pyarrow().to_pylist()
+        if not found:
+            return None
+        source = found[0]
+    names = {r.name: r.display_label(language) for r in rules}
+    strategy = source.get("strategy")
+    return {
+        "strategy": strategy,
+        "strategy_label": names.get(strategy or "", strategy or "—"),
+        "action": source.get("next_action"),
+        "action_label": playbook.label("action", source.get("next_action"), language),
+        "service_level": source.get("service_level"),
+        "service_level_label": playbook.label("service_level", source.get("service_level"), language),
+        "channel": source.get("channel"),
+        "channel_label": playbook.label("channel", source.get("channel"), language),
+        "contact_every_days": source.get("contact_every_days"),
+        "budget_per_customer": source.get("budget_per_customer"),
+        "reason": source.get("action_reason"),
+    }
+
+
+def _cross_sell(
+    ws: Workspace, snap: ir.Table, meta: dict[str, Any], customer_id: str, notes: list[str]
+) -> list[dict[str, Any]]:
+    from tierwise.strategy.cross_sell import cross_sell, similarity_column
+
+    s = ws.config.strategy
+    if s.cross_sell_top <= 0:
+        return []
+    try:
+        by = similarity_column(snap, s.cross_sell_by)
+        t = cross_sell(
+            snap,
+            ws.table("orders"),
+            s.cross_sell_top,
+            by,
+            min_support=s.cross_sell_min_support,
+            as_of=meta.get("as_of"),
+            targets=snap.filter(snap.customer_id == customer_id).select("customer_id"),
+        )
+        rows = t.order_by("rank").drop("customer_id").to_pyarrow().to_pylist()
+    except UserError as exc:
+        notes.append(f"no cross-sell suggestions: {exc}")
+        return []
+    return [{**r, "similar_by": by} for r in rows]
+
+
+def _learned(ws: Workspace, run_id: str, row: dict[str, Any], customer_id: str) -> dict[str, Any] | None:
+    from tierwise.mining.commands import latest_learned
+
+    model = latest_learned(ws, run_id)
+    if model is None:
+        return None
+    found: dict[str, Any] | None = None
+    if "learned_class" in row:
+        found = {"learned_class": row.get("learned_class"), "learned_confidence": row.get("learned_confidence")}
+    else:
+        table = str(model.get("predictions_table") or "")
+        if table and table in ws.con.list_tables():
+            p = ws.table(table)
+            hits = p.filter(p.customer_id == customer_id).limit(1).to_pyarrow().to_pylist()
+            found = hits[0] if hits else None
+    return {
+        "model_id": model.get("model_id"),
+        "target": model.get("target"),
+        "model": model.get("model"),
+        "class": None if found is None else found.get("learned_class"),
+        "confidence": None if found is None else found.get("learned_confidence"),
+    }

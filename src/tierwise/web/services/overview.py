@@ -1,0 +1,164 @@
+"""The overview page: key figures with the change since the previous run, and the report's charts as data.
+
+The distributions, breakdowns, R×F heatmap and Pareto curve are the HTML report's own (tierwise.report), so the
+dashboard, its JSON twin and `tierwise report` show the same numbers. A run's overview never changes once the
+run is stored: callers may cache it by (run_id, language).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ibis.expr.types as ir
+
+from tierwise import report
+from tierwise.report_data import predictive_totals
+from tierwise.run import previous_runs
+from tierwise.show import TITLES, latest_snapshot, run_config
+from tierwise.web.services._common import jsonable, language_of
+from tierwise.workspace import Workspace
+
+DISTRIBUTIONS = ("grade", "rfm_segment", "rfm_class8", "abc_class", "value_tier", "lifecycle_stage", "loyalty")
+
+# key → (English, Chinese, format); format: count, money, score or share
+KPIS: dict[str, tuple[str, str, str]] = {
+    "customers": ("Customers", "客户总数", "count"),
+    "buyers": ("Buyers", "有购买客户", "count"),
+    "revenue": ("Revenue", "收入", "money"),
+    "profit": ("Profit", "毛利", "money"),
+    "grade_a": ("Grade A customers", "A级客户", "count"),
+    "abc_a": ("Key (ABC class A) customers", "关键客户（A类）", "count"),
+    "avg_score": ("Mean composite score", "平均综合得分", "score"),
+    "active": ("Active customers (new, active, mature)", "活跃客户（新、活跃、成熟）", "count"),
+    "at_risk": ("At-risk customers", "流失风险客户", "count"),
+    "churned": ("Churned customers", "已流失客户", "count"),
+    "clv_historical": ("Historical CLV, total", "历史CLV合计", "money"),
+    "clv_predicted": ("Predicted CLV, total", "预测CLV合计", "money"),
+    "overdue": ("Overdue amount", "逾期金额", "money"),
+}
+
+
+def kpi_values(snap: ir.Table) -> dict[str, float | int | None]:
+    """The figures of KPIS that the snapshot has columns for, in one query (None: no value, e.g. no grade)."""
+    s, cols = snap, set(snap.columns)
+    aggs: dict[str, Any] = {
+        "customers": s.count(),
+        "buyers": s.count(where=s.recency_days.notnull()),
+        "revenue": s.monetary.sum(),
+    }
+    if "profit" in cols:
+        aggs["profit"] = s.profit.sum()
+    if "grade" in cols:
+        aggs["grade_a"] = s.count(where=s.grade == "A")
+    if "abc_class" in cols:
+        aggs["abc_a"] = s.count(where=s.abc_class == "A")
+    if "composite_score" in cols:
+        aggs["avg_score"] = s.composite_score.mean()
+    if "lifecycle_stage" in cols:
+        aggs["active"] = s.count(where=s.lifecycle_stage.isin(["new", "active", "mature"]))
+        aggs["at_risk"] = s.count(where=s.lifecycle_stage == "at_risk")
+        aggs["churned"] = s.count(where=s.lifecycle_stage == "churned")
+    if "clv_historical" in cols:
+        aggs["clv_historical"] = s.clv_historical.sum()
+    if "clv_predicted" in cols:
+        aggs["clv_predicted"] = s.clv_predicted.sum()
+    if "overdue_amount" in cols:
+        aggs["overdue"] = s.overdue_amount.sum()
+    row = s.aggregate(**aggs).to_pyarrow().to_pylist()[0]
+    out: dict[str, float | int | None] = {}
+    for key, value in row.items():
+        if value is None:
+            out[key] = None
+        elif KPIS[key][2] == "count":
+            out[key] = int(value)
+        else:
+            out[key] = float(value)
+    return out
+
+
+def kpis(current: dict[str, Any], previous: dict[str, Any] | None, language: str) -> list[dict[str, Any]]:
+    """[{key, label, format, value, previous, change, change_share}] in the order of KPIS."""
+    out = []
+    for key, (en, zh, fmt) in KPIS.items():
+        if key not in current:
+            continue
+        value = current[key]
+        before = None if previous is None else previous.get(key)
+        change = None if value is None or before is None else value - before
+        out.append(
+            {
+                "key": key,
+                "label": zh if language == "zh" else en,
+                "format": fmt,
+                "value": value,
+                "previous": before,
+                "change": change,
+                "change_share": None if change is None or not before else change / abs(before),
+            }
+        )
+    return out
+
+
+def _chart(key: str, lang: Any, **data: Any) -> dict[str, Any]:
+    return {"id": key, "title": lang.t(key), **data}
+
+
+def overview(ws: Workspace, run_id: str | None = None, language: str | None = None) -> dict[str, Any]:
+    """Everything the overview page shows, aggregated by the engine.
+
+    {run: {run_id, as_of, customers, previous_run: {run_id, as_of} | None}, currency,
+     kpis: [{key, label, format, value, previous, change, change_share}],
+     distributions: {column: {id, title, rows: [{code, label, customers, customer_share, revenue, revenue_share}]}},
+     heatmap: {r, f, customers[r][f], revenue[r][f], ...} (rows R 5..1, columns F 1..5),
+     pareto: {x, y, cutoffs, value, top20_share, abc: rows},
+     regions / industries: {id, title, rows} (the 15 largest by revenue, then "other"),
+     clv: histogram of historical CLV or None, predicted: totals of the predictive columns or None}."""
+    lang_code = language_of(ws, language)
+    meta, snap = latest_snapshot(ws, run_id)
+    run = str(meta["run_id"])
+    config = run_config(ws, run)
+    lang = report._Lang(lang_code, ws.config.workspace.currency)
+    cols = set(snap.columns)
+
+    before = previous_runs(ws, meta["as_of"], 1)
+    previous = None
+    previous_values = None
+    if before:
+        previous = {"run_id": before[0]["run_id"], "as_of": before[0]["as_of"]}
+        previous_values = kpi_values(ws.table(str(before[0]["snapshot_table"])))
+
+    distributions = {
+        c: {"id": c, "title": TITLES[c][1 if lang.zh else 0], "rows": report._distribution(snap, c, lang)}
+        for c in DISTRIBUTIONS
+        if c in cols
+    }
+    curve = report._pareto(ws, snap, str(meta["snapshot_table"]), config.abc.by)
+    industry = "main_industry" if "main_industry" in cols else "industry_code"
+    data: dict[str, Any] = {
+        "run": {"run_id": run, "as_of": meta["as_of"], "customers": int(meta["customers"]), "previous_run": previous},
+        "language": lang_code,
+        "currency": ws.config.workspace.currency,
+        "kpis": kpis(kpi_values(snap), previous_values, lang_code),
+        "distributions": distributions,
+        "heatmap": _chart("rf_heatmap", lang, **report._heatmap(snap, lang)),
+        "pareto": _chart(
+            "pareto",
+            lang,
+            x=[p["customer_share"] for p in curve],
+            y=[p["value_share"] for p in curve],
+            value=config.abc.by,
+            cutoffs=[config.abc.a_cutoff, config.abc.b_cutoff],
+            top20_share=report._value_at(curve, 0.2),
+            x_axis=lang.t("cum_customers"),
+            y_axis=lang.t("cum_value", value=lang.t("revenue" if config.abc.by == "monetary" else "profit")),
+        ),
+        "regions": _chart("region", lang, column="province", rows=report._breakdown(snap, "province", lang))
+        if "province" in cols
+        else None,
+        "industries": _chart("industry", lang, column=industry, rows=report._breakdown(snap, industry, lang))
+        if industry in cols
+        else None,
+        "clv": report._clv(snap, lang) if "clv_historical" in cols else None,
+        "predicted": predictive_totals(snap),
+    }
+    return jsonable(data)
