@@ -155,3 +155,13 @@ def test_oversized_requests_are_refused_before_reading(client: TestClient, ws_di
     too_big = str(200 * 1024 * 1024 + 1)
     r = client.post("/api/v1/auth/login", content=b"x", headers={"content-length": too_big})
     assert r.status_code == 413 and "max_upload_mb" in r.json()["error"]
+
+
+def test_request_log_names_routes_not_customers(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    login(client, "ada")
+    with caplog.at_level("INFO", logger="tierwise.web"):
+        client.get("/api/v1/customers/SECRET-CUSTOMER-42?lang=en")
+        client.get("/api/v1/customers", params={"search": "张三 13800138000"})
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "GET /api/v1/customers/{customer_id}" in text
+    assert "SECRET-CUSTOMER-42" not in text and "13800138000" not in text and "张三" not in text

@@ -109,9 +109,10 @@ def create_app(root: Path | str) -> FastAPI:
             response.headers.setdefault(name, value)
         if request.url.path.startswith("/api/"):
             response.headers.setdefault("Cache-Control", "no-store")
-        # The path only: query strings may carry customer ids or names, which stay out of logs.
-        log.info("%s %s %s %.0fms", request.method, request.url.path, response.status_code,
-                 1000 * (time.perf_counter() - started))
+        # The route's template, not the URL: paths and query strings carry customer ids, names and searches,
+        # which stay out of logs.
+        route = getattr(request.scope.get("route"), "path", None) or "(no route)"
+        log.info("%s %s %s %.0fms", request.method, route, response.status_code, 1000 * (time.perf_counter() - started))
         return response
 
     app.add_middleware(
