@@ -28,6 +28,10 @@ BACKTEST_CALIBRATION_END = "2024-06-30"
 MODEL_CHARTS = {"model_palive", "model_clv", "backtest_buckets", "backtest_rankings"}
 CLUSTER_CHARTS = {"clusters_scatter", "clusters_sizes", "clusters_silhouette", "clusters_elbow"}
 LEARNED_CHARTS = {"learned_importance", "learned_classes"}
+HISTORY_CHARTS = {"history_sankey", "history_matrix", "history_trend_grade", "history_trend_rfm_segment"}
+CAMPAIGN_CHARTS = {"campaign_0", "campaign_1"}
+HISTORY_DATES = ("2024-04-01", "2024-07-01")
+CAMPAIGN, NO_CONTROL = "winback", "vip-no-control"
 DATA_RE = re.compile(r'<script type="application/json" id="report-data">(.*?)</script>', re.S)
 
 
@@ -52,6 +56,36 @@ def _plant_evil_names(data: Path, n: int = 10) -> None:
         writer.writerows(rows)
 
 
+def _plan_campaigns(ws: Path, root: Path) -> None:
+    """A campaign with a control group and responses (every 4th treated, every 6th control customer bought
+    for 300, as in docs/campaigns.md), and one without a control group and without responses yet."""
+    treated, control = root / "winback.csv", root / "winback-control.csv"
+    where = "rfm_segment in ('at_risk', 'hibernating', 'about_to_sleep')"
+    r = run_cli(
+        "campaign", "plan", CAMPAIGN, "-w", ws, "--where", where, "--control", "10%", "--seed", "42",
+        "--cost-per-contact", "5", "--output", treated, "--control-output", control,
+    )  # fmt: skip
+    assert r.code == 0, r.stderr
+    rows = []
+    for path in (treated, control):
+        with open(path, encoding="utf-8-sig") as fh:
+            for i, row in enumerate(csv.DictReader(fh)):
+                bought = i % 4 == 0 if row["group"] == "treatment" else i % 6 == 0
+                rows.append(
+                    {"活动编号": row["campaign_id"], "客户编号": row["customer_id"], "分组": row["group"],
+                     "是否响应": "是" if bought else "否", "响应金额": 300 if bought else ""}
+                )  # fmt: skip
+    responses = root / "responses.csv"
+    with open(responses, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    r = run_cli("ingest", "campaigns", responses, "-w", ws)
+    assert r.code == 0, r.stderr
+    r = run_cli("campaign", "plan", NO_CONTROL, "-w", ws, "--where", "grade = 'A'", "--control", "0%", "--seed", "1")
+    assert r.code == 0, r.stderr
+
+
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("report")
@@ -62,8 +96,12 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for table in ("customers", "orders", "payments", "interactions"):
         r = run_cli("ingest", table, data / f"{table}.csv", "-w", ws)
         assert r.code == 0, r.stderr
+    # past runs first (so the main run is the one made last): the history page has trends and a migration
+    r = run_cli("backfill", "-w", ws, "--from", HISTORY_DATES[0], "--to", HISTORY_DATES[1], "--every", "quarter")
+    assert r.code == 0, r.stderr
     r = run_cli("run", "-w", ws)
     assert r.code == 0, r.stderr
+    _plan_campaigns(ws, root)
     r = run_cli("backtest", "-w", ws, "--calibration-end", BACKTEST_CALIBRATION_END)
     assert r.code == 0, r.stderr
     r = run_cli("classify", "-w", ws, "--compare", "--json")  # a learned model for the latest run
@@ -333,7 +371,8 @@ def test_chart_script_draws_every_chart(zh_report: tuple[Path, dict[str, Any]], 
     result = json.loads(proc.stdout)
     assert sorted(result["plotted"]) == sorted(result["ids"])
     assert len(result["plotted"]) == len(set(result["plotted"])) >= 7
-    assert {f"chart-{key}" for key in MODEL_CHARTS | CLUSTER_CHARTS | LEARNED_CHARTS} <= set(result["plotted"])
+    wanted = MODEL_CHARTS | CLUSTER_CHARTS | LEARNED_CHARTS | HISTORY_CHARTS | CAMPAIGN_CHARTS
+    assert {f"chart-{key}" for key in wanted} <= set(result["plotted"])
     assert result["rendered"] == str(len(result["plotted"]))
 
 
@@ -370,7 +409,7 @@ def test_opens_in_headless_chromium_without_errors(zh_report: tuple[Path, dict[s
     match = re.search(r'data-charts-rendered="(\d+)"', proc.stdout)
     assert match and int(match.group(1)) >= 7
     assert int(match.group(1)) == len(_chart_data(_page(zh_report[0]))["charts"]) + 1  # R×F: two charts
-    for key in MODEL_CHARTS | CLUSTER_CHARTS | LEARNED_CHARTS:  # plotly drew into the pages' containers
+    for key in MODEL_CHARTS | CLUSTER_CHARTS | LEARNED_CHARTS | HISTORY_CHARTS | CAMPAIGN_CHARTS:  # plotly drew
         tag = re.search(rf'<div[^>]*id="chart-{key}"[^>]*>', proc.stdout)
         assert tag and "js-plotly-plot" in tag.group(0), key
 
@@ -821,3 +860,198 @@ def test_learned_section_from_a_stored_row(workspace_copy: Path) -> None:
     assert [[c["n"] for c in r["cells"]] for r in section["learned"]["confusion"]["rows"]] == [[3, 1], [0, 4]]
     assert context["charts"]["learned_importance"]["labels"] == ["monetary"]
     assert "learned_classes" not in context["charts"]  # its predictions table is gone
+
+
+# --- the history page: trends, migration, campaigns ---------------------------------------------------------
+
+
+def _cli_json(*args: str | Path) -> Any:
+    r = run_cli(*args, "--json")
+    assert r.code == 0, r.stderr
+    return r.json()
+
+
+def _cell_key(code: Any, kind: str, side: str) -> str:
+    if side == "from" and kind == "entry":
+        return "__new__"
+    if side == "to" and kind == "exit":
+        return "__gone__"
+    return "__none__" if code is None else str(code)
+
+
+def _check_migration(charts: dict[str, Any], data: dict[str, Any]) -> None:
+    """The Sankey and the heatmap hold exactly the cells of `tierwise compare --json`."""
+    heat, sankey = charts["history_matrix"], charts["history_sankey"]
+    seen = 0
+    for cell in data["matrix"]:
+        i = heat["row_keys"].index(_cell_key(cell["from"], cell["kind"], "from"))
+        j = heat["col_keys"].index(_cell_key(cell["to"], cell["kind"], "to"))
+        assert heat["customers"][i][j] == cell["customers"]
+        assert heat["revenue_from"][i][j] == pytest.approx(cell["revenue_from"])
+        assert heat["revenue_to"][i][j] == pytest.approx(cell["revenue_to"])
+        seen += 1
+    assert sum(v is not None for row in heat["customers"] for v in row) == seen == len(sankey["links"]["value"])
+    total = sum(v or 0 for row in heat["customers"] for v in row)
+    t = data["totals"]
+    assert total == sum(sankey["links"]["value"]) == data["in_both"] + t["entry"] + t["exit"]
+    # rows without "new" are run A's customers, columns without "gone" run B's
+    new_row = heat["row_keys"].index("__new__") if "__new__" in heat["row_keys"] else None
+    gone_col = heat["col_keys"].index("__gone__") if "__gone__" in heat["col_keys"] else None
+    in_a = sum(v or 0 for i, row in enumerate(heat["customers"]) if i != new_row for v in row)
+    in_b = sum(v or 0 for row in heat["customers"] for j, v in enumerate(row) if j != gone_col)
+    assert in_a == data["run_a"]["customers"] and in_b == data["run_b"]["customers"]
+    assert in_a - t["exit"] == in_b - t["entry"] == data["in_both"]
+
+
+def test_history_section_matches_compare_and_trends(workspace: Path, zh_report: tuple[Path, dict[str, Any]]) -> None:
+    out, summary = zh_report
+    assert "history" in summary["sections"]
+    assert summary["sections"].index("history") < summary["sections"].index("top_customers")
+    html = _page(out)
+    page = _section(html, "history")
+    charts = _chart_data(html)["charts"]
+    data = _cli_json("compare", "-w", workspace, "--top", "0")
+    assert data["run_b"]["run_id"] == summary["run_id"] and data["run_a"]["as_of"] == HISTORY_DATES[1]
+    _check_migration(charts, data)
+    assert charts["history_sankey"]["left"] == HISTORY_DATES[1]
+    t = data["totals"]
+    for title, value in (
+        ("升级", t["upgrade"]),
+        ("降级", t["downgrade"]),
+        ("新进入", t["entry"]),
+        ("已离开", t["exit"]),
+    ):
+        assert re.search(rf'<div class="label">{title}</div><div class="value">{value:,}</div>', page), title
+    top = data["new_in_top"]
+    assert f'<div class="value">{top["this_run"]:,}</div><div class="note">上一次为 {top["previous_run"]:,} 位' in page
+    assert "历史与迁移" in html and "迁移矩阵" in page
+    assert f"两次都在的 {data['in_both']:,} 位客户中，{t['stayed']:,} 位类别未变" in page
+
+    for column in ("grade", "rfm_segment"):
+        trend = _cli_json("trends", "-w", workspace, "--by", column)
+        chart = charts[f"history_trend_{column}"]
+        assert chart["x"] == [r["as_of"] for r in trend["runs"]] == [*HISTORY_DATES, data["run_b"]["as_of"]]
+        assert len(chart["series"]) == len(trend["classes"])
+        for series, c in zip(chart["series"], trend["classes"], strict=True):
+            assert series["values"] == [r["sizes"].get(str(c["code"]), 0) for r in trend["runs"]]
+        assert [sum(col) for col in zip(*(s["values"] for s in chart["series"]), strict=True)] == [
+            r["customers"] for r in trend["runs"]
+        ]
+
+
+def _move_customers(ws_dir: Path, run_id: str, drop: int, add: int) -> None:
+    """Take `drop` customers out of a run's snapshot and put `add` made-up ones in: entries and exits."""
+    from tierwise.workspace import Workspace
+
+    ws = Workspace.open(ws_dir)
+    try:
+        runs = ws.table("runs")
+        table = runs.filter(runs.run_id == run_id).snapshot_table.to_pyarrow().to_pylist()[0]
+        snap = ws.table(table)
+        ids = snap.order_by("customer_id").customer_id.to_pyarrow().to_pylist()
+        gone = snap.filter(snap.customer_id.isin(ids[-add:])).mutate(customer_id="X" + snap.customer_id)
+        ws.con.insert(table, gone.to_pyarrow())
+        ws.con.raw_sql(f"DELETE FROM {table} WHERE customer_id IN ({', '.join(repr(i) for i in ids[:drop])})")
+        ws.con.raw_sql(f"UPDATE runs SET customers = customers - {drop} + {add} WHERE run_id = '{run_id}'")
+    finally:
+        ws.close()
+
+
+def test_history_counts_entries_and_exits_in_english(workspace_copy: Path) -> None:
+    before = _cli_json("compare", "-w", workspace_copy, "--top", "0")["run_a"]
+    _move_customers(workspace_copy, before["run_id"], drop=12, add=5)
+    data = _cli_json("compare", "-w", workspace_copy, "--top", "0")
+    assert (data["totals"]["entry"], data["totals"]["exit"]) == (12, 5)
+    out = workspace_copy.parent / "history-en.html"
+    r = run_cli("report", "-w", workspace_copy, "--out", out, "--language", "en")
+    assert r.code == 0, r.stderr
+    html = _page(out)
+    _check_migration(_chart_data(html)["charts"], data)
+    page = _section(html, "history")
+    assert "History and migration" in html and "Migration matrix" in page and "Segment sizes over runs" in page
+    assert re.search(r'<div class="label">Entered</div><div class="value">12</div>', page)
+    assert re.search(r'<div class="label">Left</div><div class="value">5</div>', page)
+    assert "12 entered and 5 left" in page and "历史与迁移" not in html
+    assert "New" in _chart_data(html)["charts"]["history_sankey"]["labels"]
+
+
+def test_history_section_absent_with_one_run(workspace_copy: Path) -> None:
+    from tierwise.report import build_context
+    from tierwise.show import latest_snapshot
+    from tierwise.workspace import Workspace
+
+    ws = Workspace.open(workspace_copy)
+    try:
+        latest = str(latest_snapshot(ws)[0]["run_id"])
+        ws.con.raw_sql(f"DELETE FROM runs WHERE run_id <> '{latest}'")
+        for language in ("zh", "en"):
+            context = build_context(ws, language=language)
+            assert "history" not in [s["id"] for s in context["sections"]]
+            assert not set(context["charts"]) & HISTORY_CHARTS
+            assert "campaigns" in [s["id"] for s in context["sections"]]  # campaigns need no history
+    finally:
+        ws.close()
+
+
+def _campaign_part(html: str, name: str) -> str:
+    page = _section(html, "campaigns")
+    return page.split(f'data-campaign="{name}"', 1)[1].split('data-part="campaign"', 1)[0]
+
+
+def _campaign_rows(part: str) -> dict[str, list[str]]:
+    rows = re.findall(r'<tr(?: class="chosen")? data-segment="([^"]*)">(.*?)</tr>', part, re.S)
+    return {label: re.findall(r"<td[^>]*>([^<]*)</td>", body)[1:] for label, body in rows}
+
+
+def _pct1(v: float | None) -> str:
+    return "—" if v is None else f"{v:.1%}"
+
+
+def test_campaign_section_matches_campaign_report(workspace: Path, zh_report: tuple[Path, dict[str, Any]]) -> None:
+    out, summary = zh_report
+    assert "campaigns" in summary["sections"]
+    html = _page(out)
+    charts = _chart_data(html)["charts"]
+    data = _cli_json("campaign", "report", CAMPAIGN, "-w", workspace, "--lang", "zh")
+    assert data["has_control"] and data["segments"]
+    part = _campaign_part(html, CAMPAIGN)
+    rows = _campaign_rows(part)
+    assert list(rows) == [s["label"] for s in data["segments"]] + ["合计"]
+    for line, label in [*((s, s["label"]) for s in data["segments"]), (data["overall"], "合计")]:
+        cells = rows[label]
+        assert cells[0] == f"{line['contacted']:,}" and cells[1] == f"{line['responded']:,}"
+        assert cells[2] == _pct1(line["response_rate"])
+        lo, hi = line["response_rate_ci"]
+        assert cells[3] == f"{lo:.1%} – {hi:.1%}"
+        assert cells[4] == f"{line['revenue_per_contact']:,.2f}"
+        assert cells[5] == f"{line['control_customers']:,}"
+        assert cells[6] == _pct1(line["control_response_rate"])
+        assert cells[8] == ("—" if line["lift"] is None else f"{line['lift'] * 100:+.1f}")
+        roi = line["incremental_roi"] if line["incremental_roi"] is not None else line["roi"]
+        assert cells[10] == _pct1(roi)
+    key = re.search(r'id="chart-(campaign_\d+)"', part)
+    assert key
+    chart = charts[key.group(1)]
+    treated, control = chart["series"]
+    lines = [*data["segments"], data["overall"]]
+    assert treated["values"] == [s["response_rate"] for s in lines]
+    assert control["values"] == [s["control_response_rate"] for s in lines]
+    for s, plus, minus in zip(lines, treated["plus"], treated["minus"], strict=True):
+        assert s["response_rate"] + plus == pytest.approx(s["response_rate_ci"][1])
+        assert s["response_rate"] - minus == pytest.approx(s["response_rate_ci"][0])
+    assert "营销活动" in html and "没有对照组" not in part
+
+
+def test_campaign_without_control_group_says_no_lift(workspace: Path, zh_report: tuple[Path, dict[str, Any]]) -> None:
+    part = _campaign_part(_page(zh_report[0]), NO_CONTROL)
+    assert "没有对照组：无法计算相对对照组的提升" in part
+    assert all(cells[8] == "—" for cells in _campaign_rows(part).values())  # no lift anywhere
+    out = workspace.parent / "campaigns-en.html"
+    r = run_cli("report", "-w", workspace, "--out", out, "--language", "en")
+    assert r.code == 0, r.stderr
+    html = _page(out)
+    part = _campaign_part(html, NO_CONTROL)
+    assert "No control group: lift over control cannot be measured" in part
+    assert "Campaigns" in html and "营销活动" not in _own_markup(html)
+    data = _cli_json("campaign", "report", CAMPAIGN, "-w", workspace, "--lang", "en")
+    assert list(_campaign_rows(_campaign_part(html, CAMPAIGN))) == [s["label"] for s in data["segments"]] + ["Overall"]

@@ -6,7 +6,9 @@ the installed plotly package and is inlined, with the chart data as JSON, so the
 Sections whose columns a run does not have (runs made by older versions) are left out.
 
 The numbers of the model page (and the skewed CLV histograms) are gathered in `report_data`, which knows nothing
-of languages; this module turns them into labels, captions and chart data.
+of languages; this module turns them into labels, captions and chart data. The history page (trends, migration
+between runs, campaign results) is built in `report_history` from the functions behind `tierwise compare`,
+`tierwise trends` and `tierwise campaign report`.
 """
 
 from __future__ import annotations
@@ -99,6 +101,10 @@ TEXT: dict[str, tuple[str, str]] = {
     "industry": ("Industries", "行业分布"),
     "clv": ("Customer lifetime value (historical)", "客户历史终身价值（CLV）"),
     "top_customers": ("Top customers", "重点客户"),
+    "history": ("History and migration", "历史与迁移"),
+    "campaigns": ("Campaigns", "营销活动"),
+    "migration": ("Migration since the previous run", "与上一次运行相比的迁移"),
+    "trends": ("Segment sizes over runs", "各分群规模的变化"),
     "models": ("Predictive models", "预测模型"),
     "clusters": ("Segments found in the data", "数据挖掘分群"),
     "learned": ("Learned rules", "学习到的分类规则"),
@@ -1514,6 +1520,22 @@ def build_context(
         caption, content, learned_charts = page
         charts.update(learned_charts)
         section("learned", caption, learned=content)
+
+    from tierwise import report_history  # imports this module's helpers
+
+    step("history")
+    page = report_history.history_page(ws, run, lang)
+    if page is not None:
+        caption, content, history_charts = page
+        charts.update(history_charts)
+        section("history", caption, history=content)
+
+    step("campaigns")
+    page = report_history.campaigns_page(ws, lang)
+    if page is not None:
+        caption, content, campaign_charts = page
+        charts.update(campaign_charts)
+        section("campaigns", caption, campaigns=content)
 
     step("top customers")
     top = _top_customers(snap, cols, lang)
