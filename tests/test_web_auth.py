@@ -165,3 +165,10 @@ def test_request_log_names_routes_not_customers(client: TestClient, caplog: pyte
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert "GET /api/v1/customers/{customer_id}" in text
     assert "SECRET-CUSTOMER-42" not in text and "13800138000" not in text and "张三" not in text
+
+
+def test_logout_form_returns_to_the_login_page(client: TestClient) -> None:
+    csrf = login(client, "ann")
+    r = client.post("/api/v1/auth/logout", data={"csrf_token": csrf}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/login"
+    assert client.get("/api/v1/auth/me").status_code == 401

@@ -37,6 +37,7 @@ from tierwise.web.auth import (
     start_session,
 )
 from tierwise.web.db import WorkspaceHandle
+from tierwise.web.services.jobs import JobManager
 
 log = logging.getLogger("tierwise.web")
 
@@ -69,6 +70,13 @@ def _secret(root: Path) -> str:
     return path.read_text(encoding="utf-8").strip()
 
 
+def _route_template(request: Request) -> str:
+    """The matched route's path template with its router prefix (e.g. /api/v1/customers/{customer_id})."""
+    context = (request.scope.get("fastapi") or {}).get("effective_route_context")
+    path = getattr(context, "path", None) or getattr(request.scope.get("route"), "path", None)
+    return str(path) if path else "(no route)"
+
+
 def wants_html(request: Request) -> bool:
     return not request.url.path.startswith("/api/") and "text/html" in request.headers.get("accept", "")
 
@@ -79,6 +87,7 @@ def create_app(root: Path | str) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        app.state.jobs.shutdown(wait=False)
         handle.close()
 
     app = FastAPI(
@@ -94,6 +103,7 @@ def create_app(root: Path | str) -> FastAPI:
     app.state.accounts = Accounts(handle.root)
     app.state.throttle = LoginThrottle(settings.login_attempts, settings.lockout_seconds)
     app.state.max_upload = settings.max_upload_mb * 1024 * 1024
+    app.state.jobs = JobManager()
 
     @app.middleware("http")
     async def headers_and_limits(request: Request, call_next: Any) -> Response:
@@ -111,7 +121,7 @@ def create_app(root: Path | str) -> FastAPI:
             response.headers.setdefault("Cache-Control", "no-store")
         # The route's template, not the URL: paths and query strings carry customer ids, names and searches,
         # which stay out of logs.
-        route = getattr(request.scope.get("route"), "path", None) or "(no route)"
+        route = _route_template(request)
         log.info("%s %s %s %.0fms", request.method, route, response.status_code, 1000 * (time.perf_counter() - started))
         return response
 
@@ -159,6 +169,9 @@ def _add_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(404)
     async def not_found(request: Request, exc: Exception) -> Response:
+        detail = getattr(exc, "detail", None)
+        if detail and detail != "Not Found":  # a route's own message, e.g. "no customer 'X'"
+            return _error(request, 404, str(detail))
         return _error(request, 404, f"no such page or endpoint: {request.url.path}")
 
     @app.exception_handler(RequestValidationError)
@@ -169,8 +182,12 @@ def _add_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unexpected %s on %s %s", type(exc).__name__, request.method, request.url.path)
-        return _error(request, 500, "unexpected error; see the server log")
+        log.exception("unexpected %s on %s %s", type(exc).__name__, request.method, _route_template(request))
+        response = _error(request, 500, "unexpected error; see the server log")
+        # Answered outside the middleware that adds them: the headers are set here.
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
 
 
 def _add_core_routes(app: FastAPI) -> None:
@@ -239,8 +256,11 @@ def _add_core_routes(app: FastAPI) -> None:
     def logout(request: Request, principal: Principal = require_viewer) -> Response:
         accounts(request).audit(principal.username, "logout", "", client_ip(request))
         request.session.clear()
-        if wants_html(request):
-            return RedirectResponse("/login", 303)
+        form = request.headers.get("content-type", "").startswith(
+            ("application/x-www-form-urlencoded", "multipart/form-data")
+        )
+        if form or wants_html(request):
+            return RedirectResponse("/login", 303)  # the logout form of the pages
         return JSONResponse({"logged_out": True})
 
     @app.get("/api/v1/auth/me", tags=["auth"])

@@ -1,0 +1,290 @@
+"""The read-only pages every role may open: overview, segments, customers, one customer, history, models.
+
+Their numbers come from the service functions behind the JSON twins (GET /api/v1/overview, /segments/{column},
+/customers, /customers/{id}, /history/compare, /history/trends, /models); the charts are drawn from the
+report's own chart data (tierwise.report, tierwise.report_history) by /static/charts.js.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import Response
+
+from tierwise import report, report_history
+from tierwise.errors import UserError
+from tierwise.mining import labels as mining_labels
+from tierwise.show import TITLES, label, latest_snapshot, run_config
+from tierwise.web.pages._base import Page, PageError, router, view
+from tierwise.web.services import customers as customer_service
+from tierwise.web.services import history as history_service
+from tierwise.web.services import overview as overview_service
+from tierwise.web.services import segments as segment_service
+
+PAGE_SIZES = (25, 50, 100, 200)
+
+# chart key (element id "chart-<key>") per class column of the overview
+OVERVIEW_CHARTS = {
+    "grade": "grades",
+    "rfm_segment": "segments",
+    "rfm_class8": "class8",
+    "abc_class": "abc",
+    "value_tier": "value",
+    "lifecycle_stage": "lifecycle",
+    "loyalty": "loyalty",
+}
+
+# column → (English, Chinese) for table headers; others from the mining labels or the class titles
+COLUMN_LABELS: dict[str, tuple[str, str]] = {
+    "customer_id": ("Customer", "客户编号"),
+    "name": ("Name", "客户名称"),
+    "province": ("Province", "省份"),
+    "main_industry": ("Industry", "行业"),
+    "owner": ("Owner", "负责人"),
+    "priority_rank": ("Priority", "优先级"),
+    "grade": ("Grade", "等级"),
+    "composite_score": ("Score", "综合得分"),
+    "monetary": ("Revenue", "收入"),
+    "frequency": ("Purchases", "购买次数"),
+    "recency_days": ("Days since last", "距上次购买天数"),
+    "rfm_segment": ("RFM segment", "RFM分群"),
+    "abc_class": ("ABC", "ABC分类"),
+    "value_tier": ("Value tier", "价值分层"),
+    "lifecycle_stage": ("Lifecycle", "生命周期"),
+    "clv_predicted": ("Predicted CLV", "预测CLV"),
+    "next_action": ("Next action", "下一步行动"),
+    "phone": ("Phone", "电话"),
+    "email": ("E-mail", "电子邮箱"),
+}
+
+
+def column_label(column: str, lang: str) -> str:
+    if column in COLUMN_LABELS:
+        en, zh = COLUMN_LABELS[column]
+        return zh if lang == "zh" else en
+    if column in TITLES:
+        en, zh = TITLES[column]
+        return zh if lang == "zh" else en
+    return mining_labels.column_label(column, lang)
+
+
+def _int(request: Request, name: str, default: int, low: int = 1, high: int = 10**9) -> int:
+    try:
+        value = int(request.query_params.get(name, default))
+    except ValueError:
+        return default
+    return max(low, min(high, value))
+
+
+def _lang(page: Page) -> report._Lang:
+    return report._Lang(page.lang, page.ws.config.workspace.currency)
+
+
+def _kpi_text(k: dict[str, Any], lang: report._Lang) -> tuple[str, str]:
+    """(value, change) as shown on a KPI card."""
+    value, change, fmt = k["value"], k["change"], k["format"]
+    if value is None:
+        return "—", ""
+    if fmt == "money":
+        text = lang.money(value)
+        delta = "" if change is None else ("+" if change >= 0 else "−") + lang.money(abs(change))
+    elif fmt == "score":
+        text = f"{value:.1f}"
+        delta = "" if change is None else f"{change:+.1f}"
+    elif fmt == "share":
+        text = f"{value:.1%}"
+        delta = "" if change is None else f"{change * 100:+.1f} pp"
+    else:
+        text = f"{int(value):,}"
+        delta = "" if change is None else f"{int(change):+,}"
+    if delta and k.get("change_share") is not None and fmt != "share":
+        delta += f" ({k['change_share']:+.1%})"
+    return text, delta
+
+
+# --- overview ---------------------------------------------------------------------------------------------
+
+
+@router.get("/overview")
+def overview_page(request: Request) -> Response:
+    def build(p: Page) -> dict[str, Any]:
+        data = overview_service.overview(p.ws, language=p.lang)
+        lang = _lang(p)
+        kpis = []
+        for k in data["kpis"]:
+            text, delta = _kpi_text(k, lang)
+            kpis.append({**k, "text": text, "delta": delta})
+        sections = []
+        for column, d in data["distributions"].items():
+            key = OVERVIEW_CHARTS.get(column, column)
+            p.charts[key] = report._dist_chart(d["rows"], lang)
+            sections.append({"key": key, "column": column, "title": d["title"], "rows": d["rows"],
+                             "group": p.t("class")})  # fmt: skip
+        p.charts["heatmap"] = data["heatmap"]
+        pareto = data["pareto"]
+        p.charts["pareto"] = {**pareto, "kind": "pareto", "cutoff_names": ["A", "B"]}
+        breakdowns = []
+        for key, part in (("regions", data["regions"]), ("industries", data["industries"])):
+            if part:
+                p.charts[key] = report._dist_chart(part["rows"], lang)
+                breakdowns.append({"key": key, "title": part["title"], "rows": part["rows"],
+                                   "group": column_label(part["column"], p.lang)})  # fmt: skip
+        if data.get("clv"):
+            p.charts["clv"] = data["clv"]
+        return {"data": data, "kpis": kpis, "sections": sections, "breakdowns": breakdowns,
+                "distribution_title": lambda c: next((s for s in sections if s["column"] == c), None)}  # fmt: skip
+
+    return view(request, "viewer", "overview.html", build)
+
+
+# --- segments ---------------------------------------------------------------------------------------------
+
+
+@router.get("/segments")
+def segments_page(request: Request) -> Response:
+    def build(p: Page) -> dict[str, Any]:
+        _, snap = latest_snapshot(p.ws)
+        columns = [c for c in segment_service.CLASS_COLUMNS if c in snap.columns]
+        column = request.query_params.get("column") or ("grade" if "grade" in columns else columns[0])
+        data = segment_service.segments(p.ws, column, language=p.lang)
+        p.charts["segment"] = report._dist_chart(data["classes"], _lang(p))
+        members = None
+        code: str | None = None
+        if "code" in request.query_params:
+            code = request.query_params.get("code") or None
+            members = segment_service.segment_members(
+                p.ws, column, code, page=_int(request, "page", 1), page_size=50, mask_personal=p.masked,
+                language=p.lang,
+            )  # fmt: skip
+        tabs = [{"column": c, "title": TITLES.get(c, (c, c))[1 if p.lang == "zh" else 0]} for c in columns]
+        return {"data": data, "tabs": tabs, "column": column, "members": members, "code": code,
+                "column_label": lambda c: column_label(c, p.lang)}  # fmt: skip
+
+    return view(request, "viewer", "segments.html", build)
+
+
+# --- customers --------------------------------------------------------------------------------------------
+
+
+@router.get("/customers")
+def customers_page(request: Request) -> Response:
+    def build(p: Page) -> dict[str, Any]:
+        q = request.query_params
+        search, where = q.get("q", "").strip(), q.get("where", "").strip()
+        sort = q.get("sort", "priority_rank") or "priority_rank"
+        size = _int(request, "page_size", 50, 1, 500)
+        error = None
+        try:
+            data = customer_service.list_customers(
+                p.ws, where=where or None, search=search or None, sort=sort, page=_int(request, "page", 1),
+                page_size=size, mask_personal=p.masked, language=p.lang,
+            )  # fmt: skip
+        except UserError as exc:  # a bad filter or sort: the form stays, with the message
+            error = str(exc)
+            data = customer_service.list_customers(p.ws, page_size=size, mask_personal=p.masked, language=p.lang)
+        sortable = [c for c in data["columns"] if c not in ("next_action",)]
+        return {
+            "data": data, "search": search, "where": where, "sort": data["sort"] if not error else sort,
+            "sort_column": (data["sort"] if not error else sort).lstrip("-"),
+            "descending": (data["sort"] if not error else sort).startswith("-"), "page_size": size,
+            "page_sizes": PAGE_SIZES, "sortable": sortable, "error": error, "status": 400 if error else 200,
+            "column_label": lambda c: column_label(c, p.lang),
+        }  # fmt: skip
+
+    return view(request, "viewer", "customers.html", build)
+
+
+@router.get("/customers/{customer_id:path}")
+def customer_page(request: Request, customer_id: str) -> Response:
+    def build(p: Page) -> dict[str, Any]:
+        try:
+            data = customer_service.customer_detail(p.ws, customer_id, language=p.lang, mask_personal=p.masked)
+        except UserError as exc:
+            if str(exc).startswith("no customer"):
+                raise PageError(404, str(exc)) from exc
+            raise
+        scores = data["scores"]
+        hidden = {"run_id", "customer_id", "name", "action_reason"}
+        timeline = data.get("timeline") or {}
+        timeline_columns = [c for c in ("grade", "rfm_segment", "abc_class", "value_tier", "lifecycle_stage", "loyalty")
+                            if any(r.get(c) is not None for r in timeline.get("runs", []))]  # fmt: skip
+        return {
+            "data": data,
+            "name": (data.get("profile") or {}).get("name") or scores.get("name"),
+            "score_rows": [(k, v) for k, v in scores.items() if k not in hidden and not k.startswith("contrib_")],
+            "timeline": timeline,
+            "timeline_columns": timeline_columns,
+            "column_label": lambda c: column_label(c, p.lang),
+            "label": lambda c, v: label(c, v, p.lang),
+        }
+
+    return view(request, "viewer", "customer.html", build)
+
+
+# --- history ----------------------------------------------------------------------------------------------
+
+
+@router.get("/history")
+def history_page(request: Request) -> Response:
+    def build(p: Page) -> dict[str, Any]:
+        lang = _lang(p)
+        _, snap = latest_snapshot(p.ws)
+        columns = [c for c in ("grade", "rfm_segment", "abc_class", "value_tier", "lifecycle_stage", "loyalty")
+                   if c in snap.columns]  # fmt: skip
+        column = request.query_params.get("column") or columns[0]
+        migration = None
+        try:
+            migration = history_service.compare(p.ws, column=column, language=p.lang, top=20)
+        except UserError:  # a single run, or the previous run lacks the column: no migration to show
+            migration = None
+        kpis: list[dict[str, str]] = []
+        if migration is not None:
+            p.charts["sankey"], p.charts["matrix"] = report_history._migration_charts(migration, lang)
+            kpis = report_history._migration_kpis(migration, lang)
+        trends = None
+        try:
+            trends = history_service.trends(p.ws, column, language=p.lang)
+            if len(trends["runs"]) >= 2:
+                p.charts["trend"] = report_history._trend_chart(trends, lang)
+            else:
+                trends = None
+        except UserError:
+            trends = None
+        tabs = [{"column": c, "title": TITLES.get(c, (c, c))[1 if p.lang == "zh" else 0]} for c in columns]
+        return {"migration": migration, "kpis": kpis, "trends": trends, "tabs": tabs, "column": column,
+                "caption": report_history._migration_caption(migration, lang) if migration else None}  # fmt: skip
+
+    return view(request, "viewer", "history.html", build)
+
+
+# --- models -----------------------------------------------------------------------------------------------
+
+
+@router.get("/models")
+def models_page(request: Request) -> Response:
+    def build(p: Page) -> dict[str, Any]:
+        lang = _lang(p)
+        meta, snap = latest_snapshot(p.ws)
+        run = str(meta["run_id"])
+        config = run_config(p.ws, run)
+        parts: list[dict[str, Any]] = []
+        found = report._model_page(p.ws, snap, meta, config, lang)
+        if found is not None:
+            caption, content, charts = found
+            p.charts.update(charts)
+            parts.append({"id": "clv", "title": p.t.clv_models, "caption": caption, "model": content})
+        found = report._cluster_page(snap, meta, lang)
+        if found is not None:
+            caption, content, charts = found
+            p.charts.update(charts)
+            parts.append({"id": "clusters", "title": p.t.clusters, "caption": caption, "clusters": content})
+        found = report._learned_page(p.ws, snap, run, lang)
+        if found is not None:
+            caption, content, charts = found
+            p.charts.update(charts)
+            parts.append({"id": "learned", "title": p.t.learned, "caption": caption, "learned": content})
+        return {"parts": parts, "run_id": run, "as_of": meta["as_of"],
+                "rt": {key: lang.t(key) for key in report.TEXT if "{" not in report.TEXT[key][0]}}  # fmt: skip
+
+    return view(request, "viewer", "models.html", build)
