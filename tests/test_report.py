@@ -518,9 +518,9 @@ def test_model_section_shows_the_backtest_and_the_predictions(
     assert sum(clv["customers"]) == clv["n"] == len(positive)
     total = sum(r["clv_predicted"] or 0 for r in rows)
     assert f"{len(scored):,} 位有购买的客户" in page
-    from tierwise.report import _Lang
+    from tierwise.report import ReportLanguage
 
-    assert _Lang("zh", "").money(total) in page
+    assert ReportLanguage("zh", "").money(total) in page
 
 
 def test_model_section_is_absent_for_an_old_run_without_backtests(workspace_copy: Path) -> None:

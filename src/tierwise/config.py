@@ -6,6 +6,8 @@ edits and the validation here cannot drift apart.
 
 from __future__ import annotations
 
+import os
+import tempfile
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -392,3 +394,18 @@ def render_default_config() -> str:
         "",
     ]
     return "\n".join(lines)
+
+def write_config_text(path: Path, text: str) -> None:
+    """Replace tierwise.toml (or any text file) atomically: a reader sees the old file or the new, never half."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if path.exists():
+            os.chmod(tmp, path.stat().st_mode & 0o777)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -166,7 +166,7 @@ class ReportSummary:
         return {"path": str(self.path), "run_id": self.run_id, "bytes": self.bytes, "sections": self.sections}
 
 
-class _Lang:
+class ReportLanguage:
     def __init__(self, language: str, currency: str) -> None:
         self.language = language
         self.zh = language == "zh"
@@ -214,7 +214,7 @@ def _share(part: float | None, whole: float | None) -> float:
 # --- sections ---------------------------------------------------------------------------------------------
 
 
-def _kpis(snap: ir.Table, cols: set[str], lang: _Lang) -> list[dict[str, str]]:
+def _kpis(snap: ir.Table, cols: set[str], lang: ReportLanguage) -> list[dict[str, str]]:
     s = snap
     aggs: dict[str, Any] = {
         "customers": s.count(),
@@ -249,20 +249,20 @@ def _kpis(snap: ir.Table, cols: set[str], lang: _Lang) -> list[dict[str, str]]:
     active = _pct(_share(a["active"], n))
     at_risk = _pct(_share(a["at_risk"], buyers))
     cards = [
-        _card(p("Customers", "客户总数"), f"{n:,}", p(f"{buyers:,} have bought", f"其中 {buyers:,} 位有购买")),
-        _card(p("Revenue", "收入") + cur, lang.money(revenue), p(f"{per_buyer} per buyer", f"客均 {per_buyer}")),
-        _card(p("Profit", "毛利") + cur, lang.money(a["profit"]), p(f"margin {margin}", f"毛利率 {margin}")),
-        _card(
+        card(p("Customers", "客户总数"), f"{n:,}", p(f"{buyers:,} have bought", f"其中 {buyers:,} 位有购买")),
+        card(p("Revenue", "收入") + cur, lang.money(revenue), p(f"{per_buyer} per buyer", f"客均 {per_buyer}")),
+        card(p("Profit", "毛利") + cur, lang.money(a["profit"]), p(f"margin {margin}", f"毛利率 {margin}")),
+        card(
             p("Key (A) customers", "关键客户（A类）"),
             f"{int(a['a_customers']):,}",
             p(f"{a_share} of revenue", f"贡献 {a_share} 的收入"),
         ),
-        _card(
+        card(
             p("Active customers", "活跃客户"),
             f"{int(a['active']):,}",
             p(f"{active} of all (new, active, mature)", f"占全部客户 {active}（新、活跃、成熟）"),
         ),
-        _card(
+        card(
             p("At risk or churned", "流失风险及已流失"),
             f"{int(a['at_risk']):,}",
             p(f"{at_risk} of buyers", f"占有购买客户 {at_risk}"),
@@ -271,33 +271,33 @@ def _kpis(snap: ir.Table, cols: set[str], lang: _Lang) -> list[dict[str, str]]:
     if "grade_a" in a:
         share = _pct(_share(a["grade_a"], n))
         cards.append(
-            _card(p("Grade A customers", "A级客户"), f"{int(a['grade_a'] or 0):,}", p(f"{share} of all", f"占 {share}"))
+            card(p("Grade A customers", "A级客户"), f"{int(a['grade_a'] or 0):,}", p(f"{share} of all", f"占 {share}"))
         )
     if a.get("score") is not None:
-        cards.append(_card(p("Mean composite score", "平均综合得分"), f"{a['score']:.1f}", p("out of 100", "满分 100")))
+        cards.append(card(p("Mean composite score", "平均综合得分"), f"{a['score']:.1f}", p("out of 100", "满分 100")))
     if "clv" in a:
         cards.append(
-            _card(p("Historical CLV", "历史CLV合计") + cur, lang.money(a["clv"]), p("all customers", "全部客户"))
+            card(p("Historical CLV", "历史CLV合计") + cur, lang.money(a["clv"]), p("all customers", "全部客户"))
         )
     if "overdue" in a:
         k = int(a["overdue_n"] or 0)
         cards.append(
-            _card(p("Overdue", "逾期金额") + cur, lang.money(a["overdue"]), p(f"{k:,} customers", f"涉及 {k:,} 位客户"))
+            card(p("Overdue", "逾期金额") + cur, lang.money(a["overdue"]), p(f"{k:,} customers", f"涉及 {k:,} 位客户"))
         )
     if a.get("on_time") is not None:
-        cards.append(_card(p("Paid on time", "按时付款率"), _pct(a["on_time"]), p("mean over customers", "客户平均")))
+        cards.append(card(p("Paid on time", "按时付款率"), _pct(a["on_time"]), p("mean over customers", "客户平均")))
     if a.get("satisfaction") is not None:
         cards.append(
-            _card(p("Satisfaction", "满意度"), f"{a['satisfaction']:.2f}", p("mean over customers", "客户平均"))
+            card(p("Satisfaction", "满意度"), f"{a['satisfaction']:.2f}", p("mean over customers", "客户平均"))
         )
     return cards
 
 
-def _card(label: str, value: str, note: str) -> dict[str, str]:
+def card(label: str, value: str, note: str) -> dict[str, str]:
     return {"label": label, "value": value, "note": note}
 
 
-def _distribution(snap: ir.Table, column: str, lang: _Lang) -> list[dict[str, Any]]:
+def distribution(snap: ir.Table, column: str, lang: ReportLanguage) -> list[dict[str, Any]]:
     rows = summarise(snap, column, lang.language)
     order = list(LABELS.get(column, {})) or ORDERS.get(column, [])
     rank = {code: i for i, code in enumerate(order)}
@@ -307,7 +307,7 @@ def _distribution(snap: ir.Table, column: str, lang: _Lang) -> list[dict[str, An
     return rows
 
 
-def _breakdown(snap: ir.Table, column: str, lang: _Lang, top: int = TOP_GROUPS) -> list[dict[str, Any]]:
+def breakdown(snap: ir.Table, column: str, lang: ReportLanguage, top: int = TOP_GROUPS) -> list[dict[str, Any]]:
     """The `top` groups by revenue, then one row for all the others."""
     g = snap.group_by(code=snap[column]).aggregate(customers=snap.count(), revenue=snap.monetary.sum())
     rows = g.order_by([g.revenue.desc(), g.customers.desc(), g.code]).limit(top).to_pyarrow().to_pylist()
@@ -333,7 +333,7 @@ def _breakdown(snap: ir.Table, column: str, lang: _Lang, top: int = TOP_GROUPS) 
     return out
 
 
-def _dist_chart(rows: list[dict[str, Any]], lang: _Lang) -> dict[str, Any]:
+def dist_chart(rows: list[dict[str, Any]], lang: ReportLanguage) -> dict[str, Any]:
     return {
         "kind": "bars",
         "labels": [r["label"] for r in rows],
@@ -353,7 +353,7 @@ def _dist_chart(rows: list[dict[str, Any]], lang: _Lang) -> dict[str, Any]:
     }
 
 
-def _dist_caption(rows: list[dict[str, Any]], lang: _Lang) -> str:
+def _dist_caption(rows: list[dict[str, Any]], lang: ReportLanguage) -> str:
     if not rows:
         return ""
     big = max(rows, key=lambda r: r["customers"])
@@ -373,7 +373,7 @@ def _dist_caption(rows: list[dict[str, Any]], lang: _Lang) -> str:
     )
 
 
-def _heatmap(snap: ir.Table, lang: _Lang) -> dict[str, Any]:
+def heatmap(snap: ir.Table, lang: ReportLanguage) -> dict[str, Any]:
     b = snap.filter(snap.r_score.notnull() & snap.f_score.notnull())
     cells = b.group_by("r_score", "f_score").aggregate(customers=b.count(), revenue=b.monetary.sum())
     r_scores, f_scores = [5, 4, 3, 2, 1], [1, 2, 3, 4, 5]
@@ -397,7 +397,7 @@ def _heatmap(snap: ir.Table, lang: _Lang) -> dict[str, Any]:
     }
 
 
-def _heatmap_caption(chart: dict[str, Any], lang: _Lang) -> str:
+def _heatmap_caption(chart: dict[str, Any], lang: ReportLanguage) -> str:
     total = sum(map(sum, chart["revenue"])) or 0.0
     top_right = chart["revenue"][0][4] + chart["revenue"][0][3] + chart["revenue"][1][4] + chart["revenue"][1][3]
     n = chart["customers"][0][4] + chart["customers"][0][3] + chart["customers"][1][4] + chart["customers"][1][3]
@@ -409,7 +409,7 @@ def _heatmap_caption(chart: dict[str, Any], lang: _Lang) -> str:
     )
 
 
-def _pareto(ws: Workspace, snap: ir.Table, snapshot_table: str, by: str) -> list[dict[str, float]]:
+def pareto_points(ws: Workspace, snap: ir.Table, snapshot_table: str, by: str) -> list[dict[str, float]]:
     stored = "pareto_" + snapshot_table.removeprefix("snapshot_")
     if stored in ws.con.list_tables():
         t = ws.table(stored)
@@ -421,7 +421,7 @@ def _pareto(ws: Workspace, snap: ir.Table, snapshot_table: str, by: str) -> list
     return abc.pareto_curve(snap, value=by, points=PARETO_POINTS)
 
 
-def _value_at(curve: list[dict[str, float]], customer_share: float) -> float:
+def value_at(curve: list[dict[str, float]], customer_share: float) -> float:
     """The curve's value share at a customer share, interpolated between its points."""
     if not curve:
         return 0.0
@@ -437,7 +437,7 @@ def _value_at(curve: list[dict[str, float]], customer_share: float) -> float:
     return curve[-1]["value_share"]
 
 
-def _value_histogram(h: dict[str, Any], axis: str, lang: _Lang) -> dict[str, Any]:
+def _value_histogram(h: dict[str, Any], axis: str, lang: ReportLanguage) -> dict[str, Any]:
     """Chart of report_data.skewed_histogram: bins up to the 99th percentile, the top 1% in the last one."""
     width, last = h["width"], len(h["customers"]) - 1
     labels = [f"{i * width:,.0f} – {(i + 1) * width:,.0f}" for i in range(last + 1)]
@@ -458,12 +458,12 @@ def _value_histogram(h: dict[str, Any], axis: str, lang: _Lang) -> dict[str, Any
     }
 
 
-def _clv(snap: ir.Table, lang: _Lang) -> dict[str, Any] | None:
+def clv_chart(snap: ir.Table, lang: ReportLanguage) -> dict[str, Any] | None:
     h = report_data.skewed_histogram(snap, "clv_historical", CLV_BINS)
     return None if h is None else _value_histogram(h, lang.t("clv_axis"), lang)
 
 
-def _top_customers(snap: ir.Table, cols: set[str], lang: _Lang) -> dict[str, Any]:
+def _top_customers(snap: ir.Table, cols: set[str], lang: ReportLanguage) -> dict[str, Any]:
     if "priority_rank" in cols:
         ranked = snap.filter(snap.priority_rank.notnull())
         rows_expr = ranked.order_by([ranked.priority_rank, ranked.customer_id])
@@ -550,7 +550,7 @@ def _transaction_model(params: dict[str, Any], configured: str = "") -> str:
     return "BG/NBD"
 
 
-def _plain_note(note: str, lang: _Lang) -> str:
+def _plain_note(note: str, lang: ReportLanguage) -> str:
     """A note of the models (clv.predict, the fit's warnings) as one plain sentence in the report's language."""
     note = note.strip()
     if lang.zh:
@@ -570,7 +570,7 @@ def _plain_note(note: str, lang: _Lang) -> str:
     return note if note.endswith((".", ")")) else note + "."
 
 
-def _model_params(params: dict[str, Any], configured: str, lang: _Lang) -> list[dict[str, Any]]:
+def _model_params(params: dict[str, Any], configured: str, lang: ReportLanguage) -> list[dict[str, Any]]:
     """The fitted parameters of runs.models as table rows: model, what it predicts, name = value pairs."""
     rows: list[dict[str, Any]] = []
     for part, model, role in (
@@ -593,28 +593,28 @@ def _model_params(params: dict[str, Any], configured: str, lang: _Lang) -> list[
     return rows
 
 
-def _model_kpis(totals: dict[str, Any], horizon: int, lang: _Lang) -> list[dict[str, str]]:
+def _model_kpis(totals: dict[str, Any], horizon: int, lang: ReportLanguage) -> list[dict[str, str]]:
     p, cur = lang.pick, f" ({lang.currency})" if lang.currency else ""
     n = totals["scored"]
     per = totals["purchases"] / n if n else 0.0
     alive = _pct(_share(totals["likely_alive"], n))
     return [
-        _card(
+        card(
             p(f"Predicted CLV, next {horizon} months", f"未来 {horizon} 个月预测CLV") + cur,
             lang.money(totals["clv"]),
             p(f"{n:,} buyers, discounted", f"{n:,} 位有购买客户，已折现"),
         ),
-        _card(
+        card(
             p(f"Expected purchases, next {horizon} months", f"未来 {horizon} 个月预计购买次数"),
             f"{totals['purchases']:,.0f}",
             p(f"{per:.2f} per buyer", f"客均 {per:.2f} 次"),
         ),
-        _card(
+        card(
             p("Likely still active", "大概率仍活跃"),
             f"{totals['likely_alive']:,}",
             p(f"P(alive) ≥ 50%: {alive} of buyers", f"活跃概率 ≥ 50%，占有购买客户 {alive}"),
         ),
-        _card(
+        card(
             p("Expected spend per purchase", "预计每次购买金额") + cur,
             lang.money(totals["spend"]),
             p("mean over buyers", "客户平均"),
@@ -622,7 +622,7 @@ def _model_kpis(totals: dict[str, Any], horizon: int, lang: _Lang) -> list[dict[
     ]
 
 
-def _p_alive_chart(snap: ir.Table, totals: dict[str, Any], lang: _Lang) -> tuple[dict[str, Any], str]:
+def _p_alive_chart(snap: ir.Table, totals: dict[str, Any], lang: ReportLanguage) -> tuple[dict[str, Any], str]:
     bins = report_data.P_ALIVE_BINS
     counts = report_data.p_alive_counts(snap, bins)
     chart = {
@@ -646,7 +646,7 @@ def _p_alive_chart(snap: ir.Table, totals: dict[str, Any], lang: _Lang) -> tuple
     return chart, caption
 
 
-def _clv_predicted_chart(snap: ir.Table, horizon: int, lang: _Lang) -> tuple[dict[str, Any], str] | None:
+def _clv_predicted_chart(snap: ir.Table, horizon: int, lang: ReportLanguage) -> tuple[dict[str, Any], str] | None:
     h = report_data.skewed_histogram(snap, "clv_predicted", CLV_BINS)
     if h is None:
         return None
@@ -660,7 +660,7 @@ def _clv_predicted_chart(snap: ir.Table, horizon: int, lang: _Lang) -> tuple[dic
     return chart, caption
 
 
-def _bucket_chart(result: dict[str, Any], lang: _Lang) -> tuple[dict[str, Any], str]:
+def _bucket_chart(result: dict[str, Any], lang: ReportLanguage) -> tuple[dict[str, Any], str]:
     buckets = result["buckets"]
     chart = {
         "kind": "buckets",
@@ -681,7 +681,7 @@ def _bucket_chart(result: dict[str, Any], lang: _Lang) -> tuple[dict[str, Any], 
     return chart, caption
 
 
-def _ranking_chart(result: dict[str, Any], lang: _Lang) -> tuple[dict[str, Any], str, list[dict[str, Any]]]:
+def _ranking_chart(result: dict[str, Any], lang: ReportLanguage) -> tuple[dict[str, Any], str, list[dict[str, Any]]]:
     rows: list[dict[str, Any]] = [
         {
             "label": lang.pick(*RANKINGS.get(r["ranking"], (r["ranking"], r["ranking"]))),
@@ -712,7 +712,7 @@ def _ranking_chart(result: dict[str, Any], lang: _Lang) -> tuple[dict[str, Any],
     return chart, caption, rows
 
 
-def _backtest_caption(result: dict[str, Any], lang: _Lang) -> str:
+def _backtest_caption(result: dict[str, Any], lang: ReportLanguage) -> str:
     model = _transaction_model(result.get("params") or {}, str(result.get("model", "")))
     cal, hold, n = result["calibration_end"], result["holdout_end"], int(result.get("customers") or 0)
     purchases = result.get("purchases") or {}
@@ -728,8 +728,8 @@ def _backtest_caption(result: dict[str, Any], lang: _Lang) -> str:
     )
 
 
-def _model_page(
-    ws: Workspace, snap: ir.Table, meta: dict[str, Any], config: Config, lang: _Lang
+def model_page(
+    ws: Workspace, snap: ir.Table, meta: dict[str, Any], config: Config, lang: ReportLanguage
 ) -> tuple[str, dict[str, Any], dict[str, dict[str, Any]]] | None:
     """The model section's caption, its content and its charts; None when there is nothing to show: the run has
     no predictive columns (nor notes about them) and the workspace no backtest."""
@@ -828,11 +828,11 @@ LEARN_CLASSES: dict[str, tuple[str, str]] = {
 }
 
 
-def _feature(column: str, lang: _Lang) -> str:
+def _feature(column: str, lang: ReportLanguage) -> str:
     return labels.column_label(column, lang.language)
 
 
-def _features_in(text: str, lang: _Lang) -> str:
+def _features_in(text: str, lang: ReportLanguage) -> str:
     """A comma-separated list of feature columns (each maybe followed by a count in brackets) in words."""
     parts = []
     for part in text.split(", "):
@@ -842,7 +842,7 @@ def _features_in(text: str, lang: _Lang) -> str:
     return ("、" if lang.zh else ", ").join(parts)
 
 
-def _mining_note(note: str, lang: _Lang) -> str:
+def _mining_note(note: str, lang: ReportLanguage) -> str:
     """A note of the clustering or of the learning as one plain sentence in the report's language."""
     note = note.strip()
     if m := re.match(r"clusters are unstable: .*?index ([\d.]+) \(below ([\d.]+)\)", note, re.S):
@@ -887,11 +887,11 @@ def _mining_note(note: str, lang: _Lang) -> str:
     return _plain_note(note, lang)
 
 
-def _std_diff_text(column: str, diff: float, lang: _Lang) -> str:
+def _std_diff_text(column: str, diff: float, lang: ReportLanguage) -> str:
     return f"{_feature(column, lang)} {diff:+.1f}σ"
 
 
-def _dominant_text(column: str, value: Any, lang: _Lang) -> str:
+def _dominant_text(column: str, value: Any, lang: ReportLanguage) -> str:
     if not isinstance(value, list | tuple) or len(value) != 2:
         return ""
     code, share = value
@@ -899,12 +899,12 @@ def _dominant_text(column: str, value: Any, lang: _Lang) -> str:
     return f"{name} · {share:.0%}"
 
 
-def _cluster_name(p: dict[str, Any], lang: _Lang) -> str:
+def _cluster_name(p: dict[str, Any], lang: ReportLanguage) -> str:
     return str(p.get("name_zh" if lang.zh else "name_en") or p.get("name_en") or p.get("cluster"))
 
 
 def _cluster_rows(
-    profiles: list[dict[str, Any]], counts: dict[int, dict[str, float]], lang: _Lang
+    profiles: list[dict[str, Any]], counts: dict[int, dict[str, float]], lang: ReportLanguage
 ) -> list[dict[str, Any]]:
     """One row per cluster: the snapshot's counts where it has the cluster column, else the profile's."""
     n = sum(c["customers"] for c in counts.values())
@@ -948,7 +948,7 @@ def _cluster_rows(
     return rows
 
 
-def _k_curve(values: dict[str, Any], k: int, axis: str, name: str, lang: _Lang, fmt: str) -> dict[str, Any]:
+def _k_curve(values: dict[str, Any], k: int, axis: str, name: str, lang: ReportLanguage, fmt: str) -> dict[str, Any]:
     points = sorted((int(key), float(v)) for key, v in values.items() if isinstance(v, int | float))
     return {
         "kind": "curve",
@@ -963,7 +963,7 @@ def _k_curve(values: dict[str, Any], k: int, axis: str, name: str, lang: _Lang, 
     }
 
 
-def _cluster_kpis(c: dict[str, Any], rows: list[dict[str, Any]], lang: _Lang) -> list[dict[str, str]]:
+def _cluster_kpis(c: dict[str, Any], rows: list[dict[str, Any]], lang: ReportLanguage) -> list[dict[str, str]]:
     p, k = lang.pick, int(c["k"])
     silhouette = (c.get("silhouette") or {}).get(str(k))
     tried = sorted(int(key) for key in c.get("silhouette") or {})
@@ -991,14 +991,14 @@ def _cluster_kpis(c: dict[str, Any], rows: list[dict[str, Any]], lang: _Lang) ->
     features = [_feature(f, lang) for f in c.get("features") or []]
     algorithm = {"kmeans": "k-means", "minibatch": "MiniBatch k-means"}.get(str(c.get("algorithm")), "k-means")
     return [
-        _card(p("Clusters", "簇数"), f"k = {k}", how),
-        _card(p("Stability", "稳定性"), value, note),
-        _card(
+        card(p("Clusters", "簇数"), f"k = {k}", how),
+        card(p("Stability", "稳定性"), value, note),
+        card(
             p("Customers clustered", "参与聚类的客户"),
             f"{clustered:,}",
             p(f"{excluded:,} not clustered (no purchase)", f"{excluded:,} 位未参与（无购买）"),
         ),
-        _card(
+        card(
             p("Features", "聚类特征"),
             f"{len(features)}",
             f"{algorithm}: " + ("、" if lang.zh else ", ").join(features),
@@ -1006,7 +1006,7 @@ def _cluster_kpis(c: dict[str, Any], rows: list[dict[str, Any]], lang: _Lang) ->
     ]
 
 
-def _scatter_chart(c: dict[str, Any], rows: list[dict[str, Any]], lang: _Lang) -> dict[str, Any] | None:
+def _scatter_chart(c: dict[str, Any], rows: list[dict[str, Any]], lang: ReportLanguage) -> dict[str, Any] | None:
     projection = c.get("projection") or {}
     xs, ys, cs = projection.get("x") or [], projection.get("y") or [], projection.get("cluster") or []
     if not xs or len(xs) != len(ys) or len(xs) != len(cs):
@@ -1024,8 +1024,8 @@ def _scatter_chart(c: dict[str, Any], rows: list[dict[str, Any]], lang: _Lang) -
     }
 
 
-def _cluster_page(
-    snap: ir.Table, meta: dict[str, Any], lang: _Lang
+def cluster_page(
+    snap: ir.Table, meta: dict[str, Any], lang: ReportLanguage
 ) -> tuple[str, dict[str, Any], dict[str, dict[str, Any]]] | None:
     """The clusters section's caption, content and charts; None when the run has no clustering kept."""
     c = report_data.run_clusters(meta)
@@ -1054,7 +1054,7 @@ def _cluster_page(
                 ),
             }
         )
-    charts["clusters_sizes"] = _dist_chart(rows, lang)
+    charts["clusters_sizes"] = dist_chart(rows, lang)
     figures.append(
         {
             "id": "clusters_sizes",
@@ -1136,7 +1136,7 @@ def _cluster_page(
     return headline, content, charts
 
 
-def _learned_part(payload: dict[str, Any], lang: _Lang) -> dict[str, Any]:
+def _learned_part(payload: dict[str, Any], lang: ReportLanguage) -> dict[str, Any]:
     """The payload in the report's language: a per-language copy when it has one, else the payload itself."""
     own = payload.get(lang.language)
     if isinstance(own, dict) and (own.get("models") or own.get("rules")):
@@ -1149,13 +1149,13 @@ def _learned_part(payload: dict[str, Any], lang: _Lang) -> dict[str, Any]:
     return payload
 
 
-def _class_label(target: str, code: Any, lang: _Lang) -> str:
+def _class_label(target: str, code: Any, lang: ReportLanguage) -> str:
     if str(code) in LEARN_CLASSES and target in LEARN_TARGETS:
         return lang.pick(*LEARN_CLASSES[str(code)])
     return lang.label(target, code)
 
 
-def _target_label(target: str, lang: _Lang) -> str:
+def _target_label(target: str, lang: ReportLanguage) -> str:
     if target in LEARN_TARGETS:
         return lang.pick(*LEARN_TARGETS[target])
     if target in TEXT:
@@ -1163,11 +1163,11 @@ def _target_label(target: str, lang: _Lang) -> str:
     return _feature(target, lang)
 
 
-def _model_label(model: str, lang: _Lang) -> str:
+def _model_label(model: str, lang: ReportLanguage) -> str:
     return lang.pick(*LEARN_MODELS.get(model, (model, model)))
 
 
-def _rule_text(rule: dict[str, Any], lang: _Lang) -> str:
+def _rule_text(rule: dict[str, Any], lang: ReportLanguage) -> str:
     """The rule in words, without the closing "(confidence …, N customers)": the table has columns for those."""
     for key in (f"text_{lang.language}", "text", "text_en", "expression"):
         if rule.get(key):
@@ -1176,8 +1176,8 @@ def _rule_text(rule: dict[str, Any], lang: _Lang) -> str:
     return ""
 
 
-def _learned_page(
-    ws: Workspace, snap: ir.Table, run_id: str, lang: _Lang
+def learned_page(
+    ws: Workspace, snap: ir.Table, run_id: str, lang: ReportLanguage
 ) -> tuple[str, dict[str, Any], dict[str, dict[str, Any]]] | None:
     """The learned-rules section's caption, content and charts; None when no model was learned for the run."""
     payload = report_data.latest_learned(ws, run_id)
@@ -1201,8 +1201,8 @@ def _learned_page(
         else p(f"column {target}", f"标签列 {target}")
     )
     kpis = [
-        _card(p("Target", "学习目标"), _target_label(target, lang), target_note),
-        _card(
+        card(p("Target", "学习目标"), _target_label(target, lang), target_note),
+        card(
             p("Model", "模型"),
             _model_label(model, lang),
             p(f"{len(data.get('features') or [])} features", f"{len(data.get('features') or [])} 个特征"),
@@ -1212,11 +1212,11 @@ def _learned_page(
     test_rows = metrics.get("test_rows")
     if isinstance(accuracy, int | float):
         held = p(f"{int(test_rows):,} held-out customers", f"留出验证 {int(test_rows):,} 位客户") if test_rows else ""
-        kpis.append(_card(p("Held-out accuracy", "留出集准确率"), _pct(accuracy), held))
+        kpis.append(card(p("Held-out accuracy", "留出集准确率"), _pct(accuracy), held))
     if isinstance(auc, int | float):
         positive = metrics.get("positive_class")
         pos = _class_label(target, positive, lang) if positive is not None else ""
-        kpis.append(_card("ROC AUC", f"{auc:.3f}", p(f"for {pos}", f"针对{pos}") if pos else ""))
+        kpis.append(card("ROC AUC", f"{auc:.3f}", p(f"for {pos}", f"针对{pos}") if pos else ""))
 
     comparison = []
     if len(models) > 1:
@@ -1293,7 +1293,7 @@ def _learned_page(
             }
             for r in counts
         ]
-        charts["learned_classes"] = _dist_chart(rows, lang)
+        charts["learned_classes"] = dist_chart(rows, lang)
         figures.append(
             {
                 "id": "learned_classes",
@@ -1400,7 +1400,7 @@ def build_context(
     meta, snap = latest_snapshot(ws, run_id)
     run = str(meta["run_id"])
     config = run_config(ws, run)
-    lang = _Lang(lang_code, ws.config.workspace.currency)
+    lang = ReportLanguage(lang_code, ws.config.workspace.currency)
     cols = set(snap.columns)
     sections: list[dict[str, Any]] = []
     charts: dict[str, Any] = {}
@@ -1420,18 +1420,18 @@ def build_context(
     for column in ("grade", "rfm_segment", "rfm_class8"):
         if column in cols:
             step(column)
-            rows = _distribution(snap, column, lang)
-            section(column, _dist_caption(rows, lang), _dist_chart(rows, lang), table=rows)
+            rows = distribution(snap, column, lang)
+            section(column, _dist_caption(rows, lang), dist_chart(rows, lang), table=rows)
 
     step("R×F")
-    heat = _heatmap(snap, lang)
+    heat = heatmap(snap, lang)
     section("rf_heatmap", _heatmap_caption(heat, lang), heat)
 
     step("Pareto")
-    curve = _pareto(ws, snap, str(meta["snapshot_table"]), config.abc.by)
+    curve = pareto_points(ws, snap, str(meta["snapshot_table"]), config.abc.by)
     value_name = lang.t("revenue" if config.abc.by == "monetary" else "profit")
-    abc_rows = _distribution(snap, "abc_class", lang)
-    top20 = _value_at(curve, 0.2)
+    abc_rows = distribution(snap, "abc_class", lang)
+    top20 = value_at(curve, 0.2)
     a = next((r for r in abc_rows if r["code"] == "A"), None)
     section(
         "pareto",
@@ -1467,27 +1467,27 @@ def build_context(
     for column in ("lifecycle_stage", "loyalty"):
         if column in cols:
             step(column)
-            rows = _distribution(snap, column, lang)
-            section(column, _dist_caption(rows, lang), _dist_chart(rows, lang), table=rows)
+            rows = distribution(snap, column, lang)
+            section(column, _dist_caption(rows, lang), dist_chart(rows, lang), table=rows)
 
     step("regions")
-    rows = _breakdown(snap, "province", lang)
-    section("region", _breakdown_caption(rows, lang), _dist_chart(rows, lang), group=lang.t("province"), table=rows)
+    rows = breakdown(snap, "province", lang)
+    section("region", _breakdown_caption(rows, lang), dist_chart(rows, lang), group=lang.t("province"), table=rows)
     industry = "main_industry" if "main_industry" in cols else "industry_code"
     if industry in cols:
         step("industries")
-        rows = _breakdown(snap, industry, lang)
+        rows = breakdown(snap, industry, lang)
         section(
             "industry",
             _breakdown_caption(rows, lang),
-            _dist_chart(rows, lang),
+            dist_chart(rows, lang),
             group=lang.t("industry_name"),
             table=rows,
         )
 
     if "clv_historical" in cols:
         step("CLV")
-        clv = _clv(snap, lang)
+        clv = clv_chart(snap, lang)
         if clv is not None:
             section(
                 "clv",
@@ -1501,21 +1501,21 @@ def build_context(
             )
 
     step("models")
-    page = _model_page(ws, snap, meta, config, lang)
+    page = model_page(ws, snap, meta, config, lang)
     if page is not None:
         caption, content, model_charts = page
         charts.update(model_charts)
         section("models", caption, model=content)
 
     step("clusters")
-    page = _cluster_page(snap, meta, lang)
+    page = cluster_page(snap, meta, lang)
     if page is not None:
         caption, content, cluster_charts = page
         charts.update(cluster_charts)
         section("clusters", caption, clusters=content)
 
     step("learned rules")
-    page = _learned_page(ws, snap, run, lang)
+    page = learned_page(ws, snap, run, lang)
     if page is not None:
         caption, content, learned_charts = page
         charts.update(learned_charts)
@@ -1556,7 +1556,7 @@ def build_context(
     }
 
 
-def _breakdown_caption(rows: list[dict[str, Any]], lang: _Lang) -> str:
+def _breakdown_caption(rows: list[dict[str, Any]], lang: ReportLanguage) -> str:
     named = [r for r in rows if r["code"] is not None]
     if not named:
         return ""
@@ -1578,7 +1578,7 @@ def render(context: dict[str, Any]) -> str:
         keep_trailing_newline=True,
     )
     plotly_js, plotly_version = _plotly_js()
-    lang: _Lang = context["lang_obj"]
+    lang: ReportLanguage = context["lang_obj"]
     footer = lang.t("footer", version=__version__, plotly=plotly_version or "?")
     return env.get_template("report.html").render(
         **context,

@@ -16,7 +16,7 @@ from tierwise.campaigns.plan import list_campaigns
 from tierwise.errors import UserError
 from tierwise.history.compare import ORDERS, RunView, compare, pick_runs, runs_by_date
 from tierwise.history.trends import trends
-from tierwise.report import _card, _Lang, _pct
+from tierwise.report import ReportLanguage, _pct, card
 from tierwise.workspace import Workspace
 
 # Class columns whose sizes over runs are drawn, when the runs have them; the first two always are.
@@ -43,13 +43,13 @@ CLASS_COLORS = [
 ]  # fmt: skip
 
 
-def _class_name(column: str, code: Any, lang: _Lang) -> str:
+def _class_name(column: str, code: Any, lang: ReportLanguage) -> str:
     if code is None:
         return lang.pick("Not graded", "未分级") if column == "grade" else lang.pick("No class", "无类别")
     return lang.label(column, code)
 
 
-def _column_title(column: str, lang: _Lang) -> str:
+def _column_title(column: str, lang: ReportLanguage) -> str:
     titles = {
         "grade": ("grade", "等级"),
         "rfm_segment": ("RFM segment", "RFM分群"),
@@ -61,7 +61,7 @@ def _column_title(column: str, lang: _Lang) -> str:
 # --- segment sizes over runs ------------------------------------------------------------------------------
 
 
-def _trend_chart(data: dict[str, Any], lang: _Lang) -> dict[str, Any]:
+def _trend_chart(data: dict[str, Any], lang: ReportLanguage) -> dict[str, Any]:
     """Stacked bars: one bar per run (as-of date), one colour per class; revenue in the hover."""
     column = data["column"]
     runs = data["runs"]
@@ -87,7 +87,7 @@ def _trend_chart(data: dict[str, Any], lang: _Lang) -> dict[str, Any]:
     }
 
 
-def _trend_caption(data: dict[str, Any], lang: _Lang) -> str:
+def _trend_caption(data: dict[str, Any], lang: ReportLanguage) -> str:
     column, runs = data["column"], data["runs"]
     first, last = runs[0], runs[-1]
     top = data.get("top_class")
@@ -113,7 +113,7 @@ def _ordered(column: str, codes: set[Any]) -> list[Any]:
     return sorted(codes, key=lambda c: (c is None, rank.get(c, len(rank)), str(c)))
 
 
-def _migration_charts(data: dict[str, Any], lang: _Lang) -> tuple[dict[str, Any], dict[str, Any]]:
+def _migration_charts(data: dict[str, Any], lang: ReportLanguage) -> tuple[dict[str, Any], dict[str, Any]]:
     """The Sankey (previous classes and "new" → current classes and "gone") and the from × to heatmap."""
     column = data["column"]
     cells = data["matrix"]
@@ -184,7 +184,7 @@ def _migration_charts(data: dict[str, Any], lang: _Lang) -> tuple[dict[str, Any]
     return sankey, heat
 
 
-def _migration_kpis(data: dict[str, Any], lang: _Lang) -> list[dict[str, str]]:
+def _migration_kpis(data: dict[str, Any], lang: ReportLanguage) -> list[dict[str, str]]:
     p, t = lang.pick, data["totals"]
     both = int(data["in_both"])
     a, b = data["run_a"], data["run_b"]
@@ -194,15 +194,15 @@ def _migration_kpis(data: dict[str, Any], lang: _Lang) -> list[dict[str, str]]:
         return p(f"{share} of the {both:,} in both runs", f"占两次都在的 {both:,} 位客户的 {share}")
 
     cards = [
-        _card(p("Stayed", "类别未变"), f"{t['stayed']:,}", of_both(t["stayed"])),
-        _card(p("Upgraded", "升级"), f"{t['upgrade']:,}", of_both(t["upgrade"])),
-        _card(p("Downgraded", "降级"), f"{t['downgrade']:,}", of_both(t["downgrade"])),
+        card(p("Stayed", "类别未变"), f"{t['stayed']:,}", of_both(t["stayed"])),
+        card(p("Upgraded", "升级"), f"{t['upgrade']:,}", of_both(t["upgrade"])),
+        card(p("Downgraded", "降级"), f"{t['downgrade']:,}", of_both(t["downgrade"])),
     ]
     if t.get("changed"):
-        cards.append(_card(p("Changed", "类别变化"), f"{t['changed']:,}", of_both(t["changed"])))
+        cards.append(card(p("Changed", "类别变化"), f"{t['changed']:,}", of_both(t["changed"])))
     cards += [
-        _card(p("Entered", "新进入"), f"{t['entry']:,}", p(f"not in the run of {a['as_of']}", f"{a['as_of']} 时尚无")),
-        _card(p("Left", "已离开"), f"{t['exit']:,}", p(f"not in the run of {b['as_of']}", f"{b['as_of']} 时已无")),
+        card(p("Entered", "新进入"), f"{t['entry']:,}", p(f"not in the run of {a['as_of']}", f"{a['as_of']} 时尚无")),
+        card(p("Left", "已离开"), f"{t['exit']:,}", p(f"not in the run of {b['as_of']}", f"{b['as_of']} 时已无")),
     ]
     top = data.get("new_in_top")
     if top:
@@ -213,12 +213,12 @@ def _migration_kpis(data: dict[str, Any], lang: _Lang) -> list[dict[str, str]]:
             if last is None
             else p(f"vs {last:,} in the run before", f"上一次为 {last:,} 位")
         )
-        cards.append(_card(p(f"New in {name}", f"新进入{name}"), f"{int(top['this_run']):,}", note))
+        cards.append(card(p(f"New in {name}", f"新进入{name}"), f"{int(top['this_run']):,}", note))
     stab = data.get("stability")
     if isinstance(stab, dict) and stab.get("held"):
         held = int(stab["held"])
         cards.append(
-            _card(
+            card(
                 p("Held by [stability]", "稳定性规则保持"),
                 f"{held:,}",
                 p("grade changes held back", "次等级变化被保持"),
@@ -227,7 +227,7 @@ def _migration_kpis(data: dict[str, Any], lang: _Lang) -> list[dict[str, str]]:
     return cards
 
 
-def _migration_caption(data: dict[str, Any], lang: _Lang) -> str:
+def _migration_caption(data: dict[str, Any], lang: ReportLanguage) -> str:
     a, b, t = data["run_a"], data["run_b"], data["totals"]
     column = _column_title(data["column"], lang)
     return lang.pick(
@@ -241,7 +241,7 @@ def _migration_caption(data: dict[str, Any], lang: _Lang) -> str:
 
 
 def history_page(
-    ws: Workspace, run_id: str, lang: _Lang
+    ws: Workspace, run_id: str, lang: ReportLanguage
 ) -> tuple[str, dict[str, Any], dict[str, dict[str, Any]]] | None:
     """The history section's caption, content and charts; None when the workspace has a single run (or the
     report's run has nothing to be compared with and there is no trend to draw)."""
@@ -334,7 +334,7 @@ def history_page(
 # --- campaigns --------------------------------------------------------------------------------------------
 
 
-def _campaign_note(note: str, lang: _Lang) -> str:
+def _campaign_note(note: str, lang: ReportLanguage) -> str:
     """A note of `campaign report` in the report's language (the statistical ones; others as they are)."""
     if note.startswith(("no control group", "没有对照组")):
         return lang.pick(
@@ -396,7 +396,7 @@ def _campaign_row(label: str, r: dict[str, Any], overall: bool = False) -> dict[
     }
 
 
-def _campaign_chart(report: dict[str, Any], lang: _Lang) -> dict[str, Any]:
+def _campaign_chart(report: dict[str, Any], lang: ReportLanguage) -> dict[str, Any]:
     """Response rates per segment (and overall), treatment beside control, with Wilson 95% error bars."""
     lines = [*report["segments"], {"label": lang.pick("Overall", "合计"), **report["overall"]}]
 
@@ -434,7 +434,7 @@ def _campaign_chart(report: dict[str, Any], lang: _Lang) -> dict[str, Any]:
     }
 
 
-def _campaign_caption(report: dict[str, Any], lang: _Lang) -> str:
+def _campaign_caption(report: dict[str, Any], lang: ReportLanguage) -> str:
     o, p = report["overall"], lang.pick
     rate = "—" if o["response_rate"] is None else _pct(o["response_rate"])
     source = (
@@ -459,7 +459,7 @@ def _campaign_caption(report: dict[str, Any], lang: _Lang) -> str:
     return text + p(".", "。")
 
 
-def campaigns_page(ws: Workspace, lang: _Lang) -> tuple[str, dict[str, Any], dict[str, dict[str, Any]]] | None:
+def campaigns_page(ws: Workspace, lang: ReportLanguage) -> tuple[str, dict[str, Any], dict[str, dict[str, Any]]] | None:
     """The campaigns section: per campaign (planned or only ingested) the `campaign report` figures by segment;
     None when the workspace has no campaign."""
     listed = list_campaigns(ws)

@@ -13,7 +13,6 @@ import datetime as dt
 import difflib
 import json
 import math
-import os
 import re
 import tempfile
 import tomllib
@@ -28,7 +27,7 @@ import pandas as pd
 import pyarrow as pa
 from pydantic import BaseModel, ValidationError
 
-from tierwise.config import CONFIG_FILE, load_config
+from tierwise.config import CONFIG_FILE, load_config, write_config_text
 from tierwise.engine import transaction
 from tierwise.errors import UserError
 from tierwise.mining.settings import ClassifySettings, ClusterSettings
@@ -336,7 +335,7 @@ def learn_and_store(
         ws.con.create_table(table, ibis.memtable(rows))
         ws.con.insert("learned_models", ibis.memtable([row], schema=ws.table("learned_models").schema()))
         if new_text is not None:
-            _write_atomically(ws.root / CONFIG_FILE, new_text)
+            write_config_text(ws.root / CONFIG_FILE, new_text)
     return learned
 
 
@@ -561,20 +560,6 @@ def _rules_file(
     check_rules([(r.name, r.expression) for r in config.rules if r.name in new_names], schema)
     return new_text, saved
 
-
-def _write_atomically(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if path.exists():
-            os.chmod(tmp, path.stat().st_mode & 0o777)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # --- reading back -------------------------------------------------------------------------------------------

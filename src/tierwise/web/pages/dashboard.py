@@ -77,11 +77,11 @@ def _int(request: Request, name: str, default: int, low: int = 1, high: int = 10
     return max(low, min(high, value))
 
 
-def _lang(page: Page) -> report._Lang:
-    return report._Lang(page.lang, page.ws.config.workspace.currency)
+def _lang(page: Page) -> report.ReportLanguage:
+    return report.ReportLanguage(page.lang, page.ws.config.workspace.currency)
 
 
-def _kpi_text(k: dict[str, Any], lang: report._Lang) -> tuple[str, str]:
+def _kpi_text(k: dict[str, Any], lang: report.ReportLanguage) -> tuple[str, str]:
     """(value, change) as shown on a KPI card."""
     value, change, fmt = k["value"], k["change"], k["format"]
     if value is None:
@@ -118,7 +118,7 @@ def overview_page(request: Request) -> Response:
         sections = []
         for column, d in data["distributions"].items():
             key = OVERVIEW_CHARTS.get(column, column)
-            p.charts[key] = report._dist_chart(d["rows"], lang)
+            p.charts[key] = report.dist_chart(d["rows"], lang)
             sections.append({"key": key, "column": column, "title": d["title"], "rows": d["rows"],
                              "group": p.t("class")})  # fmt: skip
         p.charts["heatmap"] = data["heatmap"]
@@ -127,7 +127,7 @@ def overview_page(request: Request) -> Response:
         breakdowns = []
         for key, part in (("regions", data["regions"]), ("industries", data["industries"])):
             if part:
-                p.charts[key] = report._dist_chart(part["rows"], lang)
+                p.charts[key] = report.dist_chart(part["rows"], lang)
                 breakdowns.append({"key": key, "title": part["title"], "rows": part["rows"],
                                    "group": column_label(part["column"], p.lang)})  # fmt: skip
         if data.get("clv"):
@@ -148,7 +148,7 @@ def segments_page(request: Request) -> Response:
         columns = [c for c in segment_service.CLASS_COLUMNS if c in snap.columns]
         column = request.query_params.get("column") or ("grade" if "grade" in columns else columns[0])
         data = segment_service.segments(p.ws, column, language=p.lang)
-        p.charts["segment"] = report._dist_chart(data["classes"], _lang(p))
+        p.charts["segment"] = report.dist_chart(data["classes"], _lang(p))
         members = None
         code: str | None = None
         if "code" in request.query_params:
@@ -269,17 +269,17 @@ def models_page(request: Request) -> Response:
         run = str(meta["run_id"])
         config = run_config(p.ws, run)
         parts: list[dict[str, Any]] = []
-        found = report._model_page(p.ws, snap, meta, config, lang)
+        found = report.model_page(p.ws, snap, meta, config, lang)
         if found is not None:
             caption, content, charts = found
             p.charts.update(charts)
             parts.append({"id": "clv", "title": p.t.clv_models, "caption": caption, "model": content})
-        found = report._cluster_page(snap, meta, lang)
+        found = report.cluster_page(snap, meta, lang)
         if found is not None:
             caption, content, charts = found
             p.charts.update(charts)
             parts.append({"id": "clusters", "title": p.t.clusters, "caption": caption, "clusters": content})
-        found = report._learned_page(p.ws, snap, run, lang)
+        found = report.learned_page(p.ws, snap, run, lang)
         if found is not None:
             caption, content, charts = found
             p.charts.update(charts)

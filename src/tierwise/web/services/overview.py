@@ -117,7 +117,7 @@ def overview(ws: Workspace, run_id: str | None = None, language: str | None = No
     meta, snap = latest_snapshot(ws, run_id)
     run = str(meta["run_id"])
     config = run_config(ws, run)
-    lang = report._Lang(lang_code, ws.config.workspace.currency)
+    lang = report.ReportLanguage(lang_code, ws.config.workspace.currency)
     cols = set(snap.columns)
 
     before = previous_runs(ws, meta["as_of"], 1)
@@ -128,11 +128,11 @@ def overview(ws: Workspace, run_id: str | None = None, language: str | None = No
         previous_values = kpi_values(ws.table(str(before[0]["snapshot_table"])))
 
     distributions = {
-        c: {"id": c, "title": TITLES[c][1 if lang.zh else 0], "rows": report._distribution(snap, c, lang)}
+        c: {"id": c, "title": TITLES[c][1 if lang.zh else 0], "rows": report.distribution(snap, c, lang)}
         for c in DISTRIBUTIONS
         if c in cols
     }
-    curve = report._pareto(ws, snap, str(meta["snapshot_table"]), config.abc.by)
+    curve = report.pareto_points(ws, snap, str(meta["snapshot_table"]), config.abc.by)
     industry = "main_industry" if "main_industry" in cols else "industry_code"
     data: dict[str, Any] = {
         "run": {"run_id": run, "as_of": meta["as_of"], "customers": int(meta["customers"]), "previous_run": previous},
@@ -140,7 +140,7 @@ def overview(ws: Workspace, run_id: str | None = None, language: str | None = No
         "currency": ws.config.workspace.currency,
         "kpis": kpis(kpi_values(snap), previous_values, lang_code),
         "distributions": distributions,
-        "heatmap": _chart("rf_heatmap", lang, **report._heatmap(snap, lang)),
+        "heatmap": _chart("rf_heatmap", lang, **report.heatmap(snap, lang)),
         "pareto": _chart(
             "pareto",
             lang,
@@ -148,17 +148,17 @@ def overview(ws: Workspace, run_id: str | None = None, language: str | None = No
             y=[p["value_share"] for p in curve],
             value=config.abc.by,
             cutoffs=[config.abc.a_cutoff, config.abc.b_cutoff],
-            top20_share=report._value_at(curve, 0.2),
+            top20_share=report.value_at(curve, 0.2),
             x_axis=lang.t("cum_customers"),
             y_axis=lang.t("cum_value", value=lang.t("revenue" if config.abc.by == "monetary" else "profit")),
         ),
-        "regions": _chart("region", lang, column="province", rows=report._breakdown(snap, "province", lang))
+        "regions": _chart("region", lang, column="province", rows=report.breakdown(snap, "province", lang))
         if "province" in cols
         else None,
-        "industries": _chart("industry", lang, column=industry, rows=report._breakdown(snap, industry, lang))
+        "industries": _chart("industry", lang, column=industry, rows=report.breakdown(snap, industry, lang))
         if industry in cols
         else None,
-        "clv": report._clv(snap, lang) if "clv_historical" in cols else None,
+        "clv": report.clv_chart(snap, lang) if "clv_historical" in cols else None,
         "predicted": predictive_totals(snap),
     }
     return jsonable(data)

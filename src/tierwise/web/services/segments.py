@@ -44,8 +44,8 @@ def segments(
     meta, snap = latest_snapshot(ws, run_id)
     _check_column(column, snap)
     config = run_config(ws, str(meta["run_id"]))
-    lang = report._Lang(lang_code, ws.config.workspace.currency)
-    rows = report._distribution(snap, column, lang)
+    lang = report.ReportLanguage(lang_code, ws.config.workspace.currency)
+    rows = report.distribution(snap, column, lang)
     names = {r.name: r.display_label(lang_code) for r in config.playbook}
     order = {r.name: i for i, r in enumerate(config.playbook)}
     strategy = _most_common(snap, column, "strategy", order)

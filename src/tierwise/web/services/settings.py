@@ -396,9 +396,9 @@ def save_settings(ws: Workspace, changes: dict[str, Any], *, expected_version: s
         text, rewritten = edited_text(original, base, cfg)
         backup = path.with_name(path.name + BACKUP_SUFFIX)
         shutil.copyfile(path, backup)
-        from tierwise.mining.commands import _write_atomically
+        from tierwise.config import write_config_text
 
-        _write_atomically(path, text)
+        write_config_text(path, text)
     ws.config = cfg
     diff = "".join(
         difflib.unified_diff(
