@@ -341,13 +341,16 @@ const scripts = [...html.matchAll(/<script>([\s\S]*?)<\/script>/g)].map((m) => m
 const own = scripts[scripts.length - 1];
 const ids = new Set([...html.matchAll(/id="(chart-[^"]+)"/g)].map((m) => m[1]));
 const plotted = [];
+const errors = [];
 const attrs = {};
+// The script catches a failing chart and marks its element; the harness collects those marks.
+const element = (id) => ({ id, setAttribute(k, v) { if (k === "data-chart-error") errors.push(id + ": " + v); } });
 global.window = { addEventListener() {}, matchMedia: () => ({ addEventListener() {} }) };
 global.getComputedStyle = () => ({ fontFamily: "sans-serif" });
 global.document = {
   body: {},
   documentElement: { setAttribute: (k, v) => { attrs[k] = v; }, getAttribute: (k) => attrs[k] },
-  getElementById: (id) => (id === "report-data" ? { textContent: data } : ids.has(id) ? { id } : null),
+  getElementById: (id) => (id === "report-data" ? { textContent: data } : ids.has(id) ? element(id) : null),
 };
 global.Plotly = {
   newPlot(el, traces, layout, config) {
@@ -358,7 +361,7 @@ global.Plotly = {
   Plots: { resize() {} },
 };
 new Function(own)();
-console.log(JSON.stringify({ ids: [...ids], plotted, rendered: attrs["data-charts-rendered"] }));
+console.log(JSON.stringify({ ids: [...ids], plotted, errors, rendered: attrs["data-charts-rendered"] }));
 """
 
 
@@ -369,6 +372,7 @@ def test_chart_script_draws_every_chart(zh_report: tuple[Path, dict[str, Any]], 
     proc = subprocess.run(["node", harness, zh_report[0]], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
+    assert result["errors"] == []
     assert sorted(result["plotted"]) == sorted(result["ids"])
     assert len(result["plotted"]) == len(set(result["plotted"])) >= 7
     wanted = MODEL_CHARTS | CLUSTER_CHARTS | LEARNED_CHARTS | HISTORY_CHARTS | CAMPAIGN_CHARTS

@@ -1352,6 +1352,10 @@ def learned_page(
 # --- assembly ---------------------------------------------------------------------------------------------
 
 
+# The chart drawing code of the dashboard, inlined into the report: one copy for both.
+CHARTS_JS = Path(__file__).parent / "web" / "static" / "charts.js"
+
+
 def _plotly_js() -> tuple[str, str]:
     spec = importlib.util.find_spec("plotly")
     if spec is None or not spec.submodule_search_locations:
@@ -1585,6 +1589,7 @@ def render(context: dict[str, Any]) -> str:
         footer=footer,
         data_json=Markup(_json_for_script({"charts": context["charts"]})),
         plotly_js=Markup(plotly_js),
+        charts_js=Markup(CHARTS_JS.read_text(encoding="utf-8")),
     )
 
 

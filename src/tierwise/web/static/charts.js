@@ -1,9 +1,9 @@
-/* tierwise dashboard charts: drawn with plotly.js (served by this server) from the JSON in #page-data.
-   The drawing functions are those of the offline HTML report (src/tierwise/templates/report.html), so a chart
-   looks the same in the report and on the dashboard. Each chart goes into the element "chart-" + its key. */
+/* tierwise charts, drawn with plotly.js from the JSON in #page-data (dashboard pages) or #report-data (the offline
+   HTML report, which inlines this file): one drawing code for both, so a chart looks the same in either. Each
+   chart goes into the element "chart-" + its key. */
 (function () {
   "use strict";
-  var holder = document.getElementById("page-data");
+  var holder = document.getElementById("page-data") || document.getElementById("report-data");
   if (!holder || typeof Plotly === "undefined") { return; }
   var data = JSON.parse(holder.textContent);
   var COLORS = { customers: "#9fb3c8", revenue: "#1f4e8c" };
@@ -279,9 +279,16 @@
   });
   document.documentElement.setAttribute("data-charts-rendered", String(rendered.length));
 
+  // Charts follow the page width, and paper is narrower than the screen.
+  function resize() { rendered.forEach(function (el) { Plotly.Plots.resize(el); }); }
   var timer = null;
   window.addEventListener("resize", function () {
     clearTimeout(timer);
-    timer = setTimeout(function () { rendered.forEach(function (el) { Plotly.Plots.resize(el); }); }, 150);
+    timer = setTimeout(resize, 150);
   });
+  window.addEventListener("beforeprint", resize);
+  if (window.matchMedia) {
+    var mq = window.matchMedia("print");
+    if (mq.addEventListener) { mq.addEventListener("change", resize); }
+  }
 })();
