@@ -239,10 +239,19 @@ def test_dashboard_in_headless_chromium(browser_page: tuple[Any, Problems], serv
     page.click("#upload-button")
     page.wait_for_selector("#upload-job[data-state=done]")
     page.wait_for_selector("#upload-report:not([hidden]) [data-test=ingest-summary]")
-    # status, rows read, loaded, quarantined, duplicates removed (the terms are in the page's language)
-    facts = page.locator("[data-test=ingest-summary] dd").all_inner_texts()
-    assert len(facts) == 5 and facts[0] == "loaded", facts
-    read, loaded, quarantined, duplicates = (int(v.replace(",", "")) for v in facts[1:])
+    # status, rows read, loaded, quarantined, duplicates removed, each under the report's own key (data-field)
+    # with its raw value (data-value); the terms and the status shown are in the page's language
+    summary = page.locator("[data-test=ingest-summary]")
+    facts = {
+        field: summary.locator(f"dd[data-field={field}]").get_attribute("data-value") or ""
+        for field in ("status", "rows_read", "rows_loaded", "rows_quarantined", "duplicates_removed")
+    }
+    assert facts["status"] == "loaded", facts
+    shown = summary.locator("dd[data-field=status]").inner_text()
+    assert shown != "loaded" and shown in ("Loaded", "已导入"), shown
+    read, loaded, quarantined, duplicates = (
+        int(facts[f]) for f in ("rows_read", "rows_loaded", "rows_quarantined", "duplicates_removed")
+    )
     rows = len(_records(orders, "gbk")) - 1
     assert read == rows and loaded > 0.9 * rows, facts
     assert quarantined > 0 and loaded + quarantined + duplicates == read, facts  # the mess is accounted for

@@ -5,9 +5,12 @@ the CSRF token; viewers see personal data masked; a workspace without a run show
 from __future__ import annotations
 
 import csv
+import json
 import re
+import time
 from collections.abc import Iterator
 from html import unescape
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -291,3 +294,221 @@ def test_empty_workspace_says_run_the_main_job_first(tmp_path: Path) -> None:
         assert 'id="upload-form"' in data and "Nothing loaded yet" in data
     finally:
         app.state.handle.close()
+
+
+# --- English pages in a Chinese workspace, stable keys, no server paths, re-uploads ---------------------------
+
+CJK = re.compile(r"[\u3000-\u303f\u3400-\u9fff\uff00-\uffef]")
+# The page's own words: headings, labels, table headers, buttons, terms, legends, navigation, KPI labels and
+# placeholders (table bodies, customer names, cities and industries are customer data and may be Chinese).
+CHROME_TAGS = {"h1", "h2", "h3", "h4", "label", "button", "dt", "legend", "nav", "title", "caption", "summary"}
+VOID = {"br", "input", "meta", "link", "img", "hr", "col", "source", "wbr", "area", "base", "embed", "track"}
+
+
+class _Chrome(HTMLParser):
+    """The text of the page's own words, with where it was found."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[tuple[str, dict[str, str]]] = []
+        self.found: list[tuple[str, str]] = []
+
+    def _chrome(self) -> bool:
+        tags = [t for t, _ in self.stack]
+        if "script" in tags or "style" in tags:
+            return False
+        if CHROME_TAGS & set(tags) or "thead" in tags:
+            return True
+        return any("kpi" in a.get("class", "").split() for _, a in self.stack) and any(
+            a.get("class", "") == "label" for _, a in self.stack
+        )
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        for key in ("placeholder", "aria-label", "title", "alt"):
+            if a.get(key) and tag != "a":  # the language switch link names the other language
+                self.found.append((f"{tag}@{key}", a[key]))
+        if tag not in VOID:
+            self.stack.append((tag, a))
+
+    def handle_endtag(self, tag: str) -> None:
+        while self.stack:
+            if self.stack.pop()[0] == tag:
+                break
+
+    def handle_data(self, data: str) -> None:
+        if data.strip() and self._chrome():
+            self.found.append(("/".join(t for t, _ in self.stack[-3:]), data.strip()))
+
+
+def chinese_words(html: str, allowed: set[str] = frozenset()) -> list[tuple[str, str]]:  # type: ignore[assignment]
+    """The page's own words (see CHROME_TAGS) that hold Chinese, after removing the `allowed` strings (customer
+    data and the workspace's own settings text); the JSON of the page's script texts is checked too."""
+    parser = _Chrome()
+    parser.feed(html)
+    out = []
+    for where, text in parser.found:
+        for value in sorted(allowed, key=len, reverse=True):
+            text = text.replace(value, "")
+        if CJK.search(text):
+            out.append((where, text))
+    m = re.search(r'<script type="application/json" id="page-text">(.*?)</script>', html, re.S)
+    assert m, "no page-text"
+    for key, value in json.loads(m.group(1)).items():
+        if CJK.search(json.dumps(value, ensure_ascii=False)):
+            out.append((f"page-text:{key}", str(value)))
+    return out
+
+
+def test_english_pages_show_no_chinese_words_of_their_own(clients: dict[str, TestClient], ws: Any) -> None:
+    from tierwise.web.services.customers import list_customers
+
+    cfg = ws.config
+    allowed = {i.label for i in cfg.grade.indicators if i.label}  # tierwise.toml's own labels (the user's text)
+    allowed |= {str(r.name) for r in cfg.rules} | {str(r.name) for r in cfg.playbook}
+    top = list_customers(ws, page_size=3, language="en")["rows"]
+    allowed |= {str(r.get("name")) for r in top if r.get("name")}
+    paths = [*PAGES, f"/customers/{quote(top[0]['customer_id'])}", "/segments?column=cluster_name",
+             "/segments?column=satisfaction_level", "/segments?column=grade&code=A",
+             "/history?column=loyalty"]  # fmt: skip
+    for path in paths:
+        html = page(clients["admin"], path, "en")
+        assert chinese_words(html, allowed) == [], path
+    # and the check does find the page's own words in Chinese
+    assert chinese_words(page(clients["admin"], "/overview", "zh"))
+
+
+def test_customer_page_labels_satisfaction_and_names_clusters_in_the_page_language(
+    clients: dict[str, TestClient], ws: Any
+) -> None:
+    from tierwise.show import latest_snapshot, run_clusters
+    from tierwise.web.services.customers import list_customers
+
+    meta, _ = latest_snapshot(ws)
+    clusters = run_clusters(meta)
+    assert clusters is not None, "the test workspace clusters its customers"
+    names = {int(p["cluster"]): (p["name_en"], p["name_zh"]) for p in clusters["profiles"]}
+    rows = list_customers(ws, where="cluster is not null", columns=["customer_id", "cluster"], page_size=1)["rows"]
+    cid, number = rows[0]["customer_id"], int(rows[0]["cluster"])
+    en_name, zh_name = names[number]
+    for lang, name, other, level in (("en", en_name, zh_name, "Satisfaction"), ("zh", zh_name, en_name, "满意度")):
+        html = page(clients["viewer"], f"/customers/{quote(cid)}", lang)
+        card = re.search(r'data-test="class-cluster_name"><div class="label">[^<]*</div><div class="value small">'
+                         r"([^<]*)</div>", html)  # fmt: skip
+        assert card and unescape(card.group(1)) == name != other, (lang, card and card.group(1))
+        sat = re.search(r'data-test="class-satisfaction_level"><div class="label">([^<]*)</div>', html)
+        assert sat and sat.group(1) == level and "satisfaction_level</div>" not in html
+        score_row = re.search(r'<tr data-field="cluster_name">.*?<td class="num">([^<]*)</td>', html, re.S)
+        assert score_row and unescape(score_row.group(1)) == name
+    # the other pages that name clusters: the segments tab (its class names; the codes in links stay as stored)
+    # and the customer list
+    for lang, name in (("en", en_name), ("zh", zh_name)):
+        seg = page(clients["viewer"], "/segments?column=cluster_name", lang)
+        shown = {unescape(x) for x in re.findall(r'<th scope="row">([^<]*)</th>', seg)}
+        assert name in shown and not {en_name, zh_name} - {name} & shown, shown
+        listed = list_customers(ws, search=cid, columns=["customer_id", "cluster_name"], language=lang)["rows"]
+        assert listed[0]["cluster_name_label"] == name
+
+
+def _wait(c: TestClient, job_id: str, timeout: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        status = c.get(f"/api/v1/jobs/{job_id}").json()
+        if status["state"] in ("done", "failed") or time.monotonic() > deadline:
+            return status
+        time.sleep(0.05)
+
+
+def _api(app: Any, name: str) -> TestClient:
+    c = _client(app, name)
+    c.headers["X-CSRF-Token"] = c.get("/api/v1/auth/me").json()["csrf_token"]
+    return c
+
+
+def test_settings_preview_names_classes_and_counts_in_the_page_language(app: Any, ws: Any) -> None:
+    admin = _api(app, "ada")
+    weights = {i.name: (0.9 if n == 0 else 0.05) for n, i in enumerate(ws.config.grade.indicators)}
+    results = {}
+    for lang in ("en", "zh"):
+        r = admin.post(f"/api/v1/settings/preview?lang={lang}", json={"grade": {"weights": weights}})
+        assert r.status_code == 202, r.text
+        job = _wait(admin, r.json()["job_id"])
+        assert job["state"] == "done", job
+        results[lang] = job["result"]
+    en, zh = results["en"], results["zh"]
+    assert en["changed_labels"] == {"grade": "Grade", "tags": "Tags (rules)", "next_action": "Next action",
+                                    "strategy": "Strategy"}  # fmt: skip
+    assert set(zh["changed_labels"]) == set(zh["changed"]) and all(CJK.search(v) for v in zh["changed_labels"].values())
+    for cell in en["grade_matrix"]:
+        assert not CJK.search(str(cell["from_label"]) + str(cell["to_label"])), cell
+    assert any(CJK.search(str(c["from_label"])) for c in zh["grade_matrix"])
+    # app.js names the counts with the page's words (not the raw keys) and asks for the page's language
+    text = json.loads(re.search(r'id="page-text">(.*?)</script>', page(admin, "/settings", "en"), re.S).group(1))  # type: ignore[union-attr]
+    assert text["compared"] == {"grade": "Grade", "tags": "Tags (rules)", "next_action": "Next action",
+                                "strategy": "Strategy"}  # fmt: skip
+    js = admin.get("/static/app.js").text
+    assert '(T.compared || {})[k]' in js and '"/api/v1/settings/preview" + (lang ? "?lang="' in js
+
+
+def test_ingest_summary_has_stable_keys_and_translated_status(clients: dict[str, TestClient]) -> None:
+    js = clients["analyst"].get("/static/app.js").text
+    fields = re.search(r"var INGEST_FIELDS = (\[.*?\]);", js, re.S)
+    assert fields
+    keys = [k for k, _ in json.loads(fields.group(1).replace("\n", ""))]
+    assert keys == ["status", "rows_read", "rows_loaded", "rows_quarantined", "duplicates_removed", "values_blanked"]
+    assert '"data-field": f[0]' in js and "statuses[v] || v" in js
+    for lang, loaded, already in (("en", "Loaded", "Already loaded before"), ("zh", "已导入", "此前已导入")):
+        html = page(clients["analyst"], "/data", lang)
+        text = json.loads(re.search(r'id="page-text">(.*?)</script>', html, re.S).group(1))  # type: ignore[union-attr]
+        assert text["ingest_status"] == {"loaded": loaded, "already_loaded": already}
+        terms = re.findall(r'\["(\w+)", "(\w+)"\]', fields.group(1))
+        assert all(text[term] for _, term in terms)  # every field is named in the page's language
+        assert "{batch}" in text["already_loaded_note"] and "{date}" in text["already_loaded_note"]
+
+
+
+def test_no_server_paths_reach_the_client(app: Any, clients: dict[str, TestClient], ws: Any) -> None:
+    root = str(Path(ws.root).resolve())
+    settings = page(clients["admin"], "/settings", "en")
+    assert "<code>tierwise.toml</code>" in settings and root not in settings and str(ws.root) not in settings
+    api = clients["admin"].get("/api/v1/settings").json()
+    assert api["path"] == "tierwise.toml"
+    for path in ("/api/v1/uploads", "/api/v1/quarantine?page_size=500"):
+        body = clients["analyst"].get(path).text
+        assert root not in body and str(ws.root) not in body, path
+    data = page(clients["analyst"], "/data", "en")
+    assert root not in data and str(ws.root) not in data
+
+
+CUSTOMERS_UPLOAD = "customer_id,name,signup_date\nZ9000001,Upload One,2024-01-05\n,No Id,2024-01-06\n"
+
+
+def test_uploads_show_file_names_and_a_reupload_says_it_was_loaded_before(app: Any, ws: Any) -> None:
+    analyst = _api(app, "ann")
+    root = str(Path(ws.root).resolve())
+
+    def upload() -> dict[str, Any]:
+        r = analyst.post("/api/v1/uploads/customers", files={"file": ("客户 new.csv", CUSTOMERS_UPLOAD.encode())})
+        assert r.status_code == 202, r.text
+        job = _wait(analyst, r.json()["job_id"])
+        assert job["state"] == "done", job
+        assert root not in json.dumps(job, ensure_ascii=False) and str(ws.root) not in json.dumps(job)
+        return dict(job["result"])
+
+    first = upload()
+    rep = first["report"]
+    assert rep["status"] == "loaded" and rep["file"] == first["file"] and "/" not in rep["file"]
+    assert rep["file"].endswith("-客户_new.csv") and first["previous"] is None
+    assert first["quarantine"]["total"] == rep["rows_quarantined"] == 1
+    assert first["quarantine"]["batch_id"] == rep["batch_id"] and len(first["quarantine"]["rows"]) == 1
+
+    again = upload()
+    rep2 = again["report"]
+    assert rep2["status"] == "already_loaded" and rep2["batch_id"] == rep["batch_id"] and rep2["rows_loaded"] == 0
+    assert rep2["file"] == "客户_new.csv" and again["file"] is None
+    # the earlier batch is named (to say when it was loaded), and its quarantine is not presented as this upload's
+    assert again["previous"]["batch_id"] == rep["batch_id"] and again["previous"]["loaded_at"]
+    assert again["previous"]["file"] == rep["file"] and again["previous"]["rows_quarantined"] == 1
+    assert again["quarantine"] == {"batch_id": None, "total": 0, "rows": []}
+    js = analyst.get("/static/app.js").text
+    assert "already_loaded_note" in js and 'if (already && f[0] !== "status") { return; }' in js

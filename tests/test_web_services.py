@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import re
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -648,3 +649,88 @@ def test_runs_models_and_campaigns(ws: Any) -> None:
     assert report["campaign"] == "spring" and report["source"] == "plan" and "overall" in report
     with pytest.raises(UserError, match="no campaign"):
         campaign_report(ws, "autumn")
+
+
+# ---------------------------------------------------------------- languages, file names, re-uploads
+
+CJK = re.compile(r"[\u3000-\u303f\u3400-\u9fff\uff00-\uffef]")
+
+
+def test_cluster_names_follow_the_language_asked_for(ws: Any) -> None:
+    from tierwise.show import latest_snapshot, run_clusters
+    from tierwise.web.services.customers import customer_detail, list_customers
+    from tierwise.web.services.history import trends
+    from tierwise.web.services.segments import segments
+
+    meta, _ = latest_snapshot(ws)
+    clusters = run_clusters(meta)
+    assert clusters is not None and ws.config.workspace.language == "zh"
+    names = {str(p["name_zh"]): (p["name_en"], p["name_zh"]) for p in clusters["profiles"]}  # stored: zh
+    rows = list_customers(ws, where="cluster_name is not null", columns=["customer_id", "cluster_name"],
+                          page_size=5, language="en")["rows"]  # fmt: skip
+    assert rows
+    for r in rows:
+        en, zh = names[r["cluster_name"]]
+        assert r["cluster_name_label"] == en and not CJK.search(en)
+        assert customer_detail(ws, r["customer_id"], language="en", with_timeline=False)["labels"]["cluster_name"] == en
+        assert customer_detail(ws, r["customer_id"], language="zh", with_timeline=False)["labels"]["cluster_name"] == zh
+    for lang, pick in (("en", 0), ("zh", 1)):
+        labels = {c["code"]: c["label"] for c in segments(ws, "cluster_name", language=lang)["classes"]}
+        assert {k: v for k, v in labels.items() if k is not None} == {k: v[pick] for k, v in names.items()}
+    en_trend = trends(ws, "cluster_name", language="en")
+    assert not any(CJK.search(str(c["label"])) for c in en_trend["classes"])
+    assert {s["label"] for s in en_trend["chart"]["series"]} >= {v[0] for v in names.values()}
+
+
+def test_preview_labels_are_in_the_language_asked_for(ws: Any) -> None:
+    from tierwise.web.services.settings import preview_settings
+
+    en = _json_roundtrip(preview_settings(ws, CHANGES, examples=0, language="en"))
+    assert en["changed_labels"] == {"grade": "Grade", "tags": "Tags (rules)", "next_action": "Next action",
+                                    "strategy": "Strategy"}  # fmt: skip
+    assert set(en["changed_labels"]) == set(en["changed"])
+    assert en["grade_matrix"] and not any(CJK.search(f"{c['from_label']} {c['to_label']}") for c in en["grade_matrix"])
+    a = next(c for c in en["grade_matrix"] if c["from"] == "A")
+    assert a["from_label"].startswith("A") and "top priority" in a["from_label"]
+    zh = _json_roundtrip(preview_settings(ws, CHANGES, examples=0))  # default: the workspace's language
+    assert all(CJK.search(v) for v in zh["changed_labels"].values())
+    assert any(CJK.search(str(c["from_label"])) for c in zh["grade_matrix"])
+
+
+def test_settings_and_uploads_name_files_without_server_folders(ws_dir: Path) -> None:
+    from tierwise.web.services.settings import read_settings, save_settings
+    from tierwise.web.services.uploads import batches, ingest_upload, quarantine
+    from tierwise.workspace import Workspace
+
+    w = Workspace.open(ws_dir)
+    try:
+        root = str(ws_dir.resolve())
+        settings = read_settings(w)
+        assert settings["path"] == "tierwise.toml" and root not in json.dumps(settings, ensure_ascii=False)
+        saved = save_settings(w, {"abc": {"a_cutoff": 0.75}})
+        assert saved["path"] == "tierwise.toml" and saved["backup"] == "tierwise.toml.bak"
+        assert (ws_dir / saved["backup"]).is_file() and root not in json.dumps(saved, ensure_ascii=False)
+
+        first = _json_roundtrip(ingest_upload(w, "customers", "/home/someone/客户 list.csv", CUSTOMERS_CSV.encode()))
+        report = first["report"]
+        assert report["status"] == "loaded" and report["file"] == first["file"]
+        assert "/" not in report["file"] and (ws_dir / "uploads" / report["file"]).is_file()
+        assert first["previous"] is None and first["quarantine"]["batch_id"] == report["batch_id"]
+        assert first["quarantine"]["total"] == report["rows_quarantined"] == len(first["quarantine"]["rows"]) >= 1
+        listed = batches(w)
+        assert listed[0]["file"] == report["file"] and root not in json.dumps(listed, ensure_ascii=False)
+        q = quarantine(w, report["batch_id"])
+        assert q["rows"] and all(r["file"] == report["file"] for r in q["rows"])
+        assert root not in json.dumps(q, ensure_ascii=False)
+
+        # the same content again: nothing new, said so with the earlier batch; its quarantine is not this upload's
+        again = _json_roundtrip(ingest_upload(w, "customers", "C:\\exports\\copy.csv", CUSTOMERS_CSV.encode()))
+        assert again["report"]["status"] == "already_loaded" and again["report"]["file"] == "copy.csv"
+        assert again["report"]["rows_loaded"] == again["report"]["rows_read"] == 0 and again["file"] is None
+        assert again["quarantine"] == {"batch_id": None, "total": 0, "rows": []}
+        previous = again["previous"]
+        assert previous["batch_id"] == report["batch_id"] and previous["file"] == report["file"]
+        assert previous["loaded_at"] and previous["rows_quarantined"] == report["rows_quarantined"]
+        assert root not in json.dumps(again, ensure_ascii=False)
+    finally:
+        w.close()

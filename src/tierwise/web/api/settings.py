@@ -7,7 +7,18 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from tierwise.web.api._common import ERRORS, Admin, ApiRoute, JobAccepted, Viewer, accepted, audit, jobs, workspace
+from tierwise.web.api._common import (
+    ERRORS,
+    Admin,
+    ApiRoute,
+    JobAccepted,
+    Lang,
+    Viewer,
+    accepted,
+    audit,
+    jobs,
+    workspace,
+)
 from tierwise.web.services import settings as service
 from tierwise.web.services.settings import SettingsChanges
 
@@ -23,16 +34,19 @@ def read(request: Request, principal: Viewer) -> Any:
 
 
 @router.post("/preview", status_code=202, summary="Preview a change in the background", response_model=JobAccepted)
-def preview(request: Request, principal: Admin, changes: SettingsChanges) -> JobAccepted:
+def preview(request: Request, principal: Admin, changes: SettingsChanges, lang: Lang = None) -> JobAccepted:
     """Checks the change at once (400 with the first bad key), then rebuilds the latest run with it in the
-    background; the job's result says how many customers would change grade, tags, strategy or next action,
-    the grade matrix and examples. Nothing is stored."""
+    background; the job's result says how many customers would change grade, tags, strategy or next action
+    (named in `lang` under `changed_labels`), the grade matrix (class labels in `lang`) and examples. Nothing is
+    stored."""
     ws = workspace(request)
     service.apply_changes(service.current_config(ws), changes)  # bad values: 400 now rather than a failed job
     handle = request.app.state.handle
     body = changes.model_dump(exclude_unset=True)
     job_id = jobs(request).start(
-        "settings_preview", lambda: service.preview_settings(handle.workspace(), body), owner=principal.username
+        "settings_preview",
+        lambda: service.preview_settings(handle.workspace(), body, language=lang),
+        owner=principal.username,
     )
     return accepted(request, job_id)
 

@@ -54,6 +54,11 @@ COLUMN_LABELS: dict[str, tuple[str, str]] = {
     "lifecycle_stage": ("Lifecycle", "生命周期"),
     "clv_predicted": ("Predicted CLV", "预测CLV"),
     "next_action": ("Next action", "下一步行动"),
+    "satisfaction_level": ("Satisfaction", "满意度"),
+    "satisfaction": ("Satisfaction score", "满意度评分"),
+    "cluster": ("Cluster", "聚类编号"),
+    "strategy": ("Strategy", "策略"),
+    "tags": ("Tags", "标签"),
     "phone": ("Phone", "电话"),
     "email": ("E-mail", "电子邮箱"),
 }
@@ -212,7 +217,13 @@ def customer_page(request: Request, customer_id: str) -> Response:
         return {
             "data": data,
             "name": (data.get("profile") or {}).get("name") or scores.get("name"),
-            "score_rows": [(k, v) for k, v in scores.items() if k not in hidden and not k.startswith("contrib_")],
+            # class columns show their label in the page's language (cluster names and RFM classes are stored
+            # as words of the workspace's language)
+            "score_rows": [
+                (k, data["labels"][k] if k in data["labels"] and v is not None else v)
+                for k, v in scores.items()
+                if k not in hidden and not k.startswith("contrib_")
+            ],
             "timeline": timeline,
             "timeline_columns": timeline_columns,
             "column_label": lambda c: column_label(c, p.lang),

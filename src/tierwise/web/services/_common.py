@@ -6,7 +6,8 @@ import datetime as dt
 import decimal
 import json
 import math
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from tierwise.errors import UserError
@@ -66,3 +67,31 @@ def parse_json(text: Any) -> Any:
         return json.loads(str(text))
     except ValueError:
         return None
+
+
+def file_name(path: Any) -> str | None:
+    """Only the name of a stored file (no server folders), for what the client sees; None stays None."""
+    if path is None or path == "":
+        return path
+    return re.split(r"[\\/]", str(path))[-1]
+
+
+def cluster_names(metas: Iterable[Mapping[str, Any]], language: str) -> dict[str, str]:
+    """The cluster names the runs kept (runs.models → clusters.profiles: name_zh, name_en), as {name stored in
+    a snapshot's cluster_name column (in either language): the name in `language`}. The snapshot holds the
+    name in the workspace's language; the page shows the one of its own language."""
+    out: dict[str, str] = {}
+    for meta in metas:
+        models = parse_json(meta.get("models")) if isinstance(meta.get("models"), str) else meta.get("models")
+        clusters = models.get("clusters") if isinstance(models, dict) else None
+        profiles = clusters.get("profiles") if isinstance(clusters, dict) else None
+        for p in profiles or []:
+            if not isinstance(p, dict):
+                continue
+            wanted = p.get("name_zh" if language == "zh" else "name_en") or p.get("name_en") or p.get("name_zh")
+            if not wanted:
+                continue
+            for stored in (p.get("name_zh"), p.get("name_en")):
+                if stored:
+                    out.setdefault(str(stored), str(wanted))
+    return out

@@ -20,7 +20,7 @@ from tierwise.errors import UserError
 from tierwise.rules import compile_expression
 from tierwise.show import LABELS, explain_customer, label, latest_snapshot, run_config
 from tierwise.strategy import playbook
-from tierwise.web.services._common import check_page, jsonable, language_of, pages
+from tierwise.web.services._common import check_page, cluster_names, jsonable, language_of, pages
 from tierwise.workspace import Workspace
 
 DEFAULT_COLUMNS = (
@@ -164,13 +164,24 @@ def search_filter(t: ir.Table, search: str) -> ir.BooleanValue:
     return found
 
 
-def add_labels(row: dict[str, Any], language: str) -> dict[str, Any]:
+def add_labels(row: dict[str, Any], language: str, clusters: dict[str, str] | None = None) -> dict[str, Any]:
+    """`<column>_label` beside each class column; `clusters`: the cluster names in `language` by stored name
+    (services._common.cluster_names), as the snapshot holds them in the workspace's language."""
     for column in list(row):
-        if column in LABELS or column == "cluster_name":
+        if column == "cluster_name":
+            row["cluster_name_label"] = cluster_label(row[column], language, clusters)
+        elif column in LABELS:
             row[f"{column}_label"] = label(column, row[column], language)
         elif column == "next_action":
             row["next_action_label"] = playbook.label("action", row[column], language)
     return row
+
+
+def cluster_label(name: object, language: str, clusters: dict[str, str] | None) -> str:
+    """A snapshot's cluster_name in `language` (the run's name for it), or the empty label."""
+    if name is None:
+        return label("cluster_name", None, language)
+    return (clusters or {}).get(str(name), str(name))
 
 
 def query_customers(
@@ -216,7 +227,8 @@ def query_customers(
         rows = ordered.select(*chosen).limit(page_size, offset=offset).to_pyarrow().to_pylist()
     if mask_personal:
         rows = [mask_row(r) for r in rows]
-    rows = [add_labels(r, language) for r in rows]
+    clusters = cluster_names([meta], language) if "cluster_name" in chosen else None
+    rows = [add_labels(r, language, clusters) for r in rows]
     return jsonable(
         {
             "run_id": meta["run_id"],
@@ -349,7 +361,9 @@ def customer_detail(
     if profile is not None and isinstance(profile.get("attributes"), list):
         profile["attributes"] = {str(k): v for k, v in profile["attributes"]}
 
-    labels = {c: label(c, row[c], lang) for c in [*LABELS, "cluster_name"] if c in row}
+    labels = {c: label(c, row[c], lang) for c in LABELS if c in row}
+    if "cluster_name" in row:
+        labels["cluster_name"] = cluster_label(row["cluster_name"], lang, cluster_names([meta], lang))
     data: dict[str, Any] = {
         "run_id": run,
         "as_of": meta["as_of"],

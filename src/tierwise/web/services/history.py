@@ -8,7 +8,7 @@ from typing import Any
 
 from tierwise.history import compare as history_compare
 from tierwise.history import trends as history_trends
-from tierwise.web.services._common import jsonable, language_of
+from tierwise.web.services._common import cluster_names, jsonable, language_of
 from tierwise.workspace import Workspace
 
 MAX_TOP = 200
@@ -31,8 +31,22 @@ def compare(
         raise UserError(f"top {top}: give 0 to {MAX_TOP} moved customers")
     lang = language_of(ws, language)
     data = history_compare.compare(ws, run_a, run_b, column, lang, top)
+    if column == "cluster_name":
+        names = _cluster_names(ws, lang)
+        for row in [*data["matrix"], *data["moved_customers"]]:
+            for side in ("from", "to"):
+                if row.get(side) is not None and row.get(f"{side}_label") is not None:
+                    row[f"{side}_label"] = names.get(str(row[side]), row[f"{side}_label"])
     data["sankey"] = sankey(data, lang)
     return jsonable(data)
+
+
+def _cluster_names(ws: Workspace, language: str) -> dict[str, str]:
+    """Every run's cluster names in `language`, by the name a snapshot holds (each run names its own clusters)."""
+    runs = ws.table("runs")
+    if "models" not in runs.columns:
+        return {}
+    return cluster_names(runs.select("models").to_pyarrow().to_pylist(), language)
 
 
 def sankey(data: dict[str, Any], language: str) -> dict[str, Any]:
@@ -79,6 +93,11 @@ def trends(ws: Workspace, column: str = "grade", language: str | None = None) ->
     {x: as-of dates, series: [{code, label, customers: [...], revenue: [...]}]}, ready for a line chart."""
     lang = language_of(ws, language)
     data = history_trends.trends(ws, column, lang)
+    if column == "cluster_name":
+        names = _cluster_names(ws, lang)
+        for c in data["classes"]:
+            if c["code"] is not None:
+                c["label"] = names.get(str(c["code"]), c["label"])
     x = [r["as_of"] for r in data["runs"]]
     series = []
     for c in data["classes"]:

@@ -13,7 +13,7 @@ from tierwise import report
 from tierwise.errors import UserError
 from tierwise.show import SUMMARIES, TITLES, latest_snapshot, run_config
 from tierwise.strategy import playbook
-from tierwise.web.services._common import jsonable, language_of
+from tierwise.web.services._common import cluster_names, jsonable, language_of
 from tierwise.web.services.customers import query_customers
 from tierwise.workspace import Workspace
 
@@ -46,6 +46,11 @@ def segments(
     config = run_config(ws, str(meta["run_id"]))
     lang = report.ReportLanguage(lang_code, ws.config.workspace.currency)
     rows = report.distribution(snap, column, lang)
+    if column == "cluster_name":  # the snapshot holds the names in the workspace's language
+        names_in_lang = cluster_names([meta], lang_code)
+        for r in rows:
+            if r["code"] is not None:
+                r["label"] = names_in_lang.get(str(r["code"]), r["label"])
     names = {r.name: r.display_label(lang_code) for r in config.playbook}
     order = {r.name: i for i, r in enumerate(config.playbook)}
     strategy = _most_common(snap, column, "strategy", order)

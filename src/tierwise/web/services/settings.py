@@ -40,12 +40,19 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from tierwise.config import CONFIG_FILE, Config, load_config
 from tierwise.errors import UserError
-from tierwise.web.services._common import jsonable, parse_json
+from tierwise.web.services._common import jsonable, language_of, parse_json
 from tierwise.workspace import Workspace
 
 SECTIONS = ("grade", "abc", "value", "lifecycle", "strategy", "rules", "playbook")
 BACKUP_SUFFIX = ".bak"
 COMPARED = ("grade", "tags", "next_action", "strategy")  # what preview_settings counts changes of
+# COMPARED → (English, Chinese): how the preview names them
+COMPARED_LABELS: dict[str, tuple[str, str]] = {
+    "grade": ("Grade", "等级"),
+    "tags": ("Tags (rules)", "标签（规则）"),
+    "next_action": ("Next action", "下一步行动"),
+    "strategy": ("Strategy", "策略"),
+}
 _save_lock = threading.Lock()
 
 
@@ -121,8 +128,9 @@ def _sections(cfg: Config) -> dict[str, Any]:
 
 
 def read_settings(ws: Workspace) -> dict[str, Any]:
-    """{path, version (changes when the file does), language, currency, grade (with `weights` by indicator),
-    abc, value, lifecycle, strategy, rules, playbook, choices (allowed codes and their labels)}."""
+    """{path (tierwise.toml, relative to the workspace: no server folders), version (changes when the file does),
+    language, currency, grade (with `weights` by indicator), abc, value, lifecycle, strategy, rules, playbook,
+    choices (allowed codes and their labels)}."""
     from tierwise.strategy.playbook import ACTIONS, CHANNELS, SERVICE_LEVELS
 
     path = config_path(ws)
@@ -135,7 +143,7 @@ def read_settings(ws: Workspace) -> dict[str, Any]:
 
     return jsonable(
         {
-            "path": str(path),
+            "path": CONFIG_FILE,  # relative to the workspace: the server's folders are not shown to clients
             "version": version(text),
             "language": lang,
             "currency": cfg.workspace.currency,
@@ -259,16 +267,19 @@ def check_settings(ws: Workspace, cfg: Config) -> list[str]:
 # --- preview ------------------------------------------------------------------------------------------------
 
 
-def preview_settings(ws: Workspace, changes: dict[str, Any], *, examples: int = 20) -> dict[str, Any]:
+def preview_settings(
+    ws: Workspace, changes: dict[str, Any], *, examples: int = 20, language: str | None = None
+) -> dict[str, Any]:
     """How the latest run would differ had it been made with the changed settings (nothing is stored).
 
     The snapshot is rebuilt from the canonical tables as of the latest run's date and compared customer by
     customer with the stored one. {run_id, as_of, customers (in both), only_before, only_after, data_changed
     (data were loaded since the run, so differences are not all due to the settings), changed: {grade, tags,
     next_action, strategy}: customers whose value differs, grade_matrix: [{from, to, from_label, to_label,
-    customers}] (every pair, unchanged included), grade_counts: {before: {grade: n}, after: {grade: n}},
-    examples: up to `examples` customers whose grade changes, by revenue, settings_changed: [{key, before,
-    after}]}. Grades of customers without one are null ("—")."""
+    customers}] (every pair, unchanged included; the labels in `language`, default the workspace's),
+    changed_labels: {grade, tags, next_action, strategy: their names in `language`}, grade_counts: {before:
+    {grade: n}, after: {grade: n}}, examples: up to `examples` customers whose grade changes, by revenue,
+    settings_changed: [{key, before, after}]}. Grades of customers without one are null ("—")."""
     from tierwise.show import label
 
     base = current_config(ws)
@@ -314,7 +325,9 @@ def preview_settings(ws: Workspace, changes: dict[str, Any], *, examples: int = 
         ws.con.drop_table(name, force=True)
     n_old = int(old.count().execute())
     n_new = int(new.count().execute())
-    lang = base.workspace.language
+    lang = language_of(ws, language) if language else base.workspace.language
+    if lang not in ("zh", "en"):
+        lang = "zh"
     order = {g: i for i, g in enumerate(["A", "B", "C", "D"])}
     cells.sort(key=lambda c: (order.get(c["from"], 9), order.get(c["to"], 9)))
     grade_counts: dict[str, dict[str, int]] = {"before": {}, "after": {}}
@@ -332,6 +345,7 @@ def preview_settings(ws: Workspace, changes: dict[str, Any], *, examples: int = 
             "only_after": n_new - int(totals["customers"]),
             "data_changed": stored is not None and sorted(stored) != batches,
             "changed": {c: int(totals[c]) for c in changed},
+            "changed_labels": {c: COMPARED_LABELS[c][1 if lang == "zh" else 0] for c in changed},
             "grade_matrix": [
                 {
                     "from": c["from"],
@@ -380,8 +394,9 @@ def save_settings(ws: Workspace, changes: dict[str, Any], *, expected_version: s
     """Validate `changes` (as preview_settings does, expressions included) and write them to tierwise.toml.
 
     `expected_version`: the `version` of read_settings the user edited; when the file has changed since, nothing
-    is written (UserError: reload and try again). {path, version (new), rewritten (True when the whole file had
-    to be rewritten), backup, settings_changed: [{key, before, after}], diff (unified diff of the file)}.
+    is written (UserError: reload and try again). {path (relative to the workspace), version (new), rewritten
+    (True when the whole file had to be rewritten), backup (its name, beside it), settings_changed: [{key,
+    before, after}], diff (unified diff of the file)}.
     The workspace object gets the new settings (ws.config)."""
     path = config_path(ws)
     with _save_lock:
@@ -407,10 +422,10 @@ def save_settings(ws: Workspace, changes: dict[str, Any], *, expected_version: s
     )
     return jsonable(
         {
-            "path": str(path),
+            "path": CONFIG_FILE,  # relative to the workspace, as read_settings
             "version": version(text),
             "rewritten": rewritten,
-            "backup": str(backup),
+            "backup": backup.name,
             "settings_changed": settings_diff(base, cfg),
             "diff": diff,
             "notes": notes,

@@ -19,7 +19,7 @@ from typing import IO, Any
 
 from tierwise.errors import UserError
 from tierwise.schema import TABLES
-from tierwise.web.services._common import check_page, jsonable, pages
+from tierwise.web.services._common import check_page, file_name, jsonable, pages
 from tierwise.workspace import Workspace
 
 UPLOAD_DIR = "uploads"
@@ -146,8 +146,11 @@ def ingest_upload(
     """Check and load one uploaded file into `table` (customers, orders, payments, interactions,
     campaign_contacts). `data`: the bytes, a file path, or a binary file object (read in chunks, stopped at
     max_bytes). {report: the ingest report (BatchReport.as_json: status loaded | already_loaded, rows_read,
-    rows_loaded, rows_quarantined, duplicates_removed, mapping, reasons …), quarantine: {total, rows: the first
-    `quarantine_rows` rows of the batch}, file: the stored name}."""
+    rows_loaded, rows_quarantined, duplicates_removed, values_blanked, mapping, reasons …; `file` is the stored
+    file's name, never its folder), quarantine: {batch_id, total, rows: the first `quarantine_rows` rows of this
+    batch}, file: the stored name (None when nothing was loaded), previous: None, or for an already loaded file
+    the earlier batch (as `batches` lists it: batch_id, file, loaded_at, rows_loaded, rows_quarantined …); an
+    already loaded file loads nothing, so its quarantine is empty (the earlier batch's is the batch's own)}."""
     from tierwise.ingest.pipeline import ingest_file
 
     if table not in TABLES:
@@ -177,14 +180,31 @@ def ingest_upload(
     except BaseException:
         target.unlink(missing_ok=True)
         raise
-    if report.status != "loaded":
+    loaded = report.status == "loaded"
+    if not loaded:
         target.unlink(missing_ok=True)
-    rows = quarantine(ws, report.batch_id, page_size=max(1, min(quarantine_rows, 500))) if quarantine_rows else None
+    out = report.as_json()
+    out["file"] = target.name if loaded else name  # the name only: the server's folders are not shown
+    previous = None
+    if not loaded:
+        # The same content was loaded before: nothing new, and the earlier batch's quarantine is not this upload's.
+        found = [b for b in batches(ws) if b["batch_id"] == report.batch_id]
+        previous = found[0] if found else {"batch_id": report.batch_id}
+    rows = (
+        quarantine(ws, report.batch_id, page_size=max(1, min(quarantine_rows, 500)))
+        if quarantine_rows and loaded and report.rows_quarantined
+        else None
+    )
     return jsonable(
         {
-            "report": report.as_json(),
-            "file": target.name if report.status == "loaded" else None,
-            "quarantine": {"total": report.rows_quarantined, "rows": rows["rows"] if rows else []},
+            "report": out,
+            "file": target.name if loaded else None,
+            "previous": previous,
+            "quarantine": {
+                "batch_id": report.batch_id if loaded else None,
+                "total": report.rows_quarantined if loaded else 0,
+                "rows": rows["rows"] if rows else [],
+            },
         }
     )
 
@@ -216,13 +236,17 @@ def quarantine(
         if (page - 1) * page_size < total
         else []
     )
+    for r in rows:
+        if "file" in r:
+            r["file"] = file_name(r["file"])
     return jsonable(
         {"total": total, "page": page, "page_size": page_size, "pages": pages(total, page_size), "rows": rows}
     )
 
 
 def batches(ws: Workspace) -> list[dict[str, Any]]:
-    """The loaded batches, newest first, as `tierwise status --json` lists them (with the reconciliation)."""
+    """The loaded batches, newest first, as `tierwise status --json` lists them (with the reconciliation); `file`
+    is the loaded file's name without its folder."""
     b = ws.table("batches")
     cols = [
         c
@@ -241,4 +265,8 @@ def batches(ws: Workspace) -> list[dict[str, Any]]:
         )
         if c in b.columns
     ]
-    return jsonable(b.select(*cols).order_by(b.loaded_at.desc()).to_pyarrow().to_pylist())
+    rows = b.select(*cols).order_by(b.loaded_at.desc()).to_pyarrow().to_pylist()
+    for r in rows:
+        if "file" in r:
+            r["file"] = file_name(r["file"])  # the name only: the server's folders are not shown
+    return jsonable(rows)

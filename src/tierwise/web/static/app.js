@@ -137,27 +137,65 @@
     return t;
   }
 
+  // "… {batch} …" with the values of `fields` (text only: the result is set as textContent)
+  function fill(template, fields) {
+    return String(template || "").replace(/\{(\w+)\}/g, function (m, k) {
+      return fields[k] === undefined || fields[k] === null ? "—" : String(fields[k]);
+    });
+  }
+
+  function when(value) {
+    return value ? String(value).replace("T", " ").replace(/\.\d+$/, "") : "—";
+  }
+
+  function quarantineLink(batch, text) {
+    var more = el("p");
+    more.appendChild(el("a", text, { href: "/data?batch=" + encodeURIComponent(batch) + "#quarantine",
+                                     "data-test": "upload-quarantine-link" }));
+    return more;
+  }
+
+  // The summary's <dd> carry the report's own keys (data-field) and raw values (data-value); the terms shown
+  // are in the page's language.
+  var INGEST_FIELDS = [["status", "status"], ["rows_read", "rows_read"], ["rows_loaded", "rows_loaded"],
+    ["rows_quarantined", "rows_quarantined"], ["duplicates_removed", "duplicates"], ["values_blanked", "values_blanked"]];
+
   function showIngest(result) {
     var box = $("upload-report");
     var body = box.querySelector(".report-body");
     body.textContent = "";
     var rep = (result && result.report) || {};
+    var already = rep.status === "already_loaded";
+    var prev = (result && result.previous) || {};
+    var statuses = T.ingest_status || {};
+    var lang = document.documentElement.lang || undefined;
     var dl = el("dl", null, { "class": "facts", "data-test": "ingest-summary" });
-    [[T.status, rep.status], [T.rows_read, rep.rows_read], [T.rows_loaded, rep.rows_loaded],
-     [T.rows_quarantined, rep.rows_quarantined], [T.duplicates, rep.duplicates_removed]].forEach(function (p) {
-      if (p[1] === undefined) { return; }
-      dl.appendChild(el("dt", p[0]));
-      dl.appendChild(el("dd", p[1], { "data-field": String(p[0]) }));
+    INGEST_FIELDS.forEach(function (f) {
+      var v = rep[f[0]];
+      if (v === undefined || v === null) { return; }
+      if (already && f[0] !== "status") { return; }  // nothing was read: the counts belong to the earlier batch
+      var shown = f[0] === "status" ? (statuses[v] || v) : (typeof v === "number" ? v.toLocaleString(lang) : v);
+      dl.appendChild(el("dt", T[f[1]] || f[0]));
+      dl.appendChild(el("dd", shown, { "data-field": f[0], "data-value": String(v) }));
     });
     body.appendChild(dl);
-    var q = (result && result.quarantine) || { rows: [] };
-    if (q.rows && q.rows.length) {
-      body.appendChild(table([T.line, T.column, T.reason_code, T.message],
-        q.rows.map(function (r) { return [r.line, r.column, r.reason_code, r.message]; })));
+    if (already) {
+      body.appendChild(el("p", fill(T.already_loaded_note, { batch: prev.batch_id || rep.batch_id, date: when(prev.loaded_at) }),
+                          { "class": "notes", "data-test": "already-loaded" }));
+      if (prev.rows_quarantined) {
+        body.appendChild(quarantineLink(prev.batch_id || rep.batch_id,
+                                        fill(T.batch_quarantine, { batch: prev.batch_id || rep.batch_id })));
+      }
+    } else {
+      var q = (result && result.quarantine) || { rows: [] };
+      if (q.rows && q.rows.length) {
+        body.appendChild(table([T.line, T.column, T.reason_code, T.message],
+          q.rows.map(function (r) { return [r.line, r.column, r.reason_code, r.message]; })));
+      }
+      if (rep.rows_quarantined && rep.batch_id) {
+        body.appendChild(quarantineLink(rep.batch_id, fill(T.batch_quarantine, { batch: rep.batch_id })));
+      }
     }
-    var more = el("p");
-    more.appendChild(el("a", T.reload, { href: "/data#quarantine" }));
-    body.appendChild(more);
     box.hidden = false;
   }
 
@@ -229,10 +267,12 @@
       "data-value": String(changed.grade || 0) }));
     head.appendChild(document.createTextNode(" / " + (r.customers || 0).toLocaleString() + " " + T.changed_grade));
     body.appendChild(head);
-    var dl = el("dl", null, { "class": "facts" });
+    var dl = el("dl", null, { "class": "facts", "data-test": "preview-changed" });
+    var names = (r && r.changed_labels) || {};
     Object.keys(changed).forEach(function (k) {
-      dl.appendChild(el("dt", k));
-      dl.appendChild(el("dd", changed[k], { "data-field": k }));
+      dl.appendChild(el("dt", (T.compared || {})[k] || names[k] || k));
+      dl.appendChild(el("dd", Number(changed[k]).toLocaleString(document.documentElement.lang || undefined),
+                        { "data-field": k, "data-value": String(changed[k]) }));
     });
     body.appendChild(dl);
     var moved = (r.grade_matrix || []).filter(function (c) { return c.customers; });
@@ -250,7 +290,8 @@
       try { changes = settingsChanges(); } catch (err) { settingsError(err); return; }
       var button = $("settings-preview");
       button.disabled = true;
-      api("POST", "/api/v1/settings/preview", changes).then(function (r) {
+      var lang = document.documentElement.getAttribute("data-lang") || "";
+      api("POST", "/api/v1/settings/preview" + (lang ? "?lang=" + encodeURIComponent(lang) : ""), changes).then(function (r) {
         followJob(r.job_id, $("settings-job"), function (result) { button.disabled = false; showPreview(result); },
                   function (msg) { button.disabled = false; settingsError(new Error(msg || "")); });
       }).catch(function (err) { button.disabled = false; settingsError(err); });
