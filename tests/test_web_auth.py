@@ -172,3 +172,10 @@ def test_logout_form_returns_to_the_login_page(client: TestClient) -> None:
     r = client.post("/api/v1/auth/logout", data={"csrf_token": csrf}, follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/login"
     assert client.get("/api/v1/auth/me").status_code == 401
+
+
+def test_nul_characters_in_addresses_are_refused_plainly(client: TestClient) -> None:
+    login(client, "ada")
+    for url in ("/api/v1/quarantine?reason=a%00b", "/api/v1/customers?search=x%00", "/api/v1/customers/C1%00"):
+        r = client.get(url)
+        assert r.status_code == 400 and "NUL" in r.json()["error"]

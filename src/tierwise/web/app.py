@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -109,8 +109,11 @@ def create_app(root: Path | str) -> FastAPI:
     async def headers_and_limits(request: Request, call_next: Any) -> Response:
         started = time.perf_counter()
         length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > app.state.max_upload:
-            response: Response = JSONResponse(
+        if "\x00" in unquote(request.url.path + "?" + request.url.query):
+            # No id, filter or search contains a NUL; the database would reject it deep inside a query.
+            response: Response = JSONResponse({"error": "the address contains a NUL character; remove it"}, 400)
+        elif length and length.isdigit() and int(length) > app.state.max_upload:
+            response = JSONResponse(
                 {"error": f"the request is larger than {settings.max_upload_mb} MB ([web] max_upload_mb)"}, 413
             )
         else:
