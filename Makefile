@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO := demo
 
-.PHONY: install demo test lint typecheck bench bench-run bench-clv clean
+.PHONY: install demo test lint typecheck bench bench-run bench-clv bench-mining bench-web clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -33,6 +33,12 @@ bench-run: $(STAMP)
 
 bench-clv: $(STAMP)
 	$(BIN)/python benchmarks/bench_clv.py --customers 1000000 10000000
+
+bench-mining: $(STAMP)
+	$(BIN)/python benchmarks/bench_mining.py --customers 1000000
+
+bench-web: $(STAMP)
+	$(BIN)/python benchmarks/bench_web.py --customers 1000000
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache .mypy_cache .ruff_cache build src/*.egg-info

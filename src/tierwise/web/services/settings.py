@@ -180,9 +180,10 @@ def apply_changes(base: Config, changes: dict[str, Any] | SettingsChanges) -> Co
         grade = data["grade"]
         grade.update(parsed.grade.model_dump(exclude_none=True, exclude={"weights"}))
         for name, weight in (parsed.grade.weights or {}).items():
-            found = [i for i in grade["indicators"] if i["name"] == name]
+            # The indicators may have just been replaced by the change and are only checked below: no key is sure.
+            found = [i for i in grade["indicators"] if isinstance(i, dict) and i.get("name") == name]
             if not found:
-                known = [i["name"] for i in grade["indicators"]]
+                known = [str(i.get("name")) for i in grade["indicators"] if isinstance(i, dict)]
                 raise UserError(
                     f"settings 'grade.weights.{name}': no indicator '{name}'; the indicators are {', '.join(known)}"
                 )
