@@ -86,9 +86,6 @@ class ClassifySettings(BaseModel):
     high_value_share: float = Field(
         0.2, gt=0, lt=1, description="future-high-value: top share of next-period revenue / 下期收入前多少比例为高价值"
     )
-    in_run: bool = Field(
-        False, description="Also learn and apply the classes in every run (slower) / 每次运行时也学习并应用"
-    )
     holdout_days: int | None = Field(
         180, ge=1, description="Days of the future period; empty = [features] window_days / 预测期天数"
     )
