@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from tierwise.workspace import Workspace
+
+T = TypeVar("T")
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -35,3 +41,15 @@ LangOpt = Annotated[Lang | None, typer.Option("--lang", help="Labels in zh or en
 
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+def with_workspace(workspace: Path, lang: Lang | None, read: Callable[[Workspace, str], T]) -> tuple[T, str]:
+    """Open the workspace, call `read(ws, language)` (the --lang option, else the workspace's), close it."""
+    from tierwise.workspace import Workspace
+
+    ws = Workspace.open(workspace)
+    try:
+        language = lang.value if lang else ws.config.workspace.language
+        return read(ws, language), language
+    finally:
+        ws.close()

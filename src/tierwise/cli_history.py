@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from tierwise.cli_common import JsonOpt, LangOpt, WorkspaceOpt, err, out, print_json
+from tierwise.cli_common import JsonOpt, LangOpt, WorkspaceOpt, err, out, print_json, with_workspace
 from tierwise.errors import UserError
 
 
@@ -54,14 +54,10 @@ def compare(
 ) -> None:
     """Migration between two runs: from → to matrix, upgrades, downgrades, entries, exits, and why each moved."""
     from tierwise.history.compare import compare as run_compare
-    from tierwise.workspace import Workspace
 
-    ws = Workspace.open(workspace)
-    try:
-        language = lang.value if lang else ws.config.workspace.language
-        data = run_compare(ws, run_a, run_b, by, language, top)
-    finally:
-        ws.close()
+    data, language = with_workspace(
+        workspace, lang, lambda ws, language: run_compare(ws, run_a, run_b, by, language, top)
+    )
     if as_json:
         print_json(data)
         return
@@ -120,14 +116,8 @@ def trends(
 ) -> None:
     """Class sizes over all runs (one per as-of date), and customers new to the best class in each run."""
     from tierwise.history.trends import trends as run_trends
-    from tierwise.workspace import Workspace
 
-    ws = Workspace.open(workspace)
-    try:
-        language = lang.value if lang else ws.config.workspace.language
-        data = run_trends(ws, by, language)
-    finally:
-        ws.close()
+    data, _ = with_workspace(workspace, lang, lambda ws, language: run_trends(ws, by, language))
     if as_json:
         print_json(data)
         return
@@ -151,14 +141,8 @@ def timeline(
     """One customer's classes over all runs: current and previous class, and since when."""
     from tierwise.history.trends import TIMELINE_COLUMNS
     from tierwise.history.trends import timeline as run_timeline
-    from tierwise.workspace import Workspace
 
-    ws = Workspace.open(workspace)
-    try:
-        language = lang.value if lang else ws.config.workspace.language
-        data = run_timeline(ws, customer_id, language)
-    finally:
-        ws.close()
+    data, _ = with_workspace(workspace, lang, lambda ws, language: run_timeline(ws, customer_id, language))
     if as_json:
         print_json(data)
         return

@@ -574,6 +574,14 @@ class Model:
         (xf, t_x, age), w = compress([x.astype(np.float64), t_x, age], w)
         return xf.astype(np.int64), xf, t_x, age, w
 
+    @staticmethod
+    def _rate_start(x: NDArray[np.int64], age: FloatArray, w: FloatArray) -> tuple[float, float]:
+        """(alpha, mean T): a purchase-rate scale from the mean count and age, where the fits start."""
+        total = float(w.sum())
+        mean_x = float(w @ x) / total
+        mean_t = float(w @ age) / total
+        return max(mean_t / max(mean_x, 0.05), 1e-3), mean_t
+
     def _maximize(self, build: ObjectiveBuilder, data: Data, start: list[float]) -> None:
         outcome = maximize(
             self.label,

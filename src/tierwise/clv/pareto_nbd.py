@@ -218,10 +218,7 @@ class ParetoNBDModel(Model):
 
     def fit(self, frequency: Any, recency: Any, T: Any, weights: Any = None) -> ParetoNBDModel:
         x, _, t_x, age, w = self._compressed_rfm(frequency, recency, T, weights)
-        total = float(w.sum())
-        mean_x = float(w @ x) / total
-        mean_t = float(w @ age) / total
-        alpha0 = max(mean_t / max(mean_x, 0.05), 1e-3)
+        alpha0, mean_t = self._rate_start(x, age, w)
         self._maximize(_objective, (x, t_x, age, w), [1.0, alpha0, 1.0, mean_t])
         self.n_unique_rows_ = int(x.size)
         return self
