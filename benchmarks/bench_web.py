@@ -345,6 +345,10 @@ async def drive(
         rng = random.Random(seed * 1000 + index)
         async with httpx.AsyncClient(base_url=server.url, headers=headers, cookies=cookies, limits=limits,
                                      timeout=REQUEST_TIMEOUT) as http:  # fmt: skip
+            await http.get("/health")  # the connection is opened before the clock starts (not measured)
+            await started.wait()
+            if think:  # ramp-up: users arrive spread over one think time, not all in the same millisecond
+                await asyncio.sleep(rng.uniform(0, think))
             while remaining > 0 and time.monotonic() < deadline:
                 remaining -= 1
                 path, params = make_request(rng)
@@ -367,8 +371,13 @@ async def drive(
                 if think:
                     await asyncio.sleep(rng.expovariate(1 / think))
 
+    started = asyncio.Event()
+    tasks = [asyncio.create_task(client(i)) for i in range(clients)]
+    await asyncio.sleep(0.5)  # every client has its connection open
     cpu0, client0, t0 = server.cpu_s(), _client_cpu(), time.perf_counter()
-    await asyncio.gather(*(client(i) for i in range(clients)))
+    deadline = time.monotonic() + seconds
+    started.set()
+    await asyncio.gather(*tasks)
     result.seconds = time.perf_counter() - t0
     result.server_cpu_s = server.cpu_s() - cpu0
     result.client_cpu_s = _client_cpu() - client0
@@ -412,9 +421,10 @@ def run_load(server: Server, ids: list[str], lists: list[dict[str, Any]], args: 
     results: list[Result] = []
     for i, scenario in enumerate(s for s in SCENARIOS if s in args.scenarios):
         make, headers, jar = makers[scenario]
-        # Warm-up (not measured): the first request of a kind opens tables and fills caches.
-        warm = asyncio.run(drive(server, scenario, make, clients=1, requests=3, seconds=60, headers=headers,
-                                 cookies=jar, think=0, seed=999 + i))  # fmt: skip
+        # Warm-up (not measured): the first request of a kind opens tables and fills caches, and the first
+        # request on each of the server's threads opens that thread's connection; so every client sends a few.
+        warm = asyncio.run(drive(server, scenario, make, clients=args.clients, requests=3 * args.clients,
+                                 seconds=60, headers=headers, cookies=jar, think=0, seed=999 + i))  # fmt: skip
         if warm.errors:
             print(f"  warm-up of {scenario} failed: {warm.error_samples}", flush=True)
         for clients, requests, seconds in ((1, args.seq_requests, args.seq_seconds),

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import json
+from collections.abc import Callable
 from typing import Any
 
 import ibis.expr.types as ir
@@ -126,14 +128,36 @@ def top_customers(snapshot: ir.Table, n: int, language: str) -> list[dict[str, A
     return out
 
 
+def class8_reference(snapshot: ir.Table, basis: str) -> dict[str, float]:
+    """The buyers' recency, frequency and monetary `basis` (mean or median): the eight classes' dividing line."""
+    buyers = snapshot.filter(snapshot.recency_days.notnull())
+    agg = buyers.aggregate(
+        r=getattr(buyers.recency_days, basis)(),
+        f=getattr(buyers.frequency, basis)(),
+        m=getattr(buyers.monetary, basis)(),
+    )
+    return dict(agg.to_pyarrow().to_pylist()[0])
+
+
 def explain_customer(
-    snapshot: ir.Table, meta: dict[str, Any], customer_id: str, config: Any, language: str
+    snapshot: ir.Table,
+    meta: dict[str, Any],
+    customer_id: str,
+    config: Any,
+    language: str,
+    *,
+    row: dict[str, Any] | None = None,
+    reference: Callable[[], dict[str, float]] | None = None,
 ) -> dict[str, Any]:
-    """Every score of one customer and the thresholds that placed it (config as of that run)."""
-    rows = snapshot.filter(snapshot.customer_id == customer_id).to_pyarrow().to_pylist()
-    if not rows:
+    """Every score of one customer and the thresholds that placed it (config as of that run). `row`: the
+    customer's snapshot row when the caller has it; `reference`: gives class8_reference (callers that explain
+    many customers of one run keep it)."""
+    if row is None:
+        rows = snapshot.filter(snapshot.customer_id == customer_id).to_pyarrow().to_pylist()
+        row = rows[0] if rows else None
+    if row is None:
         raise UserError(f"no customer '{customer_id}' in run {meta['run_id']}; check the id with 'tierwise show'")
-    c = rows[0]
+    c = row
     reasons: list[str] = []
     if c["r_score"] is None:
         reasons.append("never bought: a prospect, no RFM scores")
@@ -143,17 +167,8 @@ def explain_customer(
             f"purchases in the window), M {c['m_score']} (net revenue {c['monetary']:,.2f}) → grid cell "
             f"R{c['r_score']}×F{c['f_score']} = {label('rfm_segment', c['rfm_segment'], language)}"
         )
-        buyers = snapshot.filter(snapshot.recency_days.notnull())
         basis = config.rfm.class8_basis
-        agg = (
-            buyers.aggregate(
-                r=getattr(buyers.recency_days, basis)(),
-                f=getattr(buyers.frequency, basis)(),
-                m=getattr(buyers.monetary, basis)(),
-            )
-            .to_pyarrow()
-            .to_pylist()[0]
-        )
+        agg = reference() if reference is not None else class8_reference(snapshot, basis)
         reasons.append(
             f"eight classes against the buyers' {basis}: recency {c['recency_days']} vs {agg['r']:.1f} days "
             f"({'recent' if c['recency_days'] < agg['r'] else 'not recent'}), frequency {c['frequency']} vs "
@@ -190,10 +205,20 @@ def explain_customer(
 
 
 def run_clusters(meta: dict[str, Any]) -> dict[str, Any] | None:
-    """The clustering summary a run kept (None for runs without clustering)."""
-    models = json.loads(str(meta.get("models") or "{}"))
-    clusters = models.get("clusters")
+    """The clustering summary a run kept (None for runs without clustering). Read-only: it may be shared."""
+    clusters = run_models(str(meta.get("models") or "{}")).get("clusters")
     return clusters if isinstance(clusters, dict) else None
+
+
+@functools.lru_cache(maxsize=64)
+def run_models(text: str) -> dict[str, Any]:
+    """A run's `models` JSON, parsed once per text (a dashboard reads the same run's for every customer): the
+    result is shared, so callers must not change it."""
+    try:
+        found = json.loads(text)
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 def _cluster_reason(c: dict[str, Any], meta: dict[str, Any], language: str) -> str | None:
@@ -227,9 +252,7 @@ def _grade_reason(c: dict[str, Any], config: Any, language: str) -> str:
     )
 
 
-def select_customers(
-    snapshot: ir.Table, *, where: str | None = None, columns: list[str] | None = None
-) -> ir.Table:
+def select_customers(snapshot: ir.Table, *, where: str | None = None, columns: list[str] | None = None) -> ir.Table:
     """The snapshot rows matching `where` (the rule language) with `columns` (default: all), customer_id first."""
     from tierwise.rules import compile_expression
 

@@ -25,6 +25,11 @@ IBIS_TYPES: dict[FieldKind, dt.DataType] = {
     "boolean": dt.boolean,
 }
 
+# Tables whose columns never change once made — what a run writes (snapshot_<run>, pareto_<run>, the web's
+# cross_sell_<run>), learned_<model>, and the canonical and system tables: their Ibis handles (name and
+# schema, not data) are kept per connection, because reading a schema costs more than most point queries.
+RUN_TABLE_PREFIXES = ("snapshot_", "pareto_", "cross_sell_", "learned_")
+
 # Columns every canonical table carries besides its fields: where each row came from.
 LINEAGE = {"batch_id": dt.string, "source_line": dt.int64}
 
@@ -217,7 +222,17 @@ class Workspace:
                 self.con.create_table(name, schema=schema)
 
     def table(self, name: str) -> ir.Table:
-        return self.con.table(name)
+        if not (name.startswith(RUN_TABLE_PREFIXES) or name in SYSTEM_TABLES or name in TABLES):
+            return self.con.table(name)
+        # kept on the connection object itself: Ibis backends of one file compare equal, so no dict keyed by them
+        kept: dict[str, ir.Table] | None = getattr(self.con, "_tierwise_tables", None)
+        if kept is None:
+            kept = {}
+            self.con._tierwise_tables = kept
+        found = kept.get(name)
+        if found is None:
+            found = kept[name] = self.con.table(name)
+        return found
 
     def close(self) -> None:
         self.con.disconnect()

@@ -76,8 +76,13 @@ class RunView:
 
 def runs_by_date(ws: Workspace) -> list[dict[str, Any]]:
     """The latest run of each as-of date, oldest first: the runs a history is made of."""
+    return latest_per_date(list_runs(ws))
+
+
+def latest_per_date(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Of runs listed oldest first (run.list_runs), the last of each as-of date."""
     latest: dict[str, dict[str, Any]] = {}
-    for r in list_runs(ws):
+    for r in runs:
         latest[str(r["as_of"])] = r
     return list(latest.values())
 

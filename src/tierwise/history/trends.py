@@ -7,9 +7,11 @@ the latest made counts.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import ibis
+import ibis.expr.types as ir
 
 from tierwise.errors import UserError
 from tierwise.history.compare import COMPARABLE, ORDERS, new_in_class, runs_by_date
@@ -61,12 +63,8 @@ def trends(ws: Workspace, column: str = "grade", language: str = "zh") -> dict[s
     }
 
 
-def timeline(ws: Workspace, customer_id: str, language: str = "zh") -> dict[str, Any]:
-    """The customer's classes in every run (one per as-of date), and per class column: current, previous
-    (the last different class) and the as-of date from which the current class has held."""
-    runs = runs_by_date(ws)
-    if not runs:
-        raise UserError("no run yet; run the main job first with 'tierwise run' (or 'tierwise backfill')")
+def timeline_query(ws: Workspace, runs: list[dict[str, Any]], customer_id: ir.Value) -> ir.Table:
+    """One row per run (of `runs`) that has the customer: the run, its as-of date and the timeline's classes."""
     parts = []
     for r in runs:
         snap = ws.table(str(r["snapshot_table"]))
@@ -84,11 +82,29 @@ def timeline(ws: Workspace, customer_id: str, language: str = "zh") -> dict[str,
                 **cols,
             )
         )
-    rows = (
-        ibis.union(*parts).order_by("as_of").to_pyarrow().to_pylist()
-        if len(parts) > 1
-        else (parts[0].to_pyarrow().to_pylist())
-    )
+    return ibis.union(*parts).order_by("as_of") if len(parts) > 1 else parts[0]
+
+
+def timeline(
+    ws: Workspace,
+    customer_id: str,
+    language: str = "zh",
+    *,
+    runs: list[dict[str, Any]] | None = None,
+    fetch: Callable[[Callable[[ir.Value], ir.Table]], list[dict[str, Any]]] | None = None,
+) -> dict[str, Any]:
+    """The customer's classes in every run (one per as-of date), and per class column: current, previous
+    (the last different class) and the as-of date from which the current class has held. `runs`: the runs
+    (runs_by_date) when the caller keeps them; `fetch`: runs a query built from the customer id and returns
+    its rows (the dashboard prepares it once)."""
+    runs = runs_by_date(ws) if runs is None else runs
+    if not runs:
+        raise UserError("no run yet; run the main job first with 'tierwise run' (or 'tierwise backfill')")
+
+    def build(key: ir.Value) -> ir.Table:
+        return timeline_query(ws, runs, key)
+
+    rows = fetch(build) if fetch is not None else build(ibis.literal(customer_id)).to_pyarrow().to_pylist()
     if not rows:
         raise UserError(f"no customer '{customer_id}' in any run; check the id with 'tierwise show'")
     present = {row["as_of"] for row in rows}

@@ -14,12 +14,16 @@ canonical `orders` table, so it runs on DuckDB and Spark alike. Docs: docs/strat
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from tierwise.errors import UserError
 
 if TYPE_CHECKING:
     import ibis.expr.types as ir
+
+    from tierwise.workspace import Workspace
 
 
 def similarity_column(snapshot: ir.Table, by: str | None = None) -> str:
@@ -91,3 +95,37 @@ def cross_sell(
     return ranked.filter(ranked.rank <= k).select(
         "customer_id", "rank", "category", "support", buyers=ranked.buyers.cast("int64")
     )
+
+
+def stored_cross_sell(ws: Workspace, meta: dict[str, Any], k: int, by: str | None, min_support: float) -> str:
+    """The name of a table holding the run's suggestions for every customer (customer_id, rank, category,
+    support, buyers, similar_by), made the first time it is asked for and kept: a run never changes, and
+    finding one customer's suggestions in it is a lookup instead of a pass over every order line. The name
+    carries the settings (k, by, min_support), so other settings get their own table."""
+    import hashlib
+
+    import ibis
+
+    from tierwise.run import snapshot_suffix
+
+    settings = hashlib.sha1(f"{k}|{by or 'auto'}|{min_support!r}".encode()).hexdigest()[:8]
+    name = f"cross_sell_{snapshot_suffix(str(meta['run_id']))}_{settings}"
+    with _building_lock:
+        lock = _building.setdefault((ws.root, name), threading.Lock())
+    with lock:
+        if name in ws.con.list_tables():
+            return name
+        snap = ws.table(str(meta["snapshot_table"]))
+        column = similarity_column(snap, by)
+        as_of = meta.get("as_of")
+        if isinstance(as_of, str):
+            as_of = dt.date.fromisoformat(as_of)
+        t = cross_sell(snap, ws.table("orders"), k, column, min_support=min_support, as_of=as_of)
+        t = t.mutate(similar_by=ibis.literal(column)).order_by(["customer_id", "rank"])
+        ws.con.create_table(name, t)
+        ws.con.raw_sql(f'CREATE INDEX "{name}_customer" ON "{name}" (customer_id)')
+        return name
+
+
+_building_lock = threading.Lock()
+_building: dict[tuple[Path, str], threading.Lock] = {}

@@ -13,6 +13,7 @@ import hmac
 import re
 import secrets
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -70,18 +71,24 @@ class Accounts:
 
     def __init__(self, root: Path | str) -> None:
         self.path = Path(root) / AUTH_FILE
+        self._local = threading.local()
         with self._db() as db:
             db.executescript(_SCHEMA)
+            # Write-ahead log: checking a token (a read) never waits for another request's write.
+            db.execute("PRAGMA journal_mode=WAL")
         self.path.chmod(0o600)
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=10)
-        try:
-            with db:  # one transaction: committed on success, rolled back on error
-                yield db
-        finally:
-            db.close()
+        """The calling thread's connection (opened once per thread), in one transaction: committed on success,
+        rolled back on error."""
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=10)
+            db.execute("PRAGMA synchronous=NORMAL")  # with WAL: durable at each checkpoint, never corrupt
+            self._local.db = db
+        with db:
+            yield db
 
     # -- users ----------------------------------------------------------------------------------------------------
 
@@ -193,12 +200,17 @@ class Accounts:
         token_id, secret = token[3:].split(".", 1)
         with self._db() as db:
             row = db.execute(
-                "SELECT username, secret_sha256 FROM api_tokens WHERE token_id = ? AND revoked_at IS NULL", (token_id,)
+                "SELECT t.secret_sha256, t.last_used_at, u.username, u.role, u.created_at FROM api_tokens t "
+                "JOIN users u ON u.username = t.username WHERE t.token_id = ? AND t.revoked_at IS NULL",
+                (token_id,),
             ).fetchone()
-            if row is None or not hmac.compare_digest(row[1], _digest(secret)):
+            if row is None or not hmac.compare_digest(row[0], _digest(secret)):
                 return None
-            db.execute("UPDATE api_tokens SET last_used_at = ? WHERE token_id = ?", (_now(), token_id))
-        return self.get(row[0])
+            now = _now()
+            # "last used" to the minute: a script's every request need not queue for a write
+            if row[1] is None or row[1][:16] != now[:16]:
+                db.execute("UPDATE api_tokens SET last_used_at = ? WHERE token_id = ?", (now, token_id))
+        return User(row[2], row[3], row[4])
 
     # -- audit log ------------------------------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import logging
 import secrets
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -82,11 +83,26 @@ def wants_html(request: Request) -> bool:
     return not request.url.path.startswith("/api/") and "text/html" in request.headers.get("accept", "")
 
 
+def _warm(handle: WorkspaceHandle) -> None:
+    """The latest run's cross-sell table, made in the background when the server starts."""
+    from tierwise.web.services.customers import prepare_cross_sell
+
+    try:
+        prepare_cross_sell(handle.workspace())
+    except Exception:
+        log.warning("preparing the cross-sell suggestions failed", exc_info=True)
+
+
 def create_app(root: Path | str) -> FastAPI:
     handle = WorkspaceHandle(root)
     settings = handle.config.web
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from tierwise.web.services.customers import index_lookups
+
+        index_lookups(handle.workspace())
+        threading.Thread(target=_warm, args=(handle,), name="tierwise-warm", daemon=True).start()
         yield
         app.state.jobs.shutdown(wait=False)
         handle.close()
@@ -164,7 +180,10 @@ def _error(request: Request, status: int, message: str) -> Response:
 
 def _unexpected(request: Request, exc: Exception) -> Response:
     log.error(
-        "unexpected %s on %s %s", type(exc).__name__, request.method, _route_template(request),
+        "unexpected %s on %s %s",
+        type(exc).__name__,
+        request.method,
+        _route_template(request),
         exc_info=(type(exc), exc, exc.__traceback__),
     )
     return _error(request, 500, "unexpected error; see the server log")
@@ -225,7 +244,9 @@ def _add_core_routes(app: FastAPI) -> None:
     def login_page(request: Request, next: str = "/", failed: int = 0) -> HTMLResponse:
         language = request.app.state.handle.config.workspace.language
         html = templates.get_template("login.html").render(
-            next=_safe_next(next), failed=bool(failed), zh=language == "zh",
+            next=_safe_next(next),
+            failed=bool(failed),
+            zh=language == "zh",
             no_users=not request.app.state.accounts.users(),
         )
         return HTMLResponse(html)
@@ -251,8 +272,11 @@ def _add_core_routes(app: FastAPI) -> None:
         wait = throttle.retry_after(*keys)
         if wait > 0:
             accounts(request).audit(username or None, "login_throttled", "", ip)
-            raise HTTPException(429, f"too many failed logins; try again in {int(wait) + 1} s",
-                                headers={"Retry-After": str(int(wait) + 1)})
+            raise HTTPException(
+                429,
+                f"too many failed logins; try again in {int(wait) + 1} s",
+                headers={"Retry-After": str(int(wait) + 1)},
+            )
         user = accounts(request).authenticate(username, password)
         if user is None:
             throttle.failed(*keys)
@@ -281,8 +305,12 @@ def _add_core_routes(app: FastAPI) -> None:
     @app.get("/api/v1/auth/me", tags=["auth"])
     def me(request: Request, principal: Principal = require_viewer) -> dict[str, Any]:
         """Who is logged in, the role, and the CSRF token a browser sends with changes."""
-        return {"username": principal.username, "role": principal.role, "via": principal.via,
-                CSRF_FIELD: request.session.get(CSRF_FIELD) if principal.via == "session" else None}
+        return {
+            "username": principal.username,
+            "role": principal.role,
+            "via": principal.via,
+            CSRF_FIELD: request.session.get(CSRF_FIELD) if principal.via == "session" else None,
+        }
 
     @app.get("/", include_in_schema=False)
     def home(request: Request) -> Response:
@@ -295,4 +323,3 @@ def _add_core_routes(app: FastAPI) -> None:
 def _safe_next(target: str) -> str:
     """Only paths on this server: an open redirect to another site is refused."""
     return target if target.startswith("/") and not target.startswith("//") and "\\" not in target else "/"
-

@@ -15,7 +15,8 @@ from fastapi.responses import Response
 from tierwise import report, report_history
 from tierwise.errors import UserError
 from tierwise.mining import labels as mining_labels
-from tierwise.show import TITLES, label, latest_snapshot, run_config
+from tierwise.show import TITLES, label
+from tierwise.web.cache import cache_for
 from tierwise.web.pages._base import Page, PageError, router, view
 from tierwise.web.services import customers as customer_service
 from tierwise.web.services import history as history_service
@@ -149,7 +150,7 @@ def overview_page(request: Request) -> Response:
 @router.get("/segments")
 def segments_page(request: Request) -> Response:
     def build(p: Page) -> dict[str, Any]:
-        _, snap = latest_snapshot(p.ws)
+        _, snap = cache_for(p.ws).snapshot(p.ws)
         columns = [c for c in segment_service.CLASS_COLUMNS if c in snap.columns]
         column = request.query_params.get("column") or ("grade" if "grade" in columns else columns[0])
         data = segment_service.segments(p.ws, column, language=p.lang)
@@ -240,7 +241,7 @@ def customer_page(request: Request, customer_id: str) -> Response:
 def history_page(request: Request) -> Response:
     def build(p: Page) -> dict[str, Any]:
         lang = _lang(p)
-        _, snap = latest_snapshot(p.ws)
+        _, snap = cache_for(p.ws).snapshot(p.ws)
         columns = [c for c in ("grade", "rfm_segment", "abc_class", "value_tier", "lifecycle_stage", "loyalty")
                    if c in snap.columns]  # fmt: skip
         column = request.query_params.get("column") or columns[0]
@@ -276,9 +277,9 @@ def history_page(request: Request) -> Response:
 def models_page(request: Request) -> Response:
     def build(p: Page) -> dict[str, Any]:
         lang = _lang(p)
-        meta, snap = latest_snapshot(p.ws)
+        meta, snap = cache_for(p.ws).snapshot(p.ws)
         run = str(meta["run_id"])
-        config = run_config(p.ws, run)
+        config = cache_for(p.ws).config(p.ws, run)
         parts: list[dict[str, Any]] = []
         found = report.model_page(p.ws, snap, meta, config, lang)
         if found is not None:

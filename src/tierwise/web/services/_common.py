@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from tierwise.errors import UserError
+from tierwise.show import run_models
 from tierwise.workspace import Workspace
 
 MAX_PAGE_SIZE = 500
@@ -82,7 +83,8 @@ def cluster_names(metas: Iterable[Mapping[str, Any]], language: str) -> dict[str
     name in the workspace's language; the page shows the one of its own language."""
     out: dict[str, str] = {}
     for meta in metas:
-        models = parse_json(meta.get("models")) if isinstance(meta.get("models"), str) else meta.get("models")
+        stored = meta.get("models")
+        models = (run_models(stored) if stored else None) if isinstance(stored, str) else stored
         clusters = models.get("clusters") if isinstance(models, dict) else None
         profiles = clusters.get("profiles") if isinstance(clusters, dict) else None
         for p in profiles or []:

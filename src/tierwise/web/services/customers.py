@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 import ibis
@@ -18,8 +18,9 @@ import ibis.expr.types as ir
 
 from tierwise.errors import UserError
 from tierwise.rules import compile_expression
-from tierwise.show import LABELS, explain_customer, label, latest_snapshot, run_config
+from tierwise.show import LABELS, class8_reference, explain_customer, label
 from tierwise.strategy import playbook
+from tierwise.web.cache import cache_for
 from tierwise.web.services._common import check_page, cluster_names, jsonable, language_of, pages
 from tierwise.workspace import Workspace
 
@@ -198,8 +199,10 @@ def query_customers(
     mask_personal: bool = False,
     language: str = "zh",
     restrict: Callable[[ir.Table], ir.BooleanValue] | None = None,
+    restrict_key: Hashable | None = None,
 ) -> dict[str, Any]:
-    """One page of a snapshot's customers (see list_customers); `restrict` narrows them further."""
+    """One page of a snapshot's customers (see list_customers); `restrict` narrows them further (`restrict_key`
+    names that restriction, so its query can be kept compiled)."""
     check_page(page, page_size)
     known = available_columns(ws, snapshot)
     chosen = list(dict.fromkeys(columns)) if columns else [c for c in DEFAULT_COLUMNS if c in snapshot.columns]
@@ -212,19 +215,39 @@ def query_customers(
     sort_column, descending = parse_sort(sort, known)
     if mask_personal:
         refuse_personal(where, sort_column, known)
-    t = with_contacts(ws, snapshot, [*chosen, sort_column, *where_columns(where, contact_columns(ws, snapshot))])
-    if restrict is not None:
-        t = t.filter(restrict(t))
-    if where and where.strip():
-        t = t.filter(compile_expression(where, t.schema(), what="where")(t))
-    if search and search.strip():
-        t = t.filter(search_filter(t, search))
-    total = int(t.count().execute())
+    where = where if where and where.strip() else None
+    search = search if search and search.strip() else None
+
+    def matching() -> ir.Table:
+        wanted = [*chosen, sort_column, *where_columns(where, contact_columns(ws, snapshot))]
+        t = with_contacts(ws, snapshot, wanted)
+        if restrict is not None:
+            t = t.filter(restrict(t))
+        if where:
+            t = t.filter(compile_expression(where, t.schema(), what="where")(t))
+        if search:
+            t = t.filter(search_filter(t, search))
+        return t
+
+    # Compiled once per kind of list (the page is bound when it runs); a caller's own restriction without a
+    # key is compiled every time.
+    cache = cache_for(ws)
+    kind = None if restrict is not None and restrict_key is None else (meta["run_id"], where, search, restrict_key)
+    if kind is None:
+        total = int(cache.scalar(ws, None, lambda: matching().count()))
+    else:  # a run never changes: the count of one condition holds for every page and sort of it
+        total = int(cache.value(("count", kind), lambda: cache.scalar(ws, ("count", kind), lambda: matching().count())))
     offset = (page - 1) * page_size
     rows: list[dict[str, Any]] = []
     if offset < total:
-        ordered = sorted_rows(t, sort_column, descending)
-        rows = ordered.select(*chosen).limit(page_size, offset=offset).to_pyarrow().to_pylist()
+        page_key = ("page", kind, sort_column, descending, tuple(chosen))
+        rows = cache.page(
+            ws,
+            page_key,
+            lambda: sorted_rows(matching(), sort_column, descending).select(*chosen),
+            limit=page_size,
+            offset=offset,
+        )
     if mask_personal:
         rows = [mask_row(r) for r in rows]
     clusters = cluster_names([meta], language) if "cluster_name" in chosen else None
@@ -291,7 +314,7 @@ def list_customers(
 
     {run_id, as_of, total, page, page_size, pages, sort, columns, rows}; a page beyond the end has no rows."""
     lang = language_of(ws, language)
-    meta, snap = latest_snapshot(ws, run_id)
+    meta, snap = cache_for(ws).snapshot(ws, run_id)
     return query_customers(
         ws,
         meta,
@@ -309,7 +332,7 @@ def list_customers(
 
 def customer_columns(ws: Workspace, run_id: str | None = None) -> list[dict[str, str]]:
     """Every column a list, a filter or an export can use: name, type and where it comes from."""
-    _, snap = latest_snapshot(ws, run_id)
+    _, snap = cache_for(ws).snapshot(ws, run_id)
     schema = snap.schema()
     out = [{"name": n, "type": str(schema[n]), "source": "snapshot"} for n in schema.names]
     customers = ws.table("customers").schema()
@@ -342,20 +365,31 @@ def customer_detail(
     contact_every_days, budget_per_customer, reason} or None), cross_sell ([{rank, category, support, buyers}]),
     learned ({model_id, target, model, class, confidence} or None), notes}."""
     lang = language_of(ws, language)
-    meta, snap = latest_snapshot(ws, run_id)
+    cache = cache_for(ws)
+    runs = cache.runs(ws)
+    meta, snap = cache.snapshot(ws, run_id, runs)
     run = str(meta["run_id"])
-    config = run_config(ws, run)
-    explained = explain_customer(snap, meta, customer_id, config, lang)
+    config = cache.config(ws, run)
+    found = cache.rows(ws, ("row", run), lambda key: snap.filter(snap.customer_id == key), customer_id)
+    basis = config.rfm.class8_basis
+    explained = explain_customer(
+        snap,
+        meta,
+        customer_id,
+        config,
+        lang,
+        row=found[0] if found else None,
+        reference=lambda: cache.value(("class8", run, basis), lambda: class8_reference(snap, basis)),
+    )
     row: dict[str, Any] = explained["customer"]
     notes: list[str] = []
 
-    profile_rows = (
-        ws.table("customers")
-        .filter(ibis._.customer_id == customer_id)
-        .drop("batch_id", "source_line")
-        .limit(1)
-        .to_pyarrow()
-        .to_pylist()
+    customers = ws.table("customers")
+    profile_rows = cache.rows(
+        ws,
+        ("profile", tuple(customers.columns)),
+        lambda key: customers.filter(customers.customer_id == key).drop("batch_id", "source_line").limit(1),
+        customer_id,
     )
     profile = profile_rows[0] if profile_rows else None
     if profile is not None and isinstance(profile.get("attributes"), list):
@@ -380,11 +414,16 @@ def customer_detail(
         "notes": notes,
     }
     if with_timeline:
+        from tierwise.history.compare import latest_per_date
         from tierwise.history.trends import timeline
 
-        data["timeline"] = timeline(ws, customer_id, lang)
+        dated = latest_per_date(runs)
+        key = ("timeline", tuple(str(r["run_id"]) for r in dated))
+        data["timeline"] = timeline(
+            ws, customer_id, lang, runs=dated, fetch=lambda build: cache.rows(ws, key, build, customer_id)
+        )
     if with_cross_sell:
-        data["cross_sell"] = _cross_sell(ws, snap, meta, customer_id, notes)
+        data["cross_sell"] = _cross_sell(ws, meta, customer_id, notes)
     if mask_personal:
         if data["profile"] is not None:
             data["profile"] = mask_row(data["profile"])
@@ -427,8 +466,11 @@ def _next_action(
     source = row
     if "next_action" not in row or language != config.workspace.language:
         # runs made before the playbook, or reasons wanted in the other language: the run's playbook applied now
-        t = with_strategy(snap, rules, budget=config.strategy.budget, language=language, reapply=True)
-        found = t.filter(t.customer_id == customer_id).select(*_NEXT_ACTION, "action_reason").to_pyarrow().to_pylist()
+        def build(key: ir.Value) -> ir.Table:
+            t = with_strategy(snap, rules, budget=config.strategy.budget, language=language, reapply=True)
+            return t.filter(t.customer_id == key).select(*_NEXT_ACTION, "action_reason")
+
+        found = cache_for(ws).rows(ws, ("next_action", str(row.get("run_id")), language), build, customer_id)
         if not found:
             return None
         source = found[0]
@@ -449,36 +491,62 @@ def _next_action(
     }
 
 
-def _cross_sell(
-    ws: Workspace, snap: ir.Table, meta: dict[str, Any], customer_id: str, notes: list[str]
-) -> list[dict[str, Any]]:
-    from tierwise.strategy.cross_sell import cross_sell, similarity_column
-
+def _cross_sell(ws: Workspace, meta: dict[str, Any], customer_id: str, notes: list[str]) -> list[dict[str, Any]]:
+    """The customer's suggestions from the run's cross-sell table (strategy.cross_sell.stored_cross_sell, made
+    the first time a run's suggestions are asked for)."""
     s = ws.config.strategy
     if s.cross_sell_top <= 0:
         return []
-    try:
-        by = similarity_column(snap, s.cross_sell_by)
-        t = cross_sell(
-            snap,
-            ws.table("orders"),
-            s.cross_sell_top,
-            by,
-            min_support=s.cross_sell_min_support,
-            as_of=meta.get("as_of"),
-            targets=snap.filter(snap.customer_id == customer_id).select("customer_id"),
-        )
-        rows = t.order_by("rank").drop("customer_id").to_pyarrow().to_pylist()
-    except UserError as exc:
-        notes.append(f"no cross-sell suggestions: {exc}")
+    cache = cache_for(ws)
+    run = str(meta["run_id"])
+    settings = (s.cross_sell_top, s.cross_sell_by, s.cross_sell_min_support)
+    name = cache.value(("cross_sell", run, settings), lambda: _cross_sell_table(ws, meta, *settings))
+    if isinstance(name, UserError):
+        notes.append(f"no cross-sell suggestions: {name}")
         return []
-    return [{**r, "similar_by": by} for r in rows]
+    t = ws.table(name)
+    return cache.rows(
+        ws,
+        ("cross_sell", name),
+        lambda key: t.filter(t.customer_id == key).order_by("rank").drop("customer_id"),
+        customer_id,
+    )
+
+
+def index_lookups(ws: Workspace) -> None:
+    """An index on customer_id of the customers table and of the snapshots of runs made before runs had one:
+    what makes one customer's page a handful of index lookups. The server does this when it starts, before it
+    answers (creating an index beside a running ingest could make one of them fail)."""
+    con = ws.con.con
+    indexed = {r[0] for r in con.execute("SELECT table_name FROM duckdb_indexes()").fetchall()}
+    for table in ("customers", *(str(r["snapshot_table"]) for r in cache_for(ws).runs(ws))):
+        if table not in indexed:
+            con.execute(f'CREATE INDEX IF NOT EXISTS "{table}_customer" ON "{table}" (customer_id)')
+
+
+def prepare_cross_sell(ws: Workspace) -> None:
+    """The latest run's cross-sell table, made now rather than on the first customer's page (the server does
+    this in the background when it starts and after each run; until then a page waits for it)."""
+    if cache_for(ws).runs(ws):
+        _cross_sell(ws, cache_for(ws).meta(ws), "", [])
+
+
+def _cross_sell_table(
+    ws: Workspace, meta: dict[str, Any], k: int, by: str | None, min_support: float
+) -> str | UserError:
+    from tierwise.strategy.cross_sell import stored_cross_sell
+
+    try:
+        return stored_cross_sell(ws, meta, k, by, min_support)
+    except UserError as exc:
+        return exc  # kept like a table name: the reason is the same for every customer of the run
 
 
 def _learned(ws: Workspace, run_id: str, row: dict[str, Any], customer_id: str) -> dict[str, Any] | None:
     from tierwise.mining.commands import latest_learned
 
-    model = latest_learned(ws, run_id)
+    cache = cache_for(ws)
+    model = cache.value(("learned", run_id), lambda: latest_learned(ws, run_id))
     if model is None:
         return None
     found: dict[str, Any] | None = None
@@ -486,9 +554,10 @@ def _learned(ws: Workspace, run_id: str, row: dict[str, Any], customer_id: str) 
         found = {"learned_class": row.get("learned_class"), "learned_confidence": row.get("learned_confidence")}
     else:
         table = str(model.get("predictions_table") or "")
-        if table and table in ws.con.list_tables():
+        exists = bool(table) and cache.value(("table", table), lambda: table in ws.con.list_tables())
+        if exists:
             p = ws.table(table)
-            hits = p.filter(p.customer_id == customer_id).limit(1).to_pyarrow().to_pylist()
+            hits = cache.rows(ws, ("learned", table), lambda key: p.filter(p.customer_id == key).limit(1), customer_id)
             found = hits[0] if hits else None
     return {
         "model_id": model.get("model_id"),

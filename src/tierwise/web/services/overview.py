@@ -7,6 +7,7 @@ run is stored: callers may cache it by (run_id, language).
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import ibis.expr.types as ir
@@ -14,7 +15,8 @@ import ibis.expr.types as ir
 from tierwise import report
 from tierwise.report_data import predictive_totals
 from tierwise.run import previous_runs
-from tierwise.show import TITLES, latest_snapshot, run_config
+from tierwise.show import TITLES
+from tierwise.web.cache import cache_for
 from tierwise.web.services._common import jsonable, language_of
 from tierwise.workspace import Workspace
 
@@ -114,10 +116,19 @@ def overview(ws: Workspace, run_id: str | None = None, language: str | None = No
      regions / industries: {id, title, rows} (the 15 largest by revenue, then "other"),
      clv: histogram of historical CLV or None, predicted: totals of the predictive columns or None}."""
     lang_code = language_of(ws, language)
-    meta, snap = latest_snapshot(ws, run_id)
+    cache = cache_for(ws)
+    meta = cache.meta(ws, run_id)
+    currency = ws.config.workspace.currency
+    key = ("overview", str(meta["run_id"]), lang_code, currency)
+    # A stored run's overview never changes: made once per language and currency, copied for each caller.
+    return copy.deepcopy(cache.value(key, lambda: _overview(ws, meta, lang_code, currency)))
+
+
+def _overview(ws: Workspace, meta: dict[str, Any], lang_code: str, currency: str) -> dict[str, Any]:
+    snap = ws.table(str(meta["snapshot_table"]))
     run = str(meta["run_id"])
-    config = run_config(ws, run)
-    lang = report.ReportLanguage(lang_code, ws.config.workspace.currency)
+    config = cache_for(ws).config(ws, run)
+    lang = report.ReportLanguage(lang_code, currency)
     cols = set(snap.columns)
 
     before = previous_runs(ws, meta["as_of"], 1)
@@ -137,7 +148,7 @@ def overview(ws: Workspace, run_id: str | None = None, language: str | None = No
     data: dict[str, Any] = {
         "run": {"run_id": run, "as_of": meta["as_of"], "customers": int(meta["customers"]), "previous_run": previous},
         "language": lang_code,
-        "currency": ws.config.workspace.currency,
+        "currency": currency,
         "kpis": kpis(kpi_values(snap), previous_values, lang_code),
         "distributions": distributions,
         "heatmap": _chart("rf_heatmap", lang, **report.heatmap(snap, lang)),

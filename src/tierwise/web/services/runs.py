@@ -103,4 +103,17 @@ def run_job(root: Path | str, as_of: dt.date | str | None = None, progress: Any 
         except ValueError as exc:
             raise UserError(f"as_of '{as_of}' is not a date like 2024-06-30") from exc
     on_stage = run_progress(progress) if progress is not None else None
-    return jsonable(run_in_workspace(root, day, on_stage=on_stage).as_json())
+    report = run_in_workspace(root, day, on_stage=on_stage).as_json()
+    warm(root)
+    return jsonable(report)
+
+
+def warm(root: Path | str) -> None:
+    """Make the latest run's cross-sell table (customers.prepare_cross_sell) in a workspace of its own."""
+    from tierwise.web.services.customers import prepare_cross_sell
+
+    ws = Workspace.open(root)
+    try:
+        prepare_cross_sell(ws)
+    finally:
+        ws.close()

@@ -11,8 +11,9 @@ import ibis.expr.types as ir
 
 from tierwise import report
 from tierwise.errors import UserError
-from tierwise.show import SUMMARIES, TITLES, latest_snapshot, run_config
+from tierwise.show import SUMMARIES, TITLES
 from tierwise.strategy import playbook
+from tierwise.web.cache import cache_for
 from tierwise.web.services._common import cluster_names, jsonable, language_of
 from tierwise.web.services.customers import query_customers
 from tierwise.workspace import Workspace
@@ -41,9 +42,9 @@ def segments(
     report's order; `strategy` is the playbook rule most of the class's members got (ties: the rule listed
     first), `strategy_share` the share of the members with it; the same for `next_action`."""
     lang_code = language_of(ws, language)
-    meta, snap = latest_snapshot(ws, run_id)
+    meta, snap = cache_for(ws).snapshot(ws, run_id)
     _check_column(column, snap)
-    config = run_config(ws, str(meta["run_id"]))
+    config = cache_for(ws).config(ws, str(meta["run_id"]))
     lang = report.ReportLanguage(lang_code, ws.config.workspace.currency)
     rows = report.distribution(snap, column, lang)
     if column == "cluster_name":  # the snapshot holds the names in the workspace's language
@@ -117,7 +118,7 @@ def segment_members(
     """A page of the customers in class `code` of `column` (None or '': those without a class): the shape of
     customers.list_customers, with `column` and `code` added."""
     lang = language_of(ws, language)
-    meta, snap = latest_snapshot(ws, run_id)
+    meta, snap = cache_for(ws).snapshot(ws, run_id)
     _check_column(column, snap)
     data = query_customers(
         ws,
@@ -132,5 +133,6 @@ def segment_members(
         mask_personal=mask_personal,
         language=lang,
         restrict=_code_filter(column, code),
+        restrict_key=(column, code or None),
     )
     return {"column": column, "code": code or None, **data}
