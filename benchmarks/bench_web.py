@@ -15,8 +15,11 @@ interface only (127.0.0.1, a free port). Steps:
 3. Start `tierwise serve -w WS --host 127.0.0.1 --port P` in a child process, log in (an API token for the JSON
    endpoints; the login form's session cookie for the HTML page), and per scenario:
      seq   one client, requests one after another (the unloaded latency over HTTP);
-     load  --clients (50) clients, each with its own connection, sending back to back (no think time, unless
-           --think) until --requests are done or --seconds have passed (requests already sent are waited for).
+     load  --clients (50) clients, each with its own connection, each pausing a random think time between
+           requests (exponential, mean --think: 7 s by default, the emulated browser of the TPC-W web benchmark;
+           0 sends back to back) until --requests are done or --seconds have passed (requests already sent are
+           waited for). The clients start spread over one think time; before the clock starts each has opened
+           its connection and a warm-up round (every client, not measured) has opened the server's threads.
    Before each measurement the script waits until the server is idle.
    Scenarios: health (GET /health: the HTTP floor), lookup (GET /api/v1/customers/{id}, random ids), list
    (GET /api/v1/customers?where=…&sort=…&page=…, random filters, sorts and pages), overview-api
@@ -455,8 +458,8 @@ def main() -> None:
     parser.add_argument(
         "--think",
         type=float,
-        default=0.0,
-        help="Mean think time (s) between a client's requests under load; 0: back to back",
+        default=7.0,
+        help="Mean think time (s) between a client's requests under load (TPC-W's 7 s); 0: back to back",
     )
     parser.add_argument("--baseline", type=int, default=100, help="Service calls per kind in the baseline")
     parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=SCENARIOS)

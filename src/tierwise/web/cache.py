@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -150,11 +150,25 @@ class ReadCache:
         return None if found is None else found[0]
 
     def page(
-        self, ws: Workspace, key: Hashable, build: Callable[[], ir.Table], *, limit: int, offset: int
+        self,
+        ws: Workspace,
+        key: Hashable,
+        build: Callable[[], ir.Table],
+        *,
+        order: Sequence[tuple[str, bool]],
+        limit: int,
+        offset: int,
     ) -> list[dict[str, Any]]:
-        """Rows `offset` to `offset + limit` of build() (an ordered table); compiled once per `key`."""
+        """Rows `offset` to `offset + limit` of build() ordered by `order` ([(column, descending)], empty values
+        last either way). build() is compiled once per `key`; the order is added around it, so every sort of one
+        condition shares that compilation."""
         sql = self.statement(ws, key, build) if _keyed(key) else str(ws.con.compile(build()))
-        return ws.con.con.execute(f"{sql}\nLIMIT $1 OFFSET $2", [int(limit), int(offset)]).to_arrow_table().to_pylist()
+        keys = []
+        for column, descending in order:
+            name = sqlglot.exp.to_identifier(column, quoted=True).sql(dialect="duckdb")
+            keys += [f"{name} IS NULL", f"{name} {'DESC' if descending else 'ASC'}"]
+        ordered = f"SELECT * FROM ({sql}) AS page ORDER BY {', '.join(keys)} LIMIT $1 OFFSET $2"
+        return ws.con.con.execute(ordered, [int(limit), int(offset)]).to_arrow_table().to_pylist()
 
 
 def _keyed(key: Hashable | None) -> bool:

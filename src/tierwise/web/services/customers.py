@@ -13,7 +13,6 @@ import re
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
-import ibis
 import ibis.expr.types as ir
 
 from tierwise.errors import UserError
@@ -147,15 +146,6 @@ def parse_sort(sort: str | None, known: Sequence[str]) -> tuple[str, bool]:
     return column, descending
 
 
-def sorted_rows(t: ir.Table, column: str, descending: bool) -> ir.Table:
-    """Ordered by `column` with empty values last in either direction, then by customer_id (stable pages)."""
-    value = t[column]
-    keys: list[Any] = [value.isnull(), ibis.desc(value) if descending else value]
-    if column != "customer_id":
-        keys.append(t.customer_id)
-    return t.order_by(keys)
-
-
 def search_filter(t: ir.Table, search: str) -> ir.BooleanValue:
     """Customer id or name containing `search`, ignoring case."""
     needle = search.strip().lower()
@@ -240,14 +230,19 @@ def query_customers(
     offset = (page - 1) * page_size
     rows: list[dict[str, Any]] = []
     if offset < total:
-        page_key = ("page", kind, sort_column, descending, tuple(chosen))
+        # empty values last in either direction, then by customer_id: pages never overlap or skip a customer
+        order = [(sort_column, descending), *([("customer_id", False)] if sort_column != "customer_id" else [])]
+        wanted = [*chosen, *([sort_column] if sort_column not in chosen else [])]
         rows = cache.page(
             ws,
-            page_key,
-            lambda: sorted_rows(matching(), sort_column, descending).select(*chosen),
+            ("page", kind, tuple(wanted)),
+            lambda: matching().select(*wanted),
+            order=order,
             limit=page_size,
             offset=offset,
         )
+        if sort_column not in chosen:
+            rows = [{k: v for k, v in r.items() if k != sort_column} for r in rows]
     if mask_personal:
         rows = [mask_row(r) for r in rows]
     clusters = cluster_names([meta], language) if "cluster_name" in chosen else None
