@@ -29,7 +29,7 @@ from tierwise.config import Config
 from tierwise.errors import UserError
 from tierwise.workspace import Workspace
 
-# A string no customer id is: compiled into a query as a literal, then replaced by the statement's parameter.
+# A string no customer id is: compiled into a query as a literal, then replaced by the quoted value asked for.
 PLACEHOLDER = "tierwise\x1fparameter\x1f1"
 _QUOTED = "'" + PLACEHOLDER + "'"
 MAX_VALUES = 256  # kept values (overviews, references …) per workspace, least recently used dropped first
@@ -130,7 +130,7 @@ class ReadCache:
     def rows(
         self, ws: Workspace, key: Hashable, build: Callable[[ir.Value], ir.Table], value: str
     ) -> list[dict[str, Any]]:
-        """The rows of build(value), the query compiled once per `key` and run with the value bound."""
+        """The rows of build(value), the query compiled once per `key` and run with the value inserted."""
 
         def prepared() -> ir.Expr:
             return build(ibis.literal(PLACEHOLDER))
@@ -143,16 +143,10 @@ class ReadCache:
         literal = sqlglot.exp.Literal.string(value).sql(dialect="duckdb")
         return ws.con.con.execute(sql.replace(_QUOTED, literal)).to_arrow_table().to_pylist()
 
-    def scalar(self, ws: Workspace, key: Hashable | None, build: Callable[[], ir.Scalar]) -> Any:
-        """The value of build() (a scalar expression); compiled once per `key` unless the key is None."""
-        sql = self.statement(ws, key, build) if _keyed(key) else str(ws.con.compile(build()))
-        found = ws.con.con.execute(sql).fetchone()
-        return None if found is None else found[0]
-
     def page(
         self,
         ws: Workspace,
-        key: Hashable,
+        key: Hashable | None,
         build: Callable[[], ir.Table],
         *,
         order: Sequence[tuple[str, bool]],
@@ -161,21 +155,14 @@ class ReadCache:
     ) -> list[dict[str, Any]]:
         """Rows `offset` to `offset + limit` of build() ordered by `order` ([(column, descending)], empty values
         last either way). build() is compiled once per `key`; the order is added around it, so every sort of one
-        condition shares that compilation."""
-        sql = self.statement(ws, key, build) if _keyed(key) else str(ws.con.compile(build()))
+        condition shares that compilation; with no key it is compiled every time."""
+        sql = self.statement(ws, key, build) if key is not None else str(ws.con.compile(build()))
         keys = []
         for column, descending in order:
             name = sqlglot.exp.to_identifier(column, quoted=True).sql(dialect="duckdb")
             keys += [f"{name} IS NULL", f"{name} {'DESC' if descending else 'ASC'}"]
         ordered = f"SELECT * FROM ({sql}) AS page ORDER BY {', '.join(keys)} LIMIT $1 OFFSET $2"
         return ws.con.con.execute(ordered, [int(limit), int(offset)]).to_arrow_table().to_pylist()
-
-
-def _keyed(key: Hashable | None) -> bool:
-    """Whether a key names its query: None, or a tuple whose query part (second item) is None, does not."""
-    if key is None:
-        return False
-    return not (isinstance(key, tuple) and len(key) > 1 and key[1] is None)
 
 
 _caches: dict[Path, ReadCache] = {}

@@ -219,14 +219,14 @@ def query_customers(
             t = t.filter(search_filter(t, search))
         return t
 
-    # Compiled once per kind of list (the page is bound when it runs); a caller's own restriction without a
-    # key is compiled every time.
+    # Compiled once per kind of list (the order and page are added when it runs); a caller's own restriction
+    # without a key is compiled every time.
     cache = cache_for(ws)
     kind = None if restrict is not None and restrict_key is None else (meta["run_id"], where, search, restrict_key)
     if kind is None:
-        total = int(cache.scalar(ws, None, lambda: matching().count()))
+        total = int(matching().count().execute())
     else:  # a run never changes: the count of one condition holds for every page and sort of it
-        total = int(cache.value(("count", kind), lambda: cache.scalar(ws, ("count", kind), lambda: matching().count())))
+        total = int(cache.value(("count", kind), lambda: matching().count().execute()))
     offset = (page - 1) * page_size
     rows: list[dict[str, Any]] = []
     if offset < total:
@@ -235,7 +235,7 @@ def query_customers(
         wanted = [*chosen, *([sort_column] if sort_column not in chosen else [])]
         rows = cache.page(
             ws,
-            ("page", kind, tuple(wanted)),
+            None if kind is None else ("page", kind, tuple(wanted)),
             lambda: matching().select(*wanted),
             order=order,
             limit=page_size,
