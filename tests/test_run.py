@@ -170,3 +170,25 @@ def test_show_customer_names_the_cluster_and_a_run_without_clustering_has_none(
     finally:
         ws.close()
     assert "cluster" not in snap.columns and json.loads(meta["models"])["clusters"] is None
+
+
+def test_the_snapshot_is_stored_in_priority_order(ws: Workspace, tmp_path: Path) -> None:
+    """Lists read the first rows of a snapshot (docs/web.md, "Speed"): its rows are stored by priority_rank, then
+    customer_id — checked in storage order (rowid), on more rows than one DuckDB vector."""
+    import random
+
+    rng = random.Random(3)
+    lines = ["customer_id,order_date,amount"]
+    for i in range(5000):
+        for _ in range(rng.randint(1, 3)):
+            day = dt.date(2023, 1, 1) + dt.timedelta(days=rng.randint(0, 500))
+            lines.append(f"K{rng.randint(0, 3000):05d}-{i % 7},{day},{rng.choice([10, 20, 20, 35.5, 100])}")
+    src = tmp_path / "o.csv"
+    src.write_text("\n".join(lines) + "\n")
+    ingest_file(ws, "orders", src, today=dt.date(2025, 1, 1))
+    report = run(ws)
+    stored = ws.con.con.execute(
+        f'SELECT priority_rank, customer_id FROM "{report.snapshot_table}" ORDER BY rowid'
+    ).fetchall()
+    assert len(stored) == report.customers > 2048
+    assert stored == sorted(stored)

@@ -160,9 +160,11 @@ class ReadCache:
         keys = []
         for column, descending in order:
             name = sqlglot.exp.to_identifier(column, quoted=True).sql(dialect="duckdb")
-            keys += [f"{name} IS NULL", f"{name} {'DESC' if descending else 'ASC'}"]
-        ordered = f"SELECT * FROM ({sql}) AS page ORDER BY {', '.join(keys)} LIMIT $1 OFFSET $2"
-        return ws.con.con.execute(ordered, [int(limit), int(offset)]).to_arrow_table().to_pylist()
+            keys.append(f"{name} {'DESC' if descending else 'ASC'} NULLS LAST")
+        # Plain column keys and a constant limit let DuckDB's top-N push its running bound into the scan, which
+        # `x IS NULL, x` keys or a bound LIMIT parameter prevent.
+        ordered = f"SELECT * FROM ({sql}) AS page ORDER BY {', '.join(keys)} LIMIT {int(limit)} OFFSET {int(offset)}"
+        return ws.con.con.execute(ordered).to_arrow_table().to_pylist()
 
 
 _caches: dict[Path, ReadCache] = {}
