@@ -49,8 +49,28 @@ def init(directory: Annotated[Path, typer.Argument(help="Folder to create the wo
 @app.command()
 def ingest(
     table: Annotated[TableName, typer.Argument(help="Which table the files hold.")],
-    files: Annotated[list[Path], typer.Argument(help="CSV/TSV/TXT, XLSX/XLS or Parquet files.")],
+    files: Annotated[
+        list[Path] | None, typer.Argument(help="CSV/TSV/TXT, XLSX/XLS or Parquet files (or --from a database).")
+    ] = None,
     workspace: WorkspaceOpt = Path("."),
+    from_: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="A database instead of files: postgresql://user@host:5432/db (or mysql://…); "
+            "the password from PGPASSWORD or ~/.pgpass keeps it out of the command.",
+        ),
+    ] = None,
+    db_table: Annotated[
+        str | None, typer.Option("--table", help="With --from: the table (or schema.table) to read.")
+    ] = None,
+    since_column: Annotated[
+        str | None,
+        typer.Option(
+            help="With --from: read only rows whose value in this column is greater than the last load's "
+            "greatest (default: [ingest] incremental for the table; none: the whole table)."
+        ),
+    ] = None,
     sep: Annotated[
         str | None, typer.Option(help="Separator: ',' ';' '\\t' '|' or whitespace (default: sniffed).")
     ] = None,
@@ -74,15 +94,36 @@ def ingest(
 ) -> None:
     """Load files into a canonical table, cleaning values; rejected rows go to quarantine."""
     from tierwise.ingest.mapping import parse_map_options
-    from tierwise.ingest.pipeline import BatchReport, ingest_file
+    from tierwise.ingest.pipeline import BatchReport, ingest_database, ingest_file
     from tierwise.progress import progress_bars
     from tierwise.workspace import Workspace
 
+    files = files or []
+    if from_ is None and (db_table or since_column):
+        raise UserError("--table and --since-column go with --from DATABASE_URL")
+    if from_ is not None and (files or not db_table):
+        raise UserError("--from reads one database table: give --table NAME and no files")
+    if from_ is None and not files:
+        raise UserError("name the files to ingest, or --from DATABASE_URL --table NAME")
     maps = parse_map_options(map_ or [])
     ws = Workspace.open(workspace)
     reports: list[BatchReport] = []
     try:
         with progress_bars(err) as bars:
+            if from_ is not None and db_table is not None:
+                reports.append(
+                    ingest_database(
+                        ws,
+                        table.value,
+                        from_,
+                        db_table,
+                        since_column=since_column,
+                        maps=maps,
+                        date_format=date_format,
+                        keep_duplicates=keep_duplicates,
+                        progress=lambda name, total: bars.task(f"reading {db_table} (rows)", total),
+                    )
+                )
             for path in files:
                 reports.append(
                     ingest_file(
@@ -115,6 +156,9 @@ def ingest(
 def _print_report(r: Any) -> None:
     if r.status == "already_loaded":
         out.print(f"[yellow]{r.file}[/]: already loaded as batch {r.batch_id}; nothing added")
+        return
+    if r.status == "up_to_date":
+        out.print(f"[yellow]{r.file}[/]: no rows newer than the last load; nothing added")
         return
     out.print(
         f"[bold]{r.file}[/] → {r.table}  (batch {r.batch_id}, {r.file_format}"

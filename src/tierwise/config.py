@@ -6,6 +6,7 @@ edits and the validation here cannot drift apart.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import tomllib
@@ -102,6 +103,22 @@ class IngestSettings(_Section):
         ],
         description="Channel values (case-insensitive) that count as online",
     )
+
+    incremental: dict[str, str] = Field(
+        {},
+        description="Database sources: per table (orders, payments …), the column whose greater values are new "
+        "rows, e.g. {orders = 'updated_at'}; each load then reads only rows after the last one's greatest",
+    )
+
+    @field_validator("incremental")
+    @classmethod
+    def _known_tables(cls, value: dict[str, str]) -> dict[str, str]:
+        from tierwise.schema import TABLES
+
+        unknown = sorted(set(value) - set(TABLES))
+        if unknown:
+            raise ValueError(f"incremental: unknown table {', '.join(unknown)}; tables: {', '.join(TABLES)}")
+        return value
 
     @field_validator("cancel_statuses", "online_channels")
     @classmethod
@@ -324,23 +341,26 @@ def load_config(path: Path) -> Config:
         raise UserError(f"{path}: setting '{key}': {first['msg']}") from exc
 
 
-def _toml_value(value: Any) -> str:
+def toml_value(value: Any) -> str:
+    """A setting's value as TOML (strings through JSON, whose escapes are valid in TOML basic strings)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
     if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise TypeError(type(value))
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{toml_value(str(k))} = {toml_value(v)}" for k, v in value.items()) + "}"
+    raise ValueError(f"no TOML form for {type(value).__name__}")
 
 
 def _array_of_tables(key: str, items: list[BaseModel]) -> list[str]:
     out: list[str] = []
     for item in items:
         out.append(f"[[{key}]]")
-        out += [f"{name} = {_toml_value(getattr(item, name))}" for name in type(item).model_fields]
+        out += [f"{name} = {toml_value(getattr(item, name))}" for name in type(item).model_fields]
         out.append("")
     return out
 
@@ -363,12 +383,12 @@ def render_default_config() -> str:
             if isinstance(value, BaseModel):
                 tables += [f"# {info.description}", f"[{section_name}.{name}]"]
                 for sub, sub_info in type(value).model_fields.items():
-                    tables += [f"# {sub_info.description}", f"{sub} = {_toml_value(getattr(value, sub))}"]
+                    tables += [f"# {sub_info.description}", f"{sub} = {toml_value(getattr(value, sub))}"]
                 tables.append("")
                 continue
             lines.append(f"# {info.description}")
             # TOML has no null: an unset optional setting is written commented out.
-            lines.append(f"# {name} = (unset)" if value is None else f"{name} = {_toml_value(value)}")
+            lines.append(f"# {name} = (unset)" if value is None else f"{name} = {toml_value(value)}")
         lines += ["", *tables]
     lines += [
         "# Playbook (策略手册): the first rule, in this order, whose `when` holds gives a customer its strategy.",

@@ -170,6 +170,20 @@ CAMPAIGN_MEMBERS_SCHEMA = ibis.schema(
 )
 
 
+# One row per incremental load of a database table: the greatest value of its incremental column loaded so far;
+# the next load reads only rows above it (docs/ingest.md, "Databases").
+SOURCE_MARKS_SCHEMA = ibis.schema(
+    {
+        "source": "string",
+        "table_name": "string",
+        "column": "string",
+        "mark": "string",
+        "batch_id": "string",
+        "loaded_at": "timestamp",
+    }
+)
+
+
 SYSTEM_TABLES = {
     "batches": BATCHES_SCHEMA,
     "quarantine": QUARANTINE_SCHEMA,
@@ -179,6 +193,7 @@ SYSTEM_TABLES = {
     "learned_models": LEARNED_MODELS_SCHEMA,
     "campaign_plans": CAMPAIGN_PLANS_SCHEMA,
     "campaign_members": CAMPAIGN_MEMBERS_SCHEMA,
+    "source_marks": SOURCE_MARKS_SCHEMA,
 }
 
 

@@ -133,6 +133,78 @@ def ingest_file(
         source.close()
 
 
+def ingest_database(
+    ws: Workspace,
+    table_key: str,
+    url: str,
+    table: str,
+    *,
+    since_column: str | None = None,
+    maps: dict[str, str] | None = None,
+    date_format: str | None = None,
+    progress: ProgressFactory | None = None,
+    today: _dt.date | None = None,
+    keep_duplicates: bool | None = None,
+) -> BatchReport:
+    """One database table (or its rows newer than the last load's, by `since_column` or the table's
+    [ingest] incremental column) → one batch, cleaned like a file (docs/ingest.md, "Databases")."""
+    from tierwise.ingest import database
+
+    spec = TABLES[table_key]
+    column = since_column or ws.config.ingest.incremental.get(table_key)
+    key = f"{database.safe_url(url)}#{table}"
+    after = last_mark(ws, key, column) if column else None
+    read = database.read_rows(url, table, since_column=column, after=after)
+    if read.rows == 0:
+        return BatchReport(key, table_key, "", "up_to_date", file_format="database")
+    if progress is not None:
+        read.progress = progress(key, read.rows)
+    source = read.source
+    mapping = resolve_mapping(source.columns, spec, ws.config.mapping.get(table_key, {}), maps or {}, file=key)
+    timings: dict[str, float] = {}
+    with _timed(timings, "read"):
+        raw, cleanup = _stage(ws, source)
+    try:
+        fp = read.digest()
+        batch_id = f"{spec.name}-{fp[:16]}"
+        batches = ws.table("batches")
+        if batches.filter(batches.batch_id == batch_id).count().execute():
+            return BatchReport(key, table_key, batch_id, "already_loaded", file_format="database")
+        mark = None
+        if column is not None:
+            mark = raw.aggregate(mark=raw[column].max().cast("string")).to_pyarrow().to_pylist()[0]["mark"]
+
+        def store_mark() -> None:
+            if column is None or mark is None:
+                return
+            row = {"source": key, "column": column, "mark": mark, "batch_id": batch_id}
+            # microseconds kept: the latest mark is the greatest (each load reads only rows above the one before)
+            stored = {**row, "table_name": spec.name, "loaded_at": _dt.datetime.now()}
+            ws.con.insert("source_marks", ibis.memtable([stored], schema=ws.table("source_marks").schema()))
+
+        report = _load(
+            ws, spec, table_key, source, mapping, raw, batch_id, fp, date_format, today, keep_duplicates, timings,
+            store_mark,
+        )  # fmt: skip
+    finally:
+        cleanup()
+    report.timings = timings
+    return report
+
+
+def last_mark(ws: Workspace, key: str, column: str) -> str | None:
+    """The greatest `column` value loaded so far from the source table `key` (None: nothing loaded yet)."""
+    marks = ws.table("source_marks")
+    found = (
+        marks.filter((marks.source == key) & (marks.column == column))
+        .order_by(ibis.desc("loaded_at"))
+        .limit(1)
+        .to_pyarrow()
+        .to_pylist()
+    )
+    return str(found[0]["mark"]) if found else None
+
+
 def _stage(ws: Workspace, source: Source) -> tuple[ir.Table, Callable[[], None]]:
     """The raw rows with their line numbers, as a table in the engine."""
     name = f"_stage_{uuid.uuid4().hex[:12]}"
@@ -142,14 +214,14 @@ def _stage(ws: Workspace, source: Source) -> tuple[ir.Table, Callable[[], None]]
         raw = view.mutate(**{LINE: view.file_row_number + 1}).drop("file_row_number")
         cleanup: Callable[[], None] = lambda: ws.con.drop_view(name, force=True)  # noqa: E731
     else:
-        schema = pa.schema([*((c, pa.string()) for c in source.columns), (LINE, pa.int64())])
+        schema = source.schema or pa.schema([*((c, pa.string()) for c in source.columns), (LINE, pa.int64())])
         stream_into_table(ws.con, name, pa.RecordBatchReader.from_batches(schema, source.batches))
         raw = ws.con.table(name)
         cleanup = lambda: ws.con.drop_table(name, force=True)  # noqa: E731
     if raw.count().execute() == 0:
         cleanup()
         raise UserError(
-            "the file has a header but no data rows; export it again with its rows", file=str(source.path), line=2
+            "the file has a header but no data rows; export it again with its rows", file=source.label, line=2
         )
     return raw, cleanup
 
@@ -263,10 +335,11 @@ def _load(
     today: _dt.date | None,
     keep_duplicates: bool | None,
     timings: dict[str, float],
+    on_commit: Callable[[], None] | None = None,
 ) -> BatchReport:
     con = ws.con
     settings = ws.config.ingest
-    file = str(source.path)
+    file = source.label
     source_cols = [c for c in raw.columns if c != LINE]
     with _timed(timings, "date order"):
         orders = _date_orders(ws, raw, spec, mapping, date_format, file)
@@ -407,6 +480,7 @@ def _load(
             orders,
             source_cols,
             timings,
+            on_commit,
         )
     finally:
         con.drop_table(clean_name, force=True)
@@ -426,9 +500,11 @@ def _commit(
     orders: dict[str, str],
     source_cols: list[str],
     timings: dict[str, float],
+    on_commit: Callable[[], None] | None = None,
 ) -> BatchReport:
+    """Store the batch in one transaction; `on_commit` writes what must be stored with it (a source's mark)."""
     con = ws.con
-    file = str(source.path)
+    file = source.label
     good = clean.filter(clean._reason.isnull())
     bad = clean.filter(clean._reason.notnull())
 
@@ -533,6 +609,8 @@ def _commit(
             with _timed(timings, "customers"):
                 report.customers_created = _create_minimal_customers(ws, spec, good, mapping, batch_id)
         con.insert("batches", ibis.memtable([_batch_row(report, fp)], schema=ws.table("batches").schema()))
+        if on_commit is not None:
+            on_commit()
     return report
 
 

@@ -42,6 +42,12 @@ class Source:
     delimiter: str = ""
     sheet: str = ""
     cleanup: list[Path] = field(default_factory=list)
+    name: str = ""  # what reports show, when not the path (a database table: its URL without the password)
+    schema: pa.Schema | None = None  # the batches' types when they are not all text (with `_line`)
+
+    @property
+    def label(self) -> str:
+        return self.name or str(self.path)
 
     def close(self) -> None:
         for p in self.cleanup:
@@ -383,7 +389,7 @@ def _open_parquet(path: Path, size: int, progress: ProgressFn | None) -> Source:
         row = 1
         for batch in pf.iter_batches(batch_size=BATCH_ROWS):
             n = batch.num_rows
-            cols = [_plain(c) for c in batch.columns]
+            cols = [plain_column(c) for c in batch.columns]
             yield pa.RecordBatch.from_arrays(
                 [*cols, pa.array(range(row, row + n), type=pa.int64())], names=[*columns, LINE]
             )
@@ -394,7 +400,7 @@ def _open_parquet(path: Path, size: int, progress: ProgressFn | None) -> Source:
     return Source(path, "parquet", columns, batches(), size)
 
 
-def _plain(col: pa.Array) -> pa.Array:
+def plain_column(col: pa.Array) -> pa.Array:
     """Dictionary and large string columns become plain strings so the engine sees one type per field."""
     if pa.types.is_dictionary(col.type):
         col = col.dictionary_decode()

@@ -25,7 +25,6 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import hashlib
-import json
 import re
 import shutil
 import threading
@@ -38,7 +37,7 @@ import ibis
 import ibis.expr.types as ir
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from tierwise.config import CONFIG_FILE, Config, load_config
+from tierwise.config import CONFIG_FILE, Config, load_config, toml_value
 from tierwise.errors import UserError
 from tierwise.web.services._common import jsonable, language_of, parse_json
 from tierwise.workspace import Workspace
@@ -457,18 +456,6 @@ def _loads(text: str) -> Config:
 _HEADER = re.compile(r"^\s*\[")
 _TABLE = re.compile(r"^\s*\[\s*([A-Za-z0-9_.\-\"' ]+?)\s*\]\s*(#.*)?$")
 _ARRAY = re.compile(r"^\s*\[\[\s*([A-Za-z0-9_.\-\"' ]+?)\s*\]\]\s*(#.*)?$")
-
-
-def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)  # JSON's escapes are valid in TOML basic strings
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    raise ValueError(f"no TOML form for {type(value).__name__}")
 
 
 def _block_end(lines: list[str], start: int) -> int:
