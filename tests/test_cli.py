@@ -23,7 +23,8 @@ def test_init_writes_every_setting_with_a_comment(tmp_path: Path) -> None:
     lines = text.splitlines()
     for section in ("workspace", "engine", "ingest"):
         for key in type(getattr(Config(), section)).model_fields:
-            i = lines.index(next(ln for ln in lines if ln.startswith(f"{key} = ")))
+            # a setting's line, or the header of a sub-table ([engine.spark])
+            i = lines.index(next(ln for ln in lines if ln.startswith((f"{key} = ", f"[{section}.{key}]"))))
             assert lines[i - 1].startswith("# "), key
     assert (tmp_path / "shop" / "tierwise.duckdb").exists()
 

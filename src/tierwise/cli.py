@@ -311,6 +311,10 @@ def run_command(
     as_of: Annotated[
         str | None, typer.Option("--as-of", help="Measure as of this date, YYYY-MM-DD (default: day after last order).")
     ] = None,
+    engine: Annotated[
+        str | None,
+        typer.Option(help="duckdb or spark (default: [engine] kind; Spark settings in [engine.spark], docs/spark.md)."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """The main job: features, RFM and ABC classes for every customer, stored as a new run."""
@@ -328,7 +332,7 @@ def run_command(
 
     with delayed_status(err, "run") as step:
         # Waits for another run (cron) rather than failing on the database's single-writer lock.
-        report = run_in_workspace(workspace, day, on_stage=step)
+        report = run_in_workspace(workspace, day, on_stage=step, engine=engine)
     if as_json:
         print_json(report.as_json())
         return

@@ -32,13 +32,55 @@ class WorkspaceSettings(_Section):
     currency: str = Field("CNY", description="Currency of amounts, shown in reports")
 
 
+def _only_tables(setting: str, value: dict[str, str]) -> dict[str, str]:
+    from tierwise.schema import TABLES
+
+    unknown = sorted(set(value) - set(TABLES))
+    if unknown:
+        raise ValueError(f"{setting}: unknown table {', '.join(unknown)}; tables: {', '.join(TABLES)}")
+    return value
+
+
+class SparkSettings(_Section):
+    master: str = Field(
+        "local[*]",
+        description="Spark master: local[*] (every core of this machine), local[4], spark://host:7077, yarn …; "
+        "empty under spark-submit (its --master is used)",
+    )
+    conf: dict[str, str] = Field(
+        {}, description="Spark settings for the session, e.g. {'spark.executor.memory' = '8g'} (docs/spark.md)"
+    )
+    tables: dict[str, str] = Field(
+        {},
+        description="Where Spark reads the canonical tables: per table a Parquet path (file, folder or URI) or a "
+        "catalog table (db.table); tables not named are exported from the workspace to Parquet first",
+    )
+    output: str = Field(
+        "spark/snapshots",
+        description="Folder or URI where each Spark run writes its snapshot as Parquet, in run_id=<run> partitions "
+        "(relative: inside the workspace)",
+    )
+
+    @field_validator("tables")
+    @classmethod
+    def _known_tables(cls, value: dict[str, str]) -> dict[str, str]:
+        return _only_tables("engine.spark.tables", value)
+
+
 class EngineSettings(_Section):
-    kind: Literal["duckdb", "spark"] = Field("duckdb", description="Engine for all relational work: duckdb or spark")
+    kind: Literal["duckdb", "spark"] = Field(
+        "duckdb",
+        description="Engine of `tierwise run`: duckdb, or spark ([engine.spark]); the workspace itself stays a DuckDB "
+        "file",
+    )
     database: str = Field("tierwise.duckdb", description="DuckDB file, relative to the workspace")
     memory_limit: str = Field(
         "2GB", description="DuckDB memory limit; beyond it DuckDB spills to disk. Empty = 80% of RAM"
     )
     threads: int = Field(0, ge=0, description="Worker threads for DuckDB; 0 = one per core")
+    spark: SparkSettings = Field(
+        default_factory=SparkSettings, description="Spark, for `tierwise run` with kind = spark or --engine spark"
+    )
 
 
 class IngestSettings(_Section):
@@ -113,12 +155,7 @@ class IngestSettings(_Section):
     @field_validator("incremental")
     @classmethod
     def _known_tables(cls, value: dict[str, str]) -> dict[str, str]:
-        from tierwise.schema import TABLES
-
-        unknown = sorted(set(value) - set(TABLES))
-        if unknown:
-            raise ValueError(f"incremental: unknown table {', '.join(unknown)}; tables: {', '.join(TABLES)}")
-        return value
+        return _only_tables("incremental", value)
 
     @field_validator("cancel_statuses", "online_channels")
     @classmethod

@@ -1,4 +1,4 @@
-"""Ibis connection factory. DuckDB (a file in the workspace) is the default; Spark comes with the scale issue."""
+"""The workspace store: a DuckDB file (runs on Spark read and write through it too; tierwise.spark_run)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,6 @@ from tierwise.errors import UserError
 
 
 def connect(settings: EngineSettings, workspace_dir: Path) -> DuckDBBackend:
-    if settings.kind != "duckdb":
-        raise UserError(f"engine.kind = '{settings.kind}' is not available yet; use 'duckdb'")
     path = workspace_dir / settings.database
     # Row order in stored tables carries no meaning here (every reader sorts), and keeping it costs memory.
     config: dict[str, Any] = {"preserve_insertion_order": False}

@@ -23,11 +23,13 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
 
+from tierwise import spark
 from tierwise.classify.abc import add_abc, pareto_curve
 from tierwise.classify.grade import GradeSettings, Indicator, add_grade
 from tierwise.classify.lifecycle import LifecycleSettings, add_lifecycle
@@ -62,6 +64,7 @@ class RunReport:
     model_params: dict[str, dict[str, float]] = field(default_factory=dict)
     stability: dict[str, object] | None = None
     backfill: bool = False
+    engine: str = "duckdb"
 
     def as_json(self) -> dict[str, object]:
         d = asdict(self)
@@ -227,16 +230,22 @@ def run(
     tables: dict[str, ir.Table] | None = None,
     backfill: bool = False,
     wait_seconds: float | None = None,
+    engine: str | None = None,
 ) -> RunReport:
     """Build and store a snapshot. Stages: measures (a temporary table), classes (the snapshot table), the
     Pareto curve, then the `runs` row that makes it visible — all in one transaction.
 
     `tables` replaces the canonical tables (backfill passes them cut at `as_of`); `backfill` marks the run
     as such in its `models` JSON. Only one run at a time per workspace: another one waits up to
-    `wait_seconds` ([schedule] wait_seconds by default) and then fails with a clear message."""
+    `wait_seconds` ([schedule] wait_seconds by default) and then fails with a clear message. `engine`
+    (default: [engine] kind) is duckdb or spark: on Spark the snapshot is computed there, written as Parquet
+    ([engine.spark] output) and stored in the workspace like any other run (docs/spark.md)."""
     wait = ws.config.schedule.wait_seconds if wait_seconds is None else wait_seconds
+    engine = engine or ws.config.engine.kind
+    if engine not in ("duckdb", "spark"):
+        raise UserError(f"engine '{engine}': use duckdb or spark")
     with run_lock(ws.root, wait):
-        return _run(ws, as_of, on_stage, tables, backfill)
+        return _run(ws, as_of, on_stage, tables, backfill, engine)
 
 
 def _run(
@@ -245,8 +254,13 @@ def _run(
     on_stage: Callable[[str], None] | None,
     given: dict[str, ir.Table] | None,
     backfill: bool,
+    engine: str = "duckdb",
 ) -> RunReport:
     tables = given if given is not None else canonical_tables(ws)
+    spark_con = None
+    if engine == "spark":
+        spark_con = _spark_connection(ws)
+        tables = spark.run_tables(spark_con, tables, ws.config.engine.spark, ws.root)
     orders = tables["orders"]
     if int(orders.count().execute()) == 0:
         if given is not None and as_of is not None:
@@ -263,6 +277,8 @@ def _run(
     stability = ws.config.stability
     earlier = previous_runs(ws, as_of, max(stability.confirm_runs - 1, 1)) if stability.enabled else []
     previous = [ws.table(str(r["snapshot_table"])) for r in earlier]
+    if spark_con is not None:  # the earlier snapshots the grade is held against, copied to Spark
+        previous = [spark.copy_table(spark_con, f"tierwise_previous_{i}", p) for i, p in enumerate(previous)]
 
     clustering = ws.config.cluster.enabled
     stages = iter(["measures", "classes", *(["clusters"] if clustering else []), "pareto", "saving"])
@@ -275,8 +291,15 @@ def _run(
         if on_stage is not None:
             on_stage(next(stages, stage))
 
+    cached: list[ir.Table] = []
+
     def checkpoint(stage: str, t: ir.Table) -> ir.Table:
-        kept = ws.con.create_table(f"_tierwise_{stage}_{suffix}", t, temp=True)
+        if spark_con is not None:
+            kept = spark.cache_checkpoint(stage, t)
+            kept.count().execute()  # computed now, so that the stage's time is its own
+            cached.append(kept)
+        else:
+            kept = ws.con.create_table(f"_tierwise_{stage}_{suffix}", t, temp=True)
         lap(stage)
         return kept
 
@@ -312,6 +335,8 @@ def _run(
         # (preserve_insertion_order is off for the workspace, so the sort holds only with it on for this write)
         ws.con.raw_sql("SET preserve_insertion_order = true")
         try:
+            if spark_con is not None:
+                snapshot = spark_snapshot(ws, spark_con, snapshot, run_id)
             ws.con.create_table(name, snapshot.order_by(["priority_rank", "customer_id"]))
         finally:
             ws.con.raw_sql("SET preserve_insertion_order = false")
@@ -324,7 +349,7 @@ def _run(
         n = int(stored.count().execute())
         lap("pareto")
         timings["total"] = round(sum(timings.values()), 3)
-        report = RunReport(run_id, as_of, name, n, timings, notes, forecast.params, backfill=backfill)
+        report = RunReport(run_id, as_of, name, n, timings, notes, forecast.params, backfill=backfill, engine=engine)
         if stability.enabled:
             report.stability = _stability_summary(stored, earlier, stability.margin, stability.confirm_runs)
             if report.stability["held"]:
@@ -335,12 +360,45 @@ def _run(
         if clusters and clusters.get("warning"):
             report.notes.append(str(clusters["warning"]))
         _register(ws, report, batches, input_rows, clusters)
+        if spark_con is not None:
+            for kept in cached:
+                kept.release()
+            for view in [scores, *([labelled] if clustering else [])]:
+                spark.drop_view(spark_con, view.get_name())
+            return report
         for stage in ("measures", "classes"):
             ws.con.drop_table(f"_tierwise_{stage}_{suffix}", force=True)
         if clustering:
             ws.con.drop_table(labelled.get_name(), force=True)
         ws.con.drop_table(scores.get_name(), force=True)
     return report
+
+
+def _spark_connection(ws: Workspace) -> Any:
+    """The Ibis connection of [engine.spark]'s session, or a clear message when Spark cannot start here."""
+    try:
+        return spark.connect(spark.session_for(ws.config.engine.spark))
+    except ImportError as exc:
+        raise UserError("the Spark engine needs PySpark: pip install 'tierwise[spark]' (and Java 17+)") from exc
+    except Exception as exc:  # the JVM did not start: no Java, a wrong master URL …
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(
+            f"Spark did not start ({first}); check Java 17+ (JAVA_HOME) and [engine.spark] master "
+            f"'{ws.config.engine.spark.master}'"
+        ) from exc
+
+
+def spark_snapshot(ws: Workspace, con: Any, snapshot: ir.Table, run_id: str) -> ir.Table:
+    """Write a snapshot computed on Spark as Parquet under [engine.spark] output, in its `run_id=<run>`
+    partition, and return it as a DuckDB table expression over those files (with run_id, as the data had it)."""
+    folder = f"{spark.resolve(ws.root, ws.config.engine.spark.output).rstrip('/')}/run_id={run_id}"
+    con.to_parquet(snapshot.drop("run_id"), folder, mode="overwrite")
+    if "://" in folder:  # a cluster's file system: the rows come back through Spark
+        batches = con.read_parquet(folder).to_pyarrow_batches()
+        written = ws.con.create_table(f"_tierwise_spark_{snapshot_suffix(run_id)}", batches.read_all(), temp=True)
+    else:
+        written = ws.con.read_parquet(f"{folder}/*.parquet")
+    return written.mutate(run_id=ibis.literal(run_id)).select(*snapshot.columns)
 
 
 def _stability_summary(
@@ -389,6 +447,7 @@ def _register(
                 "clusters": clusters,
                 "stability": report.stability,
                 "backfill": report.backfill,
+                "engine": report.engine,
             },
             ensure_ascii=False,
         ),
@@ -496,6 +555,7 @@ def run_in_workspace(
     as_of: dt.date | None = None,
     on_stage: Callable[[str], None] | None = None,
     wait_seconds: float | None = None,
+    engine: str | None = None,
 ) -> RunReport:
     """Open the workspace and run, waiting for a run or another process holding the database (cron-safe).
 
@@ -511,7 +571,7 @@ def run_in_workspace(
     with run_lock(root, wait):
         ws = open_waiting(root, max(wait - (time.monotonic() - started), 0.0))
         try:
-            return run(ws, as_of, on_stage)
+            return run(ws, as_of, on_stage, engine=engine)
         finally:
             ws.close()
 

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
     from pyspark.sql.types import DataType, StructType
 
+    from tierwise.config import SparkSettings
+
 LOCAL_CONF: dict[str, str] = {
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
@@ -147,3 +149,58 @@ def copy_table(con: SparkBackend, name: str, data: ir.Table | pa.Table) -> ir.Ta
 def copy_tables(con: SparkBackend, tables: dict[str, ir.Table]) -> dict[str, ir.Table]:
     """`canonical_tables(ws)` (or any tables) as Spark tables with the same names, columns and types."""
     return {name: copy_table(con, name, t) for name, t in tables.items()}
+
+
+# --- `tierwise run` on Spark ([engine] kind = "spark" or `run --engine spark`; docs/spark.md) ---------------------
+
+
+def session_for(settings: SparkSettings) -> SparkSession:
+    """The session `[engine.spark]` describes: local mode sized by local_session, or a cluster's master URL.
+
+    Under spark-submit (or when the caller made a session first) Spark hands back the running session, whose
+    master and JVM settings win over these."""
+    match = re.fullmatch(r"local(?:\[(\*|\d+)\])?", settings.master.strip())
+    if match:
+        cores = match.group(1) or "1"
+        count = (os.cpu_count() or 1) if cores == "*" else int(cores)
+        return local_session(cores=count, conf=settings.conf)
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.appName("tierwise")
+    if settings.master.strip():  # empty: the master spark-submit or spark-defaults.conf gives
+        builder = builder.master(settings.master.strip())
+    for key, value in settings.conf.items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
+
+
+def resolve(root: Path, location: str) -> str:
+    """A configured path relative to the workspace, or an absolute path or URI (hdfs://, s3a:// …) as it is."""
+    if "://" in location or Path(location).is_absolute():
+        return location
+    return str(root / location)
+
+
+def run_tables(
+    con: SparkBackend, duck_tables: dict[str, ir.Table], settings: SparkSettings, root: Path
+) -> dict[str, ir.Table]:
+    """The canonical tables on Spark: those named in [engine.spark] tables read where they are (Parquet or the
+    catalog), the others exported from the workspace to Parquet (`spark/input/`) and read from there."""
+    out = {}
+    for name, table in duck_tables.items():
+        where = settings.tables.get(name)
+        if where is None:
+            folder = root / "spark" / "input"
+            folder.mkdir(parents=True, exist_ok=True)
+            where = str(folder / f"{name}.parquet")
+            table.to_parquet(where)
+        if "/" in where or where.endswith(".parquet"):
+            out[name] = con.read_parquet(resolve(root, where), table_name=f"tierwise_{name}")
+        else:
+            database, _, table_name = where.rpartition(".")
+            out[name] = con.table(table_name, database=database or None)
+    return out
+
+
+def drop_view(con: SparkBackend, name: str) -> None:
+    con._session.catalog.dropTempView(name)

@@ -21,7 +21,8 @@ def cluster_snapshot(snapshot: ir.Table, settings: ClusterSettings, language: st
     """Fit the clusters on a stored snapshot: (customer_id, cluster, cluster_name) per customer, and the summary."""
     wanted = [*CONTEXT, *settings.features, *settings.categorical]
     columns = list(dict.fromkeys(c for c in wanted if c in snapshot.columns))
-    df = snapshot.select(*columns).to_pandas()
+    # in customer order: the fit samples rows by position, so every engine (and run) must hand them over alike
+    df = snapshot.select(*columns).to_pandas().sort_values("customer_id", kind="stable", ignore_index=True)
     result = fit_clusters(df, settings)
     labels = pa.table(
         {

@@ -471,9 +471,9 @@ def apply_playbook(
 
     share = pick([r.budget_share for r in rules], "float64")
     matched = rule.count().over(group_by=rule)
-    per_customer = (
-        ibis.ifelse(rule.notnull(), share * float(budget) / matched, 0.0) if budget > 0 else ibis.literal(0.0)
-    )
+    # zero as an integer cast to double: Ibis writes a float literal 0.0, which Spark reads as DECIMAL(1,1)
+    zero = ibis.literal(0).cast("float64")
+    per_customer = ibis.ifelse(rule.notnull(), share * float(budget) / matched, zero) if budget > 0 else zero
     reasons = [(ibis.literal(i, type="int64"), _reason(t, r, i, language)) for i, r in enumerate(rules)]
     return t.mutate(
         strategy=pick([r.name for r in rules], "string"),
