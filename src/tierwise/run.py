@@ -37,7 +37,7 @@ from tierwise.classify.loyalty import LoyaltySettings, add_loyalty
 from tierwise.classify.rfm import add_class8, add_scores, segment
 from tierwise.classify.value import add_value_tier, historical_clv
 from tierwise.clv.predict import empty as no_predictions
-from tierwise.clv.predict import predict
+from tierwise.clv.predict import predict, scores_on_engine
 from tierwise.config import Config
 from tierwise.credit import payment_features
 from tierwise.engine import transaction
@@ -310,11 +310,15 @@ def _run(
     check_playbook(ws.config.playbook, ibis.schema({**dict(pre.schema().items()), **cluster_columns}))
     if on_stage is not None:
         on_stage("models")
-    forecast = predict(tables["orders"], ws.config.clv, as_of)
+    forecast = predict(tables["orders"], ws.config.clv, as_of, score=spark_con is None)
     lap("models")
     notes = [forecast.note] if forecast.note else []
     with transaction(ws.con):
-        scores = on_engine(tables["orders"], forecast.table)
+        if spark_con is not None and forecast.scorer is not None:  # scored on the executors
+            scores = scores_on_engine(tables["orders"], ws.config.clv, as_of, forecast.scorer)
+            spark.register_udfs(spark_con, scores)
+        else:
+            scores = on_engine(tables["orders"], forecast.table)
         snapshot = build_snapshot(tables, ws.config, as_of, checkpoint, scores, previous)
         clusters: dict[str, object] | None = None
         if clustering:
@@ -363,8 +367,10 @@ def _run(
         if spark_con is not None:
             for kept in cached:
                 kept.release()
-            for view in [scores, *([labelled] if clustering else [])]:
-                spark.drop_view(spark_con, view.get_name())
+            if forecast.scorer is None:
+                spark.drop_view(spark_con, scores.get_name())
+            if clustering:
+                spark.drop_view(spark_con, labelled.get_name())
             return report
         for stage in ("measures", "classes"):
             ws.con.drop_table(f"_tierwise_{stage}_{suffix}", force=True)

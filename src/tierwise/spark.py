@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -81,6 +82,9 @@ def local_session(app_name: str = "tierwise", *, cores: int = 2, conf: dict[str,
     # Spark otherwise looks up the machine's host name, warns when it resolves to loopback and fails when
     # it does not resolve at all.
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    # Python workers (pandas UDFs: CLV scoring) run this interpreter, which has tierwise and its libraries, not
+    # whatever `python3` is first on PATH (PySpark reads the variable when the context starts).
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     fd, log_config = tempfile.mkstemp(prefix="tierwise-log4j2-", suffix=".properties")
     with os.fdopen(fd, "w") as f:
         f.write(_LOG4J2)
@@ -204,3 +208,9 @@ def run_tables(
 
 def drop_view(con: SparkBackend, name: str) -> None:
     con._session.catalog.dropTempView(name)
+
+
+def register_udfs(con: SparkBackend, expr: ir.Expr) -> None:
+    """Make the expression's Python UDFs known to the session. Ibis registers them only when it runs an
+    expression itself, not when a cached expression that contains one (the measures) is computed."""
+    con._register_udfs(expr)

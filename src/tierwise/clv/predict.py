@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,12 +43,60 @@ SCHEMA = ibis.schema(
 )
 
 
+SCORES = ("p_alive", "expected_purchases", "expected_spend", "clv_predicted")
+
+
+@dataclass
+class Scorer:
+    """The fitted models and what scoring needs, so that a customer gets the same numbers wherever it is scored:
+    on the driver (`predict`) or on Spark's executors (`scores_on_engine`)."""
+
+    model: Any
+    spend_model: Any
+    settings: ClvSettings
+    margin: float
+
+    def score(
+        self, frequency: Any, recency: Any, age: Any, monetary: Any, columns: Sequence[str] = SCORES
+    ) -> dict[str, np.ndarray]:
+        """`columns` (of SCORES) for these buyers."""
+        f = np.asarray(frequency, dtype=np.float64)
+        # Engines add amounts in different orders; rounding makes their last bits, and so the scores, the same.
+        r = np.round(np.asarray(recency, np.float64), 9)
+        age = np.round(np.asarray(age, np.float64), 9)
+        m = np.round(np.asarray(monetary, np.float64), 6)
+        repeat = (f > 0) & (m > 0)
+        s = self.settings
+        spend_f, spend_m = np.where(repeat, f, 0.0), np.where(repeat, m, 0.0)
+        compute: dict[str, Callable[[], Any]] = {
+            "p_alive": lambda: self.model.probability_alive(f, r, age),
+            "expected_purchases": lambda: self.model.expected_purchases(
+                s.horizon_months * DAYS_PER_MONTH / s.time_unit_days, f, r, age
+            ),
+            "expected_spend": lambda: self.spend_model.expected_spend(spend_f, spend_m),
+            "clv_predicted": lambda: customer_lifetime_value(
+                self.model,
+                self.spend_model,
+                f,
+                r,
+                age,
+                spend_m,
+                horizon_months=s.horizon_months,
+                discount_rate_monthly=s.discount_rate_monthly,
+                time_unit_days=s.time_unit_days,
+                margin=self.margin,
+            ),
+        }
+        return {c: np.asarray(compute[c](), dtype=np.float64) for c in columns}
+
+
 @dataclass
 class PredictionResult:
     table: pa.Table
     params: dict[str, dict[str, float]]
     note: str = ""
     transaction_model: Any = None  # the fitted BG/NBD or Pareto/NBD model, when it could be fitted
+    scorer: Scorer | None = None  # when both models could be fitted
 
 
 def empty() -> pa.Table:
@@ -63,20 +112,17 @@ def _margin(orders: ir.Table, as_of: dt.date) -> float:
     return float(min(max((row["revenue"] - row["cost"]) / row["revenue"], 0.0), 1.0))
 
 
-def predict(orders: ir.Table, settings: ClvSettings, as_of: dt.date) -> PredictionResult:
+def predict(orders: ir.Table, settings: ClvSettings, as_of: dt.date, *, score: bool = True) -> PredictionResult:
+    """Fit the models on the buyers' summary pulled from the engine; with `score`, also score every buyer here
+    (`table`); without, leave that to `scores_on_engine` with the result's `scorer`."""
     from tierwise.clv.bgnbd import BetaGeoModel
     from tierwise.clv.gamma_gamma import GammaGammaModel
     from tierwise.clv.pareto_nbd import ParetoNBDModel
 
     if settings.model == "none":
-        return PredictionResult(empty(), {}, "predictive CLV is switched off ([clv] model = \"none\")")
-    sales = orders.filter(~orders.is_return.fill_null(False))
-    summary = rfm_summary(
-        sales,
-        amount_col="amount",
-        calibration_end=as_of - dt.timedelta(days=1),
-        time_unit_days=settings.time_unit_days,
-    ).to_pyarrow().sort_by("customer_id")  # the same rows in the same order on every engine: the same fit
+        return PredictionResult(empty(), {}, 'predictive CLV is switched off ([clv] model = "none")')
+    # the same rows in the same order on every engine: the same fit
+    summary = buyer_summary(orders, settings, as_of).to_pyarrow().sort_by("customer_id")
     n = summary.num_rows
     if n < settings.min_customers:
         return PredictionResult(
@@ -102,29 +148,35 @@ def predict(orders: ir.Table, settings: ClvSettings, as_of: dt.date) -> Predicti
         except failures as exc:
             note = f"predictive CLV skipped: the spend model could not be fitted ({exc})"
             return PredictionResult(empty(), {"transactions": dict(model.params_)}, note, model)
-    horizon = settings.horizon_months * DAYS_PER_MONTH / settings.time_unit_days
-    spend_f, spend_m = np.where(repeat, f, 0.0), np.where(repeat, m, 0.0)
-    clv = customer_lifetime_value(
-        model,
-        spend_model,
-        f,
-        r,
-        age,
-        spend_m,
-        horizon_months=settings.horizon_months,
-        discount_rate_monthly=settings.discount_rate_monthly,
-        time_unit_days=settings.time_unit_days,
-        margin=_margin(orders, as_of),
-    )
-    table = pa.table(
-        {
-            "customer_id": summary["customer_id"],
-            "p_alive": np.asarray(model.probability_alive(f, r, age), dtype=np.float64),
-            "expected_purchases": np.asarray(model.expected_purchases(horizon, f, r, age), dtype=np.float64),
-            "expected_spend": np.asarray(spend_model.expected_spend(spend_f, spend_m), dtype=np.float64),
-            "clv_predicted": np.asarray(clv, dtype=np.float64),
-        }
-    )
+    scorer = Scorer(model, spend_model, settings, _margin(orders, as_of))
+    table = pa.table({"customer_id": summary["customer_id"], **scorer.score(f, r, age, m)}) if score else empty()
     note = "; ".join(str(w.message) for w in caught)
     params = {"transactions": dict(model.params_), "spend": dict(spend_model.params_)}
-    return PredictionResult(table, params, note, model)
+    return PredictionResult(table, params, note, model, scorer)
+
+
+def buyer_summary(orders: ir.Table, settings: ClvSettings, as_of: dt.date) -> ir.Table:
+    """The models' input per buyer (frequency, recency, T, monetary_value), returns left out, before `as_of`."""
+    sales = orders.filter(~orders.is_return.fill_null(False))
+    return rfm_summary(
+        sales, amount_col="amount", calibration_end=as_of - dt.timedelta(days=1), time_unit_days=settings.time_unit_days
+    )
+
+
+def scores_on_engine(orders: ir.Table, settings: ClvSettings, as_of: dt.date, scorer: Scorer) -> ir.Table:
+    """The scores of `predict` as an expression on the engine holding `orders`, computed where the rows are (on
+    Spark: pandas UDFs on the executors) instead of on the driver and sent back."""
+    summary = buyer_summary(orders, settings, as_of)
+    inputs = [summary.frequency.cast("float64"), summary.recency, summary["T"], summary.monetary_value]
+    return summary.select("customer_id", **{name: _score_udf(scorer, name)(*inputs) for name in SCORES})
+
+
+def _score_udf(scorer: Scorer, column: str) -> Callable[..., ir.Value]:
+    def score(frequency: Any, recency: Any, age: Any, monetary: Any) -> Any:
+        import pandas as pd
+
+        return pd.Series(scorer.score(frequency, recency, age, monetary, [column])[column], index=frequency.index)
+
+    return ibis.udf.scalar.pandas(
+        score, name=f"tierwise_{column}", signature=(("float64", "float64", "float64", "float64"), "float64")
+    )

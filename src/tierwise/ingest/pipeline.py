@@ -109,9 +109,7 @@ def ingest_file(
         open_source(path)
     fp = fingerprint(path)
     batch_id = f"{spec.name}-{fp[:16]}"
-    batches = ws.table("batches")
-    previous = batches.filter(batches.batch_id == batch_id).select("file").to_pyarrow()
-    if previous.num_rows:
+    if already_loaded(ws, batch_id):
         return BatchReport(file, table_key, batch_id, "already_loaded")
 
     tick = progress(file, path.stat().st_size) if progress else None
@@ -167,8 +165,7 @@ def ingest_database(
     try:
         fp = read.digest()
         batch_id = f"{spec.name}-{fp[:16]}"
-        batches = ws.table("batches")
-        if batches.filter(batches.batch_id == batch_id).count().execute():
+        if already_loaded(ws, batch_id):
             return BatchReport(key, table_key, batch_id, "already_loaded", file_format="database")
         mark = None
         if column is not None:
@@ -190,6 +187,11 @@ def ingest_database(
         cleanup()
     report.timings = timings
     return report
+
+
+def already_loaded(ws: Workspace, batch_id: str) -> bool:
+    batches = ws.table("batches")
+    return bool(batches.filter(batches.batch_id == batch_id).count().execute())
 
 
 def last_mark(ws: Workspace, key: str, column: str) -> str | None:
