@@ -1,0 +1,499 @@
+"""Scale benchmark (issue 8): 1, 10 and 100 million generated transactions end to end, from Parquet, on DuckDB.
+
+    .venv/bin/python benchmarks/bench_scale.py --transactions 1000000 10000000 --keep /tmp/bench-scale
+    .venv/bin/python benchmarks/bench_scale.py --transactions 100000000 --keep /tmp/bench-scale --generate-only
+    timeout 1500 .venv/bin/python benchmarks/bench_scale.py --transactions 100000000 --keep /tmp/bench-scale
+
+For each size the script generates the data once with tierwise's own generator (B2C profile, seed 1, eight years
+of history as in bench_run.py, so about ten order lines per customer; the customer count is chosen from a
+20,000-customer pilot so that the order lines come close to the wanted number). Generation is not timed; with
+--keep DIR the Parquet files are reused by later invocations, and --generate-only stops after generating. Before
+generating, the free disk space is checked (about 300 bytes per transaction for the Parquet files, the workspace
+and DuckDB's spill files: 30 GB at 100 million); a size that does not fit is skipped with a note.
+
+Then, each in its own child process so that its peak memory (max RSS, imports included) is its own:
+
+  end-to-end  what a user does, in one process: `Workspace.init` of a fresh workspace → `ingest_file` of the
+              customers Parquet → `ingest_file` of the orders Parquet (full pipeline: duplicates, parsing and
+              checking, returns and outliers, quarantine) → `tierwise.run.run(ws)` (the whole snapshot, stored)
+              → `tierwise.report.write_report` (the HTML report, as `tierwise report` writes it). Default
+              workspace settings (DuckDB memory limit 2 GB, all cores; --memory-limit changes the one setting in
+              the fresh workspace's tierwise.toml, as a user would). Seconds, CPU seconds and the peak so far
+              after every stage, and with each of the run's stages as it starts; the run's own stage timings
+              (RunReport.timings: models, measures, classes, clusters when enabled, pareto; "other" is the run's
+              wall time outside them: counting inputs, commit); rows/s is transactions ÷ end-to-end seconds.
+              Not timed, afterwards: the snapshot's core columns exported for the check below.
+  pandas      a baseline where it fits in memory (up to --pandas-max transactions; the reason is printed when
+              skipped): `pd.read_parquet` of the same generated files, returns as ingest flags them, then the
+              core of bench_run.py's pandas baseline: first/last order date, recency, frequency, monetary per
+              customer, RFM quintile scores, segment, eight classes, ABC. It does far less than end-to-end (no
+              checking, no storing, no other features, no report): a floor, not an equal.
+
+After both, the run's snapshot and the pandas result are compared customer by customer on the core columns
+(bench_run._compare, done after the timing). Each child prints the start of every stage as it goes, so a child
+stopped by --limit (or by an outer `timeout`) shows where it was; the result then says "did not finish".
+The summary gives, per size, seconds per million transactions and the ratio of time to the previous size (time
+growing no worse than linearly means the time ratio is at most the size ratio), and checks the issue's targets
+at 100 million transactions: end to end ≤ 300 s with peak memory ≤ 8 GB. The load average before each child is
+printed too: other processes on the machine inflate wall time, hardly CPU time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+# The sibling script (its folder is on sys.path when run as a script): the same data shape, the same check.
+from bench_run import CORE, HISTORY, _compare
+
+TARGET_TRANSACTIONS = 100_000_000
+TARGET_SECONDS = 300.0
+TARGET_PEAK_MB = 8 * 1024
+BYTES_PER_TRANSACTION = 300  # free disk wanted: Parquet ~35, workspace DuckDB file, spill files, with room to spare
+PROGRESS = "@progress "
+RESULT = "@result "
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _clock() -> tuple[float, float]:
+    """Wall clock and CPU time (user + system, all threads) of this process."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return time.perf_counter(), ru.ru_utime + ru.ru_stime
+
+
+def _since(start: tuple[float, float]) -> dict[str, float]:
+    wall, cpu = _clock()
+    return {"seconds": wall - start[0], "cpu_s": cpu - start[1], "peak_mb": _peak_mb()}
+
+
+def _say(started: float, text: str) -> None:
+    """A progress line for the parent (which echoes it at once)."""
+    print(f"{PROGRESS}[{time.perf_counter() - started:7.1f} s] {text}", flush=True)
+
+
+# ---------------------------------------------------------------------------------------------------- data
+
+
+def _prepare(size_dir: Path, transactions: int, min_free_gb: float | None) -> dict[str, Any]:
+    """Generate the Parquet files once per size (kept in size_dir/data); the summary is kept in generated.json."""
+    summary_file = size_dir / "generated.json"
+    if summary_file.exists():
+        return json.loads(summary_file.read_text())
+    from tierwise.generate import generate
+
+    size_dir.mkdir(parents=True, exist_ok=True)
+    need_gb = min_free_gb if min_free_gb is not None else transactions * BYTES_PER_TRANSACTION / 1e9
+    free_gb = shutil.disk_usage(size_dir).free / 1e9
+    if free_gb < need_gb:
+        return {"skipped": f"{free_gb:.0f} GB free on {size_dir}, {need_gb:.0f} GB wanted for {transactions:,}"}
+    pilot_dir = Path(tempfile.mkdtemp(prefix="tw-pilot-"))
+    try:
+        pilot = generate(pilot_dir, customers=20_000, seed=1, profile="b2c", fmt="parquet", **HISTORY)
+    finally:
+        shutil.rmtree(pilot_dir, ignore_errors=True)
+    customers = max(1000, round(transactions / (pilot.rows["orders"] / 20_000)))
+    print(f"  generating {customers:,} customers ({free_gb:.0f} GB free) ...", flush=True)
+    t0 = time.perf_counter()
+    generated = generate(size_dir / "data", customers=customers, seed=1, profile="b2c", fmt="parquet", **HISTORY)
+    seconds = time.perf_counter() - t0
+    sizes = {t: (size_dir / "data" / f"{t}.parquet").stat().st_size / 1e6 for t in ("customers", "orders")}
+    summary = {
+        "customers": customers,
+        "order_lines": generated.rows["orders"],
+        "generate_s": seconds,
+        "generate_peak_mb": _peak_mb(),  # this (parent) process's peak so far: the generator's, roughly
+        "parquet_mb": sizes,
+    }
+    summary_file.write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+# ------------------------------------------------------------------------------------------- measurements
+
+
+def _end_to_end(size_dir: Path, memory_limit: str | None) -> dict[str, Any]:
+    started = time.perf_counter()
+    from tierwise.ingest.pipeline import ingest_file
+    from tierwise.report import write_report
+    from tierwise.run import run
+    from tierwise.workspace import Workspace
+
+    _say(started, f"imports done, peak {_peak_mb():,.0f} MB")
+    ws_dir, data = size_dir / "ws", size_dir / "data"
+    shutil.rmtree(ws_dir, ignore_errors=True)
+    stages: dict[str, dict[str, float]] = {}
+    t_all = _clock()
+
+    def stage(name: str, fn: Any) -> Any:
+        _say(started, f"{name}: start")
+        t0 = _clock()
+        result = fn()
+        stages[name] = m = _since(t0)
+        _say(started, f"{name}: {m['seconds']:.1f} s, cpu {m['cpu_s']:.1f} s, peak so far {m['peak_mb']:,.0f} MB")
+        return result
+
+    def init() -> Workspace:
+        ws = Workspace.init(ws_dir)
+        if memory_limit is None:
+            return ws
+        ws.close()  # the one setting changed, as a user would edit tierwise.toml
+        toml = ws_dir / "tierwise.toml"
+        text, n = re.subn(r'(?m)^memory_limit = ".*"$', f'memory_limit = "{memory_limit}"', toml.read_text(), count=1)
+        assert n == 1, "no memory_limit line in tierwise.toml"
+        toml.write_text(text)
+        return Workspace.open(ws_dir)
+
+    ws = stage("init", init)
+    ingest = {
+        t: stage(f"ingest {t}", lambda t=t: ingest_file(ws, t, data / f"{t}.parquet")) for t in ("customers", "orders")
+    }
+    # A run stage is announced when it starts: the peak printed with it is the peak up to the previous one's end.
+    report = stage("run", lambda: run(ws, on_stage=lambda s: _say(started, f"  run: {s} (peak {_peak_mb():,.0f} MB)")))
+    html = size_dir / "report.html"
+    summary = stage("report", lambda: write_report(ws, html, progress=lambda s: _say(started, f"  report: {s}")))
+    total = _since(t_all)
+    # Not timed: the core columns for the comparison with pandas, and the size of what was stored.
+    (size_dir / "out").mkdir(exist_ok=True)
+    ws.table(report.snapshot_table).select(CORE).to_parquet(size_dir / "out" / "run.parquet")
+    ws.close()
+    db_mb = sum(p.stat().st_size for p in ws_dir.rglob("*") if p.is_file()) / 1e6
+    return {
+        **total,
+        "stages": stages,
+        "ingest": {
+            t: {k: getattr(r, k) for k in ("status", "rows_read", "rows_loaded", "rows_quarantined", "timings")}
+            for t, r in ingest.items()
+        },
+        "run_timings": report.timings,
+        "run_id": report.run_id,
+        "as_of": report.as_of.isoformat(),
+        "customers": report.customers,
+        "report_bytes": summary.bytes,
+        "workspace_mb": db_mb,
+    }
+
+
+def _pandas(size_dir: Path) -> dict[str, Any]:
+    """bench_run.py's pandas core, read from the generated files instead of the ingested tables."""
+    import numpy as np
+    import pandas as pd
+
+    from tierwise.classify.rfm import CLASS8, GRID, PROSPECTS
+    from tierwise.config import Config, load_config
+
+    toml = size_dir / "ws" / "tierwise.toml"
+    cfg = load_config(toml) if toml.exists() else Config()
+    as_of = dt.date.fromisoformat(json.loads((size_dir / "out" / "as_of.json").read_text()))
+    t0 = _clock()
+    columns = ["order_id", "customer_id", "order_date", "amount", "quantity", "status"]
+    orders = pd.read_parquet(size_dir / "data" / "orders.parquet", columns=columns)
+    customers = pd.read_parquet(size_dir / "data" / "customers.parquet", columns=["customer_id"])
+    read = _since(t0)
+    # Returns as ingest flags them: a cancelled status or order-number prefix, a negative amount or quantity.
+    cancelled = orders["status"].str.strip().str.lower().isin(cfg.ingest.cancel_statuses).fillna(False)
+    order_id = orders["order_id"].str.strip().str.upper()
+    for prefix in cfg.ingest.cancel_prefixes:
+        cancelled |= order_id.str.startswith(prefix.upper()).fillna(False).astype(bool)
+    orders["is_return"] = cancelled | (orders["amount"] < 0).fillna(False) | (orders["quantity"] < 0).fillna(False)
+    orders = orders.drop(columns=["order_id", "quantity", "status"])
+    del order_id, cancelled
+
+    as_of_ts = pd.Timestamp(as_of)
+    start = as_of_ts - pd.Timedelta(days=cfg.features.window_days)
+    orders["day"] = orders["order_date"].dt.floor("D")
+    orders = orders[orders["day"] < as_of_ts]
+    sale = ~orders["is_return"]
+    in_window = orders["day"] >= start
+    sales = orders[sale]
+    dates = sales.groupby("customer_id")["day"].agg(first_order_date="min", last_order_date="max")
+    frequency = sales[in_window[sale]].groupby("customer_id")["day"].nunique().rename("frequency")
+    monetary = orders[in_window].groupby("customer_id")["amount"].sum().rename("monetary")
+
+    df = customers.set_index("customer_id").join([dates, frequency, monetary])
+    df["recency_days"] = (as_of_ts - df["last_order_date"]).dt.days.astype("Int64")
+    df["frequency"] = df["frequency"].fillna(0).astype("int64")
+    df["monetary"] = df["monetary"].fillna(0.0)
+    buyer = df["recency_days"].notna()
+
+    b = df[buyer]
+    for col, value in (("r_score", -b["recency_days"]), ("f_score", b["frequency"]), ("m_score", b["monetary"])):
+        share = value.rank(method="max") / len(b)
+        df[col] = np.maximum(np.ceil(share * 5), 1).astype("Int64")
+    segments = {(r, f): code for rs, fs, code in GRID for r in rs for f in fs}
+    df["rfm_segment"] = [segments.get((r, f), PROSPECTS) for r, f in zip(df["r_score"], df["f_score"], strict=True)]
+    key = pd.Series(
+        list(zip(b["recency_days"] < b["recency_days"].mean(), b["frequency"] > b["frequency"].mean(),
+                 b["monetary"] > b["monetary"].mean(), strict=True)),
+        index=b.index,
+    )  # fmt: skip
+    df["rfm_class8"] = key.map(CLASS8)
+
+    per_value = df.loc[df["monetary"] > 0].groupby("monetary")["monetary"].sum().sort_index(ascending=False)
+    cum_share = per_value.cumsum() / per_value.sum()
+    df["abc_cum_share"] = df["monetary"].map(cum_share)
+    share = df["abc_cum_share"]
+    df["abc_class"] = np.select(
+        [share <= cfg.abc.a_cutoff + 1e-12, share <= cfg.abc.b_cutoff + 1e-12], ["A", "B"], default="C"
+    )
+    m = _since(t0)
+    for col in ("first_order_date", "last_order_date"):
+        df[col] = df[col].dt.date
+    df.reset_index()[CORE].to_parquet(size_dir / "out" / "pandas.parquet")
+    return {**m, "read_s": read["seconds"], "rows": len(df)}
+
+
+# ------------------------------------------------------------------------------------------------- driver
+
+
+def _in_child(kind: str, size_dir: Path, limit: float | None, memory_limit: str | None = None) -> dict[str, Any]:
+    """One measurement in a fresh process, its progress echoed as it comes; {"failed": why} if it did not finish."""
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--child", kind, str(size_dir), memory_limit or ""],
+        stdout=subprocess.PIPE,
+        text=True,
+        bufsize=1,
+    )
+    state = {"stage": "starting", "result": ""}
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith(PROGRESS):
+                text = line[len(PROGRESS) :].rstrip()
+                print(f"    {kind}: {text}", flush=True)
+                state["stage"] = text
+            elif line.startswith(RESULT):
+                state["result"] = line[len(RESULT) :]
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    t0 = time.perf_counter()
+    try:
+        code = proc.wait(timeout=limit)
+    except subprocess.TimeoutExpired:
+        proc.kill()  # this child only, by its own id
+        proc.wait()
+        reader.join()
+        why = f"did not finish within {limit:.0f} s (stopped); last progress: {state['stage']}"
+        print(f"  {kind} {why}", flush=True)
+        return {"failed": why, "seconds_until_stopped": time.perf_counter() - t0}
+    reader.join()
+    if code or not state["result"]:
+        why = f"exit code {code} after {time.perf_counter() - t0:.0f} s; last progress: {state['stage']}"
+        print(f"  {kind} FAILED: {why}", flush=True)
+        return {"failed": why}
+    return json.loads(state["result"])
+
+
+def _child(kind: str, size_dir: str, memory_limit: str) -> None:
+    path = Path(size_dir)
+    result = _end_to_end(path, memory_limit or None) if kind == "end-to-end" else _pandas(path)
+    print(RESULT + json.dumps(result, default=str), flush=True)
+
+
+def _pandas_skip(transactions: int, pandas_max: int, measured: list[tuple[int, float]]) -> str | None:
+    if transactions <= pandas_max:
+        return None
+    reason = f"above --pandas-max {pandas_max:,} transactions"
+    if measured:
+        n, peak = max(measured)
+        ram_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+        need_gb = peak * transactions / n / 1024
+        reason += (
+            f"; its peak at {n:,} was {peak:,.0f} MB, so about {need_gb:,.0f} GB at {transactions:,} on a "
+            f"{ram_gb:.0f} GB machine" + (": does not fit" if need_gb > 0.75 * ram_gb else "")
+        )
+    return reason
+
+
+def _bench_size(base: Path, transactions: int, args: argparse.Namespace, history: list[dict[str, Any]]) -> dict:
+    size_dir = base / str(transactions)
+    print(f"== {transactions:,} transactions ({size_dir})", flush=True)
+    prep = _prepare(size_dir, transactions, args.min_free_gb)
+    entry: dict[str, Any] = {"transactions": transactions, "generated": prep}
+    if "skipped" in prep:
+        print(f"  SKIPPED: {prep['skipped']}", flush=True)
+        return entry
+    lines = prep["order_lines"]
+    print(
+        f"  data: {lines:,} order lines, {prep['customers']:,} customers; Parquet orders "
+        f"{prep['parquet_mb']['orders']:,.0f} MB, customers {prep['parquet_mb']['customers']:,.0f} MB; "
+        f"generated in {prep['generate_s']:.1f} s (not timed)",
+        flush=True,
+    )
+    if args.generate_only:
+        return entry
+
+    load = os.getloadavg()
+    limit_note = f", DuckDB memory limit {args.memory_limit}" if args.memory_limit else ""
+    print(f"  end to end (load average before {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}{limit_note}) ...", flush=True)
+    e2e = _in_child("end-to-end", size_dir, args.limit, args.memory_limit)
+    e2e["memory_limit"] = args.memory_limit or "workspace default"
+    e2e["load_before"] = load[0]
+    entry["end_to_end"] = e2e
+    if "failed" not in e2e:
+        (size_dir / "out" / "as_of.json").write_text(json.dumps(e2e["as_of"]))
+        print(f"\n  {'stage':24s} {'seconds':>8s} {'share':>6s} {'CPU s':>7s} {'peak MB':>8s} {'rows/s':>12s}")
+        rows = {"ingest customers": prep["customers"], "ingest orders": lines, "run": lines, "report": None}
+        for name, m in e2e["stages"].items():
+            rate = f"{rows[name] / m['seconds']:12,.0f}" if rows.get(name) else f"{'':12s}"
+            share = 100 * m["seconds"] / e2e["seconds"]
+            print(f"  {name:24s} {m['seconds']:8.2f} {share:5.1f}% {m['cpu_s']:7.1f} {m['peak_mb']:8,.0f} {rate}")
+            if name == "run":
+                timed = {k: v for k, v in e2e["run_timings"].items() if k != "total"}
+                timed["other"] = m["seconds"] - sum(timed.values())
+                for k, v in timed.items():
+                    print(f"    run: {k:18s} {v:8.2f}")
+        print(
+            f"  {'total':24s} {e2e['seconds']:8.2f} {'':6s} {e2e['cpu_s']:7.1f} {e2e['peak_mb']:8,.0f} "
+            f"{lines / e2e['seconds']:12,.0f}"
+        )
+        print(
+            f"  loaded {e2e['ingest']['orders']['rows_loaded']:,} order lines "
+            f"({e2e['ingest']['orders']['rows_quarantined']:,} quarantined), snapshot of {e2e['customers']:,} "
+            f"customers as of {e2e['as_of']}, report {e2e['report_bytes'] / 1e3:,.0f} kB, workspace "
+            f"{e2e['workspace_mb']:,.0f} MB on disk\n",
+            flush=True,
+        )
+
+    measured = [(h["transactions"], h["pandas"]["peak_mb"]) for h in history if "seconds" in h.get("pandas", {})]
+    skip = _pandas_skip(transactions, args.pandas_max, measured)
+    if skip:
+        entry["pandas"] = {"skipped": skip}
+        print(f"  pandas skipped: {skip}", flush=True)
+    elif "failed" in e2e:
+        entry["pandas"] = {"skipped": "end to end did not finish (no as-of date, nothing to compare with)"}
+    else:
+        load = os.getloadavg()
+        pd_result = _in_child("pandas", size_dir, args.limit)
+        pd_result["load_before"] = load[0]
+        entry["pandas"] = pd_result
+        if "failed" not in pd_result:
+            print(
+                f"  pandas core {pd_result['seconds']:.2f} s (read {pd_result['read_s']:.2f} s), cpu "
+                f"{pd_result['cpu_s']:.1f} s, peak {pd_result['peak_mb']:,.0f} MB, "
+                f"{lines / pd_result['seconds']:,.0f} rows/s (load before {load[0]:.2f})",
+                flush=True,
+            )
+            from tierwise.config import load_config
+
+            abc = load_config(size_dir / "ws" / "tierwise.toml").abc
+            diff = _compare(size_dir / "out", "run", "pandas", CORE, (abc.a_cutoff, abc.b_cutoff))
+            entry["check"] = diff
+            real = {k: v for k, v in diff.items() if not k.startswith("float ties")}
+            print(f"  check run vs pandas (core columns): {'DIFFER' if real else 'agree'} {json.dumps(diff)}\n")
+    return entry
+
+
+def _summary(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    print("\nsummary (end to end = init + ingest customers + ingest orders + run + report, one process)")
+    head = (
+        f"{'transactions':>13s} {'customers':>11s} {'e2e s':>8s} {'rows/s':>10s} {'CPU s':>7s} {'peak MB':>8s} "
+        f"{'s / M':>6s} {'× time':>7s} {'× size':>7s} {'pandas s':>9s} {'pandas MB':>9s} {'load':>5s}"
+    )
+    print(head)
+    previous: tuple[int, float] | None = None
+    verdict: dict[str, Any] = {}
+    for e in entries:
+        gen, e2e, pd_r = e["generated"], e.get("end_to_end", {}), e.get("pandas", {})
+        lines = gen.get("order_lines", e["transactions"])
+        if "seconds" not in e2e:
+            why = gen.get("skipped") or e2e.get("failed") or "not measured"
+            print(f"{lines:13,d} {gen.get('customers', 0):11,d}  {why}")
+            if e["transactions"] >= TARGET_TRANSACTIONS:
+                verdict = {"met": False, "why": why}
+            continue
+        s = e2e["seconds"]
+        ratio, size = ("", "") if previous is None else (f"{s / previous[1]:7.2f}", f"{lines / previous[0]:7.2f}")
+        pd_s = f"{pd_r['seconds']:9.2f}" if "seconds" in pd_r else f"{'skipped':>9s}"
+        pd_mb = f"{pd_r['peak_mb']:9,.0f}" if "seconds" in pd_r else f"{'':9s}"
+        print(
+            f"{lines:13,d} {gen['customers']:11,d} {s:8.1f} {lines / s:10,.0f} {e2e['cpu_s']:7.1f} "
+            f"{e2e['peak_mb']:8,.0f} {s / lines * 1e6:6.2f} {ratio:>7s} {size:>7s} {pd_s} {pd_mb} "
+            f"{e2e['load_before']:5.2f}"
+        )
+        if e["transactions"] >= TARGET_TRANSACTIONS:
+            linear = None if previous is None else (s / previous[1]) <= (lines / previous[0])
+            verdict = {
+                "seconds_ok": s <= TARGET_SECONDS,
+                "peak_ok": e2e["peak_mb"] <= TARGET_PEAK_MB,
+                "linear_from_previous": linear,
+            }
+            verdict["met"] = all(v is not False for v in verdict.values())
+        previous = (lines, s)
+    if not verdict:
+        print(f"targets at {TARGET_TRANSACTIONS:,} (≤ {TARGET_SECONDS:.0f} s, ≤ 8 GB): not measured in this run")
+    elif "why" in verdict:
+        print(f"targets at {TARGET_TRANSACTIONS:,} (≤ {TARGET_SECONDS:.0f} s, ≤ 8 GB): NOT MET ({verdict['why']})")
+    else:
+        word = {True: "met", False: "MISSED", None: "not measured"}
+        print(
+            f"targets at {TARGET_TRANSACTIONS:,}: ≤ {TARGET_SECONDS:.0f} s {word[verdict['seconds_ok']]}; "
+            f"peak ≤ 8 GB {word[verdict['peak_ok']]}; "
+            f"no worse than linear from the previous size {word[verdict['linear_from_previous']]}"
+        )
+    return verdict
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--transactions", type=int, nargs="+", default=[1_000_000], help="order lines (about)")
+    ap.add_argument("--keep", type=Path, help="reuse/keep generated Parquet (and the last workspaces) in this folder")
+    ap.add_argument("--json", type=Path, metavar="FILE", help="write all results to this JSON file")
+    ap.add_argument("--generate-only", action="store_true", help="only generate the data (with --keep)")
+    ap.add_argument("--pandas-max", type=int, default=20_000_000, help="largest size for the pandas baseline")
+    ap.add_argument("--limit", type=float, default=1500, help="stop a child after this many seconds (default 1500)")
+    ap.add_argument("--min-free-gb", type=float, help="free disk wanted before generating (default 300 B/line)")
+    ap.add_argument("--memory-limit", help="[engine] memory_limit of the fresh workspace (default: as init writes it)")
+    ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        _child(*args.child)
+        return
+
+    import duckdb
+    import ibis
+    import pandas as pd
+    import pyarrow as pa
+
+    base = args.keep or Path(tempfile.mkdtemp(prefix="tw-bench-scale-"))
+    base.mkdir(parents=True, exist_ok=True)
+    ram_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    machine = (
+        f"{os.cpu_count()} cores, {ram_gb:.1f} GB RAM, {platform.processor() or platform.machine()}; "
+        f"Python {sys.version.split()[0]}, DuckDB {duckdb.__version__}, Ibis {ibis.__version__}, "
+        f"pyarrow {pa.__version__}, pandas {pd.__version__}; {shutil.disk_usage(base).free / 1e9:.0f} GB free "
+        f"on {base}; {dt.datetime.now().isoformat(timespec='minutes')}"
+    )
+    print(f"machine: {machine}", flush=True)
+    entries: list[dict[str, Any]] = []
+    try:
+        for n in args.transactions:
+            entries.append(_bench_size(base, n, args, entries))
+    finally:
+        if not args.keep:
+            shutil.rmtree(base, ignore_errors=True)
+    verdict = _summary(entries) if not args.generate_only else {}
+    if args.json:
+        doc = {"machine": machine, "sizes": entries, "targets_100m": verdict}
+        args.json.write_text(json.dumps(doc, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
