@@ -673,17 +673,17 @@ def _canonical_rows(
 
 
 def _upsert_customers(ws: Workspace, new: ir.Table) -> int:
-    """A newer customers file replaces the details of customers already known (and minimal records)."""
+    """A newer customers file replaces the details of customers already known (and minimal records).
+
+    The replaced rows are deleted and the new ones appended (inside the batch's transaction): rewriting the
+    whole table took most of the time of loading ten million customers."""
     con = ws.con
     existing = con.table("customers")
     updated = int(existing.semi_join(new, "customer_id").count().execute())
-    kept = existing.anti_join(new, "customer_id")
-    combined = kept.union(new.select(*existing.columns))
-    tmp = f"_customers_{uuid.uuid4().hex[:8]}"
-    con.create_table(tmp, combined, temp=True)
-    con.truncate_table("customers")
-    con.insert("customers", con.table(tmp))
-    con.drop_table(tmp, force=True)
+    if updated:
+        ids = con.compile(new.select("customer_id"))
+        con.raw_sql(f"DELETE FROM customers WHERE customer_id IN ({ids})")
+    con.insert("customers", new.select(*existing.columns))
     return updated
 
 

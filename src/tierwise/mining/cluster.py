@@ -25,6 +25,7 @@ MIN_CUSTOMERS = 10
 MAX_LEVELS = 20  # one-hot columns per categorical feature; rarer values share the all-zero code
 SILHOUETTE_SAMPLE = 4000  # customers the silhouette is computed on (a 4,000² distance matrix: 128 MB)
 PROJECTION_POINTS = 2000
+PREDICT_ROWS = 250_000  # customers assigned at a time
 
 
 @dataclass
@@ -119,8 +120,9 @@ def _fit(df: pd.DataFrame, s: ClusterSettings) -> ClusterResult:
     excluded = int((~member).sum())
     if excluded:
         notes.append(f"{excluded} customers without purchases are not clustered (cluster is empty for them)")
-    base = df.loc[member]
     categorical = [c for c in s.categorical if c in df.columns]
+    # Only the columns the fit reads: a copy of every column (ids included) of ten million customers is large.
+    base = df.loc[member, list(dict.fromkeys([*features, *categorical, *(["monetary"] if "monetary" in df else [])]))]
     if not (features or categorical) or len(base) < MIN_CUSTOMERS:
         why = "no feature to cluster on" if not (features or categorical) else f"{len(base)} customers"
         notes.append(f"clustering skipped: {why} (needs at least {MIN_CUSTOMERS} customers and one feature)")
@@ -150,7 +152,7 @@ def _fit(df: pd.DataFrame, s: ClusterSettings) -> ClusterResult:
             f"clusters are unstable: bootstrap refits agree with the model at adjusted Rand index {stability:.2f} "
             f"(below {s.unstable_ari}); try a smaller k, other features or more customers"
         )
-    raw = np.asarray(model.predict(transform.apply(base)))
+    raw = _predict(model, transform, base)
     order = _order_by_revenue(base, raw, k)
     labels = pd.Series(pd.NA, index=df.index, dtype="Int64")
     labels[member] = order[raw]
@@ -167,7 +169,7 @@ def _fit(df: pd.DataFrame, s: ClusterSettings) -> ClusterResult:
         warning=warning,
         transform=transform,
         centers=centers.sort_index(),
-        projection=_projection(fit_rows, points, order[np.asarray(model.labels_)], s.seed),
+        projection=_projection(df.loc[fit_rows.index], points, order[np.asarray(model.labels_)], s.seed),
         profiles=profile_clusters(df, labels, features),
         features=features + categorical,
         skipped=skipped,
@@ -189,9 +191,19 @@ def assign_clusters(df: pd.DataFrame, result: ClusterResult) -> pd.Series:
         return labels
     member = _members(df, result.include_prospects)
     if member.any():
-        raw = np.asarray(result.model.predict(result.transform.apply(df.loc[member])))
+        raw = _predict(result.model, result.transform, df.loc[member])
         labels[member] = np.asarray(result.numbering)[raw]
     return labels
+
+
+def _predict(model: KMeans | MiniBatchKMeans, transform: Transform, rows: pd.DataFrame) -> np.ndarray:
+    """The nearest centre of every row, a slice at a time: the points of ten million customers at once took
+    gigabytes (each transformation step a full copy)."""
+    parts = [
+        np.asarray(model.predict(transform.apply(rows.iloc[i : i + PREDICT_ROWS])))
+        for i in range(0, len(rows), PREDICT_ROWS)
+    ]
+    return np.concatenate(parts) if parts else np.empty(0, dtype="int64")
 
 
 def _members(df: pd.DataFrame, include_prospects: bool) -> pd.Series:

@@ -21,8 +21,9 @@ def cluster_snapshot(snapshot: ir.Table, settings: ClusterSettings, language: st
     """Fit the clusters on a stored snapshot: (customer_id, cluster, cluster_name) per customer, and the summary."""
     wanted = [*CONTEXT, *settings.features, *settings.categorical]
     columns = list(dict.fromkeys(c for c in wanted if c in snapshot.columns))
-    # in customer order: the fit samples rows by position, so every engine (and run) must hand them over alike
-    df = snapshot.select(*columns).to_pandas().sort_values("customer_id", kind="stable", ignore_index=True)
+    # In customer order: the fit samples rows by position, so every engine (and run) must hand them over alike.
+    # Sorted by the engine (byte order of the ids, as Python's): a sort in pandas held a second copy of the rows.
+    df = snapshot.select(*columns).order_by("customer_id").to_pandas()
     result = fit_clusters(df, settings)
     labels = pa.table(
         {

@@ -54,24 +54,25 @@ def profile_clusters(
     A feature names a cluster when its standardised difference is at least `min_effect` in size; the
     `name_parts` largest are used."""
     member = labels.notna()
-    base = df.loc[member]
+    clustered = int(member.sum())
     lab = labels[member].astype("int64")
-    values = base[features].apply(pd.to_numeric, errors="coerce").astype("float64")
+    values = df.loc[member, features].apply(pd.to_numeric, errors="coerce").astype("float64")
     base_means, base_medians = values.mean(), values.median()
     base_std = values.std()
-    revenue = _revenue(base)
+    revenue = _revenue(df)[member]
     total_revenue = float(revenue.sum())
+    categories = df.loc[member, [c for c in DOMINANT if c in df.columns]]
     profiles = []
     for cluster, rows in values.groupby(lab, sort=True):
         means = rows.mean()
         diff = {f: _std_diff(means[f], base_means[f], base_std[f]) for f in features}
         ranked = sorted(((f, d) for f, d in diff.items() if abs(d) >= min_effect), key=lambda p: -abs(p[1]))
-        members = base.loc[rows.index]
+        members = categories.loc[rows.index]
         profiles.append(
             ClusterProfile(
                 cluster=int(cluster),
                 size=len(rows),
-                share=len(rows) / len(base),
+                share=len(rows) / clustered,
                 revenue=float(revenue[rows.index].sum()),
                 revenue_share=float(revenue[rows.index].sum()) / total_revenue if total_revenue > 0 else 0.0,
                 means=_floats(means),
