@@ -271,6 +271,22 @@ def test_run_builds_a_snapshot_per_customer(tmp_path: Path) -> None:
     assert bad.code == 2 and "--as-of 'June'" in bad.stderr
 
 
+def test_out_of_memory_is_one_line_naming_the_setting(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    run_cli("init", ws)
+    assert run_cli("ingest", "orders", CDNOW_MASTER, "-w", ws).code == 0
+    toml = ws / "tierwise.toml"
+    roomy = toml.read_text()
+    toml.write_text(re.sub(r'(?m)^memory_limit = ".*"$', 'memory_limit = "4MB"', roomy))
+    r = run_cli("run", "-w", ws)
+    assert r.code == 1 and "Traceback" not in r.stderr
+    assert r.stderr.startswith("error: out of memory") and "memory_limit under [engine]" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert run_cli("runs", "-w", ws, "--json").json() == []  # nothing half-stored
+    toml.write_text(roomy)
+    assert run_cli("run", "-w", ws).code == 0
+
+
 def test_usage_errors_are_one_message_not_a_traceback(tmp_path: Path) -> None:
     for args, message in ((["run", "--bogus"], "No such option: --bogus"), (["show", "--top", "x"], "--top")):
         r = run_cli(*args, "-w", tmp_path)
