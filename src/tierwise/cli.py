@@ -1044,7 +1044,7 @@ def main() -> None:
             used = re.search(r"\(([^()]*used)\)", str(exc))
             err.print(
                 f"error: out of memory{f' ({used.group(1)})' if used else ''}: raise memory_limit under [engine] "
-                "in tierwise.toml (e.g. \"4GB\") or set threads = 1 there (each thread needs memory of its own); "
+                'in tierwise.toml (e.g. "4GB") or set threads = 1 there (each thread needs memory of its own); '
                 "the unfinished work was not stored",
                 markup=False,
                 soft_wrap=True,
