@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO := demo
 
-.PHONY: install demo test lint typecheck bench bench-run bench-scale bench-clv bench-mining bench-web clean
+.PHONY: install demo test lint typecheck bench bench-run bench-scale bench-spark bench-clv bench-mining bench-web clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -33,6 +33,9 @@ bench-run: $(STAMP)
 
 bench-scale: $(STAMP)
 	$(BIN)/python benchmarks/bench_scale.py --transactions 1000000 10000000
+
+bench-spark: $(STAMP)
+	$(BIN)/python benchmarks/bench_scale.py --engine spark --transactions 1000000 10000000
 
 bench-clv: $(STAMP)
 	$(BIN)/python benchmarks/bench_clv.py --customers 1000000 10000000
