@@ -388,16 +388,15 @@ def _sql(size_dir: Path, as_of: dt.date, full: bool) -> dict[str, object]:
     return {**m, "rows": result.num_rows}
 
 
-def _pandas(size_dir: Path, as_of: dt.date) -> dict[str, object]:
+def pandas_core(orders: Any, customers: Any, as_of: dt.date, cfg: Any) -> Any:
+    """The core of the snapshot in plain pandas (shared with bench_scale.py): per customer first/last order date,
+    recency, frequency, monetary, RFM scores, segment, eight classes and ABC, indexed by customer_id.
+    `orders` has customer_id, order_date, amount and a boolean is_return; `customers` has customer_id."""
     import numpy as np
     import pandas as pd
 
     from tierwise.classify.rfm import CLASS8, GRID, PROSPECTS
 
-    cfg = load_config(size_dir / "ws" / "tierwise.toml")
-    t0 = _clock()
-    orders = pd.read_parquet(size_dir / "orders.parquet", columns=["customer_id", "order_date", "amount", "is_return"])
-    customers = pd.read_parquet(size_dir / "customers.parquet", columns=["customer_id"])
     as_of_ts = pd.Timestamp(as_of)
     start = as_of_ts - pd.Timedelta(days=cfg.features.window_days)
 
@@ -438,6 +437,17 @@ def _pandas(size_dir: Path, as_of: dt.date) -> dict[str, object]:
     df["abc_class"] = np.select(
         [share <= cfg.abc.a_cutoff + 1e-12, share <= cfg.abc.b_cutoff + 1e-12], ["A", "B"], default="C"
     )
+    return df
+
+
+def _pandas(size_dir: Path, as_of: dt.date) -> dict[str, object]:
+    import pandas as pd
+
+    cfg = load_config(size_dir / "ws" / "tierwise.toml")
+    t0 = _clock()
+    orders = pd.read_parquet(size_dir / "orders.parquet", columns=["customer_id", "order_date", "amount", "is_return"])
+    customers = pd.read_parquet(size_dir / "customers.parquet", columns=["customer_id"])
+    df = pandas_core(orders, customers, as_of, cfg)
     m = _since(t0)
     for col in ("first_order_date", "last_order_date"):
         df[col] = df[col].dt.date

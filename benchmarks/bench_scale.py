@@ -71,7 +71,7 @@ from pathlib import Path
 from typing import Any
 
 # The sibling script (its folder is on sys.path when run as a script): the same data shape, the same check.
-from bench_run import CORE, HISTORY, _compare
+from bench_run import CORE, HISTORY, _compare, pandas_core
 
 TARGET_TRANSACTIONS = 100_000_000
 TARGET_SECONDS = 300.0
@@ -346,10 +346,8 @@ def _end_to_end(size_dir: Path, memory_limit: str | None, engine: str, spark_con
 
 def _pandas(size_dir: Path) -> dict[str, Any]:
     """bench_run.py's pandas core, read from the generated files instead of the ingested tables."""
-    import numpy as np
     import pandas as pd
 
-    from tierwise.classify.rfm import CLASS8, GRID, PROSPECTS
     from tierwise.config import Config, load_config
 
     toml = size_dir / "ws" / "tierwise.toml"
@@ -369,43 +367,7 @@ def _pandas(size_dir: Path) -> dict[str, Any]:
     orders = orders.drop(columns=["order_id", "quantity", "status"])
     del order_id, cancelled
 
-    as_of_ts = pd.Timestamp(as_of)
-    start = as_of_ts - pd.Timedelta(days=cfg.features.window_days)
-    orders["day"] = orders["order_date"].dt.floor("D")
-    orders = orders[orders["day"] < as_of_ts]
-    sale = ~orders["is_return"]
-    in_window = orders["day"] >= start
-    sales = orders[sale]
-    dates = sales.groupby("customer_id")["day"].agg(first_order_date="min", last_order_date="max")
-    frequency = sales[in_window[sale]].groupby("customer_id")["day"].nunique().rename("frequency")
-    monetary = orders[in_window].groupby("customer_id")["amount"].sum().rename("monetary")
-
-    df = customers.set_index("customer_id").join([dates, frequency, monetary])
-    df["recency_days"] = (as_of_ts - df["last_order_date"]).dt.days.astype("Int64")
-    df["frequency"] = df["frequency"].fillna(0).astype("int64")
-    df["monetary"] = df["monetary"].fillna(0.0)
-    buyer = df["recency_days"].notna()
-
-    b = df[buyer]
-    for col, value in (("r_score", -b["recency_days"]), ("f_score", b["frequency"]), ("m_score", b["monetary"])):
-        share = value.rank(method="max") / len(b)
-        df[col] = np.maximum(np.ceil(share * 5), 1).astype("Int64")
-    segments = {(r, f): code for rs, fs, code in GRID for r in rs for f in fs}
-    df["rfm_segment"] = [segments.get((r, f), PROSPECTS) for r, f in zip(df["r_score"], df["f_score"], strict=True)]
-    key = pd.Series(
-        list(zip(b["recency_days"] < b["recency_days"].mean(), b["frequency"] > b["frequency"].mean(),
-                 b["monetary"] > b["monetary"].mean(), strict=True)),
-        index=b.index,
-    )  # fmt: skip
-    df["rfm_class8"] = key.map(CLASS8)
-
-    per_value = df.loc[df["monetary"] > 0].groupby("monetary")["monetary"].sum().sort_index(ascending=False)
-    cum_share = per_value.cumsum() / per_value.sum()
-    df["abc_cum_share"] = df["monetary"].map(cum_share)
-    share = df["abc_cum_share"]
-    df["abc_class"] = np.select(
-        [share <= cfg.abc.a_cutoff + 1e-12, share <= cfg.abc.b_cutoff + 1e-12], ["A", "B"], default="C"
-    )
+    df = pandas_core(orders, customers, as_of, cfg)
     m = _since(t0)
     for col in ("first_order_date", "last_order_date"):
         df[col] = df[col].dt.date
