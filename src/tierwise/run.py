@@ -186,15 +186,12 @@ def classes(t: ir.Table, cfg: Config, previous: Sequence[ir.Table] = ()) -> ir.T
     return t
 
 
-def classify(t: ir.Table, cfg: Config, previous: Sequence[ir.Table] = (), checkpoint: Checkpoint = _keep) -> ir.Table:
-    """Every class, the composite grade and priority, and the user's rule tags, on top of the measures.
-
-    The classes are computed on the few measures they read and may be checkpointed alone ("classes"):
-    materialising the whole wide snapshot instead spilled to disk at ten million customers."""
+def classify(t: ir.Table, cfg: Config, previous: Sequence[ir.Table] = ()) -> ir.Table:
+    """Every class, the composite grade and priority, and the user's rule tags, on top of the measures."""
     used = {c for i in cfg.grade.indicators for c in columns_in(i.expression, t.columns)}
     narrow = t.select(*[c for c in t.columns if c in set(CLASS_INPUTS) | used])
     added = classes(narrow, cfg, previous)
-    added = checkpoint("classes", added.select("customer_id", *[c for c in added.columns if c not in narrow.columns]))
+    added = added.select("customer_id", *[c for c in added.columns if c not in narrow.columns])
     snapshot = t.join(added, "customer_id")
     return add_tags(snapshot, [(r.name, r.expression) for r in cfg.rules])
 
@@ -210,12 +207,11 @@ def build_snapshot(
     """The snapshot as Ibis expressions over the canonical tables, on whichever engine holds them.
 
     `checkpoint` may materialise the measures before classification (the run does, to time the stages and
-    so that the many windows over them read a table rather than recompute the joins), and the classes (the
-    run does when it clusters, which reads them again). `predictions` are the
+    so that the many windows over them read a table rather than recompute the joins). `predictions` are the
     predictive-CLV scores (clv.predict) as a table on the same engine; without them the models are fitted
     here, which runs queries. `previous` are earlier snapshots, most recent first, for [stability].
     """
-    return classify(checkpoint("measures", measures(tables, cfg, as_of, predictions)), cfg, previous, checkpoint)
+    return classify(checkpoint("measures", measures(tables, cfg, as_of, predictions)), cfg, previous)
 
 
 def canonical_tables(ws: Workspace) -> dict[str, ir.Table]:
@@ -298,8 +294,6 @@ def _run(
     cached: list[ir.Table] = []
 
     def checkpoint(stage: str, t: ir.Table) -> ir.Table:
-        if stage == "classes" and not clustering:  # read once, by the store: nothing to keep
-            return t
         if spark_con is not None:
             kept = spark.cache_checkpoint(stage, t)
             kept.count().execute()  # computed now, so that the stage's time is its own
@@ -329,7 +323,7 @@ def _run(
         clusters: dict[str, object] | None = None
         if clustering:
             # Clusters are fitted on the finished classes (profiles name their dominant segment and grade).
-            classified = snapshot  # over the checkpointed classes
+            classified = checkpoint("classes", snapshot)
             labels, clusters = cluster_snapshot(classified, ws.config.cluster, ws.config.workspace.language)
             labelled = on_engine(classified, labels)
             snapshot = classified.left_join(labelled, "customer_id").drop("customer_id_right")
