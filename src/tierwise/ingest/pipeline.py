@@ -394,13 +394,6 @@ def _load(
     today = today or _dt.date.today()
     latest = ibis.timestamp((today + _dt.timedelta(days=settings.future_tolerance_days + 1)).isoformat())
 
-    if spec.name == "customers":
-        # The same customer twice in one file with different details: the first line wins. (The first line per
-        # id is aggregated and joined back: a window over the wide rows sorted all of them, slow at millions.)
-        ids = t["_v_customer_id"]
-        firsts = t.group_by(_first_id=ids).aggregate(_first_line=t[LINE].min())
-        t = t.left_join(firsts, ids == firsts._first_id).drop("_first_id")
-
     checks: list[_Check] = []
     for f in spec.fields:
         p = plans[f.name]
@@ -423,9 +416,11 @@ def _load(
             )
 
     if spec.name == "customers":
+        # The same customer twice in one file with different details: the first line wins.
+        t = t.mutate(_id_rank=ibis.row_number().over(group_by=t["_v_customer_id"], order_by=t[LINE]))
         checks.append(
             _Check(
-                t["_v_customer_id"].notnull() & (t[LINE] > t["_first_line"]),
+                t["_v_customer_id"].notnull() & (t["_id_rank"] > 0),
                 DUPLICATE_ID,
                 "customer_id appears earlier in this file with other details",
                 plans["customer_id"].source or "customer_id",
