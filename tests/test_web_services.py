@@ -592,6 +592,13 @@ def test_jobs_report_progress_results_and_errors_without_tracebacks() -> None:
     def crashes() -> None:
         raise RuntimeError("secret /internal/path exploded")
 
+    def runs_out_of_memory() -> None:
+        import duckdb
+
+        con = duckdb.connect()
+        con.execute("SET memory_limit = '4MB'; SET threads = 1")
+        con.execute("SELECT count(DISTINCT range) FROM range(3000000)").fetchall()
+
     jobs = JobManager(workers=2, keep=3)
     try:
         ok, bad, boom = jobs.start("test", works, 7), jobs.start("ingest", refuses), jobs.start("run", crashes)
@@ -605,6 +612,9 @@ def test_jobs_report_progress_results_and_errors_without_tracebacks() -> None:
         )
         crashed = jobs.wait(boom, timeout=10)
         assert crashed["state"] == "failed" and crashed["error"] == UNEXPECTED
+        short = jobs.wait(jobs.start("run", runs_out_of_memory), timeout=30)
+        assert short["state"] == "failed" and short["error"].startswith("out of memory (")
+        assert "memory_limit under [engine]" in short["error"]
         assert "Traceback" not in json.dumps(jobs.list()) and "secret" not in json.dumps(jobs.list())
         assert crashed["started_at"] <= crashed["finished_at"]
         jobs.wait(jobs.start("test", works, 8), timeout=10)

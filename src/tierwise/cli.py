@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -13,7 +12,7 @@ import typer
 from rich.table import Table
 
 from tierwise.cli_common import JsonOpt, WorkspaceOpt, err, out, print_json
-from tierwise.errors import UserError
+from tierwise.errors import UserError, out_of_memory
 
 app = typer.Typer(
     name="tierwise",
@@ -1040,15 +1039,9 @@ def main() -> None:
     except Exception as exc:  # anything unexpected: one line, never a traceback
         if os.environ.get("TIERWISE_DEBUG"):
             raise
-        if type(exc).__name__ == "OutOfMemoryException":  # DuckDB's, without importing it for every command
-            used = re.search(r"\(([^()]*used)\)", str(exc))
-            err.print(
-                f"error: out of memory{f' ({used.group(1)})' if used else ''}: raise memory_limit under [engine] "
-                'in tierwise.toml (e.g. "4GB") or set threads = 1 there (each thread needs memory of its own); '
-                "the unfinished work was not stored",
-                markup=False,
-                soft_wrap=True,
-            )
+        memory = out_of_memory(exc)
+        if memory is not None:
+            err.print(f"error: {memory}", markup=False, soft_wrap=True)
             sys.exit(1)
         err.print(
             f"error: unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 class UserError(Exception):
     """A problem with the user's input or settings: the message says where it is and what to do."""
@@ -26,3 +28,15 @@ class UserError(Exception):
         if self.column is not None:
             where.append(f"column '{self.column}'")
         return (", ".join(where) + ": " + message) if where else message
+
+
+def out_of_memory(exc: BaseException) -> str | None:
+    """DuckDB's out-of-memory error as a message a user can act on; None for any other error."""
+    if type(exc).__name__ != "OutOfMemoryException":  # DuckDB's, without importing it here
+        return None
+    used = re.search(r"\(([^()]*used)\)", str(exc))
+    return (
+        f"out of memory{f' ({used.group(1)})' if used else ''}: raise memory_limit under [engine] in tierwise.toml "
+        '(e.g. "4GB") or set threads = 1 there (each thread needs memory of its own); the unfinished work was not '
+        "stored"
+    )

@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from tierwise.errors import UserError
+from tierwise.errors import UserError, out_of_memory
 from tierwise.web.services._common import jsonable
 
 log = logging.getLogger("tierwise.web.jobs")
@@ -172,9 +172,13 @@ class JobManager:
             result = jsonable(fn(*args, **kwargs))
         except UserError as exc:
             self._finish(job, error=str(exc))
-        except Exception:
-            log.exception("job %s (%s) failed", job.job_id, job.kind)
-            self._finish(job, error=UNEXPECTED)
+        except Exception as exc:
+            memory = out_of_memory(exc)
+            if memory is not None:
+                log.warning("job %s (%s) failed: %s", job.job_id, job.kind, memory)
+            else:
+                log.exception("job %s (%s) failed", job.job_id, job.kind)
+            self._finish(job, error=memory or UNEXPECTED)
         else:
             self._finish(job, result=result)
 
