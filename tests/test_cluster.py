@@ -193,3 +193,20 @@ def test_too_few_customers_and_bad_settings() -> None:
         ClusterSettings(k_min=5, k_max=3)
     with pytest.raises(ValidationError):
         ClusterSettings(k=1)
+
+
+def test_assigning_in_slices_gives_the_labels_of_one_pass(
+    data: pd.DataFrame, result, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tierwise.mining import cluster
+
+    member = data["purchases"] > 0
+    # one pass over every customer, as the model would assign them without slicing
+    whole = np.asarray(result.numbering)[result.model.predict(result.transform.apply(data.loc[member]))]
+    for rows in (1, 7, int(member.sum()) - 1, int(member.sum())):  # slices of one row, uneven, one short, exact
+        monkeypatch.setattr(cluster, "PREDICT_ROWS", rows)
+        labels = assign_clusters(data, result)
+        assert labels[member].astype("int64").tolist() == whole.tolist()
+        assert labels[~member].isna().all()
+    monkeypatch.setattr(cluster, "PREDICT_ROWS", 7)
+    assert fit_clusters(data, ClusterSettings()).labels.equals(result.labels)
