@@ -92,6 +92,18 @@ def _since(start: tuple[float, float]) -> dict[str, float]:
 HISTORY = {"start": dt.date(2017, 1, 1), "end": dt.date(2024, 12, 31)}
 
 
+def customers_for(transactions: int) -> int:
+    """Customers to generate for about `transactions` order lines (B2C, HISTORY), from a 20,000-customer pilot."""
+    from tierwise.generate import generate
+
+    pilot_dir = Path(tempfile.mkdtemp(prefix="tw-pilot-"))
+    try:
+        pilot = generate(pilot_dir, customers=20_000, seed=1, profile="b2c", fmt="parquet", **HISTORY)
+    finally:
+        shutil.rmtree(pilot_dir, ignore_errors=True)
+    return max(1000, round(transactions / (pilot.rows["orders"] / 20_000)))
+
+
 def _prepare(size_dir: Path, transactions: int) -> dict[str, Any]:
     """Generate, ingest, export — once per size; the summary is kept in prepared.json."""
     summary_file = size_dir / "prepared.json"
@@ -100,12 +112,7 @@ def _prepare(size_dir: Path, transactions: int) -> dict[str, Any]:
     from tierwise.generate import generate
 
     size_dir.mkdir(parents=True, exist_ok=True)
-    pilot_dir = Path(tempfile.mkdtemp(prefix="tw-pilot-"))
-    try:
-        pilot = generate(pilot_dir, customers=20_000, seed=1, profile="b2c", fmt="parquet", **HISTORY)
-    finally:
-        shutil.rmtree(pilot_dir, ignore_errors=True)
-    customers = max(1000, round(transactions / (pilot.rows["orders"] / 20_000)))
+    customers = customers_for(transactions)
     t0 = time.perf_counter()
     generated = generate(size_dir / "data", customers=customers, seed=1, profile="b2c", fmt="parquet", **HISTORY)
     gen_s = time.perf_counter() - t0

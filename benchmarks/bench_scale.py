@@ -71,7 +71,7 @@ from pathlib import Path
 from typing import Any
 
 # The sibling script (its folder is on sys.path when run as a script): the same data shape, the same check.
-from bench_run import CORE, HISTORY, _compare, pandas_core
+from bench_run import CORE, HISTORY, _compare, customers_for, pandas_core
 
 TARGET_TRANSACTIONS = 100_000_000
 TARGET_SECONDS = 300.0
@@ -201,12 +201,7 @@ def _prepare(size_dir: Path, transactions: int, min_free_gb: float | None) -> di
     free_gb = shutil.disk_usage(size_dir).free / 1e9
     if free_gb < need_gb:
         return {"skipped": f"{free_gb:.0f} GB free on {size_dir}, {need_gb:.0f} GB wanted for {transactions:,}"}
-    pilot_dir = Path(tempfile.mkdtemp(prefix="tw-pilot-"))
-    try:
-        pilot = generate(pilot_dir, customers=20_000, seed=1, profile="b2c", fmt="parquet", **HISTORY)
-    finally:
-        shutil.rmtree(pilot_dir, ignore_errors=True)
-    customers = max(1000, round(transactions / (pilot.rows["orders"] / 20_000)))
+    customers = customers_for(transactions)
     print(f"  generating {customers:,} customers ({free_gb:.0f} GB free) ...", flush=True)
     t0 = time.perf_counter()
     generated = generate(size_dir / "data", customers=customers, seed=1, profile="b2c", fmt="parquet", **HISTORY)
