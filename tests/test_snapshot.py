@@ -133,6 +133,49 @@ def test_cdnow_grades_everyone_who_bought_once(cdnow: tuple[Path, dict]) -> None
     assert json.loads(runs[-1]["input_rows"])["orders"] == 69659
 
 
+def test_grade_indicators_may_name_classes_and_any_measure(cdnow: tuple[Path, dict], tmp_path: Path) -> None:
+    """Indicators over a class (r_score, computed in the same run) and a measure the classes do not read
+    (p_alive): each score is a buyer's share of the buyers that have the value at most as high, and the composite
+    is the weighted mean of the scores a buyer has, as in plain Python."""
+    import re
+    import shutil
+
+    ws = tmp_path / "ws"
+    shutil.copytree(cdnow[0], ws)
+    config = ws / "tierwise.toml"
+    text = re.sub(r"\[\[grade\.indicators\]\]\n(?:[^\[\n][^\n]*\n)*", "", config.read_text(encoding="utf-8"))
+    text += '\n[[grade.indicators]]\nname = "recent"\nexpression = "r_score"\nweight = 3.0\n'
+    text += '\n[[grade.indicators]]\nname = "alive"\nexpression = "p_alive"\nweight = 1.0\n'
+    config.write_text(text, encoding="utf-8")
+    r = run_cli("run", "-w", ws, "--json")
+    assert r.code == 0, r.stderr
+    snap = _snapshot(ws, r.json()["run_id"])
+    buyers = [s for s in snap if s["recency_days"] is not None]
+    assert len(buyers) == len(snap) > 20000
+
+    def share(values: list[float]) -> dict[float, float]:
+        counts = Counter(values)
+        out, running = {}, 0
+        for v in sorted(counts):
+            running += counts[v]
+            out[v] = 100.0 * running / len(values)
+        return out
+
+    recent = share([s["r_score"] for s in buyers])
+    alive = share([s["p_alive"] for s in buyers if s["p_alive"] is not None])
+    for s in buyers:
+        assert s["score_recent"] == pytest.approx(recent[s["r_score"]])
+        if s["p_alive"] is None:
+            assert s["score_alive"] is None and s["composite_score"] == pytest.approx(s["score_recent"])
+        else:
+            assert s["score_alive"] == pytest.approx(alive[s["p_alive"]])
+            assert s["composite_score"] == pytest.approx((3 * s["score_recent"] + s["score_alive"]) / 4)
+    by_rank = sorted(buyers, key=lambda s: s["priority_rank"])
+    assert [s["priority_rank"] for s in by_rank] == list(range(1, len(buyers) + 1))
+    keys = [(-s["composite_score"], -s["monetary"], s["customer_id"]) for s in by_rank]
+    assert keys == sorted(keys)
+
+
 def test_export_formats_filters_and_formula_safety(cdnow: tuple[Path, dict], tmp_path: Path) -> None:
     ws, _ = cdnow
     snap = _snapshot(ws)
@@ -190,7 +233,7 @@ def test_rule_tags_and_formula_neutralised_names(tmp_path: Path) -> None:
         + '\n[[rules]]\nname = "浙江大客户"\nexpression = "province = \'浙江\' and monetary > 50000"\n'
         + '\n[[rules]]\nname = "大客户"\nexpression = "monetary > 50000"\n'
         # rules may use every snapshot column, classes included: K2's 70,000 of 130,110 is the first 80% → A
-        + '\n[[rules]]\nname = "关键"\nexpression = "abc_class = \'A\' and lifecycle_stage != \'prospect\'"\n',
+        + "\n[[rules]]\nname = \"关键\"\nexpression = \"abc_class = 'A' and lifecycle_stage != 'prospect'\"\n",
         encoding="utf-8",
     )
     r = run_cli("run", "-w", ws, "--json")

@@ -154,24 +154,58 @@ def classes(t: ir.Table, cfg: Config, previous: Sequence[ir.Table] = ()) -> ir.T
     """RFM, ABC, value tier, lifecycle, loyalty and the composite grade, added to the measures in `t`.
 
     With [stability] enabled, the grade is held against `previous` snapshots (most recent first), and the
-    grade the score alone gives is kept as grade_raw."""
+    grade the score alone gives is kept as grade_raw.
+
+    Each classifier reads only the columns it needs from `t` and the results are joined back on customer_id:
+    every ranking window sorts whatever columns its input carries, and one chain of a dozen windows carried
+    every class added before it (strings included) through each sort, which spilled to disk at 10 million
+    customers. The classes are the same either way."""
+    key = "customer_id"
+
+    def columns(*names: str) -> ir.Table:
+        return t.select(key, *dict.fromkeys(n for n in names if n != key))
+
     rfm = cfg.rfm
     m_column = "monetary" if rfm.monetary == "total" else "avg_order_value"
-    t = add_scores(t, monetary=m_column, bins=rfm.bins, thresholds=rfm.fixed_thresholds())
+    scored = add_scores(
+        columns("recency_days", "frequency", "monetary", m_column),
+        monetary=m_column,
+        bins=rfm.bins,
+        thresholds=rfm.fixed_thresholds(),
+    )
     if rfm.bins == 5:
-        t = t.mutate(rfm_segment=segment(t.r_score, t.f_score))
+        scored = scored.mutate(rfm_segment=segment(scored.r_score, scored.f_score))
     else:  # the named grid is defined on 5×5: place other scales on it
-        on_five = [(t[c] * 5 / rfm.bins).ceil().cast("int64") for c in ("r_score", "f_score")]
-        t = t.mutate(rfm_segment=segment(on_five[0], on_five[1]))
-    t = add_class8(t, basis=rfm.class8_basis)
-    t = add_abc(t, value=cfg.abc.by, a_cutoff=cfg.abc.a_cutoff, b_cutoff=cfg.abc.b_cutoff)
-    t = add_value_tier(t, value=cfg.value.by, high_share=cfg.value.high_share, medium_share=cfg.value.medium_share)
-    t = add_lifecycle(t, LifecycleSettings(**cfg.lifecycle.model_dump()))
-    t = add_loyalty(t, LoyaltySettings(**cfg.loyalty.model_dump()))
+        on_five = [(scored[c] * 5 / rfm.bins).ceil().cast("int64") for c in ("r_score", "f_score")]
+        scored = scored.mutate(rfm_segment=segment(on_five[0], on_five[1]))
+    scored = add_class8(scored, basis=rfm.class8_basis)
+    abc = add_abc(columns(cfg.abc.by), value=cfg.abc.by, a_cutoff=cfg.abc.a_cutoff, b_cutoff=cfg.abc.b_cutoff)
+    tier = add_value_tier(
+        columns(cfg.value.by, "recency_days"),
+        value=cfg.value.by,
+        high_share=cfg.value.high_share,
+        medium_share=cfg.value.medium_share,
+    )
+    stage = add_lifecycle(
+        columns("recency_days", "tenure_days", "frequency", "ipt_mean_days", "purchases", "satisfaction"),
+        LifecycleSettings(**cfg.lifecycle.model_dump()),
+    )
+    stage = add_loyalty(stage, LoyaltySettings(**cfg.loyalty.model_dump()))
+    parts = [scored, abc, tier, stage]
+    added = {c: p for p in parts for c in p.columns if c not in t.columns}
+
+    # The grade reads the measures its indicators name (and any class they name, joined from its part).
+    every = ibis.schema({**dict(t.schema().items()), **{c: p.schema()[c] for c, p in added.items()}})
+    named = {c for i in cfg.grade.indicators for c in columns_in(i.expression, every.names)}
+    graded_in = columns("recency_days", "tenure_days", "monetary", *sorted(named - set(added)))
+    for p in parts:
+        wanted = [c for c in p.columns if c in named and c in added and added[c] is p]
+        if wanted:
+            graded_in = graded_in.join(p.select(key, *wanted), key)
     g = cfg.grade
-    t = add_grade(
-        t,
-        indicators(cfg, t.schema()),
+    graded = add_grade(
+        graded_in,
+        indicators(cfg, graded_in.schema()),
         GradeSettings(
             normalise=g.normalise,
             method=g.method,
@@ -182,8 +216,13 @@ def classes(t: ir.Table, cfg: Config, previous: Sequence[ir.Table] = ()) -> ir.T
         ),
     )
     if cfg.stability.enabled:
-        t = apply_stability(t, previous, cfg.stability, method=g.method, cutoffs=g.cutoffs)
-    return t
+        graded = apply_stability(graded, previous, cfg.stability, method=g.method, cutoffs=g.cutoffs)
+
+    out = t
+    for p in [*parts, graded]:
+        new = [c for c in p.columns if c not in out.columns]
+        out = out.join(p.select(key, *new), key)
+    return out
 
 
 def classify(t: ir.Table, cfg: Config, previous: Sequence[ir.Table] = ()) -> ir.Table:
