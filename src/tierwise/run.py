@@ -151,15 +151,18 @@ CLASS_INPUTS = (
 
 
 def classes(t: ir.Table, cfg: Config, previous: Sequence[ir.Table] = ()) -> ir.Table:
-    """RFM, ABC, value tier, lifecycle, loyalty and the composite grade, added to the measures in `t`.
+    """customer_id and the classes of the measures in `t`: RFM, ABC, value tier, lifecycle, loyalty and the
+    composite grade.
 
     With [stability] enabled, the grade is held against `previous` snapshots (most recent first), and the
     grade the score alone gives is kept as grade_raw.
 
-    Each classifier reads only the columns it needs from `t` and the results are joined back on customer_id:
-    every ranking window sorts whatever columns its input carries, and one chain of a dozen windows carried
-    every class added before it (strings included) through each sort, which spilled to disk at 10 million
-    customers. The classes are the same either way."""
+    The classifiers run in three short chains, each over only the columns of `t` it reads (RFM, lifecycle and
+    loyalty; ABC and value tier; the grade), joined on customer_id: every ranking window sorts whatever its
+    input carries, and one chain of a dozen windows carried every class added before it (strings included)
+    through each sort, which spilled to disk at 10 million customers. Three chains rather than one per
+    classifier: each join holds a hash table of every customer, and many at once exhausted small memory
+    limits. The classes are the same either way."""
     key = "customer_id"
 
     def columns(*names: str) -> ir.Table:
@@ -167,8 +170,9 @@ def classes(t: ir.Table, cfg: Config, previous: Sequence[ir.Table] = ()) -> ir.T
 
     rfm = cfg.rfm
     m_column = "monetary" if rfm.monetary == "total" else "avg_order_value"
+    life = ("tenure_days", "ipt_mean_days", "purchases", "satisfaction")
     scored = add_scores(
-        columns("recency_days", "frequency", "monetary", m_column),
+        columns("recency_days", "frequency", "monetary", m_column, *life),
         monetary=m_column,
         bins=rfm.bins,
         thresholds=rfm.fixed_thresholds(),
@@ -179,20 +183,23 @@ def classes(t: ir.Table, cfg: Config, previous: Sequence[ir.Table] = ()) -> ir.T
         on_five = [(scored[c] * 5 / rfm.bins).ceil().cast("int64") for c in ("r_score", "f_score")]
         scored = scored.mutate(rfm_segment=segment(on_five[0], on_five[1]))
     scored = add_class8(scored, basis=rfm.class8_basis)
-    abc = add_abc(columns(cfg.abc.by), value=cfg.abc.by, a_cutoff=cfg.abc.a_cutoff, b_cutoff=cfg.abc.b_cutoff)
-    tier = add_value_tier(
-        columns(cfg.value.by, "recency_days"),
-        value=cfg.value.by,
-        high_share=cfg.value.high_share,
-        medium_share=cfg.value.medium_share,
+    rfm_columns = [c for c in scored.columns if c not in t.columns]
+    scored = add_lifecycle(scored, LifecycleSettings(**cfg.lifecycle.model_dump()))
+    scored = add_loyalty(scored, LoyaltySettings(**cfg.loyalty.model_dump()))
+    ranked = add_abc(
+        columns(cfg.abc.by, cfg.value.by, "recency_days"),
+        value=cfg.abc.by,
+        a_cutoff=cfg.abc.a_cutoff,
+        b_cutoff=cfg.abc.b_cutoff,
     )
-    stage = add_lifecycle(
-        columns("recency_days", "tenure_days", "frequency", "ipt_mean_days", "purchases", "satisfaction"),
-        LifecycleSettings(**cfg.lifecycle.model_dump()),
+    ranked = add_value_tier(
+        ranked, value=cfg.value.by, high_share=cfg.value.high_share, medium_share=cfg.value.medium_share
     )
-    stage = add_loyalty(stage, LoyaltySettings(**cfg.loyalty.model_dump()))
-    parts = [scored, abc, tier, stage]
+    parts = [scored, ranked]
     added = {c: p for p in parts for c in p.columns if c not in t.columns}
+
+    def added_by(p: ir.Table) -> list[str]:
+        return [c for c in p.columns if c != key and c not in t.columns and added.get(c, graded) is p]
 
     # The grade reads the measures its indicators name (and any class they name, joined from its part).
     every = ibis.schema({**dict(t.schema().items()), **{c: p.schema()[c] for c, p in added.items()}})
@@ -218,20 +225,18 @@ def classes(t: ir.Table, cfg: Config, previous: Sequence[ir.Table] = ()) -> ir.T
     if cfg.stability.enabled:
         graded = apply_stability(graded, previous, cfg.stability, method=g.method, cutoffs=g.cutoffs)
 
-    out = t
-    for p in [*parts, graded]:
-        new = [c for c in p.columns if c not in out.columns]
-        out = out.join(p.select(key, *new), key)
-    return out
+    out = scored.select(key, *added_by(scored))
+    for p in (ranked, graded):
+        out = out.join(p.select(key, *added_by(p)), key)
+    life_columns = [c for c in added_by(scored) if c not in rfm_columns]
+    return out.select(key, *rfm_columns, *added_by(ranked), *life_columns, *added_by(graded))
 
 
 def classify(t: ir.Table, cfg: Config, previous: Sequence[ir.Table] = ()) -> ir.Table:
     """Every class, the composite grade and priority, and the user's rule tags, on top of the measures."""
     used = {c for i in cfg.grade.indicators for c in columns_in(i.expression, t.columns)}
     narrow = t.select(*[c for c in t.columns if c in set(CLASS_INPUTS) | used])
-    added = classes(narrow, cfg, previous)
-    added = added.select("customer_id", *[c for c in added.columns if c not in narrow.columns])
-    snapshot = t.join(added, "customer_id")
+    snapshot = t.join(classes(narrow, cfg, previous), "customer_id")
     return add_tags(snapshot, [(r.name, r.expression) for r in cfg.rules])
 
 

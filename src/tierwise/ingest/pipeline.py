@@ -691,14 +691,18 @@ def _create_minimal_customers(ws: Workspace, spec: TableSpec, good: ir.Table, ma
     """Customers seen in transactions but not in `customers` get a minimal, flagged record."""
     con = ws.con
     customers = con.table("customers")
-    extra: dict[str, ir.Value] = {
-        fname: good[src].strip().nullif("").first(order_by=good[LINE]) for fname, src in mapping.carried.items()
-    }
-    per_customer = good.group_by(customer_id=good["_v_customer_id"]).aggregate(source_line=good[LINE].min(), **extra)
-    missing = per_customer.anti_join(customers, "customer_id")
-    n = int(missing.count().execute())
-    if not n:
+    # The rows of unknown customers first (usually none), then one row per customer: grouping every order line
+    # by customer before looking them up cost a pass over 10 million groups at 100 million lines.
+    unknown = good.anti_join(customers, good["_v_customer_id"] == customers.customer_id)
+    if not int(unknown.count().execute()):
         return 0
+    extra: dict[str, ir.Value] = {
+        fname: unknown[src].strip().nullif("").first(order_by=unknown[LINE]) for fname, src in mapping.carried.items()
+    }
+    missing = unknown.group_by(customer_id=unknown["_v_customer_id"]).aggregate(
+        source_line=unknown[LINE].min(), **extra
+    )
+    n = int(missing.count().execute())
     target = canonical_schema(CUSTOMERS)
     row: dict[str, ir.Value] = {}
     for name in target.names:
