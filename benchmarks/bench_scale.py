@@ -19,7 +19,7 @@ Then, each in its own child process so that its peak memory (max RSS, imports in
               customers Parquet → `ingest_file` of the orders Parquet (full pipeline: duplicates, parsing and
               checking, returns and outliers, quarantine) → `tierwise.run.run(ws)` (the whole snapshot, stored)
               → `tierwise.report.write_report` (the HTML report, as `tierwise report` writes it). Default
-              workspace settings (DuckDB memory limit 2 GB, all cores; --memory-limit changes the one setting in
+              workspace settings (DuckDB memory limit 3 GB, all cores; --memory-limit changes the one setting in
               the fresh workspace's tierwise.toml, as a user would). Seconds, CPU seconds and the peak so far
               after every stage, and with each of the run's stages as it starts; the run's own stage timings
               (RunReport.timings: models, measures, classes, clusters when enabled, pareto; "other" is the run's

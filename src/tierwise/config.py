@@ -75,7 +75,7 @@ class EngineSettings(_Section):
     )
     database: str = Field("tierwise.duckdb", description="DuckDB file, relative to the workspace")
     memory_limit: str = Field(
-        "2GB", description="DuckDB memory limit; beyond it DuckDB spills to disk. Empty = 80% of RAM"
+        "3GB", description="DuckDB memory limit; beyond it DuckDB spills to disk. Empty = 80% of RAM"
     )
     threads: int = Field(0, ge=0, description="Worker threads for DuckDB; 0 = one per core")
     spark: SparkSettings = Field(
