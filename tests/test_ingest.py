@@ -197,6 +197,52 @@ def test_outliers_are_flagged_not_removed(ws: Workspace, tmp_path: Path) -> None
     assert [o["amount"] for o in rows(ws, "orders") if o["is_outlier"]] == [5000.0]
 
 
+def test_parquet_is_checked_and_stored_like_text(tmp_path: Path) -> None:
+    """Parquet without duplicates is parsed again for each pass instead of being kept in a temporary table: the
+    stored rows, quarantine, counts, returns and outlier flags equal those of the same lines as CSV, and of the
+    Parquet with a repeated line (which takes the temporary table)."""
+    amounts = [100.0, 110.0, 90.0, 105.0, 95.0, 100.0, 98.0, 102.0, 5000.0, -40.0, 70.0, 80.0]
+    lines = {
+        "order_id": [f"A{i}" for i in range(len(amounts))],
+        "customer_id": [f"C{i % 4}" for i in range(len(amounts) - 1)] + [None],  # the last is quarantined
+        "order_date": [dt.datetime(2024, 1, 1 + i) for i in range(len(amounts))],
+        "amount": amounts,
+        "status": ["ok"] * 10 + ["Cancelled", "ok"],  # a negative amount and a cancellation are returns
+    }
+    csv = "order_id,customer_id,order_date,amount,status\n" + "".join(
+        f"{o},{c or ''},{d:%Y-%m-%d},{a},{s}\n" for o, c, d, a, s in zip(*lines.values(), strict=True)
+    )
+    sources = {
+        "csv": write(tmp_path / "o.csv", csv),
+        "parquet": tmp_path / "o.parquet",
+        "repeated": tmp_path / "r.parquet",
+    }
+    pq.write_table(pa.table(lines), sources["parquet"])
+    pq.write_table(pa.table({k: v + v[:1] for k, v in lines.items()}), sources["repeated"])
+    seen = {}
+    for kind, path in sources.items():
+        ws = Workspace.init(tmp_path / kind)
+        r = ingest_file(ws, "orders", path, today=TODAY)
+        check_reconciliation(r)
+        stored = [
+            (o["order_id"], o["customer_id"], o["amount"], o["is_return"], o["is_outlier"], o["source_line"])
+            for o in rows(ws, "orders", "order_id")
+        ]
+        quarantine = [(q["line"], q["reason_code"]) for q in rows(ws, "quarantine", "line")]
+        counts = (r.rows_loaded, r.rows_quarantined, r.returns, r.outliers_flagged, r.reasons)
+        seen[kind] = (stored, quarantine, counts, r.duplicates_removed)
+        assert ("clean" in r.timings) == (kind != "parquet")  # only duplicate-free Parquet skips the table
+        ws.close()
+    # Sales Q1 = 95, Q3 = 102 (linear interpolation over the nine good sales), IQR 7: above 123 is an outlier.
+    assert seen["csv"][2] == (11, 1, 2, 1, {"MISSING_CUSTOMER_ID": 1})
+    assert [o[0] for o in seen["csv"][0] if o[4]] == ["A8"]
+    # A CSV's line numbers count its header line; a Parquet file's rows are numbered from 1.
+    stored, quarantine, counts, duplicates = seen["csv"]
+    as_parquet = ([(*o[:5], o[5] - 1) for o in stored], [(q[0] - 1, q[1]) for q in quarantine], counts, duplicates)
+    assert seen["parquet"] == as_parquet
+    assert seen["repeated"][:3] == as_parquet[:3] and seen["repeated"][3] == 1
+
+
 def test_ambiguous_day_month_order_asks_for_date_format(ws: Workspace, tmp_path: Path) -> None:
     path = write(tmp_path / "o.csv", "customer_id,order_date,amount\nC1,03/04/2024,1\nC2,05/06/2024,2\n")
     before = state(ws)

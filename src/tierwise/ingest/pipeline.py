@@ -228,8 +228,8 @@ def _stage(ws: Workspace, source: Source) -> tuple[ir.Table, Callable[[], None]]
     return raw, cleanup
 
 
-def _dedup(raw: ir.Table, source_cols: list[str]) -> ir.Table:
-    """Exact duplicates collapse to their first line, with `_copies` counting them.
+def _dedup(raw: ir.Table, source_cols: list[str]) -> tuple[ir.Table, bool]:
+    """Exact duplicates collapse to their first line, with `_copies` counting them; True when some did.
 
     Grouping ten million rows by every column takes about 11 s here; counting repeated row hashes takes 2 s.
     Most files have no duplicates, so the hashes are checked first and the exact grouping (which a hash
@@ -239,8 +239,8 @@ def _dedup(raw: ir.Table, source_cols: list[str]) -> ir.Table:
     hashed = raw.select(_h=row_hash)
     repeats = hashed.group_by("_h").aggregate(_n=hashed.count()).filter(ibis._._n > 1).count().execute()
     if not repeats:
-        return raw.mutate(_copies=ibis.literal(1, "int64"))
-    return raw.group_by(source_cols).aggregate(**{LINE: raw[LINE].min(), "_copies": raw.count()})
+        return raw.mutate(_copies=ibis.literal(1, "int64")), False
+    return raw.group_by(source_cols).aggregate(**{LINE: raw[LINE].min(), "_copies": raw.count()}), True
 
 
 @dataclass
@@ -349,7 +349,7 @@ def _load(
     # Exact duplicates: identical in every source column; the first occurrence is kept.
     remove = settings.remove_exact_duplicates if keep_duplicates is None else not keep_duplicates
     with _timed(timings, "duplicates"):
-        dedup = _dedup(raw, source_cols) if remove else raw.mutate(_copies=ibis.literal(1, "int64"))
+        dedup, grouped = _dedup(raw, source_cols) if remove else (raw.mutate(_copies=ibis.literal(1, "int64")), False)
 
     plans = {f.name: _FieldPlan(f, mapping.fields.get(f.name)) for f in spec.fields}
     mapped = [p for p in plans.values() if p.source is not None]
@@ -464,10 +464,9 @@ def _load(
         "_column",
         "_bad_value",
     ]
-    clean_name = f"_clean_{uuid.uuid4().hex[:12]}"
-    with _timed(timings, "clean"):
-        con.create_table(clean_name, t.select(*columns), temp=True)
-    try:
+    parsed = t.select(*columns)
+
+    def commit(clean: ir.Table) -> BatchReport:
         return _commit(
             ws,
             spec,
@@ -475,7 +474,7 @@ def _load(
             source,
             mapping,
             plans,
-            con.table(clean_name),
+            clean,
             raw,
             batch_id,
             fp,
@@ -484,6 +483,17 @@ def _load(
             timings,
             on_commit,
         )
+
+    if source.file_format == "parquet" and not grouped:
+        # Parquet is typed and scanned in parallel where it lies: parsing it again for each of the few passes
+        # below costs less than writing every parsed row to a temporary table first (which spills to disk at
+        # 100 million rows). Text sources, and rows collapsed as duplicates, are parsed once and kept.
+        return commit(parsed)
+    clean_name = f"_clean_{uuid.uuid4().hex[:12]}"
+    with _timed(timings, "clean"):
+        con.create_table(clean_name, parsed, temp=True)
+    try:
+        return commit(con.table(clean_name))
     finally:
         con.drop_table(clean_name, force=True)
 
@@ -515,6 +525,15 @@ def _commit(
     def unreadable(p: _FieldPlan) -> ir.BooleanValue:
         return clean._reason.isnull() & clean[p.raw].notnull() & clean[p.value].isnull()
 
+    # One pass for every count, and for the orders the quartiles of sales amounts (the outlier fences).
+    sums: dict[str, ir.Value] = {}
+    if spec.name == "orders":
+        sale_amount = ibis.ifelse(clean._reason.isnull() & ~clean._is_return, clean._v_amount, ibis.null("float64"))
+        sums = {
+            "q1": sale_amount.quantile(0.25),
+            "q3": sale_amount.quantile(0.75),
+            "returns": (clean._reason.isnull() & clean._is_return).sum(),
+        }
     with _timed(timings, "check"):
         counts = (
             clean.aggregate(
@@ -522,6 +541,7 @@ def _commit(
                 copies=clean._copies.sum(),
                 quarantined=clean._reason.notnull().sum(),
                 **{f"blank_{p.field.name}": unreadable(p).sum() for p in optional},
+                **sums,
             )
             .to_pyarrow()
             .to_pylist()[0]
@@ -529,9 +549,8 @@ def _commit(
         rows_read = int(counts["copies"])
         duplicates = rows_read - int(counts["distinct_rows"])
         quarantined = int(counts["quarantined"] or 0)
-        reasons = {
-            r["_reason"]: int(r["n"]) for r in bad.group_by("_reason").aggregate(n=bad.count()).to_pyarrow().to_pylist()
-        }
+        by_reason = bad.group_by("_reason").aggregate(n=bad.count())
+        reasons = {r["_reason"]: int(r["n"]) for r in by_reason.to_pyarrow().to_pylist()} if quarantined else {}
 
         report = BatchReport(
             file=file,
@@ -571,13 +590,8 @@ def _commit(
             )
 
         target = canonical_schema(spec)
-        loaded = _canonical_rows(ws, spec, good, plans, batch_id, target, mapping)
-
-    if spec.name == "orders":
-        stats = loaded.aggregate(returns=loaded.is_return.sum(), outliers=loaded.is_outlier.sum())
-        row = stats.to_pyarrow().to_pylist()[0]
-        report.returns = int(row["returns"] or 0)
-        report.outliers_flagged = int(row["outliers"] or 0)
+        loaded = _canonical_rows(ws, spec, good, plans, batch_id, target, mapping, (counts.get("q1"), counts.get("q3")))
+        report.returns = int(counts.get("returns") or 0)
 
     with _timed(timings, "store"), transaction(con):
         if quarantined:
@@ -607,6 +621,10 @@ def _commit(
             report.customers_updated = _upsert_customers(ws, loaded)
         else:
             con.insert(spec.name, loaded)
+            if spec.name == "orders":  # counted from the stored rows: the fences were only known after the pass
+                stored = con.table(spec.name)
+                flagged = stored.filter((stored.batch_id == batch_id) & stored.is_outlier).count()
+                report.outliers_flagged = int(flagged.execute())
         if spec.name != "customers":
             with _timed(timings, "customers"):
                 report.customers_created = _create_minimal_customers(ws, spec, good, mapping, batch_id)
@@ -635,7 +653,10 @@ def _canonical_rows(
     batch_id: str,
     target: ibis.Schema,
     mapping: Mapping,
+    quartiles: tuple[float | None, float | None] = (None, None),
 ) -> ir.Table:
+    """The canonical rows of `good`; for orders, amounts beyond the fences of the sales amounts' `quartiles`
+    (Q1, Q3) are outliers."""
     settings = ws.config.ingest
     cols: dict[str, ir.Value] = {name: good[f"_v_{name}"] for name in plans}
     if spec.name == "orders":
@@ -644,16 +665,11 @@ def _canonical_rows(
         cols["amount"] = ibis.ifelse(cancelled, -amount.abs(), amount)
         cols["quantity"] = ibis.ifelse(cancelled & qty.notnull(), -qty.abs(), qty)
         cols["cost"] = ibis.ifelse(cancelled & cost.notnull(), -cost.abs(), cost)
-        sales = good.filter(~is_return)
-        q = (
-            sales.aggregate(q1=sales["_v_amount"].quantile(0.25), q3=sales["_v_amount"].quantile(0.75))
-            .to_pyarrow()
-            .to_pylist()[0]
-        )
-        if q["q1"] is not None and q["q3"] is not None and q["q3"] > q["q1"]:
-            iqr = q["q3"] - q["q1"]
-            hi = q["q3"] + settings.outlier_iqr_factor * iqr
-            lo = q["q1"] - settings.outlier_iqr_factor * iqr
+        q1, q3 = quartiles
+        if q1 is not None and q3 is not None and q3 > q1:
+            iqr = q3 - q1
+            hi = q3 + settings.outlier_iqr_factor * iqr
+            lo = q1 - settings.outlier_iqr_factor * iqr
             outlier = (~is_return) & ((amount > hi) | (amount < lo))
         else:
             outlier = ibis.literal(False)
