@@ -195,20 +195,16 @@ def classes(t: ir.Table, cfg: Config, previous: Sequence[ir.Table] = ()) -> ir.T
     ranked = add_value_tier(
         ranked, value=cfg.value.by, high_share=cfg.value.high_share, medium_share=cfg.value.medium_share
     )
-    parts = [scored, ranked]
-    added = {c: p for p in parts for c in p.columns if c not in t.columns}
+    scored_new = [c for c in scored.columns if c not in t.columns]
+    ranked_new = [c for c in ranked.columns if c not in t.columns]
 
-    def added_by(p: ir.Table) -> list[str]:
-        return [c for c in p.columns if c != key and c not in t.columns and added.get(c, graded) is p]
-
-    # The grade reads the measures its indicators name (and any class they name, joined from its part).
-    every = ibis.schema({**dict(t.schema().items()), **{c: p.schema()[c] for c, p in added.items()}})
-    named = {c for i in cfg.grade.indicators for c in columns_in(i.expression, every.names)}
-    graded_in = columns("recency_days", "tenure_days", "monetary", *sorted(named - set(added)))
-    for p in parts:
-        wanted = [c for c in p.columns if c in named and c in added and added[c] is p]
+    # The grade reads the measures its indicators name (and any class they name, joined from its chain).
+    named = {c for i in cfg.grade.indicators for c in columns_in(i.expression, [*t.columns, *scored_new, *ranked_new])}
+    graded_in = columns("recency_days", "tenure_days", "monetary", *sorted(named & set(t.columns)))
+    for part, new in ((scored, scored_new), (ranked, ranked_new)):
+        wanted = [c for c in new if c in named]
         if wanted:
-            graded_in = graded_in.join(p.select(key, *wanted), key)
+            graded_in = graded_in.join(part.select(key, *wanted), key)
     g = cfg.grade
     graded = add_grade(
         graded_in,
@@ -225,11 +221,11 @@ def classes(t: ir.Table, cfg: Config, previous: Sequence[ir.Table] = ()) -> ir.T
     if cfg.stability.enabled:
         graded = apply_stability(graded, previous, cfg.stability, method=g.method, cutoffs=g.cutoffs)
 
-    out = scored.select(key, *added_by(scored))
-    for p in (ranked, graded):
-        out = out.join(p.select(key, *added_by(p)), key)
-    life_columns = [c for c in added_by(scored) if c not in rfm_columns]
-    return out.select(key, *rfm_columns, *added_by(ranked), *life_columns, *added_by(graded))
+    graded_new = [c for c in graded.columns if c not in graded_in.columns]
+    out = scored.select(key, *scored_new).join(ranked.select(key, *ranked_new), key)
+    out = out.join(graded.select(key, *graded_new), key)
+    life_columns = [c for c in scored_new if c not in rfm_columns]
+    return out.select(key, *rfm_columns, *ranked_new, *life_columns, *graded_new)
 
 
 def classify(t: ir.Table, cfg: Config, previous: Sequence[ir.Table] = ()) -> ir.Table:
