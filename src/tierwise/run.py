@@ -364,6 +364,8 @@ def _run(
         if clustering:
             # Clusters are fitted on the finished classes (profiles name their dominant segment and grade).
             classified = checkpoint("classes", snapshot)
+            if spark_con is None:  # the classes hold every measure: free the memory the measures take for the sorts
+                ws.con.drop_table(f"_tierwise_measures_{suffix}")
             labels, clusters = cluster_snapshot(classified, ws.config.cluster, ws.config.workspace.language)
             labelled = on_engine(classified, labels)
             snapshot = classified.left_join(labelled, "customer_id").drop("customer_id_right")

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from tierwise.clv._fit import (
     Data,
@@ -98,8 +99,14 @@ class BetaGeoModel(Model):
         """E[purchases in (T, T+t] | x, t_x, T]  (FHL 2005, eq. 10)."""
         x, t_x, age = check_rfm(frequency, recency, T)
         horizon = _horizon(t)
-        x, t_x, age, horizon = np.broadcast_arrays(x, t_x, age, horizon)
         r, alpha, a, b = self._params()
+        if horizon.ndim == 0 and np.ndim(x) == 1:  # one horizon: the conditional mean once per (x, T) pair
+            alive = np.exp(-np.logaddexp(0.0, self._log_odds_dropped(x, t_x, age)))
+            xf = x.astype(np.float64)
+            inverse, first = _pairs(xf, age)
+            by = _conditional_mean(r, alpha, a, b, xf[first], age[first], np.full(first.size, float(horizon)))
+            return np.asarray(alive * by[inverse], dtype=np.float64)
+        x, t_x, age, horizon = np.broadcast_arrays(x, t_x, age, horizon)
         alive = np.exp(-np.logaddexp(0.0, self._log_odds_dropped(x, t_x, age)))
         return alive * _conditional_mean(r, alpha, a, b, x.astype(np.float64), age, horizon)
 
@@ -115,9 +122,7 @@ class BetaGeoModel(Model):
         r, alpha, a, b = self._params()
         alive = np.exp(-np.logaddexp(0.0, self._log_odds_dropped(x, t_x, age)))
         xf = x.astype(np.float64)
-        # One number per (x, T) pair: 0 ≤ T < span, so x·span + T differs whenever the pair does.
-        span = float(np.ceil(age.max())) + 1.0 if age.size else 1.0
-        inverse, first = group_rows(xf * span + age)
+        inverse, first = _pairs(xf, age)
         per_pair = np.zeros(first.size)
         before = np.zeros(first.size)
         for t, discount in zip(horizons, discounts, strict=True):
@@ -132,6 +137,14 @@ class BetaGeoModel(Model):
         r, alpha, a, b = self._params()
         zeros = np.zeros_like(horizon)
         return _conditional_mean(r, alpha, a, b, zeros, zeros, horizon)
+
+
+def _pairs(x: FloatArray, age: FloatArray) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """The (x, T) pair of every customer and the first customer of each pair (the conditional mean depends on
+    the pair only: real summaries have tens of thousands of pairs for millions of customers)."""
+    # One number per pair: 0 ≤ T < span, so x·span + T differs whenever the pair does.
+    span = float(np.ceil(age.max())) + 1.0 if age.size else 1.0
+    return group_rows(x * span + age)
 
 
 def _horizon(t: Any) -> FloatArray:

@@ -53,35 +53,41 @@ def profile_clusters(
 
     A feature names a cluster when its standardised difference is at least `min_effect` in size; the
     `name_parts` largest are used."""
-    member = labels.notna()
+    member = labels.notna().to_numpy()
     clustered = int(member.sum())
-    lab = labels[member].astype("int64")
+    lab = labels[member].astype("int64").to_numpy()
     values = df.loc[member, features].apply(pd.to_numeric, errors="coerce").astype("float64")
     base_means, base_medians = values.mean(), values.median()
     base_std = values.std()
     revenue = _revenue(df)[member]
     total_revenue = float(revenue.sum())
     categories = df.loc[member, [c for c in DOMINANT if c in df.columns]]
+    # One stable sort by cluster, then a slice per cluster: the same rows in the same order as a group-by, so
+    # the same sums; looking each cluster's rows up by label took most of the clustering time at 10 million.
+    order = np.argsort(lab, kind="stable")
+    clusters, starts, sizes = np.unique(lab[order], return_index=True, return_counts=True)
+    values, revenue, categories = values.iloc[order], revenue.iloc[order], categories.iloc[order]
     profiles = []
-    for cluster, rows in values.groupby(lab, sort=True):
+    for cluster, start, size in zip(clusters, starts, sizes, strict=True):
+        rows = values.iloc[start : start + size]
         means = rows.mean()
         diff = {f: _std_diff(means[f], base_means[f], base_std[f]) for f in features}
         ranked = sorted(((f, d) for f, d in diff.items() if abs(d) >= min_effect), key=lambda p: -abs(p[1]))
-        members = categories.loc[rows.index]
+        cluster_revenue = float(revenue.iloc[start : start + size].sum())
         profiles.append(
             ClusterProfile(
                 cluster=int(cluster),
-                size=len(rows),
-                share=len(rows) / clustered,
-                revenue=float(revenue[rows.index].sum()),
-                revenue_share=float(revenue[rows.index].sum()) / total_revenue if total_revenue > 0 else 0.0,
+                size=int(size),
+                share=int(size) / clustered,
+                revenue=cluster_revenue,
+                revenue_share=cluster_revenue / total_revenue if total_revenue > 0 else 0.0,
                 means=_floats(means),
                 medians=_floats(rows.median()),
                 base_means=_floats(base_means),
                 base_medians=_floats(base_medians),
                 std_diff=diff,
                 top_features=ranked,
-                dominant=_dominant(members),
+                dominant=_dominant(categories.iloc[start : start + size]),
             )
         )
     _name(profiles, name_parts)
