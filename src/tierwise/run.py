@@ -386,10 +386,10 @@ def _run(
         clusters: dict[str, object] | None = None
         if clustering:
             # Clusters are fitted on the finished classes (profiles name their dominant segment and grade).
+            behind = list(scratch)  # the scores, the measures and the chains: the classes will hold all of them
             classified = checkpoint("classes", snapshot)
-            if spark_con is None:  # the classes hold every measure: free the memory for the clustering and the sort
-                for table in scratch[:-1]:  # all but the classes, kept last
-                    ws.con.drop_table(table, force=True)
+            for table in behind:  # their memory goes to the clustering and the sorted write
+                ws.con.drop_table(table, force=True)
             labels, clusters = cluster_snapshot(classified, ws.config.cluster, ws.config.workspace.language)
             labelled = on_run_engine(classified, labels)
             snapshot = classified.left_join(labelled, "customer_id").drop("customer_id_right")
