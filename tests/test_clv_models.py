@@ -491,3 +491,15 @@ def test_customer_sample_keeps_the_weight_of_heavy_rows() -> None:
     values, weights = _fit.sample_customers(data, 9_100)
     assert values[0] == 0.0 and weights[0] == pytest.approx(9_000, rel=0.05)
     assert weights.sum() == pytest.approx(9_100, rel=0.05)
+
+
+def test_expected_purchases_per_pair_equal_the_row_by_row_computation(cdnow) -> None:
+    # One horizon takes the per-(x, T) path; a horizon per customer takes the row-by-row one. CDNOW's 2,357
+    # customers share far fewer (x, T) pairs, so the first path computes each pair once and copies it.
+    x, t_x, age, _ = cdnow
+    model = BetaGeoModel().fit(x, t_x, age)
+    pairs = len(set(zip(x.tolist(), age.tolist(), strict=True)))
+    assert pairs < len(x)
+    once = model.expected_purchases(39.0, x, t_x, age)
+    row_by_row = model.expected_purchases(np.full(len(x), 39.0), x, t_x, age)
+    assert np.array_equal(once, row_by_row)
