@@ -5,12 +5,15 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import ibis
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tierwise.errors import UserError
-from tierwise.ingest.pipeline import ingest_file
+from tierwise.ingest.pipeline import _cancellation, ingest_file
 from tierwise.workspace import Workspace
 
 TODAY = dt.date(2025, 6, 30)
@@ -455,3 +458,21 @@ def test_failure_while_storing_rolls_back_everything(ws: Workspace, tmp_path: Pa
     with pytest.raises(RuntimeError):
         ingest_file(ws, "orders", path, today=TODAY)
     assert state(ws) == before
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.text(alphabet="cC_%\\xé1", max_size=5), st.sampled_from(["ok", "Cancelled", "退货", ""])),
+        min_size=1,
+        max_size=20,
+    ),
+    st.lists(st.sampled_from(["C", "c_", "%", "é", "X\\"]), max_size=3),
+)
+def test_cancellation_matches_upper_cased_prefixes(rows_: list[tuple[str, str]], prefixes: list[str]) -> None:
+    """Prefixes are matched with ILIKE when that is safe; the result equals upper-casing both sides."""
+    statuses = ["cancelled", "退货"]
+    t = ibis.memtable({"_v_order_id": [r[0] for r in rows_], "_v_status": [r[1] for r in rows_]})
+    got = ibis.duckdb.connect().to_pyarrow(t.select(c=_cancellation(t, statuses, prefixes)))["c"].to_pylist()
+    want = [s.lower() in statuses or any(o.upper().startswith(p.upper()) for p in prefixes) for o, s in rows_]
+    assert got == want

@@ -17,6 +17,7 @@ from tierwise.ingest.parse import (
     date_order_evidence,
     decide_date_order,
     parse_column,
+    strip,
 )
 
 
@@ -253,3 +254,15 @@ def test_arbitrary_text_never_fails(con, texts: list[str]) -> None:
     for kind in ("amount", "timestamp", "integer", "boolean"):
         for v in parse(con, texts, kind, "mdy"):
             assert v is None or isinstance(v, float | int | bool | dt.datetime)
+
+
+SPACES = " \t\n\r\x0b\x0c"
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.text(alphabet=SPACES + "a无\x01\x1f\xa0\u3000", max_size=6) | st.none(), min_size=1, max_size=30))
+def test_strip_removes_what_a_plain_strip_removes(con, texts: list[str | None]) -> None:
+    """The cheap strip (trims only values with a space at either end) equals trimming every value."""
+    t = ibis.memtable({"s": texts}, schema={"s": "string"})
+    got = con.to_pyarrow(t.select(s=strip(t.s)))["s"].to_pylist()
+    assert got == [None if v is None else v.strip(SPACES) for v in texts]

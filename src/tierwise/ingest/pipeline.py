@@ -268,7 +268,7 @@ class _Check:
 
 
 def _blank_to_null(col: ir.StringValue, missing: list[str]) -> ir.StringValue:
-    s = col.strip()
+    s = parse.strip(col)
     tokens = [m.upper() for m in missing]
     # Only short values can be a token: the upper-casing and lookup run for those alone.
     is_token = ibis.ifelse(
@@ -641,13 +641,21 @@ def _quartiles(counts: dict[str, Any]) -> tuple[float | None, float | None]:
 
 
 def _cancellation(t: ir.Table, statuses: list[str], prefixes: list[str]) -> ir.BooleanValue:
-    """A cancelled status or an order number with a cancellation prefix (Online Retail's 'C536379')."""
+    """A cancelled status or an order number with a cancellation prefix (Online Retail's 'C536379').
+
+    Both values are already stripped (text) or were never text. A prefix is matched with ILIKE, a quarter of the
+    cost of upper-casing every order number, unless it holds one of ILIKE's wildcards (or
+    non-ASCII letters, whose case folding may differ)."""
     cancelled: ir.BooleanValue = ibis.literal(False)
     if statuses:
-        cancelled = cancelled | parse.one_of(t._v_status.lower().strip(), statuses).fill_null(False)
-    order_id = t._v_order_id.strip().upper()
+        cancelled = cancelled | parse.one_of(t._v_status.lower(), statuses).fill_null(False)
+    order_id = t._v_order_id
     for prefix in prefixes:
-        cancelled = cancelled | order_id.startswith(prefix.upper()).fill_null(False)
+        if not prefix.isascii() or any(c in prefix for c in "%_\\"):
+            starts = order_id.upper().startswith(prefix.upper())
+        else:
+            starts = order_id.ilike(f"{prefix}%")
+        cancelled = cancelled | starts.fill_null(False)
     return cancelled
 
 
