@@ -24,16 +24,12 @@ def connect(settings: EngineSettings, workspace_dir: Path) -> DuckDBBackend:
     if settings.threads:
         config["threads"] = settings.threads
     try:
-        con = ibis.duckdb.connect(str(path), **config)
+        return ibis.duckdb.connect(str(path), **config)
     except Exception as exc:  # duckdb raises IOException for locked or corrupt files
         raise UserError(
             f"{path}: cannot open the workspace database ({str(exc).splitlines()[0]}); "
             "close other tierwise processes using it, or restore the file"
         ) from exc
-    # FSST (compressing order numbers and customer ids) took a sixth of the time of storing 100 million order lines;
-    # without it they are stored as dictionaries or plainly. (Given at connect, the setting does not hold.)
-    con.raw_sql("SET disabled_compression_methods = 'fsst'")
-    return con
 
 
 def stream_into_table(con: DuckDBBackend, name: str, reader: pa.RecordBatchReader) -> None:
