@@ -16,8 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tierwise.clv.summary import rfm_summary
+from tierwise.clv.summary import rfm_summary, summary_from_occasions
 from tierwise.clv.value import DAYS_PER_MONTH, customer_lifetime_value
+from tierwise.features import purchase_occasions
 
 CDNOW_SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cdnow" / "CDNOW_sample.txt"
 
@@ -400,3 +401,32 @@ def test_clv_edge_cases() -> None:
         customer_lifetime_value(PoissonModel(1.0), MeanSpend(), [0], [0], [1], [1], discount_rate_monthly=-1)
     with pytest.raises(ValueError, match="time_unit_days"):
         customer_lifetime_value(PoissonModel(1.0), MeanSpend(), [0], [0], [1], [1], time_unit_days=0)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    rows=order_rows,
+    returns=order_rows,
+    cal_offset=st.integers(0, 89),
+    unit=st.sampled_from([1.0, 7.0, 2.5, DAYS_PER_MONTH]),
+)
+def test_summary_from_purchase_occasions_matches_plain_python(
+    con: ibis.BaseBackend,
+    rows: list[tuple[str, dt.datetime, float]],
+    returns: list[tuple[str, dt.datetime, float]],
+    cal_offset: int,
+    unit: float,
+) -> None:
+    """The run's route to the models' summary: the features' purchase occasions (returns left out), then
+    `summary_from_occasions`, equals the conventions written out in plain Python."""
+    cal_end = START.date() + dt.timedelta(days=cal_offset)
+    lines = [(*r, False) for r in rows] + [(c, when, -amount, True) for c, when, amount in returns]
+    schema = ORDERS_SCHEMA.append(pa.field("is_return", pa.bool_()))
+    cols: list[tuple[object, ...]] = list(zip(*lines, strict=True)) if lines else [(), (), (), ()]
+    orders = ibis.memtable(pa.table(dict(zip(schema.names, cols, strict=True)), schema=schema))
+    occasions = purchase_occasions(orders, cal_end + dt.timedelta(days=1))
+    got = _run(con, summary_from_occasions(occasions, cal_end, unit)).to_dict(orient="index")
+    want = _reference(rows, cal_end, None, unit)
+    assert got.keys() == want.keys()
+    for customer, row in want.items():
+        assert got[customer] == pytest.approx(row, rel=1e-9, abs=1e-9), customer

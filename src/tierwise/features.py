@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import ibis
 import ibis.expr.types as ir
 
+from tierwise.clv.summary import value_at_min
 from tierwise.config import IngestSettings
 from tierwise.ingest.parse import one_of
 
@@ -38,10 +39,39 @@ def _days_between(later: ir.DateValue, earlier: ir.DateValue) -> ir.IntegerValue
     return later.delta(earlier, unit="day")
 
 
+def purchase_occasions(orders: ir.Table, as_of: dt.date) -> ir.Table:
+    """Per customer with a sale before `as_of`: the first and last purchase days, the number of purchase
+    occasions (distinct days with a sale), the mean and spread of the days between them, and the sales value of
+    all occasions and of the first one.
+
+    Both the features (below) and the CLV models' summary (clv.predict) read these. Grouping every order line by
+    customer and day is the costliest step of each, so the run computes this table once for both."""
+    as_of_lit = ibis.date(as_of.isoformat())
+    o = orders.mutate(_day=orders.order_date.date())
+    sales = o.filter((o._day < as_of_lit) & ~o.is_return.fill_null(False))
+    days = sales.group_by(["customer_id", "_day"]).aggregate(_value=sales.amount.sum().fill_null(0.0))
+    days = days.mutate(_gap=_days_between(days._day, days._day.lag().over(group_by="customer_id", order_by="_day")))
+    # Rounded: the engine adds in parallel, in no fixed order (see customer_features).
+    return days.group_by("customer_id").aggregate(
+        first_order_date=days._day.min(),
+        last_order_date=days._day.max(),
+        purchases=days.count(),
+        ipt_mean_days=days._gap.mean(),
+        ipt_std_days=days._gap.std(how="pop").round(9),
+        sales_value=days._value.sum(),
+        first_day_value=value_at_min(days._value, _days_between(days._day, ibis.date("1970-01-01")).cast("float64")),
+    )
+
+
 def customer_features(
-    customers: ir.Table, orders: ir.Table, as_of: dt.date, settings: FeatureSettings | None = None
+    customers: ir.Table,
+    orders: ir.Table,
+    as_of: dt.date,
+    settings: FeatureSettings | None = None,
+    occasions: ir.Table | None = None,
 ) -> ir.Table:
-    """One row per customer (prospects included) with the order features of DESIGN §5."""
+    """One row per customer (prospects included) with the order features of DESIGN §5. `occasions` may be the
+    `purchase_occasions` of the same orders and date, computed once for the features and the CLV models."""
     s = settings or FeatureSettings()
     as_of_lit = ibis.date(as_of.isoformat())
     start_lit = ibis.date((as_of - dt.timedelta(days=s.window_days)).isoformat())
@@ -55,29 +85,27 @@ def customer_features(
         _profit=o.amount - o.cost,
         _online=one_of(o.channel.lower().strip(), [c.lower() for c in s.online_channels]).fill_null(False),
     )
-    sales = o.filter(o._sale)
     window = o.filter(o._in_window)
     window_sales = window.filter(window._sale)
 
     # Every sum and spread below is rounded: the engine adds in parallel, in no fixed order, and the last bits
     # of a float sum depend on the order; rounded, two runs on the same data give the same snapshot.
-    # Purchase occasions over the whole history, and the gaps between them.
-    days = sales.group_by(["customer_id", "_day"]).aggregate()
-    days = days.mutate(_gap=_days_between(days._day, days._day.lag().over(group_by="customer_id", order_by="_day")))
-    rhythm = days.group_by("customer_id").aggregate(
-        first_order_date=days._day.min(),
-        last_order_date=days._day.max(),
-        purchases=days.count(),
-        ipt_mean_days=days._gap.mean(),
-        _ipt_std=days._gap.std(how="pop").round(9),
+    # Purchase occasions over the whole history, and the gaps between them (purchase_occasions).
+    occasions = occasions if occasions is not None else purchase_occasions(orders, as_of)
+    rhythm = occasions.select(
+        "customer_id",
+        "first_order_date",
+        "last_order_date",
+        "purchases",
+        "ipt_mean_days",
+        ipt_cv=ibis.ifelse(
+            occasions.ipt_mean_days > 0, occasions.ipt_std_days / occasions.ipt_mean_days, ibis.null("float64")
+        ),
     )
-    rhythm = rhythm.mutate(
-        ipt_cv=ibis.ifelse(rhythm.ipt_mean_days > 0, rhythm._ipt_std / rhythm.ipt_mean_days, ibis.null("float64"))
-    ).drop("_ipt_std")
 
-    occasions = window_sales._day.nunique() if s.frequency_by == "days" else window_sales.order_id.nunique()
+    counted = window_sales._day.nunique() if s.frequency_by == "days" else window_sales.order_id.nunique()
     activity = window_sales.group_by("customer_id").aggregate(
-        frequency=occasions,
+        frequency=counted,
         _sales_revenue=window_sales.amount.sum().round(4),
         category_count=window_sales.product_category.nunique(),
     )

@@ -42,7 +42,7 @@ from tierwise.config import Config
 from tierwise.credit import payment_features
 from tierwise.engine import transaction
 from tierwise.errors import UserError
-from tierwise.features import FeatureSettings, customer_features, default_as_of
+from tierwise.features import FeatureSettings, customer_features, default_as_of, purchase_occasions
 from tierwise.history.stability import apply_stability
 from tierwise.industry import main_industry
 from tierwise.mining.in_run import cluster_snapshot
@@ -79,8 +79,15 @@ def _keep(stage: str, t: ir.Table) -> ir.Table:
     return t
 
 
-def measures(tables: dict[str, ir.Table], cfg: Config, as_of: dt.date, predictions: ir.Table | None = None) -> ir.Table:
-    """Every feature of DESIGN §5 per customer: orders, payments, satisfaction, industry, historical CLV."""
+def measures(
+    tables: dict[str, ir.Table],
+    cfg: Config,
+    as_of: dt.date,
+    predictions: ir.Table | None = None,
+    occasions: ir.Table | None = None,
+) -> ir.Table:
+    """Every feature of DESIGN §5 per customer: orders, payments, satisfaction, industry, historical CLV.
+    `occasions` may be the orders' purchase_occasions as of `as_of`, computed once for these and the models."""
     customers, orders = tables["customers"], tables["orders"]
     window = cfg.features.window_days
     t = customer_features(
@@ -92,6 +99,7 @@ def measures(tables: dict[str, ir.Table], cfg: Config, as_of: dt.date, predictio
             frequency_by=cfg.features.frequency_by,
             online_channels=cfg.ingest.online_channels,
         ),
+        occasions,
     )
     parts = [
         customers.select("customer_id", "country", "customer_kind", "credit_limit", customer_type="type"),
@@ -105,7 +113,9 @@ def measures(tables: dict[str, ir.Table], cfg: Config, as_of: dt.date, predictio
             period_days=cfg.clv.period_days,
             missing_cost_margin=cfg.clv.missing_cost_margin,
         ),
-        predictions if predictions is not None else on_engine(orders, predict(orders, cfg.clv, as_of).table),
+        predictions
+        if predictions is not None
+        else on_engine(orders, predict(orders, cfg.clv, as_of, occasions=occasions).table),
     ]
     for part in parts:
         t = t.left_join(part, "customer_id").drop("customer_id_right")
@@ -248,6 +258,7 @@ def build_snapshot(
     predictions: ir.Table | None = None,
     previous: Sequence[ir.Table] = (),
     keep: Checkpoint = _keep,
+    occasions: ir.Table | None = None,
 ) -> ir.Table:
     """The snapshot as Ibis expressions over the canonical tables, on whichever engine holds them.
 
@@ -255,9 +266,10 @@ def build_snapshot(
     so that the many windows over them read a table rather than recompute the joins). `predictions` are the
     predictive-CLV scores (clv.predict) as a table on the same engine; without them the models are fitted
     here, which runs queries. `previous` are earlier snapshots, most recent first, for [stability]. `keep` may
-    materialise each chain of classes (see `classes`).
+    materialise each chain of classes (see `classes`). `occasions` are the orders' purchase occasions
+    (features.purchase_occasions), when the caller holds them.
     """
-    return classify(checkpoint("measures", measures(tables, cfg, as_of, predictions)), cfg, previous, keep)
+    return classify(checkpoint("measures", measures(tables, cfg, as_of, predictions, occasions)), cfg, previous, keep)
 
 
 def canonical_tables(ws: Workspace) -> dict[str, ir.Table]:
@@ -337,7 +349,7 @@ def _run(
         if on_stage is not None:
             on_stage(next(stages, stage))
 
-    # Scratch work (the scores, the measures, the classes) goes to temporary tables outside the run's transaction:
+    # Scratch work (purchase occasions, scores, measures, classes) goes to temporary tables outside the transaction:
     # rows a transaction adds are held in its local storage until it commits, and reading them back there made
     # the classes and the sorted write twice as slow at 10 million customers. They are dropped however the run ends.
     scratch: list[str] = []  # DuckDB temporary tables
@@ -351,13 +363,24 @@ def _run(
     def keep(part: str, t: ir.Table) -> ir.Table:
         return t if spark_con is not None else temporary(f"_tierwise_classes_{part}_{suffix}", t)
 
-    def checkpoint(stage: str, t: ir.Table) -> ir.Table:
+    def hold(stage: str, t: ir.Table) -> ir.Table:
         if spark_con is not None:
             kept = spark.cache_checkpoint(stage, t)
             kept.count().execute()  # computed now, so that the stage's time is its own
             cached.append(kept)
-        else:
-            kept = temporary(f"_tierwise_{stage}_{suffix}", t)
+            return kept
+        return temporary(f"_tierwise_{stage}_{suffix}", t)
+
+    def free(tables: list[str]) -> None:
+        for table in tables:
+            ws.con.drop_table(table, force=True)
+            scratch.remove(table)
+
+    def checkpoint(stage: str, t: ir.Table) -> ir.Table:
+        behind = list(scratch)
+        kept = hold(stage, t)
+        if stage == "measures":  # they hold the scores and the occasions now: that memory goes to the classes
+            free(behind)
         lap(stage)
         return kept
 
@@ -373,23 +396,24 @@ def _run(
     check_playbook(ws.config.playbook, ibis.schema({**dict(pre.schema().items()), **cluster_columns}))
     if on_stage is not None:
         on_stage("models")
-    forecast = predict(tables["orders"], ws.config.clv, as_of, score=spark_con is None)
-    lap("models")
-    notes = [forecast.note] if forecast.note else []
     try:
+        # The order lines grouped by customer and day, once for the models' summary and the features.
+        occasions = hold("occasions", purchase_occasions(tables["orders"], as_of))
+        forecast = predict(tables["orders"], ws.config.clv, as_of, score=spark_con is None, occasions=occasions)
+        lap("models")
+        notes = [forecast.note] if forecast.note else []
         if spark_con is not None and forecast.scorer is not None:  # scored on the executors
-            scores = scores_on_engine(tables["orders"], ws.config.clv, as_of, forecast.scorer)
+            scores = scores_on_engine(tables["orders"], ws.config.clv, as_of, forecast.scorer, occasions)
             spark.register_udfs(spark_con, scores)
         else:
             scores = on_run_engine(tables["orders"], forecast.table)
-        snapshot = build_snapshot(tables, ws.config, as_of, checkpoint, scores, previous, keep)
+        snapshot = build_snapshot(tables, ws.config, as_of, checkpoint, scores, previous, keep, occasions)
         clusters: dict[str, object] | None = None
         if clustering:
             # Clusters are fitted on the finished classes (profiles name their dominant segment and grade).
-            behind = list(scratch)  # the scores, the measures and the chains: the classes will hold all of them
+            behind = list(scratch)  # the measures and the chains: the classes will hold all of them
             classified = checkpoint("classes", snapshot)
-            for table in behind:  # their memory goes to the clustering and the sorted write
-                ws.con.drop_table(table, force=True)
+            free(behind)  # their memory goes to the clustering and the sorted write
             labels, clusters = cluster_snapshot(classified, ws.config.cluster, ws.config.workspace.language)
             labelled = on_run_engine(classified, labels)
             snapshot = classified.left_join(labelled, "customer_id").drop("customer_id_right")

@@ -27,7 +27,7 @@ import ibis.expr.types as ir
 import numpy as np
 import pyarrow as pa
 
-from tierwise.clv.summary import rfm_summary
+from tierwise.clv.summary import rfm_summary, summary_from_occasions
 from tierwise.clv.value import DAYS_PER_MONTH, customer_lifetime_value
 from tierwise.config import ClvSettings
 from tierwise.errors import UserError
@@ -112,9 +112,12 @@ def _margin(orders: ir.Table, as_of: dt.date) -> float:
     return float(min(max((row["revenue"] - row["cost"]) / row["revenue"], 0.0), 1.0))
 
 
-def predict(orders: ir.Table, settings: ClvSettings, as_of: dt.date, *, score: bool = True) -> PredictionResult:
+def predict(
+    orders: ir.Table, settings: ClvSettings, as_of: dt.date, *, score: bool = True, occasions: ir.Table | None = None
+) -> PredictionResult:
     """Fit the models on the buyers' summary pulled from the engine; with `score`, also score every buyer here
-    (`table`); without, leave that to `scores_on_engine` with the result's `scorer`."""
+    (`table`); without, leave that to `scores_on_engine` with the result's `scorer`. `occasions` may be the
+    orders' `purchase_occasions` as of `as_of` (see `buyer_summary`)."""
     from tierwise.clv.bgnbd import BetaGeoModel
     from tierwise.clv.gamma_gamma import GammaGammaModel
     from tierwise.clv.pareto_nbd import ParetoNBDModel
@@ -122,7 +125,7 @@ def predict(orders: ir.Table, settings: ClvSettings, as_of: dt.date, *, score: b
     if settings.model == "none":
         return PredictionResult(empty(), {}, 'predictive CLV is switched off ([clv] model = "none")')
     # the same rows in the same order on every engine: the same fit
-    summary = buyer_summary(orders, settings, as_of).to_pyarrow().sort_by("customer_id")
+    summary = buyer_summary(orders, settings, as_of, occasions).to_pyarrow().sort_by("customer_id")
     n = summary.num_rows
     if n < settings.min_customers:
         return PredictionResult(
@@ -155,18 +158,26 @@ def predict(orders: ir.Table, settings: ClvSettings, as_of: dt.date, *, score: b
     return PredictionResult(table, params, note, model, scorer)
 
 
-def buyer_summary(orders: ir.Table, settings: ClvSettings, as_of: dt.date) -> ir.Table:
-    """The models' input per buyer (frequency, recency, T, monetary_value), returns left out, before `as_of`."""
+def buyer_summary(
+    orders: ir.Table, settings: ClvSettings, as_of: dt.date, occasions: ir.Table | None = None
+) -> ir.Table:
+    """The models' input per buyer (frequency, recency, T, monetary_value), returns left out, before `as_of`;
+    read from `occasions` (tierwise.features.purchase_occasions of `orders` as of `as_of`) when given."""
+    calibration_end = as_of - dt.timedelta(days=1)
+    if occasions is not None:
+        return summary_from_occasions(occasions, calibration_end, settings.time_unit_days)
     sales = orders.filter(~orders.is_return.fill_null(False))
     return rfm_summary(
-        sales, amount_col="amount", calibration_end=as_of - dt.timedelta(days=1), time_unit_days=settings.time_unit_days
+        sales, amount_col="amount", calibration_end=calibration_end, time_unit_days=settings.time_unit_days
     )
 
 
-def scores_on_engine(orders: ir.Table, settings: ClvSettings, as_of: dt.date, scorer: Scorer) -> ir.Table:
+def scores_on_engine(
+    orders: ir.Table, settings: ClvSettings, as_of: dt.date, scorer: Scorer, occasions: ir.Table | None = None
+) -> ir.Table:
     """The scores of `predict` as an expression on the engine holding `orders`, computed where the rows are (on
     Spark: pandas UDFs on the executors) instead of on the driver and sent back."""
-    summary = buyer_summary(orders, settings, as_of)
+    summary = buyer_summary(orders, settings, as_of, occasions)
     inputs = [summary.frequency.cast("float64"), summary.recency, summary["T"], summary.monetary_value]
     return summary.select("customer_id", **{name: _score_udf(scorer, name)(*inputs) for name in SCORES})
 

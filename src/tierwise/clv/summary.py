@@ -35,7 +35,7 @@ import ibis.expr.types as ir
 
 
 @ibis.udf.agg.builtin(name="min_by")
-def _value_at_min(value: float, key: float) -> float:  # type: ignore[empty-body]
+def value_at_min(value: float, key: float) -> float:  # type: ignore[empty-body]
     """The value at the smallest key: `min_by` in DuckDB and Spark. (Ibis compiles `argmin` for DuckDB as
     FIRST(value ORDER BY key), an ordered aggregate that sorts every group: a quarter of the summary's time.)"""
 
@@ -120,7 +120,7 @@ def rfm_summary(
     if with_money:
         aggs["_cal_value"] = days._value.sum(where=cal)
         # The first day's value without a window: the value at the smallest day (days are unique per customer).
-        aggs["_first_value"] = _value_at_min(days._value, days._day)
+        aggs["_first_value"] = value_at_min(days._value, days._day)
     if holdout:
         assert cal is not None  # for mypy: `holdout` says so
         aggs["_hold_days"] = days.count(where=~cal)
@@ -150,3 +150,21 @@ def rfm_summary(
             )
         out["duration_holdout"] = ibis.literal((observation_end - calibration_end).days / unit, "float64")
     return c.select(**out)
+
+
+def summary_from_occasions(occasions: ir.Table, calibration_end: dt.date, time_unit_days: float = 1.0) -> ir.Table:
+    """`rfm_summary` of sales with `amount_col`, days as occasions and no holdout, from the customers'
+    `tierwise.features.purchase_occasions` of the orders before the day after `calibration_end`: the same values
+    without grouping the order lines by customer and day a second time."""
+    unit = float(time_unit_days)
+    end = ibis.date(calibration_end.isoformat())
+    c = occasions.mutate(frequency=(occasions.purchases - 1).cast("int64"))
+    return c.select(
+        "customer_id",
+        "frequency",
+        recency=c.last_order_date.delta(c.first_order_date, unit="day").cast("float64") / unit,
+        T=end.delta(c.first_order_date, unit="day").cast("float64") / unit,
+        monetary_value=ibis.ifelse(
+            c.frequency > 0, (c.sales_value - c.first_day_value) / c.frequency.cast("float64"), 0.0
+        ),
+    )
