@@ -69,9 +69,11 @@ def customer_features(
     as_of: dt.date,
     settings: FeatureSettings | None = None,
     occasions: ir.Table | None = None,
+    carry: dict[str, str] | None = None,
 ) -> ir.Table:
     """One row per customer (prospects included) with the order features of DESIGN §5. `occasions` may be the
-    `purchase_occasions` of the same orders and date, computed once for the features and the CLV models."""
+    `purchase_occasions` of the same orders and date, computed once for the features and the CLV models.
+    `carry` names more columns of `customers` to keep (output name → column), last."""
     s = settings or FeatureSettings()
     as_of_lit = ibis.date(as_of.isoformat())
     start_lit = ibis.date((as_of - dt.timedelta(days=s.window_days)).isoformat())
@@ -141,11 +143,12 @@ def customer_features(
         "customer_id", preferred_payment_method="payment_method"
     )
 
-    t = customers.select("customer_id", "name", "province", "city", "industry_code", "owner")
+    carried = {name: customers[column] for name, column in (carry or {}).items()}
+    t = customers.select("customer_id", "name", "province", "city", "industry_code", "owner", **carried)
     for part in (rhythm, activity, money, previous, top, payment):
         t = t.left_join(part, "customer_id").drop("customer_id_right")
 
-    return t.mutate(
+    out = t.mutate(
         frequency=t.frequency.fill_null(0),
         purchases=t.purchases.fill_null(0),
         monetary=t.monetary.fill_null(0.0),
@@ -163,3 +166,4 @@ def customer_features(
         online_share=ibis.ifelse(t._sales_revenue > 0, t._online_revenue / t._sales_revenue, ibis.null("float64")),
         category_count=t.category_count.fill_null(0),
     ).drop("_sales_revenue", "_costed", "_online_revenue", "_previous_revenue", "_top_revenue")
+    return out.select(*(c for c in out.columns if c not in carried), *carried)

@@ -100,10 +100,16 @@ def measures(
             online_channels=cfg.ingest.online_channels,
         ),
         occasions,
+        # the customer's own fields, without joining the customers a second time
+        carry={
+            "country": "country",
+            "customer_kind": "customer_kind",
+            "credit_limit": "credit_limit",
+            "customer_type": "type",
+        },
     )
     parts = [
-        customers.select("customer_id", "country", "customer_kind", "credit_limit", customer_type="type"),
-        main_industry(customers, orders, as_of, window, cfg.features.industry_priority),
+        main_industry(customers, orders, as_of, window, cfg.features.industry_priority, every_customer=False),
         payment_features(tables["payments"], customers, as_of, window),
         satisfaction_features(tables["interactions"], as_of, window),
         historical_clv(
