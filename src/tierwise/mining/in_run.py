@@ -23,7 +23,8 @@ def cluster_snapshot(snapshot: ir.Table, settings: ClusterSettings, language: st
     columns = list(dict.fromkeys(c for c in wanted if c in snapshot.columns))
     # In customer order: the fit samples rows by position, so every engine (and run) must hand them over alike.
     # Sorted by the engine (byte order of the ids, as Python's): a sort in pandas held a second copy of the rows.
-    df = snapshot.select(*columns).order_by("customer_id").to_pandas()
+    # Through Arrow: Ibis' own conversion to pandas took 9 s of 11 for 10 million customers (the frame is the same).
+    df = snapshot.select(*columns).order_by("customer_id").to_pyarrow().to_pandas(date_as_object=False)
     result = fit_clusters(df, settings)
     labels = pa.table(
         {
