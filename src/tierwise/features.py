@@ -51,7 +51,7 @@ def purchase_occasions(orders: ir.Table, as_of: dt.date) -> ir.Table:
     sales = o.filter((o._day < as_of_lit) & ~o.is_return.fill_null(False))
     days = sales.group_by(["customer_id", "_day"]).aggregate(_value=sales.amount.sum().fill_null(0.0))
     days = days.mutate(_gap=_days_between(days._day, days._day.lag().over(group_by="customer_id", order_by="_day")))
-    # Rounded: the engine adds in parallel, in no fixed order (see customer_features).
+    # The spread is rounded: the engine adds in parallel, in no fixed order (see customer_features).
     return days.group_by("customer_id").aggregate(
         first_order_date=days._day.min(),
         last_order_date=days._day.max(),

@@ -109,7 +109,7 @@ def measures(
         },
     )
     parts = [
-        main_industry(customers, orders, as_of, window, cfg.features.industry_priority, every_customer=False),
+        main_industry(customers, orders, as_of, window, cfg.features.industry_priority),
         payment_features(tables["payments"], customers, as_of, window),
         satisfaction_features(tables["interactions"], as_of, window),
         historical_clv(
@@ -385,8 +385,9 @@ def _run(
     def checkpoint(stage: str, t: ir.Table) -> ir.Table:
         behind = list(scratch)
         kept = hold(stage, t)
-        if stage == "measures":  # they hold the scores and the occasions now: that memory goes to the classes
-            free(behind)
+        # What the checkpoint was computed from is in it now (the measures hold the occasions and scores, the
+        # classes the measures and chains): that memory goes to the later stages.
+        free(behind)
         lap(stage)
         return kept
 
@@ -417,9 +418,7 @@ def _run(
         clusters: dict[str, object] | None = None
         if clustering:
             # Clusters are fitted on the finished classes (profiles name their dominant segment and grade).
-            behind = list(scratch)  # the measures and the chains: the classes will hold all of them
             classified = checkpoint("classes", snapshot)
-            free(behind)  # their memory goes to the clustering and the sorted write
             labels, clusters = cluster_snapshot(classified, ws.config.cluster, ws.config.workspace.language)
             labelled = on_run_engine(classified, labels)
             snapshot = classified.left_join(labelled, "customer_id").drop("customer_id_right")
