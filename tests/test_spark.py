@@ -227,3 +227,46 @@ def test_the_command_line_runs_on_spark_from_the_settings(tmp_path: Path) -> Non
     assert shown.code == 0 and shown.json()["run_id"] == report["run_id"]  # type: ignore[index]
     wrong = run_cli("run", "-w", ws_dir, "--engine", "sparc")
     assert wrong.code == 2 and "engine 'sparc': use duckdb or spark" in wrong.stderr
+
+
+def _scratch_left(spark_con: spark.SparkBackend, workspace: Workspace) -> list[str]:
+    temporary = workspace.con.raw_sql("SELECT table_name FROM duckdb_tables() WHERE temporary").fetchall()
+    views = [t.name for t in spark_con._session.catalog.listTables() if t.isTemporary]
+    return [n for (n,) in temporary if n.startswith("_tierwise_")] + [
+        n for n in views if n.startswith(("_tierwise_", "tierwise_previous_"))
+    ]
+
+
+@pytest.mark.parametrize("uri", [False, True], ids=["local-path", "file-uri"])
+def test_a_failed_run_on_spark_leaves_no_output_and_no_scratch(
+    spark_con: spark.SparkBackend,
+    workspace: Workspace,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    uri: bool,
+) -> None:
+    """A Spark run that fails after writing its Parquet (here: storing its `runs` row fails) removes its
+    partition, its temporary tables and views; the earlier run and its partition stay. A URI output (file://,
+    the way to a cluster's file system) reads the rows back through Spark into a temporary table, dropped too.
+    With [stability] the earlier snapshots are copied to Spark as views, which are dropped as well."""
+    import tierwise.run as run_module
+    from tierwise.run import list_runs, run
+
+    lake = tmp_path / "lake"
+    monkeypatch.setattr(workspace.config.engine.spark, "output", f"file://{lake}" if uri else str(lake))
+    monkeypatch.setattr(workspace.config.stability, "enabled", True)
+    stored = run(workspace, AS_OF, engine="spark")
+    runs = list_runs(workspace)
+    assert [p.name for p in lake.iterdir()] == [f"run_id={stored.run_id}"]
+
+    def disk_full(*args: object) -> None:
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(run_module, "_register", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        run(workspace, AS_OF, engine="spark")
+    assert [p.name for p in lake.iterdir()] == [f"run_id={stored.run_id}"]
+    assert list_runs(workspace) == runs
+    assert _scratch_left(spark_con, workspace) == []
+    snapshots = sorted(t for t in workspace.con.list_tables() if t.startswith("snapshot_"))
+    assert snapshots == sorted(str(r["snapshot_table"]) for r in runs)

@@ -27,7 +27,6 @@ from typing import Any
 
 import ibis
 import ibis.expr.types as ir
-import pyarrow as pa
 
 from tierwise import spark
 from tierwise.classify.abc import add_abc, pareto_curve
@@ -49,6 +48,7 @@ from tierwise.mining.in_run import cluster_snapshot
 from tierwise.rules import add_tags, columns_in, compile_value
 from tierwise.satisfaction import satisfaction_features
 from tierwise.schema import TABLES
+from tierwise.scratch import Scratch, on_engine
 from tierwise.strategy.playbook import apply_playbook, check_playbook
 from tierwise.workspace import Workspace
 
@@ -126,18 +126,6 @@ def measures(
     for part in parts:
         t = t.left_join(part, "customer_id").drop("customer_id_right")
     return t
-
-
-def on_engine(like: ir.Table, data: pa.Table) -> ir.Table:
-    """A small Arrow table as a temporary table of the engine holding `like` (Spark cannot see Ibis memtables
-    inside cached or stored expressions)."""
-    backend = like._find_backend()
-    name = f"_tierwise_rows_{uuid.uuid4().hex[:12]}"
-    if backend.name == "pyspark":  # no temporary tables through Ibis: a temporary view of a Spark DataFrame
-        from tierwise.spark import copy_table
-
-        return copy_table(backend, name, data)
-    return backend.create_table(name, data, temp=True)
 
 
 def indicators(cfg: Config, schema: ibis.Schema) -> list[Indicator]:
@@ -339,73 +327,37 @@ def _run(
     timings: dict[str, float] = {}
     clock = time.perf_counter()
     stability = ws.config.stability
-    earlier = previous_runs(ws, as_of, max(stability.confirm_runs - 1, 1)) if stability.enabled else []
-    previous = [ws.table(str(r["snapshot_table"])) for r in earlier]
-    if spark_con is not None:  # the earlier snapshots the grade is held against, copied to Spark
-        previous = [spark.copy_table(spark_con, f"tierwise_previous_{i}", p) for i, p in enumerate(previous)]
+    with Scratch(ws.con, spark_con, suffix) as scratch:
+        earlier = previous_runs(ws, as_of, max(stability.confirm_runs - 1, 1)) if stability.enabled else []
+        previous = [ws.table(str(r["snapshot_table"])) for r in earlier]
+        if spark_con is not None:  # the earlier snapshots the grade is held against, copied to Spark
+            previous = [scratch.copy_to_spark(f"tierwise_previous_{i}", p) for i, p in enumerate(previous)]
 
-    clustering = ws.config.cluster.enabled
-    stages = iter(["measures", "classes", *(["clusters"] if clustering else []), "pareto", "saving"])
+        clustering = ws.config.cluster.enabled
+        stages = iter(["measures", "classes", *(["clusters"] if clustering else []), "pareto", "saving"])
 
-    def lap(stage: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        timings[stage] = round(now - clock, 3)
-        clock = now
-        if on_stage is not None:
-            on_stage(next(stages, stage))
+        def lap(stage: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            timings[stage] = round(now - clock, 3)
+            clock = now
+            if on_stage is not None:
+                on_stage(next(stages, stage))
 
-    # Scratch work (purchase occasions, scores, measures, classes) goes to temporary tables outside the transaction:
-    # rows a transaction adds are held in its local storage until it commits, and reading them back there made
-    # the classes and the sorted write twice as slow at 10 million customers. They are dropped however the run ends.
-    scratch: list[str] = []  # DuckDB temporary tables
-    cached: list[ir.Table] = []  # Spark: cached checkpoints
-    views: list[str] = []  # Spark: temporary views
-
-    def temporary(name: str, t: ir.Table | pa.Table) -> ir.Table:
-        scratch.append(name)
-        return ws.con.create_table(name, t, temp=True)
-
-    def keep(part: str, t: ir.Table) -> ir.Table:
-        return t if spark_con is not None else temporary(f"_tierwise_classes_{part}_{suffix}", t)
-
-    def hold(stage: str, t: ir.Table) -> ir.Table:
-        if spark_con is not None:
-            kept = spark.cache_checkpoint(stage, t)
-            kept.count().execute()  # computed now, so that the stage's time is its own
-            cached.append(kept)
+        def checkpoint(stage: str, t: ir.Table) -> ir.Table:
+            kept = scratch.checkpoint(stage, t)
+            lap(stage)
             return kept
-        return temporary(f"_tierwise_{stage}_{suffix}", t)
 
-    def free(tables: list[str]) -> None:
-        for table in tables:
-            ws.con.drop_table(table, force=True)
-            scratch.remove(table)
-
-    def checkpoint(stage: str, t: ir.Table) -> ir.Table:
-        behind = list(scratch)
-        kept = hold(stage, t)
-        # What the checkpoint was computed from is in it now (the measures hold the occasions and scores, the
-        # classes the measures and chains): that memory goes to the later stages.
-        free(behind)
-        lap(stage)
-        return kept
-
-    def on_run_engine(like: ir.Table, data: pa.Table) -> ir.Table:
-        kept = on_engine(like, data)
-        (views if spark_con is not None else scratch).append(kept.op().name)  # unqualified: drop_table's form
-        return kept
-
-    # Every rule and indicator is checked against the full snapshot's columns before any data is read.
-    pre = build_snapshot(tables, ws.config, as_of, predictions=ibis.memtable(no_predictions()), previous=previous)
-    # Playbook rules may read the cluster columns, which exist only after clustering.
-    cluster_columns = {"cluster": "int64", "cluster_name": "string"} if clustering else {}
-    check_playbook(ws.config.playbook, ibis.schema({**dict(pre.schema().items()), **cluster_columns}))
-    if on_stage is not None:
-        on_stage("models")
-    try:
+        # Every rule and indicator is checked against the full snapshot's columns before any data is read.
+        pre = build_snapshot(tables, ws.config, as_of, predictions=ibis.memtable(no_predictions()), previous=previous)
+        # Playbook rules may read the cluster columns, which exist only after clustering.
+        cluster_columns = {"cluster": "int64", "cluster_name": "string"} if clustering else {}
+        check_playbook(ws.config.playbook, ibis.schema({**dict(pre.schema().items()), **cluster_columns}))
+        if on_stage is not None:
+            on_stage("models")
         # The order lines grouped by customer and day, once for the models' summary and the features.
-        occasions = hold("occasions", purchase_occasions(tables["orders"], as_of))
+        occasions = scratch.hold("occasions", purchase_occasions(tables["orders"], as_of))
         forecast = predict(tables["orders"], ws.config.clv, as_of, score=spark_con is None, occasions=occasions)
         lap("models")
         notes = [forecast.note] if forecast.note else []
@@ -413,14 +365,14 @@ def _run(
             scores = scores_on_engine(tables["orders"], ws.config.clv, as_of, forecast.scorer, occasions)
             spark.register_udfs(spark_con, scores)
         else:
-            scores = on_run_engine(tables["orders"], forecast.table)
-        snapshot = build_snapshot(tables, ws.config, as_of, checkpoint, scores, previous, keep, occasions)
+            scores = scratch.on_engine(tables["orders"], forecast.table)
+        snapshot = build_snapshot(tables, ws.config, as_of, checkpoint, scores, previous, scratch.keep, occasions)
         clusters: dict[str, object] | None = None
         if clustering:
             # Clusters are fitted on the finished classes (profiles name their dominant segment and grade).
             classified = checkpoint("classes", snapshot)
             labels, clusters = cluster_snapshot(classified, ws.config.cluster, ws.config.workspace.language)
-            labelled = on_run_engine(classified, labels)
+            labelled = scratch.on_engine(classified, labels)
             snapshot = classified.left_join(labelled, "customer_id").drop("customer_id_right")
         snapshot = apply_playbook(
             snapshot,
@@ -430,7 +382,7 @@ def _run(
         )
         snapshot = snapshot.mutate(run_id=ibis.literal(run_id), as_of=ibis.literal(as_of))
         if spark_con is not None:
-            snapshot = spark_snapshot(ws, spark_con, snapshot, run_id)
+            snapshot = spark_snapshot(ws, spark_con, snapshot, run_id, scratch)
         with transaction(ws.con):
             # Stored in priority order: the dashboard's default list reads its first rows, and the other sorts'
             # top-N skip most row groups because value columns follow the priority (half the time of an unordered
@@ -463,13 +415,6 @@ def _run(
             if clusters and clusters.get("warning"):
                 report.notes.append(str(clusters["warning"]))
             _register(ws, report, batches, input_rows, clusters)
-    finally:
-        for table in scratch:
-            ws.con.drop_table(table, force=True)
-        for kept in cached:
-            kept.release()
-        for view in views:
-            spark.drop_view(spark_con, view)
     return report
 
 
@@ -487,14 +432,16 @@ def _spark_connection(ws: Workspace) -> Any:
         ) from exc
 
 
-def spark_snapshot(ws: Workspace, con: Any, snapshot: ir.Table, run_id: str) -> ir.Table:
+def spark_snapshot(ws: Workspace, con: Any, snapshot: ir.Table, run_id: str, scratch: Scratch) -> ir.Table:
     """Write a snapshot computed on Spark as Parquet under [engine.spark] output, in its `run_id=<run>`
-    partition, and return it as a DuckDB table expression over those files (with run_id, as the data had it)."""
+    partition (removed again if the run fails), and return it as a DuckDB table expression over those files
+    (with run_id, as the data had it)."""
     folder = f"{spark.resolve(ws.root, ws.config.engine.spark.output).rstrip('/')}/run_id={run_id}"
+    scratch.output(folder)
     con.to_parquet(snapshot.drop("run_id"), folder, mode="overwrite")
     if "://" in folder:  # a cluster's file system: the rows come back through Spark
         batches = con.read_parquet(folder).to_pyarrow_batches()
-        written = ws.con.create_table(f"_tierwise_spark_{snapshot_suffix(run_id)}", batches.read_all(), temp=True)
+        written = scratch.temporary(f"_tierwise_spark_{snapshot_suffix(run_id)}", batches.read_all())
     else:
         written = ws.con.read_parquet(f"{folder}/*.parquet")
     return written.mutate(run_id=ibis.literal(run_id)).select(*snapshot.columns)

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import ibis
 import ibis.expr.datatypes as dt
@@ -208,6 +208,14 @@ def run_tables(
 
 def drop_view(con: SparkBackend, name: str) -> None:
     con._session.catalog.dropTempView(name)
+
+
+def remove_output(con: SparkBackend, location: str) -> None:
+    """Delete a folder Spark wrote, on whichever file system Spark wrote it (local, HDFS, S3 …)."""
+    session: SparkSession = con._session
+    jvm: Any = session._jvm
+    path = jvm.org.apache.hadoop.fs.Path(location)
+    path.getFileSystem(session._jsc.hadoopConfiguration()).delete(path, True)
 
 
 def register_udfs(con: SparkBackend, expr: ir.Expr) -> None:
