@@ -331,5 +331,7 @@ def test_show_customer_gives_the_learned_class(ws_copy: Path) -> None:
     detail = run_cli("show", "customer", customer, "-w", ws_copy, "--json").json()
     assert isinstance(detail, dict)
     assert detail["learned"]["class"] == learned and detail["learned"]["model_id"] == data["model_id"]
-    assert any(r.startswith(f"learned class (tree on future-churn, model {data['model_id']}): {learned}")
-               for r in detail["reasons"])
+    assert any(
+        r.startswith(f"learned class (tree on future-churn, model {data['model_id']}): {learned}")
+        for r in detail["reasons"]
+    )

@@ -96,18 +96,21 @@ def test_login_form_redirects_and_keeps_next_on_this_site(client: TestClient) ->
     page = client.get("/login")
     assert page.status_code == 200 and 'name="password"' in page.text
     ok = client.post(
-        "/api/v1/auth/login", data={"username": "ann", "password": PASSWORD, "next": "/customers"},
+        "/api/v1/auth/login",
+        data={"username": "ann", "password": PASSWORD, "next": "/customers"},
         follow_redirects=False,
     )
     assert ok.status_code == 303 and ok.headers["location"] == "/customers"
     client.cookies.clear()
     evil = client.post(
-        "/api/v1/auth/login", data={"username": "ann", "password": PASSWORD, "next": "//evil.example/x"},
+        "/api/v1/auth/login",
+        data={"username": "ann", "password": PASSWORD, "next": "//evil.example/x"},
         follow_redirects=False,
     )
     assert evil.headers["location"] == "/"
-    failed = client.post("/api/v1/auth/login", data={"username": "ann", "password": "bad password"},
-                         follow_redirects=False)
+    failed = client.post(
+        "/api/v1/auth/login", data={"username": "ann", "password": "bad password"}, follow_redirects=False
+    )
     assert failed.status_code == 303 and failed.headers["location"].startswith("/login?failed=1")
 
 
@@ -116,8 +119,10 @@ def test_logins_are_throttled_after_repeated_failures(ws_dir: Path) -> None:
     cfg = ws_dir / "tierwise.toml"
     cfg.write_text(cfg.read_text().replace("login_attempts = 5", "login_attempts = 3"))
     with TestClient(create_app(ws_dir)) as c:
-        codes = [c.post("/api/v1/auth/login", json={"username": "ada", "password": f"guess {i}"}).status_code
-                 for i in range(4)]
+        codes = [
+            c.post("/api/v1/auth/login", json={"username": "ada", "password": f"guess {i}"}).status_code
+            for i in range(4)
+        ]
         assert codes == [401, 401, 401, 429]
         # Even the right password waits until the pause is over.
         blocked = c.post("/api/v1/auth/login", json={"username": "ada", "password": PASSWORD})

@@ -447,7 +447,7 @@ def test_settings_preview_names_classes_and_counts_in_the_page_language(app: Any
     assert text["compared"] == {"grade": "Grade", "tags": "Tags (rules)", "next_action": "Next action",
                                 "strategy": "Strategy"}  # fmt: skip
     js = admin.get("/static/app.js").text
-    assert '(T.compared || {})[k]' in js and '"/api/v1/settings/preview" + (lang ? "?lang="' in js
+    assert "(T.compared || {})[k]" in js and '"/api/v1/settings/preview" + (lang ? "?lang="' in js
 
 
 def test_ingest_summary_has_stable_keys_and_translated_status(clients: dict[str, TestClient]) -> None:
@@ -464,7 +464,6 @@ def test_ingest_summary_has_stable_keys_and_translated_status(clients: dict[str,
         terms = re.findall(r'\["(\w+)", "(\w+)"\]', fields.group(1))
         assert all(text[term] for _, term in terms)  # every field is named in the page's language
         assert "{batch}" in text["already_loaded_note"] and "{date}" in text["already_loaded_note"]
-
 
 
 def test_no_server_paths_reach_the_client(app: Any, clients: dict[str, TestClient], ws: Any) -> None:

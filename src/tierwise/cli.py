@@ -23,15 +23,12 @@ app = typer.Typer(
 )
 
 
-
 class TableName(StrEnum):
     customers = "customers"
     orders = "orders"
     payments = "payments"
     interactions = "interactions"
     campaigns = "campaigns"
-
-
 
 
 @app.command()

@@ -20,8 +20,6 @@ class Language(StrEnum):
     en = "en"
 
 
-
-
 campaign_app = typer.Typer(
     help="Campaigns: target lists with a random control group, and their results (营销活动).", no_args_is_help=True
 )

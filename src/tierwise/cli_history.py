@@ -32,8 +32,6 @@ ByOpt = Annotated[
 ]
 
 
-
-
 def _date(value: str, option: str) -> Any:
     import datetime as dt
 

@@ -19,8 +19,6 @@ _HEADERS = {
 }
 
 
-
-
 def register(app: typer.Typer) -> None:
     app.command("worklist")(worklist)
     app.command("playbook")(playbook)

@@ -23,8 +23,9 @@ PasswordStdin = Annotated[
     typer.Option("--password-stdin", help="Read the password from standard input (one line) instead of asking."),
 ]
 
-user_app = typer.Typer(help="Users of the dashboard and API: add, list, remove, passwd, role, token, revoke.",
-                       no_args_is_help=True)
+user_app = typer.Typer(
+    help="Users of the dashboard and API: add, list, remove, passwd, role, token, revoke.", no_args_is_help=True
+)
 
 
 def _accounts(workspace: Path) -> Accounts:
@@ -41,7 +42,7 @@ def _read_password(from_stdin: bool) -> str:
     if from_stdin or not sys.stdin.isatty():
         line = sys.stdin.readline()
         if not line:
-            raise UserError("no password on standard input; pipe one line in, e.g. echo \"$PW\" | tierwise user add …")
+            raise UserError('no password on standard input; pipe one line in, e.g. echo "$PW" | tierwise user add …')
         return line.rstrip("\r\n")
     first = getpass.getpass("Password / 密码: ")
     if first != getpass.getpass("Again / 再输一次: "):
@@ -146,8 +147,10 @@ def tokens(
     out.print(table)
 
 
-def revoke(token_id: Annotated[str, typer.Argument(help="Token id (from 'tierwise user tokens').")],
-           workspace: WorkspaceOpt = Path(".")) -> None:
+def revoke(
+    token_id: Annotated[str, typer.Argument(help="Token id (from 'tierwise user tokens').")],
+    workspace: WorkspaceOpt = Path("."),
+) -> None:
     """Revoke an API token."""
     accounts = _accounts(workspace)
     accounts.revoke_token(token_id)
@@ -186,8 +189,11 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     app = create_app(root)
     if not app.state.accounts.users():
-        err.print("no users yet: only the login page is served. Add one with "
-                  f"'tierwise user add NAME --role admin -w {root}'", markup=False)
+        err.print(
+            "no users yet: only the login page is served. Add one with "
+            f"'tierwise user add NAME --role admin -w {root}'",
+            markup=False,
+        )
     if cfg.schedule.cadence != "off":
         from tierwise.history.schedule import serve as schedule_loop
 

@@ -431,7 +431,7 @@ def render_default_config() -> str:
         "# Playbook (策略手册): the first rule, in this order, whose `when` holds gives a customer its strategy.",
         "# action: " + ", ".join(ACTIONS) + ".",
         "# budget_share: share of [strategy] budget, split evenly over the customers the rule matches (sum <= 1).",
-        "# reason_zh / reason_en: why, {column} inserts the customer's value. Keep a last rule with when = \"true\".",
+        '# reason_zh / reason_en: why, {column} inserts the customer\'s value. Keep a last rule with when = "true".',
         "# Writing any [[playbook]] rule replaces this whole list (see docs/strategy.md).",
         "",
         *_array_of_tables("playbook", list[BaseModel](defaults.playbook)),
@@ -451,6 +451,7 @@ def render_default_config() -> str:
         "",
     ]
     return "\n".join(lines)
+
 
 def write_config_text(path: Path, text: str) -> None:
     """Replace tierwise.toml (or any text file) atomically: a reader sees the old file or the new, never half."""

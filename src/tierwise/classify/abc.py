@@ -27,9 +27,7 @@ def add_abc(t: ir.Table, *, value: str = "monetary", a_cutoff: float = 0.80, b_c
     counted = ibis.ifelse(positive, t[value], ibis.null("float64"))
     # A RANGE frame includes every peer of the current row: customers worth the same share one figure.
     at_least_as_much = ibis.window(order_by=ibis.desc(t[value]), range=(None, 0))
-    share = ibis.ifelse(
-        positive, counted.sum().over(at_least_as_much) / counted.sum().over(), ibis.null("float64")
-    )
+    share = ibis.ifelse(positive, counted.sum().over(at_least_as_much) / counted.sum().over(), ibis.null("float64"))
     t = t.mutate(abc_cum_share=share)
     share = t.abc_cum_share
     return t.mutate(

@@ -37,9 +37,17 @@ def backtest(ws: Workspace, calibration_end: dt.date, holdout_end: dt.date | Non
         raise UserError(f"--holdout-end {holdout_end} must come after --calibration-end {calibration_end}")
     unit = cfg.clv.time_unit_days
     sales = orders.filter(~orders.is_return.fill_null(False))
-    summary = rfm_summary(
-        sales, amount_col="amount", calibration_end=calibration_end, observation_end=holdout_end, time_unit_days=unit
-    ).to_pyarrow().sort_by("customer_id")
+    summary = (
+        rfm_summary(
+            sales,
+            amount_col="amount",
+            calibration_end=calibration_end,
+            observation_end=holdout_end,
+            time_unit_days=unit,
+        )
+        .to_pyarrow()
+        .sort_by("customer_id")
+    )
     if summary.num_rows < cfg.clv.min_customers:
         raise UserError(
             f"{summary.num_rows} customers bought by {calibration_end}; a backtest needs at least "

@@ -101,13 +101,17 @@ def fit_file(
     date = _column(date_col, columns, "--date-col", header)
     amount = _column(amount_col, columns, "--amount-col", header) if amount_col else None
     orders = _parsed(path, table, date, amount, customer)
-    summary = rfm_summary(
-        orders,
-        amount_col="amount" if amount else None,
-        calibration_end=calibration_end,
-        observation_end=holdout_end,
-        time_unit_days=time_unit_days,
-    ).to_pyarrow().sort_by("customer_id")
+    summary = (
+        rfm_summary(
+            orders,
+            amount_col="amount" if amount else None,
+            calibration_end=calibration_end,
+            observation_end=holdout_end,
+            time_unit_days=time_unit_days,
+        )
+        .to_pyarrow()
+        .sort_by("customer_id")
+    )
     if summary.num_rows == 0:
         raise UserError(f"no customer bought by {calibration_end}; choose a later --calibration-end", file=str(path))
     f = summary["frequency"].to_numpy().astype(np.float64)

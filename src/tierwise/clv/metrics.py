@@ -33,9 +33,7 @@ class Capture:
     gini: float
 
 
-def purchase_buckets(
-    frequency: np.ndarray, predicted: np.ndarray, actual: np.ndarray, last: int = 7
-) -> list[Bucket]:
+def purchase_buckets(frequency: np.ndarray, predicted: np.ndarray, actual: np.ndarray, last: int = 7) -> list[Bucket]:
     """Mean predicted and actual holdout purchases per calibration frequency; `last` collects `last`+."""
     frequency = np.asarray(frequency, dtype=np.int64)
     buckets = np.minimum(frequency, last)
