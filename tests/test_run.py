@@ -12,6 +12,10 @@ from tierwise.run import list_runs, run
 from tierwise.workspace import Workspace
 
 
+def _temporary_tables(ws: Workspace) -> list[str]:
+    return [n for (n,) in ws.con.raw_sql("SELECT table_name FROM duckdb_tables() WHERE temporary").fetchall()]
+
+
 def test_a_failed_run_leaves_the_previous_run_latest(ws: Workspace, tmp_path: Path, monkeypatch) -> None:
     from tierwise import run as run_module
 
@@ -21,6 +25,7 @@ def test_a_failed_run_leaves_the_previous_run_latest(ws: Workspace, tmp_path: Pa
     first = run(ws)
     assert first.as_of == dt.date(2024, 3, 5) and first.customers == 2
     tables_before = set(ws.con.list_tables())
+    assert _temporary_tables(ws) == []  # the run's scratch is gone
 
     def fail(*args, **kwargs):
         raise RuntimeError("power cut")
@@ -30,6 +35,7 @@ def test_a_failed_run_leaves_the_previous_run_latest(ws: Workspace, tmp_path: Pa
         run(ws, dt.date(2024, 6, 1))
     assert [r["run_id"] for r in list_runs(ws)] == [first.run_id]
     assert set(ws.con.list_tables()) == tables_before  # the half-written snapshot is gone too
+    assert _temporary_tables(ws) == []
     snap = {r["customer_id"]: r for r in ws.table(first.snapshot_table).to_pyarrow().to_pylist()}
     assert (snap["C1"]["recency_days"], snap["C1"]["frequency"], snap["C1"]["monetary"]) == (1, 2, 15.0)
 
