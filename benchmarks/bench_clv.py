@@ -48,11 +48,18 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 KINDS = ["tierwise", "lifetimes"]
 STEPS = ["read", "summary", "bgnbd", "gg", "clv"]
-HISTORY = {"start": dt.date(2021, 1, 1), "end": dt.date(2024, 12, 31)}
+
+
+class History(TypedDict):
+    start: dt.date
+    end: dt.date
+
+
+HISTORY: History = {"start": dt.date(2021, 1, 1), "end": dt.date(2024, 12, 31)}
 CALIBRATION_END = HISTORY["end"]  # the last day of the data
 UNIT_DAYS = 7  # weeks
 HORIZON_MONTHS = 12

@@ -115,17 +115,17 @@ def measure(stage: str, n: int) -> dict[str, object]:
     elif stage == "tree":
         from tierwise.mining.learn import ClassifySettings, learn_classes
 
-        result = learn_classes(df, df["label"], ClassifySettings(target="label"))
-        out = {"accuracy": round(result.report.accuracy, 4), "roc_auc": round(result.report.roc_auc or 0, 4)}
-        out["rules"] = len(result.rules)
-        out["first_rule"] = result.rules[0].text("en")
+        learned = learn_classes(df, df["label"], ClassifySettings(target="label"))
+        out = {"accuracy": round(learned.report.accuracy, 4), "roc_auc": round(learned.report.roc_auc or 0, 4)}
+        out["rules"] = len(learned.rules)
+        out["first_rule"] = learned.rules[0].text("en")
     else:
         from sklearn.model_selection import train_test_split
         from sklearn.tree import DecisionTreeClassifier
 
-        from tierwise.mining.learn import DEFAULT_FEATURES
+        from tierwise.mining.settings import LEARN_FEATURES
 
-        features = [f for f in DEFAULT_FEATURES if f in df.columns]
+        features = [f for f in LEARN_FEATURES if f in df.columns]
         x = df[features].fillna(df[features].median()).to_numpy()
         train, test = train_test_split(np.arange(n), test_size=0.25, random_state=42, stratify=df["label"])
         model = DecisionTreeClassifier(random_state=42).fit(x[train], df["label"].to_numpy()[train])

@@ -42,7 +42,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from tierwise.config import load_config
 
@@ -89,7 +89,12 @@ def _since(start: tuple[float, float]) -> dict[str, float]:
 
 # Eight years of B2C history give about 9.4 order lines per customer: 10 million transactions ≈ 1.06 million
 # customers, the shape the targets are set for (the default two years give ~4.8 lines per customer).
-HISTORY = {"start": dt.date(2017, 1, 1), "end": dt.date(2024, 12, 31)}
+class History(TypedDict):
+    start: dt.date
+    end: dt.date
+
+
+HISTORY: History = {"start": dt.date(2017, 1, 1), "end": dt.date(2024, 12, 31)}
 
 
 def customers_for(transactions: int) -> int:
