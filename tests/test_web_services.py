@@ -692,6 +692,40 @@ def test_cluster_names_follow_the_language_asked_for(ws: Any) -> None:
     assert {s["label"] for s in en_trend["chart"]["series"]} >= {v[0] for v in names.values()}
 
 
+def test_preview_after_clv_edits_refits_and_leaves_nothing_behind(ws: Any, built: dict[str, Any]) -> None:
+    """With tierwise.toml's [clv] edited since the last run, the preview cannot reuse the run's scores: it fits the
+    models itself. Those scores, like the preview's own table, are dropped afterwards (the dashboard's connection
+    lives as long as the server). Only the grade weights change, so without data changes the CLV edit alone moves
+    no grade, and the preview agrees with the one that reuses the run's scores."""
+    from tierwise.web.services.settings import preview_settings
+    from tierwise.workspace import Workspace
+
+    reused = preview_settings(ws, CHANGES, examples=0)
+    ws.con.raw_sql("CHECKPOINT")
+    copy = built["root"] / "clv-edited"
+    shutil.copytree(built["ws_dir"], copy)
+    config = copy / "tierwise.toml"
+    text = config.read_text(encoding="utf-8")
+    edited = re.sub(r"(?m)^discount_rate_monthly = .*$", "discount_rate_monthly = 0.02", text, count=1)
+    assert edited != text
+    config.write_text(edited, encoding="utf-8")
+    other = Workspace.open(copy)
+    try:
+        def temporary() -> list[str]:
+            rows = other.con.raw_sql("SELECT table_name FROM duckdb_tables() WHERE temporary").fetchall()
+            return [n for (n,) in rows]
+
+        for _ in range(2):
+            refitted = preview_settings(other, CHANGES, examples=0)
+            assert temporary() == []
+    finally:
+        other.close()
+    assert refitted["customers"] == reused["customers"] == 602
+    # clv_predicted moves with the discount rate, but it is not a grade indicator by default: grades move alike
+    assert refitted["changed"]["grade"] == reused["changed"]["grade"] > 0
+    assert refitted["grade_matrix"] == reused["grade_matrix"]
+
+
 def test_preview_labels_are_in_the_language_asked_for(ws: Any) -> None:
     from tierwise.web.services.settings import preview_settings
 

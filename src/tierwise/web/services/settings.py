@@ -31,7 +31,7 @@ import threading
 import tomllib
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ibis
 import ibis.expr.types as ir
@@ -41,6 +41,9 @@ from tierwise.config import CONFIG_FILE, Config, load_config, toml_value
 from tierwise.errors import UserError
 from tierwise.web.services._common import jsonable, language_of, parse_json
 from tierwise.workspace import Workspace
+
+if TYPE_CHECKING:
+    from tierwise.scratch import Scratch
 
 SECTIONS = ("grade", "abc", "value", "lifecycle", "strategy", "rules", "playbook")
 BACKUP_SUFFIX = ".bak"
@@ -221,13 +224,22 @@ def _latest(ws: Workspace) -> tuple[dict[str, Any], ir.Table] | None:
         return None
 
 
-def _candidate(ws: Workspace, cfg: Config, as_of: dt.date, latest: tuple[dict[str, Any], ir.Table] | None) -> ir.Table:
+def _candidate(
+    ws: Workspace,
+    cfg: Config,
+    as_of: dt.date,
+    latest: tuple[dict[str, Any], ir.Table] | None,
+    scratch: Scratch | None = None,
+) -> ir.Table:
     """The snapshot a run as of `as_of` with settings `cfg` would store (Ibis expressions, nothing stored).
 
     The predictive-CLV scores and the clusters are taken from the latest run when it has them (and the CLV
-    settings are unchanged): the settings changed here do not affect them, and refitting would take longer."""
+    settings are unchanged): the settings changed here do not affect them, and refitting would take longer.
+    Otherwise (tierwise.toml's [clv] edited since) the models are fitted here and their scores kept in `scratch`,
+    so that they do not stay on the dashboard's connection."""
     from tierwise.clv.predict import SCHEMA as PREDICTIONS
     from tierwise.clv.predict import empty as no_predictions
+    from tierwise.clv.predict import predict
     from tierwise.run import build_snapshot, canonical_tables, previous_runs
     from tierwise.show import run_config
     from tierwise.strategy.playbook import apply_playbook, check_playbook
@@ -240,6 +252,8 @@ def _candidate(ws: Workspace, cfg: Config, as_of: dt.date, latest: tuple[dict[st
             predictions = old.select(*PREDICTIONS.names)
     elif latest is None:
         predictions = ibis.memtable(no_predictions())
+    if predictions is None and scratch is not None:
+        predictions = scratch.on_engine(tables["orders"], predict(tables["orders"], cfg.clv, as_of).table)
     previous: list[ir.Table] = []
     if cfg.stability.enabled:
         earlier = previous_runs(ws, as_of, max(cfg.stability.confirm_runs - 1, 1))
@@ -280,6 +294,7 @@ def preview_settings(
     changed_labels: {grade, tags, next_action, strategy: their names in `language`}, grade_counts: {before:
     {grade: n}, after: {grade: n}}, examples: up to `examples` customers whose grade changes, by revenue,
     settings_changed: [{key, before, after}]}. Grades of customers without one are null ("—")."""
+    from tierwise.scratch import Scratch
     from tierwise.show import label
 
     base = current_config(ws)
@@ -289,20 +304,20 @@ def preview_settings(
         raise UserError("no run yet to preview against; run the main job first ('tierwise run' or the Run button)")
     meta, old = latest
     as_of = meta["as_of"]
-    new = _candidate(ws, cfg, as_of, latest)
+    with Scratch(ws.con, None, uuid.uuid4().hex[:12]) as scratch:
+        new = _candidate(ws, cfg, as_of, latest, scratch)
 
-    def keep(t: ir.Table, suffix: str, **extra: Any) -> ir.Table:
-        picked = {f"{c}_{suffix}": (t[c].cast("string") if c in t.columns else ibis.null("string")) for c in COMPARED}
-        score = t.composite_score.cast("float64") if "composite_score" in t.columns else ibis.null("float64")
-        return t.select("customer_id", **picked, **{f"score_{suffix}": score}, **extra)
+        def keep(t: ir.Table, suffix: str, **extra: Any) -> ir.Table:
+            picked = {
+                f"{c}_{suffix}": (t[c].cast("string") if c in t.columns else ibis.null("string")) for c in COMPARED
+            }
+            score = t.composite_score.cast("float64") if "composite_score" in t.columns else ibis.null("float64")
+            return t.select("customer_id", **picked, **{f"score_{suffix}": score}, **extra)
 
-    name_column = old.name.cast("string") if "name" in old.columns else ibis.null("string")
-    before = keep(old, "before", name=name_column, monetary=old.monetary)
-    after = keep(new, "after")
-    name = f"_tierwise_preview_{uuid.uuid4().hex[:12]}"
-    ws.con.create_table(name, before.join(after, "customer_id"), temp=True)
-    try:
-        j = ws.table(name)
+        name_column = old.name.cast("string") if "name" in old.columns else ibis.null("string")
+        before = keep(old, "before", name=name_column, monetary=old.monetary)
+        after = keep(new, "after")
+        j = scratch.temporary(f"_tierwise_preview_{scratch.suffix}", before.join(after, "customer_id"))
         changed = {c: j.count(where=~j[f"{c}_before"].identical_to(j[f"{c}_after"])) for c in COMPARED}
         totals = j.aggregate(customers=j.count(), **changed).to_pyarrow().to_pylist()[0]
         cells = (
@@ -321,10 +336,8 @@ def preview_settings(
             if examples > 0
             else []
         )
-    finally:
-        ws.con.drop_table(name, force=True)
-    n_old = int(old.count().execute())
-    n_new = int(new.count().execute())
+        n_old = int(old.count().execute())
+        n_new = int(new.count().execute())
     lang = language_of(ws, language) if language else base.workspace.language
     if lang not in ("zh", "en"):
         lang = "zh"
