@@ -1,4 +1,5 @@
-"""A run's scratch work, kept outside its transaction and cleared however the run ends.
+"""A run's scratch work, kept outside its transaction and cleared however the run ends (the dashboard's
+settings preview uses it too, for what it computes on the server's long-lived connection).
 
 DuckDB: temporary tables (purchase occasions, CLV scores, measures, the chains of classes). Rows a transaction
 adds are held in its local storage until it commits, and reading them back there made the classes and the
