@@ -711,6 +711,7 @@ def test_preview_after_clv_edits_refits_and_leaves_nothing_behind(ws: Any, built
     config.write_text(edited, encoding="utf-8")
     other = Workspace.open(copy)
     try:
+
         def temporary() -> list[str]:
             rows = other.con.raw_sql("SELECT table_name FROM duckdb_tables() WHERE temporary").fetchall()
             return [n for (n,) in rows]
