@@ -85,9 +85,12 @@ def measures(
     as_of: dt.date,
     predictions: ir.Table | None = None,
     occasions: ir.Table | None = None,
+    scratch: Scratch | None = None,
 ) -> ir.Table:
     """Every feature of DESIGN §5 per customer: orders, payments, satisfaction, industry, historical CLV.
-    `occasions` may be the orders' purchase_occasions as of `as_of`, computed once for these and the models."""
+    `occasions` may be the orders' purchase_occasions as of `as_of`, computed once for these and the models.
+    Without `predictions` the CLV models are fitted here; their scores go to `scratch` when given (dropped with
+    it), else to a temporary table that lasts as long as the connection."""
     customers, orders = tables["customers"], tables["orders"]
     window = cfg.features.window_days
     t = customer_features(
@@ -121,7 +124,9 @@ def measures(
         ),
         predictions
         if predictions is not None
-        else on_engine(orders, predict(orders, cfg.clv, as_of, occasions=occasions).table),
+        else (scratch.on_engine if scratch is not None else on_engine)(
+            orders, predict(orders, cfg.clv, as_of, occasions=occasions).table
+        ),
     ]
     for part in parts:
         t = t.left_join(part, "customer_id").drop("customer_id_right")
@@ -253,6 +258,7 @@ def build_snapshot(
     previous: Sequence[ir.Table] = (),
     keep: Checkpoint = _keep,
     occasions: ir.Table | None = None,
+    scratch: Scratch | None = None,
 ) -> ir.Table:
     """The snapshot as Ibis expressions over the canonical tables, on whichever engine holds them.
 
@@ -261,9 +267,11 @@ def build_snapshot(
     predictive-CLV scores (clv.predict) as a table on the same engine; without them the models are fitted
     here, which runs queries. `previous` are earlier snapshots, most recent first, for [stability]. `keep` may
     materialise each chain of classes (see `classes`). `occasions` are the orders' purchase occasions
-    (features.purchase_occasions), when the caller holds them.
+    (features.purchase_occasions), when the caller holds them. `scratch` keeps the scores fitted without
+    `predictions` (see `measures`).
     """
-    return classify(checkpoint("measures", measures(tables, cfg, as_of, predictions, occasions)), cfg, previous, keep)
+    t = measures(tables, cfg, as_of, predictions, occasions, scratch)
+    return classify(checkpoint("measures", t), cfg, previous, keep)
 
 
 def canonical_tables(ws: Workspace) -> dict[str, ir.Table]:

@@ -74,7 +74,7 @@ class Scratch:
         return kept
 
     def on_engine(self, like: ir.Table, data: pa.Table) -> ir.Table:
-        """A small Arrow table on the engine of `like` (tierwise.run.on_engine), dropped with the rest."""
+        """A small Arrow table on the engine of `like` (`on_engine` above), dropped with the rest."""
         kept = on_engine(like, data)
         (self.views if self.spark_con is not None else self.tables).append(kept.op().name)  # drop_table's form
         return kept

@@ -235,11 +235,10 @@ def _candidate(
 
     The predictive-CLV scores and the clusters are taken from the latest run when it has them (and the CLV
     settings are unchanged): the settings changed here do not affect them, and refitting would take longer.
-    Otherwise (tierwise.toml's [clv] edited since) the models are fitted here and their scores kept in `scratch`,
+    Otherwise (tierwise.toml's [clv] edited since) the models are fitted again and their scores kept in `scratch`,
     so that they do not stay on the dashboard's connection."""
     from tierwise.clv.predict import SCHEMA as PREDICTIONS
     from tierwise.clv.predict import empty as no_predictions
-    from tierwise.clv.predict import predict
     from tierwise.run import build_snapshot, canonical_tables, previous_runs
     from tierwise.show import run_config
     from tierwise.strategy.playbook import apply_playbook, check_playbook
@@ -252,13 +251,11 @@ def _candidate(
             predictions = old.select(*PREDICTIONS.names)
     elif latest is None:
         predictions = ibis.memtable(no_predictions())
-    if predictions is None and scratch is not None:
-        predictions = scratch.on_engine(tables["orders"], predict(tables["orders"], cfg.clv, as_of).table)
     previous: list[ir.Table] = []
     if cfg.stability.enabled:
         earlier = previous_runs(ws, as_of, max(cfg.stability.confirm_runs - 1, 1))
         previous = [ws.table(str(r["snapshot_table"])) for r in earlier]
-    t = build_snapshot(tables, cfg, as_of, predictions=predictions, previous=previous)
+    t = build_snapshot(tables, cfg, as_of, predictions=predictions, previous=previous, scratch=scratch)
     if old is not None and {"cluster", "cluster_name"} <= set(old.columns):
         t = t.left_join(old.select("customer_id", "cluster", "cluster_name"), "customer_id").drop("customer_id_right")
     elif cfg.cluster.enabled:
