@@ -32,7 +32,7 @@ class WorkspaceSettings(_Section):
     currency: str = Field("CNY", description="Currency of amounts, shown in reports")
 
 
-def _only_tables(setting: str, value: dict[str, str]) -> dict[str, str]:
+def _only_tables(setting: str, value: dict[str, Any]) -> dict[str, Any]:
     from tierwise.schema import TABLES
 
     unknown = sorted(set(value) - set(TABLES))
@@ -152,10 +152,31 @@ class IngestSettings(_Section):
         "rows, e.g. {orders = 'updated_at'}; each load then reads only rows after the last one's greatest",
     )
 
+    keys: dict[str, list[str]] = Field(
+        {},
+        description="Record identity per table: the fields that identify a record, e.g. {orders = ['order_id', "
+        "'line_number']}; a record whose key is already stored is skipped when identical and replaced when changed "
+        "(docs/ingest.md, 'Record identity'); [] turns identity off for that table. Unset tables use the defaults",
+    )
+    max_sheet_rows: int = Field(
+        1_048_576, ge=1, description="Spreadsheets with more rows than this in a sheet are refused before parsing"
+    )
+    max_expansion_ratio: float = Field(
+        100.0,
+        gt=1,
+        description="Spreadsheets (XLSX, ODS …) whose sheets expand to more than this many times their compressed "
+        "size are refused before parsing (decompression bombs)",
+    )
+
     @field_validator("incremental")
     @classmethod
     def _known_tables(cls, value: dict[str, str]) -> dict[str, str]:
         return _only_tables("incremental", value)
+
+    @field_validator("keys")
+    @classmethod
+    def _known_key_tables(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        return _only_tables("keys", value)
 
     @field_validator("cancel_statuses", "online_channels")
     @classmethod

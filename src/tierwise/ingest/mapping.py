@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tierwise.errors import UserError
@@ -43,6 +44,25 @@ def _synonym_index(spec: TableSpec) -> dict[str, str]:
         for key in (f.name, f.label_zh, *f.synonyms):
             index.setdefault(normalise_header(key), f.name)
     return index
+
+
+def header_score(spec: TableSpec, configured: dict[str, str] | None = None) -> Callable[[list[str]], int]:
+    """How many cells of a row are headers of `spec`'s fields (synonyms, or columns named in [mapping]):
+    the spreadsheet reader takes the best-scoring row near the top as the header."""
+    index = _synonym_index(spec)
+    named = {normalise_header(c) for c in (configured or {})}
+
+    def score(cells: list[str]) -> int:
+        found = set()
+        for cell in cells:
+            key = normalise_header(cell)
+            if key in named:
+                found.add(f"config:{key}")
+            elif key in index:
+                found.add(index[key])
+        return len(found)
+
+    return score
 
 
 def resolve_mapping(

@@ -23,8 +23,8 @@ import pyarrow as pa
 from tierwise.engine import stream_into_table, transaction
 from tierwise.errors import UserError
 from tierwise.ingest import parse
-from tierwise.ingest.mapping import Mapping, resolve_mapping
-from tierwise.ingest.readers import LINE, Source, open_source
+from tierwise.ingest.mapping import Mapping, header_score, resolve_mapping
+from tierwise.ingest.readers import LINE, ReadLimits, Source, open_source
 from tierwise.schema import CUSTOMERS, TABLES, Field, TableSpec
 from tierwise.workspace import IBIS_TYPES, Workspace, canonical_schema
 
@@ -36,6 +36,8 @@ BAD_AMOUNT = "BAD_AMOUNT"
 BAD_VALUE = "BAD_VALUE"
 FUTURE_DATE = "FUTURE_DATE"
 DUPLICATE_ID = "DUPLICATE_ID"
+CONFLICTING_KEY = "CONFLICTING_KEY"
+TOTAL_ROW = "TOTAL_ROW"
 
 # Date fields that cannot lie in the future (a due date can).
 NO_FUTURE = {"order_date", "date", "contacted_at", "invoice_date", "paid_date"}
@@ -66,6 +68,7 @@ class BatchReport:
     date_orders: dict[str, str] = field(default_factory=dict)
     reasons: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, object]:
         return asdict(self)
@@ -102,6 +105,7 @@ def ingest_file(
     progress: ProgressFactory | None = None,
     today: _dt.date | None = None,
     keep_duplicates: bool | None = None,
+    header_row: int | None = None,
 ) -> BatchReport:
     spec = TABLES[table_key]
     file = str(path)
@@ -114,7 +118,18 @@ def ingest_file(
         return BatchReport(file, table_key, batch_id, "already_loaded")
 
     tick = progress(file, path.stat().st_size) if progress else None
-    source = open_source(path, sep=sep, encoding=encoding, sheet=sheet, header=header, progress=tick)
+    settings = ws.config.ingest
+    source = open_source(
+        path,
+        sep=sep,
+        encoding=encoding,
+        sheet=sheet,
+        header=header,
+        progress=tick,
+        header_row=header_row,
+        header_score=header_score(spec, ws.config.mapping.get(table_key, {})),
+        limits=ReadLimits(settings.max_sheet_rows, settings.max_expansion_ratio),
+    )
     try:
         mapping = resolve_mapping(source.columns, spec, ws.config.mapping.get(table_key, {}), maps or {}, file=file)
         timings: dict[str, float] = {}

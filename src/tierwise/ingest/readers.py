@@ -31,6 +31,18 @@ BATCH_ROWS = 1 << 20
 ProgressFn = Callable[[int], None]  # bytes or rows consumed so far
 
 
+@dataclass(frozen=True)
+class ReadLimits:
+    """Bounds checked before a spreadsheet is parsed ([ingest] max_sheet_rows, max_expansion_ratio)."""
+
+    max_sheet_rows: int = 1_048_576
+    max_expansion_ratio: float = 100.0
+
+
+# How many cells of a row name a known field of the target table (finds the header row of a spreadsheet).
+HeaderScore = Callable[[list[str]], int]
+
+
 @dataclass
 class Source:
     path: Path
@@ -44,6 +56,7 @@ class Source:
     cleanup: list[Path] = field(default_factory=list)
     name: str = ""  # what reports show, when not the path (a database table: its URL without the password)
     schema: pa.Schema | None = None  # the batches' types when they are not all text (with `_line`)
+    warnings: list[str] = field(default_factory=list)  # said to the user and stored with the batch
 
     @property
     def label(self) -> str:
@@ -62,7 +75,11 @@ def open_source(
     sheet: str | None = None,
     header: bool = True,
     progress: ProgressFn | None = None,
+    header_row: int | None = None,
+    header_score: HeaderScore | None = None,
+    limits: ReadLimits | None = None,
 ) -> Source:
+    """`header_row` (1-based) overrides header detection in spreadsheets; `header_score` drives it."""
     if not path.exists():
         raise UserError("file not found; check the path and name", file=str(path))
     if path.is_dir():
