@@ -190,7 +190,8 @@ def test_ingest_human_output_shows_mapping_and_reconciliation(tmp_path: Path) ->
     r = run_cli("ingest", "orders", src, "-w", ws)
     assert r.code == 0, r.stderr
     assert "gb18030" in r.stdout and "实付金额" in r.stdout and "MISSING_CUSTOMER_ID 1" in r.stdout
-    assert re.search(r"│\s*2\s*│\s*1\s*│\s*1\s*│\s*0\s*│", r.stdout), r.stdout  # read, loaded, quarantined, dups
+    # read, new, updated, unchanged, quarantined, duplicates
+    assert re.search(r"│\s*2\s*│\s*1\s*│\s*0\s*│\s*0\s*│\s*1\s*│\s*0\s*│", r.stdout), r.stdout
 
 
 def test_generate_messy_then_ingest_reconciles_with_ground_truth(tmp_path: Path) -> None:

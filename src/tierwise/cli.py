@@ -72,7 +72,24 @@ def ingest(
         str | None, typer.Option(help="Separator: ',' ';' '\\t' '|' or whitespace (default: sniffed).")
     ] = None,
     encoding: Annotated[str | None, typer.Option(help="Text encoding, e.g. gbk, utf-8 (default: detected).")] = None,
-    sheet: Annotated[str | None, typer.Option(help="Excel sheet name (default: the first).")] = None,
+    sheet: Annotated[
+        str | None,
+        typer.Option(
+            help="Spreadsheets: a sheet name, its number (1 = first) or 'all' (default: every sheet whose header "
+            "is recognised, as one batch)."
+        ),
+    ] = None,
+    header_row: Annotated[
+        int | None,
+        typer.Option(help="Spreadsheets: the row holding the header (1 = first; default: found automatically).", min=1),
+    ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option(
+            help="Fields identifying a record, comma-separated (e.g. order_id,line_number), or 'none' "
+            "(default: [ingest.keys], else the table's natural key; docs/ingest.md)."
+        ),
+    ] = None,
     map_: Annotated[
         list[str] | None, typer.Option("--map", help="SOURCE_COLUMN=field, repeatable; 'ignore' skips a column.")
     ] = None,
@@ -103,8 +120,10 @@ def ingest(
     if from_ is None and not files:
         raise UserError("name the files to ingest, or --from DATABASE_URL --table NAME")
     maps = parse_map_options(map_ or [])
+    keys = [k.strip() for k in key.split(",") if k.strip()] if key is not None else None
     ws = Workspace.open(workspace)
     reports: list[BatchReport] = []
+    trying: list[str] = []
     try:
         with progress_bars(err) as bars:
             if from_ is not None and db_table is not None:
@@ -118,10 +137,12 @@ def ingest(
                         maps=maps,
                         date_format=date_format,
                         keep_duplicates=keep_duplicates,
+                        key=keys,
                         progress=lambda name, total: bars.task(f"reading {db_table} (rows)", total),
                     )
                 )
             for path in files:
+                trying.append(str(path))
                 reports.append(
                     ingest_file(
                         ws,
@@ -134,10 +155,23 @@ def ingest(
                         maps=maps,
                         date_format=date_format,
                         keep_duplicates=keep_duplicates,
+                        header_row=header_row,
+                        key=keys,
                         progress=lambda name, total: bars.task(f"reading {Path(name).name}", total),
                     )
                 )
-    except UserError:
+    except UserError as exc:
+        if as_json:
+            # Machines learn what was stored before the failure and what was never tried.
+            failed = len(trying)
+            print_json(
+                {
+                    "error": str(exc),
+                    "committed": [r.as_json() for r in reports],
+                    "failed": trying[-1] if trying else (from_ or ""),
+                    "not_tried": [str(p) for p in files[failed:]],
+                }
+            )
         if reports:
             err.print(f"loaded before the error: {', '.join(r.file for r in reports)}")
         raise
@@ -178,10 +212,37 @@ def _print_report(r: Any) -> None:
     if r.date_orders:
         out.print("date order: " + ", ".join(f"{c}={o}" for c, o in r.date_orders.items()))
     rec = Table(
-        "rows read", "loaded", "quarantined", "duplicates removed", title="reconciliation", title_justify="left"
+        "rows read",
+        "new",
+        "updated",
+        "unchanged",
+        "quarantined",
+        "duplicates removed",
+        title="reconciliation (read = new + updated + unchanged + quarantined + duplicates)",
+        title_justify="left",
     )
-    rec.add_row(f"{r.rows_read:,}", f"{r.rows_loaded:,}", f"{r.rows_quarantined:,}", f"{r.duplicates_removed:,}")
+    rec.add_row(
+        *(
+            f"{n:,}"
+            for n in (
+                r.rows_read,
+                r.rows_new,
+                r.rows_updated,
+                r.rows_unchanged,
+                r.rows_quarantined,
+                r.duplicates_removed,
+            )
+        )
+    )
     out.print(rec)
+    if r.record_key:
+        key = " + ".join(r.record_key["fields"]) + ("" if r.record_key["per_row"] else " (all lines of one)")
+        extra = f"; {r.rows_replaced:,} stored rows replaced (tierwise unload {r.batch_id} puts them back)"
+        out.print(f"record key: {key}" + (extra if r.rows_updated else ""))
+    else:
+        out.print("record key: none (rows are appended; docs/ingest.md, 'Record identity')")
+    for w in r.warnings:
+        out.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
     notes = []
     if r.reasons:
         notes.append("quarantine: " + ", ".join(f"{k} {v:,}" for k, v in sorted(r.reasons.items())))
@@ -260,6 +321,9 @@ def status(workspace: WorkspaceOpt = Path("."), as_json: JsonOpt = False) -> Non
                 "file",
                 "rows_read",
                 "rows_loaded",
+                "rows_new",
+                "rows_updated",
+                "rows_unchanged",
                 "rows_quarantined",
                 "duplicates_removed",
                 "loaded_at",
@@ -283,10 +347,12 @@ def status(workspace: WorkspaceOpt = Path("."), as_json: JsonOpt = False) -> Non
             "table",
             "file",
             "read",
-            "loaded",
+            "new",
+            "updated",
+            "unchanged",
             "quarantined",
             "duplicates",
-            title="batches",
+            title="batches (read = new + updated + unchanged + quarantined + duplicates; tierwise batches for more)",
             title_justify="left",
         )
         for row in batches:
@@ -294,10 +360,17 @@ def status(workspace: WorkspaceOpt = Path("."), as_json: JsonOpt = False) -> Non
                 row["batch_id"],
                 row["table_name"],
                 Path(row["file"]).name,
-                f"{row['rows_read']:,}",
-                f"{row['rows_loaded']:,}",
-                f"{row['rows_quarantined']:,}",
-                f"{row['duplicates_removed']:,}",
+                *(
+                    f"{row[c]:,}"
+                    for c in (
+                        "rows_read",
+                        "rows_new",
+                        "rows_updated",
+                        "rows_unchanged",
+                        "rows_quarantined",
+                        "duplicates_removed",
+                    )
+                ),
             )
         out.print(bt)
 
@@ -1001,7 +1074,7 @@ def _register_areas() -> None:
     """Commands of the larger areas live in their own modules (cli_<area>.py) and add themselves to `app`."""
     import importlib
 
-    for area in ("strategy", "history", "campaigns", "web"):
+    for area in ("batches", "strategy", "history", "campaigns", "web"):
         name = f"tierwise.cli_{area}"
         try:
             module = importlib.import_module(name)

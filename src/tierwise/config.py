@@ -445,8 +445,14 @@ def render_default_config() -> str:
                 tables.append("")
                 continue
             lines.append(f"# {info.description}")
-            # TOML has no null: an unset optional setting is written commented out.
-            lines.append(f"# {name} = (unset)" if value is None else f"{name} = {toml_value(value)}")
+            # TOML has no null: an unset optional setting is written commented out. So is an empty table, so that
+            # the user may write it as a [section.name] table of its own without declaring it twice.
+            if value is None:
+                lines.append(f"# {name} = (unset)")
+            elif isinstance(value, dict) and not value:
+                lines.append(f"# {name} = {{}}  (or a [{section_name}.{name}] table)")
+            else:
+                lines.append(f"{name} = {toml_value(value)}")
         lines += ["", *tables]
     lines += [
         "# Playbook (策略手册): the first rule, in this order, whose `when` holds gives a customer its strategy.",

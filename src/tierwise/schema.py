@@ -203,6 +203,12 @@ ORDERS = TableSpec(
                 "transaction_id",
             ),
         ),
+        Field(
+            "line_number",
+            "text",
+            "行号",
+            ("行号", "明细行号", "订单行号", "行项目", "lineno", "line_no", "linenumber", "line_number", "orderline"),
+        ),
         Field("customer_id", "text", "客户编号", _CUSTOMER_ID, required=True),
         Field(
             "order_date",
@@ -256,6 +262,42 @@ ORDERS = TableSpec(
             required=True,
         ),
         Field("cost", "amount", "成本", ("成本", "成本金额", "进价", "cost", "cogs", "costamount")),
+        Field(
+            "product_id",
+            "text",
+            "商品编码",
+            (
+                "商品编码",
+                "商品编号",
+                "产品编码",
+                "产品编号",
+                "物料编码",
+                "货号",
+                "stockcode",
+                "sku",
+                "productid",
+                "product_id",
+                "productcode",
+                "itemcode",
+                "item_code",
+            ),
+        ),
+        Field(
+            "product_name",
+            "text",
+            "商品名称",
+            (
+                "商品名称",
+                "产品名称",
+                "品名",
+                "商品",
+                "description",
+                "productname",
+                "product_name",
+                "itemname",
+                "item_name",
+            ),
+        ),
         Field("quantity", "number", "数量", ("数量", "件数", "购买数量", "quantity", "qty", "number_of_cds", "units")),
         Field("unit_price", "amount", "单价", ("单价", "价格", "unitprice", "unit_price", "price")),
         Field(
@@ -289,6 +331,12 @@ PAYMENTS = TableSpec(
     "回款",
     (
         Field(
+            "payment_id",
+            "text",
+            "回款单号",
+            ("回款单号", "收款单号", "付款单号", "回款编号", "paymentid", "payment_id", "receiptno", "receipt_no"),
+        ),
+        Field(
             "invoice_id",
             "text",
             "发票号",
@@ -317,6 +365,12 @@ INTERACTIONS = TableSpec(
     "interactions",
     "互动",
     (
+        Field(
+            "interaction_id",
+            "text",
+            "互动编号",
+            ("互动编号", "记录编号", "工单号", "回访编号", "interactionid", "interaction_id", "ticketid", "ticket_id"),
+        ),
         Field("customer_id", "text", "客户编号", _CUSTOMER_ID, required=True),
         Field(
             "date",

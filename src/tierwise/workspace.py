@@ -28,7 +28,7 @@ IBIS_TYPES: dict[FieldKind, dt.DataType] = {
 # Tables whose columns never change once made — what a run writes (snapshot_<run>, pareto_<run>, the web's
 # cross_sell_<run>), learned_<model>, and the canonical and system tables: their Ibis handles (name and
 # schema, not data) are kept per connection, because reading a schema costs more than most point queries.
-RUN_TABLE_PREFIXES = ("snapshot_", "pareto_", "cross_sell_", "learned_")
+RUN_TABLE_PREFIXES = ("snapshot_", "pareto_", "cross_sell_", "learned_", "replaced_")
 
 # Columns every canonical table carries besides its fields: where each row came from.
 LINEAGE = {"batch_id": dt.string, "source_line": dt.int64}
@@ -61,8 +61,24 @@ BATCHES_SCHEMA = ibis.schema(
         "customers_updated": "int64",
         "mapping": "string",
         "date_orders": "string",
+        # Record identity (docs/ingest.md): rows_loaded = rows_new + rows_updated; rows_unchanged were skipped;
+        # rows_replaced is how many stored rows the updates moved to replaced_<table>.
+        "rows_new": "int64",
+        "rows_updated": "int64",
+        "rows_unchanged": "int64",
+        "rows_replaced": "int64",
+        "record_key": "string",
+        "warnings": "string",
     }
 )
+
+# Columns added to a system table after workspaces were made with it: how to fill them in older rows.
+BACKFILL = {"batches": {"rows_new": "rows_loaded", "rows_updated": "0", "rows_unchanged": "0", "rows_replaced": "0"}}
+
+# Old versions of records a later batch replaced (record identity): the canonical columns plus who replaced them.
+# `tierwise unload` puts them back.
+REPLACED_PREFIX = "replaced_"
+REPLACED_COLUMNS = {"replaced_by": dt.string, "replaced_at": dt.timestamp}
 
 QUARANTINE_SCHEMA = ibis.schema(
     {
@@ -114,6 +130,10 @@ def canonical_schema(spec: TableSpec) -> ibis.Schema:
     columns.update(EXTRA_COLUMNS.get(spec.name, {}))
     columns.update(LINEAGE)
     return ibis.schema(columns)
+
+
+def replaced_schema(spec: TableSpec) -> ibis.Schema:
+    return ibis.schema({**dict(canonical_schema(spec).items()), **REPLACED_COLUMNS})
 
 
 # One row per `tierwise backtest`: its whole result as JSON (the report's model page reads the latest).
@@ -232,9 +252,29 @@ class Workspace:
         wanted: dict[str, ibis.Schema] = dict(SYSTEM_TABLES)
         for spec in TABLES.values():
             wanted[spec.name] = canonical_schema(spec)
+            wanted[REPLACED_PREFIX + spec.name] = replaced_schema(spec)
         for name, schema in wanted.items():
             if name not in existing:
                 self.con.create_table(name, schema=schema)
+            else:
+                self._add_missing_columns(name, schema)
+
+    def _add_missing_columns(self, name: str, schema: ibis.Schema) -> None:
+        """Fields added by a newer version (product_id, the batches' identity counts …) join older workspaces
+        as empty columns, or as BACKFILL says, so a workspace never needs rebuilding for them."""
+        have = set(self.con.table(name).columns)
+        missing = [c for c in schema.names if c not in have]
+        if not missing:
+            return
+        from ibis.backends.sql.datatypes import DuckDBType
+
+        # DuckDB cannot alter a table and then update it in one transaction: each column is added on its own, and
+        # the backfill (idempotent: only empty values) follows.
+        for column in missing:
+            sql_type = DuckDBType.to_string(schema[column])
+            self.con.raw_sql(f'ALTER TABLE "{name}" ADD COLUMN "{column}" {sql_type}')
+        for column, fill in BACKFILL.get(name, {}).items():
+            self.con.raw_sql(f'UPDATE "{name}" SET "{column}" = {fill} WHERE "{column}" IS NULL')
 
     def table(self, name: str) -> ir.Table:
         if not (name.startswith(RUN_TABLE_PREFIXES) or name in SYSTEM_TABLES or name in TABLES):

@@ -1,6 +1,7 @@
 """One file → one batch: read, stage, map, parse, de-duplicate, quarantine, load — all or nothing.
 
-Reconciliation holds for every batch: rows_read = rows_loaded + rows_quarantined + duplicates_removed.
+Reconciliation holds for every batch: rows_read = rows_new + rows_updated + rows_unchanged + rows_quarantined +
+duplicates_removed (docs/ingest.md, "Reconciliation"); rows_loaded = rows_new + rows_updated.
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ import pyarrow as pa
 
 from tierwise.engine import stream_into_table, transaction
 from tierwise.errors import UserError
-from tierwise.ingest import parse
+from tierwise.ingest import identity, parse, report_rows
+from tierwise.ingest.identity import minimal_records
 from tierwise.ingest.mapping import Mapping, header_score, resolve_mapping
-from tierwise.ingest.readers import LINE, ReadLimits, Source, open_source
-from tierwise.schema import CUSTOMERS, TABLES, Field, TableSpec
+from tierwise.ingest.readers import LINE, SHEET, ReadLimits, Source, open_source
+from tierwise.schema import TABLES, Field, TableSpec
 from tierwise.workspace import IBIS_TYPES, Workspace, canonical_schema
 
 # Reason codes of quarantined rows (docs/ingest.md explains each).
@@ -52,7 +54,11 @@ class BatchReport:
     batch_id: str
     status: str  # loaded | already_loaded
     rows_read: int = 0
-    rows_loaded: int = 0
+    rows_loaded: int = 0  # written: rows_new + rows_updated
+    rows_new: int = 0
+    rows_updated: int = 0
+    rows_unchanged: int = 0  # records already stored as they are: skipped
+    rows_replaced: int = 0  # stored rows the updates replaced (kept in replaced_<table>)
     rows_quarantined: int = 0
     duplicates_removed: int = 0
     values_blanked: int = 0
@@ -67,6 +73,7 @@ class BatchReport:
     mapping: dict[str, object] = field(default_factory=dict)
     date_orders: dict[str, str] = field(default_factory=dict)
     reasons: dict[str, int] = field(default_factory=dict)
+    record_key: dict[str, object] | None = None
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
@@ -106,6 +113,7 @@ def ingest_file(
     today: _dt.date | None = None,
     keep_duplicates: bool | None = None,
     header_row: int | None = None,
+    key: list[str] | None = None,
 ) -> BatchReport:
     spec = TABLES[table_key]
     file = str(path)
@@ -137,8 +145,9 @@ def ingest_file(
             raw, cleanup = _stage(ws, source)
         try:
             report = _load(
-                ws, spec, table_key, source, mapping, raw, batch_id, fp, date_format, today, keep_duplicates, timings
-            )
+                ws, spec, table_key, source, mapping, raw, batch_id, fp, date_format, today, keep_duplicates, timings,
+                key=key,
+            )  # fmt: skip
         finally:
             cleanup()
         report.timings = timings
@@ -159,6 +168,7 @@ def ingest_database(
     progress: ProgressFactory | None = None,
     today: _dt.date | None = None,
     keep_duplicates: bool | None = None,
+    key: list[str] | None = None,
 ) -> BatchReport:
     """One database table (or its rows newer than the last load's, by `since_column` or the table's
     [ingest] incremental column) → one batch, cleaned like a file (docs/ingest.md, "Databases")."""
@@ -166,15 +176,15 @@ def ingest_database(
 
     spec = TABLES[table_key]
     column = since_column or ws.config.ingest.incremental.get(table_key)
-    key = f"{database.safe_url(url)}#{table}"
-    after = last_mark(ws, key, column) if column else None
+    source_key = f"{database.safe_url(url)}#{table}"
+    after = last_mark(ws, source_key, column) if column else None
     read = database.read_rows(url, table, since_column=column, after=after)
     if read.rows == 0:
-        return BatchReport(key, table_key, "", "up_to_date", file_format="database")
+        return BatchReport(source_key, table_key, "", "up_to_date", file_format="database")
     if progress is not None:
-        read.progress = progress(key, read.rows)
+        read.progress = progress(source_key, read.rows)
     source = read.source
-    mapping = resolve_mapping(source.columns, spec, ws.config.mapping.get(table_key, {}), maps or {}, file=key)
+    mapping = resolve_mapping(source.columns, spec, ws.config.mapping.get(table_key, {}), maps or {}, file=source_key)
     timings: dict[str, float] = {}
     with _timed(timings, "read"):
         raw, cleanup = _stage(ws, source)
@@ -182,7 +192,7 @@ def ingest_database(
         fp = read.digest()
         batch_id = f"{spec.name}-{fp[:16]}"
         if already_loaded(ws, batch_id):
-            return BatchReport(key, table_key, batch_id, "already_loaded", file_format="database")
+            return BatchReport(source_key, table_key, batch_id, "already_loaded", file_format="database")
         mark = None
         if column is not None:
             mark = raw.aggregate(mark=raw[column].max().cast("string")).to_pyarrow().to_pylist()[0]["mark"]
@@ -190,14 +200,14 @@ def ingest_database(
         def store_mark() -> None:
             if column is None or mark is None:
                 return
-            row = {"source": key, "column": column, "mark": mark, "batch_id": batch_id}
+            row = {"source": source_key, "column": column, "mark": mark, "batch_id": batch_id}
             # microseconds kept: the latest mark is the greatest (each load reads only rows above the one before)
             stored = {**row, "table_name": spec.name, "loaded_at": _dt.datetime.now()}
             ws.con.insert("source_marks", ibis.memtable([stored], schema=ws.table("source_marks").schema()))
 
         report = _load(
             ws, spec, table_key, source, mapping, raw, batch_id, fp, date_format, today, keep_duplicates, timings,
-            store_mark,
+            store_mark, key=key,
         )  # fmt: skip
     finally:
         cleanup()
@@ -256,7 +266,9 @@ def _dedup(raw: ir.Table, source_cols: list[str]) -> tuple[ir.Table, bool]:
     repeats = hashed.group_by("_h").aggregate(_n=hashed.count()).filter(ibis._._n > 1).count().execute()
     if not repeats:
         return raw.mutate(_copies=ibis.literal(1, "int64")), False
-    return raw.group_by(source_cols).aggregate(**{LINE: raw[LINE].min(), "_copies": raw.count()}), True
+    # Line numbers restart in each sheet of a workbook: a row's sheet stays with it.
+    keys = [*source_cols, *([SHEET] if SHEET in raw.columns else [])]
+    return raw.group_by(keys).aggregate(**{LINE: raw[LINE].min(), "_copies": raw.count()}), True
 
 
 @dataclass
@@ -354,11 +366,14 @@ def _load(
     keep_duplicates: bool | None,
     timings: dict[str, float],
     on_commit: Callable[[], None] | None = None,
+    *,
+    key: list[str] | None = None,
 ) -> BatchReport:
     con = ws.con
     settings = ws.config.ingest
     file = source.label
-    source_cols = [c for c in raw.columns if c != LINE]
+    source_cols = [c for c in raw.columns if c not in (LINE, SHEET)]
+    record_key = identity.resolve_key(table_key, set(mapping.fields), settings.keys, key, file=file)
     with _timed(timings, "date order"):
         orders = _date_orders(ws, raw, spec, mapping, date_format, file)
 
@@ -411,6 +426,19 @@ def _load(
     latest = ibis.timestamp((today + _dt.timedelta(days=settings.future_tolerance_days + 1)).isoformat())
 
     checks: list[_Check] = []
+    if source.file_format != "parquet":
+        # Totals rows of report-style exports (合计, 小计, Total): in an id or name column, or the first column.
+        labels: dict[str, ir.StringValue] = {}
+        for name in ("customer_id", "order_id", "name", "campaign_id"):
+            p = plans.get(name)
+            if p is not None and p.source is not None and t[p.raw].type().is_string():
+                labels.setdefault(p.source, t[p.raw])
+        carried_name = mapping.carried.get("name")
+        for col in ([carried_name] if carried_name else []) + source_cols[:1]:
+            if col not in labels and t[col].type().is_string():
+                labels[col] = parse.strip(t[col])
+        for col, text in labels.items():
+            checks.append(_Check(report_rows.is_total_label(text), TOTAL_ROW, "a totals row, not a record", col, text))
     for f in spec.fields:
         p = plans[f.name]
         if p.source is None:
@@ -471,6 +499,7 @@ def _load(
     columns = [
         *(["_cancelled", "_is_return"] if spec.name == "orders" else []),
         LINE,
+        *([SHEET] if SHEET in t.columns else []),
         "_copies",
         *[p.value for p in plans.values()],
         *keep_raw,
@@ -498,9 +527,11 @@ def _load(
             source_cols,
             timings,
             on_commit,
+            record_key,
         )
 
-    if source.file_format == "parquet" and not grouped:
+    conflicts_possible = record_key is not None and record_key.per_row and spec.name != "customers"
+    if source.file_format == "parquet" and not grouped and not conflicts_possible:
         # Parquet is typed and scanned in parallel where it lies: parsing it again for each of the few passes
         # below costs less than writing every parsed row to a temporary table first (which spills to disk at
         # 100 million rows). Text sources, and rows collapsed as duplicates, are parsed once and kept.
@@ -509,6 +540,12 @@ def _load(
     with _timed(timings, "clean"):
         con.create_table(clean_name, parsed, temp=True)
     try:
+        with _timed(timings, "report rows"):
+            if "amount" in plans and "customer_id" in plans and source.file_format != "parquet":
+                report_rows.mark_sum_totals(con, clean_name, MISSING_CUSTOMER_ID, TOTAL_ROW)
+            if conflicts_possible and record_key is not None:
+                column = " + ".join(plans[f].source or f for f in record_key.fields)
+                report_rows.mark_conflicting_keys(con, clean_name, record_key.fields, column, CONFLICTING_KEY)
         return commit(con.table(clean_name))
     finally:
         con.drop_table(clean_name, force=True)
@@ -529,6 +566,7 @@ def _commit(
     source_cols: list[str],
     timings: dict[str, float],
     on_commit: Callable[[], None] | None = None,
+    record_key: identity.RecordKey | None = None,
 ) -> BatchReport:
     """Store the batch in one transaction; `on_commit` writes what must be stored with it (a source's mark)."""
     con = ws.con
@@ -582,8 +620,10 @@ def _commit(
             mapping=mapping.as_json(),
             date_orders=orders,
             reasons=reasons,
+            record_key=record_key.as_json() if record_key else None,
+            warnings=list(source.warnings),
         )
-        report.rows_loaded = rows_read - duplicates - quarantined
+        accepted = rows_read - duplicates - quarantined
 
         # Values in optional fields that could not be read: the row loads with the field empty.
         blanked_parts = []
@@ -596,7 +636,7 @@ def _commit(
             blanked_parts.append(
                 rows.select(
                     batch_id=ibis.literal(batch_id),
-                    file=ibis.literal(file),
+                    file=_file_of(rows, file),
                     line=rows[LINE],
                     column=ibis.literal(p.source),
                     field=ibis.literal(p.field.name),
@@ -612,16 +652,17 @@ def _commit(
         if quarantined:
             # The whole source line is rebuilt for rejected rows only, from the raw rows by line number.
             sep = source.delimiter if source.delimiter not in ("", "whitespace") else " | "
-            lines = raw.semi_join(bad, LINE)
+            place = [LINE, *([SHEET] if SHEET in raw.columns else [])]
+            lines = raw.semi_join(bad, place)
             record = ibis.literal(sep).join([lines[c].cast("string").fill_null("") for c in source_cols])
-            records = lines.select(LINE, _record=record)
-            rejected = bad.join(records, LINE)
+            records = lines.select(*place, _record=record)
+            rejected = bad.join(records, place)
             con.insert(
                 "quarantine",
                 rejected.select(
                     batch_id=ibis.literal(batch_id),
                     table_name=ibis.literal(spec.name),
-                    file=ibis.literal(file),
+                    file=_file_of(rejected, file),
                     line=rejected[LINE],
                     column=rejected._column,
                     reason_code=rejected._reason,
@@ -632,10 +673,20 @@ def _commit(
             )
         for part in blanked_parts:
             con.insert("blanked_values", part)
+        with _timed(timings, "identity"):
+            stored = identity.store(ws, spec, loaded, record_key, batch_id, accepted)
+        report.rows_new, report.rows_updated = stored.new, stored.updated
+        report.rows_unchanged, report.rows_replaced = stored.unchanged, stored.replaced
+        report.rows_loaded = stored.new + stored.updated
+        if stored.repeating:
+            report.warnings.append(
+                f"{stored.repeating:,} of {accepted:,} rows are identical to rows already stored, and {spec.name} "
+                "here has no record key (no order number), so they were added again; if this file overlaps an "
+                f"earlier one, take it out with 'tierwise unload {batch_id}' and load only the new rows"
+            )
         if spec.name == "customers":
-            report.customers_updated = _upsert_customers(ws, loaded)
+            report.customers_updated = stored.updated
         else:
-            con.insert(spec.name, loaded)
             if spec.name == "orders":  # counted from the stored rows: the fences were only known after the pass
                 stored = con.table(spec.name)
                 flagged = stored.filter((stored.batch_id == batch_id) & stored.is_outlier).count()
@@ -717,21 +768,6 @@ def _canonical_rows(
     return good.select(**{name: cols[name].cast(target[name]) for name in target.names})
 
 
-def _upsert_customers(ws: Workspace, new: ir.Table) -> int:
-    """A newer customers file replaces the details of customers already known (and minimal records).
-
-    The replaced rows are deleted and the new ones appended (inside the batch's transaction): rewriting the
-    whole table took most of the time of loading ten million customers."""
-    con = ws.con
-    existing = con.table("customers")
-    updated = int(existing.semi_join(new, "customer_id").count().execute())
-    if updated:
-        ids = con.compile(new.select("customer_id"))
-        con.raw_sql(f"DELETE FROM customers WHERE customer_id IN ({ids})")
-    con.insert("customers", new.select(*existing.columns))
-    return updated
-
-
 def _create_minimal_customers(ws: Workspace, spec: TableSpec, good: ir.Table, mapping: Mapping, batch_id: str) -> int:
     """Customers seen in transactions but not in `customers` get a minimal, flagged record."""
     con = ws.con
@@ -748,20 +784,7 @@ def _create_minimal_customers(ws: Workspace, spec: TableSpec, good: ir.Table, ma
         source_line=unknown[LINE].min(), **extra
     )
     n = int(missing.count().execute())
-    target = canonical_schema(CUSTOMERS)
-    row: dict[str, ir.Value] = {}
-    for name in target.names:
-        if name in missing.columns:
-            row[name] = missing[name].cast(target[name])
-        elif name == "is_minimal":
-            row[name] = ibis.literal(True)
-        elif name == "customer_kind":
-            row[name] = ibis.literal("customer")
-        elif name == "batch_id":
-            row[name] = ibis.literal(batch_id)
-        else:
-            row[name] = ibis.null(target[name])
-    con.insert("customers", missing.select(**row))
+    con.insert("customers", minimal_records(missing.mutate(batch_id=ibis.literal(batch_id))))
     return n
 
 
@@ -787,4 +810,17 @@ def _batch_row(report: BatchReport, fp: str) -> dict[str, object]:
         "customers_updated": report.customers_updated,
         "mapping": json.dumps(report.mapping, ensure_ascii=False),
         "date_orders": json.dumps(report.date_orders, ensure_ascii=False),
+        "rows_new": report.rows_new,
+        "rows_updated": report.rows_updated,
+        "rows_unchanged": report.rows_unchanged,
+        "rows_replaced": report.rows_replaced,
+        "record_key": json.dumps(report.record_key) if report.record_key else None,
+        "warnings": json.dumps(report.warnings, ensure_ascii=False) if report.warnings else None,
     }
+
+
+def _file_of(rows: ir.Table, file: str) -> ir.StringValue:
+    """The file a quarantined value is in; with several sheets, `book.xlsx#Sheet`."""
+    if SHEET in rows.columns:
+        return ibis.literal(file + "#") + rows[SHEET]
+    return ibis.literal(file)

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from tierwise.errors import UserError
 
 LINE = "_line"
+SHEET = "_sheet"
 SEPARATORS = {",": ",", ";": ";", "\\t": "\t", "\t": "\t", "tab": "\t", "|": "|", "whitespace": "whitespace"}
 _CANDIDATES = [",", ";", "\t", "|"]
 SAMPLE_BYTES = 1 << 20
