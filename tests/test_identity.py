@@ -295,7 +295,7 @@ ORDER = st.sampled_from(["O1", "O2", "O3", "O4", "O5", "O6"])
 AMOUNT = st.decimals(min_value=Decimal("0.01"), max_value=Decimal("9999.99"), places=2)
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(weeks=st.lists(st.dictionaries(ORDER, AMOUNT, min_size=1, max_size=5), min_size=1, max_size=4))
 def test_any_sequence_of_overlapping_exports_keeps_the_latest_version(tmp_path_factory, weeks) -> None:
     root = tmp_path_factory.mktemp("weeks")

@@ -239,19 +239,19 @@ def test_dashboard_in_headless_chromium(browser_page: tuple[Any, Problems], serv
     page.click("#upload-button")
     page.wait_for_selector("#upload-job[data-state=done]")
     page.wait_for_selector("#upload-report:not([hidden]) [data-test=ingest-summary]")
-    # status, rows read, loaded, quarantined, duplicates removed, each under the report's own key (data-field)
-    # with its raw value (data-value); the terms and the status shown are in the page's language
+    # status, rows read, new, updated, unchanged, quarantined, duplicates removed, each under the report's own key
+    # (data-field) with its raw value (data-value); the terms and the status shown are in the page's language
     summary = page.locator("[data-test=ingest-summary]")
+    counts = ("rows_read", "rows_new", "rows_updated", "rows_unchanged", "rows_quarantined", "duplicates_removed")
     facts = {
         field: summary.locator(f"dd[data-field={field}]").get_attribute("data-value") or ""
-        for field in ("status", "rows_read", "rows_loaded", "rows_quarantined", "duplicates_removed")
+        for field in ("status", *counts)
     }
     assert facts["status"] == "loaded", facts
     shown = summary.locator("dd[data-field=status]").inner_text()
     assert shown != "loaded" and shown in ("Loaded", "已导入"), shown
-    read, loaded, quarantined, duplicates = (
-        int(facts[f]) for f in ("rows_read", "rows_loaded", "rows_quarantined", "duplicates_removed")
-    )
+    read, new, updated, unchanged, quarantined, duplicates = (int(facts[f]) for f in counts)
+    loaded = new + updated + unchanged
     rows = len(_records(orders, "gbk")) - 1
     assert read == rows and loaded > 0.9 * rows, facts
     assert quarantined > 0 and loaded + quarantined + duplicates == read, facts  # the mess is accounted for

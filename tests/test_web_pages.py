@@ -455,7 +455,16 @@ def test_ingest_summary_has_stable_keys_and_translated_status(clients: dict[str,
     fields = re.search(r"var INGEST_FIELDS = (\[.*?\]);", js, re.S)
     assert fields
     keys = [k for k, _ in json.loads(fields.group(1).replace("\n", ""))]
-    assert keys == ["status", "rows_read", "rows_loaded", "rows_quarantined", "duplicates_removed", "values_blanked"]
+    assert keys == [
+        "status",
+        "rows_read",
+        "rows_new",
+        "rows_updated",
+        "rows_unchanged",
+        "rows_quarantined",
+        "duplicates_removed",
+        "values_blanked",
+    ]
     assert '"data-field": f[0]' in js and "statuses[v] || v" in js
     for lang, loaded, already in (("en", "Loaded", "Already loaded before"), ("zh", "已导入", "此前已导入")):
         html = page(clients["analyst"], "/data", lang)

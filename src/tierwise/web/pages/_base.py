@@ -185,6 +185,13 @@ TEXT: dict[str, tuple[str, str]] = {
     "batch": ("Batch", "批次"),
     "rows_read": ("Rows read", "读取行数"),
     "rows_loaded": ("Rows loaded", "导入行数"),
+    "rows_new": ("New", "新增行数"),
+    "rows_updated": ("Updated", "更新行数"),
+    "rows_unchanged": ("Unchanged (skipped)", "未变行数（跳过）"),
+    "reconciliation_rule": (
+        "Rows read = new + updated + unchanged + quarantined + duplicates removed.",
+        "读取行数 = 新增 + 更新 + 未变 + 隔离 + 去重。",
+    ),
     "rows_quarantined": ("Quarantined", "隔离行数"),
     "duplicates": ("Duplicates removed", "去重行数"),
     "values_blanked": ("Values blanked", "清空值数"),

@@ -157,8 +157,8 @@
 
   // The summary's <dd> carry the report's own keys (data-field) and raw values (data-value); the terms shown
   // are in the page's language.
-  var INGEST_FIELDS = [["status", "status"], ["rows_read", "rows_read"], ["rows_loaded", "rows_loaded"],
-    ["rows_quarantined", "rows_quarantined"], ["duplicates_removed", "duplicates"], ["values_blanked", "values_blanked"]];
+  var INGEST_FIELDS = [["status", "status"], ["rows_read", "rows_read"], ["rows_new", "rows_new"],
+    ["rows_updated", "rows_updated"], ["rows_unchanged", "rows_unchanged"], ["rows_quarantined", "rows_quarantined"], ["duplicates_removed", "duplicates"], ["values_blanked", "values_blanked"]];
 
   function showIngest(result) {
     var box = $("upload-report");
