@@ -305,6 +305,7 @@ def quarantine(
 @app.command()
 def status(workspace: WorkspaceOpt = Path("."), as_json: JsonOpt = False) -> None:
     """What the workspace holds: rows per table and the batches loaded."""
+    from tierwise.cli_batches import batch_rows, batch_table
     from tierwise.workspace import Workspace
 
     ws = Workspace.open(workspace)
@@ -313,25 +314,7 @@ def status(workspace: WorkspaceOpt = Path("."), as_json: JsonOpt = False) -> Non
             name: int(ws.table(name).count().execute())
             for name in ("customers", "orders", "payments", "interactions", "campaign_contacts", "quarantine")
         }
-        b = ws.table("batches")
-        batches = (
-            b.select(
-                "batch_id",
-                "table_name",
-                "file",
-                "rows_read",
-                "rows_loaded",
-                "rows_new",
-                "rows_updated",
-                "rows_unchanged",
-                "rows_quarantined",
-                "duplicates_removed",
-                "loaded_at",
-            )
-            .order_by("loaded_at")
-            .to_pyarrow()
-            .to_pylist()
-        )
+        batches = batch_rows(ws)
     finally:
         ws.close()
     if as_json:
@@ -342,37 +325,7 @@ def status(workspace: WorkspaceOpt = Path("."), as_json: JsonOpt = False) -> Non
         t.add_row(name, f"{n:,}")
     out.print(t)
     if batches:
-        bt = Table(
-            "batch",
-            "table",
-            "file",
-            "read",
-            "new",
-            "updated",
-            "unchanged",
-            "quarantined",
-            "duplicates",
-            title="batches (read = new + updated + unchanged + quarantined + duplicates; tierwise batches for more)",
-            title_justify="left",
-        )
-        for row in batches:
-            bt.add_row(
-                row["batch_id"],
-                row["table_name"],
-                Path(row["file"]).name,
-                *(
-                    f"{row[c]:,}"
-                    for c in (
-                        "rows_read",
-                        "rows_new",
-                        "rows_updated",
-                        "rows_unchanged",
-                        "rows_quarantined",
-                        "duplicates_removed",
-                    )
-                ),
-            )
-        out.print(bt)
+        out.print(batch_table(batches, detailed=False))
 
 
 @app.command("run")

@@ -29,6 +29,7 @@ def batch_rows(ws: Any, table: str | None = None) -> list[dict[str, Any]]:
             "file",
             "loaded_at",
             *COUNTS,
+            "rows_loaded",
             "rows_replaced",
             "record_key",
             "warnings",
@@ -41,6 +42,38 @@ def batch_rows(ws: Any, table: str | None = None) -> list[dict[str, Any]]:
         row["record_key"] = json.loads(row["record_key"]) if row["record_key"] else None
         row["warnings"] = json.loads(row["warnings"]) if row["warnings"] else []
     return rows
+
+
+def batch_table(rows: list[dict[str, Any]], *, detailed: bool) -> Table:
+    """The batches with their reconciliation; `detailed` adds when, what was replaced and the record key."""
+    more = ["replaced", "key"] if detailed else []
+    view = Table(
+        "batch",
+        "table",
+        "file",
+        *(["loaded at"] if detailed else []),
+        "read",
+        "new",
+        "updated",
+        "unchanged",
+        "quarantined",
+        "duplicates",
+        *more,
+        title="batches (read = new + updated + unchanged + quarantined + duplicates)",
+        title_justify="left",
+    )
+    for row in rows:
+        key = row["record_key"]
+        extra = [f"{row['rows_replaced'] or 0:,}", " + ".join(key["fields"]) if key else "none"] if detailed else []
+        view.add_row(
+            row["batch_id"],
+            row["table_name"],
+            Path(row["file"]).name,
+            *([str(row["loaded_at"])[:16]] if detailed else []),
+            *(f"{row[c] or 0:,}" for c in COUNTS),
+            *extra,
+        )
+    return view
 
 
 def register(app: typer.Typer) -> None:
@@ -64,33 +97,7 @@ def register(app: typer.Typer) -> None:
         if not rows:
             out.print("No batches loaded yet.")
             return
-        view = Table(
-            "batch",
-            "table",
-            "file",
-            "loaded at",
-            "read",
-            "new",
-            "updated",
-            "unchanged",
-            "quarantined",
-            "duplicates",
-            "replaced",
-            "key",
-            title="batches (read = new + updated + unchanged + quarantined + duplicates)",
-            title_justify="left",
-        )
-        for row in rows:
-            key = row["record_key"]
-            view.add_row(
-                row["batch_id"],
-                row["table_name"],
-                Path(row["file"]).name,
-                str(row["loaded_at"])[:16],
-                *(f"{row[c] or 0:,}" for c in COUNTS),
-                f"{row['rows_replaced'] or 0:,}",
-                " + ".join(key["fields"]) if key else "none",
-            )
+        view = batch_table(rows, detailed=True)
         out.print(view)
         for row in rows:
             for w in row["warnings"]:
