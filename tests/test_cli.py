@@ -23,8 +23,9 @@ def test_init_writes_every_setting_with_a_comment(tmp_path: Path) -> None:
     lines = text.splitlines()
     for section in ("workspace", "engine", "ingest"):
         for key in type(getattr(Config(), section)).model_fields:
-            # a setting's line, or the header of a sub-table ([engine.spark])
-            i = lines.index(next(ln for ln in lines if ln.startswith((f"{key} = ", f"[{section}.{key}]"))))
+            # a setting's line, or the header of a sub-table ([engine.spark]), or an empty table commented out
+            starts = (f"{key} = ", f"[{section}.{key}]", f"# {key} = {{}}")
+            i = lines.index(next(ln for ln in lines if ln.startswith(starts)))
             assert lines[i - 1].startswith("# "), key
     assert (tmp_path / "shop" / "tierwise.duckdb").exists()
 
@@ -232,7 +233,11 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     status = run_cli("status", "-w", target / "workspace", "--json").json()
     assert status["tables"]["customers"] == 2000
     assert status["tables"]["orders"] > 0 and status["tables"]["payments"] > 0
-    assert all(b["rows_read"] == b["rows_loaded"] for b in status["batches"])
+    first, again = [b for b in status["batches"] if b["table_name"] == "orders"]
+    assert all(b["rows_read"] == b["rows_loaded"] for b in status["batches"] if b is not again)
+    # The orders exported again in GBK: every record already stored, nothing loaded twice.
+    assert again["file"].endswith("orders_saved_again_gbk.csv") and again["rows_loaded"] == 0
+    assert again["rows_unchanged"] == again["rows_read"] == first["rows_read"]
     report = target / "report.html"
     assert f"Report: {report.resolve()}" in proc.stdout and report.stat().st_size > 1_000_000
     assert "客户等级" in proc.stdout  # the summary, with the grade, in the default language

@@ -25,6 +25,9 @@ def run(target: Path, customers: int = 2000) -> int:
     ]
     for table in STEPS_TABLES:
         steps.append(["ingest", table, str(data / f"{table}.csv"), "--workspace", str(ws)])
+    # An ordinary week: the same orders exported again, saved in GBK this time; record identity loads nothing twice.
+    resaved = data / "orders_saved_again_gbk.csv"
+    steps.append(["ingest", "orders", str(resaved), "--workspace", str(ws)])
     steps.append(["status", "--workspace", str(ws)])
     steps.append(["backfill", "--from", "2024-07-01", "--to", "2024-12-01", "--every", "month", "--workspace", str(ws)])
     steps.append(["run", "--workspace", str(ws)])
@@ -35,6 +38,9 @@ def run(target: Path, customers: int = 2000) -> int:
     report = target / "report.html"
     steps.append(["report", "--workspace", str(ws), "--out", str(report)])
     for args in steps:
+        if str(resaved) in args:
+            text = (data / "orders.csv").read_text(encoding="utf-8-sig")
+            resaved.write_bytes(text.encode("gb18030"))
         print(f"$ tierwise {' '.join(args)}", flush=True)
         # Wide enough for the summary tables when the output is not a terminal (make, CI logs).
         env = {**os.environ, "COLUMNS": os.environ.get("COLUMNS", "150")}
