@@ -578,3 +578,88 @@ def test_hidden_sheets_are_skipped_unless_all_are_asked_for(tmp_path: Path) -> N
     assert src.sheet == "订单" and "skipped '旧订单' (hidden)" in src.warnings[0]
     assert read_all(src).column("订单号").to_pylist() == ["A1"]
     assert read_all(open_orders(path, sheet="all")).column("订单号").to_pylist() == ["A1", "B1"]
+
+
+def test_rows_counted_with_a_namespace_prefix_and_without_row_breaks(tmp_path: Path) -> None:
+    path = tmp_path / "prefixed.xlsx"
+    rows = 40
+    body = b"".join(b'<x:row r="%d"><x:c><x:v>1</x:v></x:c></x:row>' % i for i in range(1, rows + 1))
+    sheet = (
+        b'<?xml version="1.0"?><x:worksheet xmlns:x="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+        b"<x:sheetData>" + body + b'</x:sheetData><x:rowBreaks count="1"><x:brk id="5"/></x:rowBreaks></x:worksheet>'
+    )
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("xl/worksheets/sheet1.xml", sheet)
+    excel.check_workbook(path, ReadLimits(max_sheet_rows=rows))
+    with pytest.raises(UserError, match=f"part xl/worksheets/sheet1.xml of the workbook has more than {rows - 1} rows"):
+        excel.check_workbook(path, ReadLimits(max_sheet_rows=rows - 1))
+
+
+def test_damaged_workbook_is_one_line(ws: Workspace, tmp_path: Path) -> None:
+    path = tmp_path / "cut.xlsx"
+    monthly_book(tmp_path / "whole.xlsx")
+    data = (tmp_path / "whole.xlsx").read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(UserError, match=r"cannot open as a spreadsheet .*; save it again as XLSX or CSV"):
+        ingest_file(ws, "orders", path, today=TODAY)
+
+
+def test_xls_report_with_title_and_two_row_header(ws: Workspace, tmp_path: Path) -> None:
+    import xlwt
+
+    path = tmp_path / "report.xls"
+    book = xlwt.Workbook(encoding="utf-8")
+    sh = book.add_sheet("订单")
+    sh.write_merge(0, 0, 0, 4, "2024年3月订单")
+    for j, name in enumerate(HEADER[:3]):
+        sh.write_merge(2, 3, j, j, name)
+    sh.write_merge(2, 2, 3, 4, "金额")
+    sh.write(3, 3, "含税")
+    sh.write(3, 4, "不含税")
+    data = [["A1", "C1", "2024-03-01", 113, 100], ["A2", "C2", "2024-03-02", 56.5, 50]]
+    for k, row in enumerate(data):
+        for j, v in enumerate(row):
+            sh.write(4 + k, j, v)
+    book.save(str(path))
+    r = ingest_file(ws, "orders", path, today=TODAY)
+    assert r.mapping["fields"]["amount"] == "金额 / 含税"
+    assert [(o["order_id"], o["amount"], o["source_line"]) for o in orders(ws)] == [
+        (row[0], row[3], 5 + k) for k, row in enumerate(data)
+    ]
+
+
+def test_quarterly_report_workbook_loads_with_no_options(ws: Workspace, tmp_path: Path) -> None:
+    """Issue 20's workbook (without its totals rows): a notes sheet, then three monthly sheets, each with a
+    title, a blank row and a two-row header."""
+    path = tmp_path / "2024Q1.xlsx"
+    wb = xlsxwriter.Workbook(str(path))
+    wb.add_worksheet("说明").write(0, 0, "一季度订单明细，金额单位：元")
+    date_fmt = wb.add_format({"num_format": "yyyy-mm-dd"})
+    written: dict[str, list[list[Any]]] = {}
+    for name, month in MONTHS.items():
+        sh = wb.add_worksheet(name)
+        sh.merge_range(0, 0, 0, 4, f"2024年{month}月销售订单明细")
+        for j, label in enumerate(HEADER[:3]):
+            sh.merge_range(2, j, 3, j, label)
+        sh.merge_range(2, 3, 2, 4, "金额")
+        sh.write_row(3, 3, ["含税", "不含税"])
+        gross = [100 + 11.3 * i for i in range(3 + month)]
+        data = [
+            [f"M{month}-{i}", f"C{i % 3}", dt.datetime(2024, month, 1 + i), g, round(g / 1.13, 2)]
+            for i, g in enumerate(gross)
+        ]
+        for k, row in enumerate(data):
+            sh.write_row(4 + k, 0, row[:2])
+            sh.write_datetime(4 + k, 2, row[2], date_fmt)
+            sh.write_row(4 + k, 3, row[3:])
+        written[name] = data
+    wb.close()
+
+    r = ingest_file(ws, "orders", path, today=TODAY)
+    everything = [row for data in written.values() for row in data]
+    assert r.sheet == "1月, 2月, 3月" and r.rows_loaded == r.rows_read == len(everything)
+    stored = orders(ws)
+    assert sum(o["amount"] for o in stored) == pytest.approx(sum(row[3] for row in everything))
+    assert sorted((o["order_id"], o["order_date"], o["source_line"]) for o in stored) == sorted(
+        (row[0], row[2], 5 + k) for data in written.values() for k, row in enumerate(data)
+    )
