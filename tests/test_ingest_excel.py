@@ -19,7 +19,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 import xlsxwriter
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.conftest import run_cli
 
@@ -663,3 +663,49 @@ def test_quarterly_report_workbook_loads_with_no_options(ws: Workspace, tmp_path
     assert sorted((o["order_id"], o["order_date"], o["source_line"]) for o in stored) == sorted(
         (row[0], row[2], 5 + k) for data in written.values() for k, row in enumerate(data)
     )
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    rows=st.integers(0, 200),
+    chunk=st.integers(1, 97),
+    prefix=st.sampled_from([b"", b"x:", b"main:"]),
+    breaks=st.booleans(),
+)
+def test_row_count_is_exact_for_any_chunking(
+    tmp_path: Path, rows: int, chunk: int, prefix: bytes, breaks: bool
+) -> None:
+    path = tmp_path / "count.xlsx"
+    row = b"<" + prefix + b'row r="%d"><' + prefix + b"c><" + prefix + b"v>7</" + prefix + b"v></" + prefix + b"c></"
+    body = b"".join((row % i) + prefix + b"row>" for i in range(1, rows + 1))
+    tail = b"<" + prefix + b'rowBreaks count="1"/>' if breaks else b""
+    xml = b"<" + prefix + b"worksheet><" + prefix + b"sheetData>" + body + b"</" + prefix + b"sheetData>" + tail
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("xl/worksheets/sheet1.xml", xml + b"</" + prefix + b"worksheet>")
+    old = excel._READ_CHUNK
+    excel._READ_CHUNK = chunk
+    try:
+        excel.check_workbook(path, ReadLimits(max_sheet_rows=max(rows, 1)))
+        if rows > 1:
+            with pytest.raises(UserError, match=f"more than {rows - 1:,} rows"):
+                excel.check_workbook(path, ReadLimits(max_sheet_rows=rows - 1))
+    finally:
+        excel._READ_CHUNK = old
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(above=st.lists(st.one_of(st.none(), st.text("xyz 0", min_size=1, max_size=12)), max_size=12))
+def test_header_found_below_any_rows_without_field_names(tmp_path: Path, above: list[str | None]) -> None:
+    path = tmp_path / "above.xlsx"
+    wb = xlsxwriter.Workbook(str(path))
+    sh = wb.add_worksheet()
+    for i, text in enumerate(above):
+        if text is not None:
+            sh.write_string(i, 0, text)
+    h = len(above)
+    sh.write_row(h, 0, HEADER)
+    sh.write_row(h + 1, 0, ["A1", "C1", "2024-03-01", 5])
+    wb.close()
+    src = open_orders(path)
+    assert src.columns == HEADER
+    assert read_all(src).column(LINE).to_pylist() == [h + 2]

@@ -35,6 +35,7 @@ CHUNK_ROWS = 50_000  # rows converted to Arrow at a time (bounded Python memory 
 # Parts smaller than this cannot hurt whatever their ratio; a tiny, blank sheet can compress 50:1.
 RATIO_FLOOR = 8 << 20
 _READ_CHUNK = 4 << 20
+_ROOT_WITHIN = 1 << 16  # the root element (and its namespace prefix) lies within this many bytes of the start
 _TAG_TAIL = 256  # longer than any row tag counted below, so a tag cut between two chunks is counted once
 
 _NUMBERISH = re.compile(r"^[-+(]?[¥$€£]?[\d,，.]*\d[\d,，.]*%?\)?$")
@@ -91,7 +92,10 @@ def _count_rows(
                 chunk = fh.read(_READ_CHUNK)
                 buf = tail + chunk
                 if tag is None:
-                    tag = _row_tag(buf, ods)
+                    tag = _row_tag(buf, ods, final=not chunk)
+                    if tag is None:  # the root element is not complete yet
+                        tail = buf
+                        continue
                 row, not_rows = tag
                 # Count the tags starting before the cut; a tag cut in two is counted whole with the next chunk.
                 cut = len(buf) if not chunk else max(len(buf) - _TAG_TAIL, 0)
@@ -111,14 +115,16 @@ def _count_rows(
         )
 
 
-def _row_tag(start: bytes, ods: bool) -> tuple[bytes, list[bytes]]:
+def _row_tag(start: bytes, ods: bool, *, final: bool) -> tuple[bytes, list[bytes]] | None:
     """How a row's tag starts, and the other elements whose tags start the same way: `<row` but not
     `<rowBreaks` (with the namespace prefix the sheet uses, if any: `<x:row`); `<table:table-row` but not
     `<table:table-rows` or `<table:table-row-group`."""
     if ods:
         row = b"<table:table-row"
         return row, [row + b"s", row + b"-group"]
-    m = re.search(rb"<([A-Za-z_][\w.-]*:)?worksheet[\s>]", start[:65536])
+    m = re.search(rb"<([A-Za-z_][\w.-]*:)?worksheet[\s>]", start[:_ROOT_WITHIN])
+    if m is None and not final and len(start) < _ROOT_WITHIN:
+        return None
     row = b"<" + ((m.group(1) or b"") if m else b"") + b"row"
     return row, [row + b"Breaks"]
 
