@@ -32,8 +32,7 @@ from tierwise.ingest.readers import LINE, SHEET, HeaderScore, ReadLimits, Source
 SCAN_ROWS = 30  # the header is looked for among this many rows at the top of a sheet
 MIN_SCORE = 2  # a row naming at least this many known fields is a header
 CHUNK_ROWS = 50_000  # rows converted to Arrow at a time (bounded Python memory for large sheets)
-# Parts smaller than this cannot hurt whatever their ratio; a tiny, blank sheet can compress 50:1.
-RATIO_FLOOR = 8 << 20
+RATIO_FLOOR = 8 << 20  # parts that expand to less than this cannot hurt, whatever their ratio
 _READ_CHUNK = 4 << 20
 _ROOT_WITHIN = 1 << 16  # the root element (and its namespace prefix) lies within this many bytes of the start
 _TAG_TAIL = 256  # longer than any row tag counted below, so a tag cut between two chunks is counted once
@@ -66,8 +65,8 @@ def check_workbook(path: Path, limits: ReadLimits) -> None:
                 raise UserError(
                     f"{_part_label(info.filename, sheet_names)} expands from {_size(info.compress_size)} to "
                     f"{_size(info.file_size)} ({ratio:,.0f} times), more than [ingest] max_expansion_ratio = "
-                    f"{limits.max_expansion_ratio:g} allows; a workbook saved by a spreadsheet program expands about "
-                    "15 times — export it again (or as CSV), or raise max_expansion_ratio in tierwise.toml if you "
+                    f"{limits.max_expansion_ratio:g} allows (sheets written by spreadsheet programs expand up to about "
+                    "15 times) — export it again (or as CSV), or raise max_expansion_ratio in tierwise.toml if you "
                     "trust the file",
                     file=str(path),
                 )
@@ -134,7 +133,7 @@ def _sheet_names_by_part(zf: zipfile.ZipFile) -> dict[str, str]:
     try:
         book = _small_part(zf, "xl/workbook.xml")
         rels = _small_part(zf, "xl/_rels/workbook.xml.rels")
-    except KeyError:
+    except Exception:  # missing or damaged: the checks name the part instead, and calamine reports the damage
         return {}
     targets = {}
     for tag in re.findall(r"<(?:\w+:)?Relationship\b[^>]*>", rels):
@@ -178,8 +177,9 @@ def _size(n: int) -> str:
 
 
 def cell_text(value: object) -> str:
-    """One cell as text. A whole number keeps all its digits: the shortest text that reads back as the same
-    double (Excel's own 15-digit display of it, padded with zeros), never `1.2345e+19`."""
+    """One cell as text. A whole number keeps all its digits: the shortest decimal that reads back as the same
+    double, written out (for a number typed in Excel, its own 15-digit display padded with zeros), never
+    `1.2345e+19`."""
     if value is None:
         return ""
     if isinstance(value, str):
