@@ -46,6 +46,19 @@ def _synonym_index(spec: TableSpec) -> dict[str, str]:
     return index
 
 
+PARENT_SEP = " / "  # a two-row spreadsheet header names its columns "parent / child" ("金额 / 含税")
+
+
+def header_keys(column: str) -> list[str]:
+    """The normalised names a column is matched by, in order: the whole name, then — for a two-row header's
+    "parent / child" — the child, then the parent ("金额 / 含税" is an amount; "客户信息 / 客户编号" a customer id)."""
+    keys = [normalise_header(column)]
+    parent, sep, child = column.partition(PARENT_SEP)
+    if sep:
+        keys += [normalise_header(child), normalise_header(parent)]
+    return [k for k in keys if k]
+
+
 def header_score(spec: TableSpec, configured: dict[str, str] | None = None) -> Callable[[list[str]], int]:
     """How many cells of a row are headers of `spec`'s fields (synonyms, or columns named in [mapping]):
     the spreadsheet reader takes the best-scoring row near the top as the header."""
@@ -55,11 +68,13 @@ def header_score(spec: TableSpec, configured: dict[str, str] | None = None) -> C
     def score(cells: list[str]) -> int:
         found = set()
         for cell in cells:
-            key = normalise_header(cell)
-            if key in named:
-                found.add(f"config:{key}")
-            elif key in index:
-                found.add(index[key])
+            for key in header_keys(cell):
+                if key in named:
+                    found.add(f"config:{key}")
+                    break
+                if key in index:
+                    found.add(index[key])
+                    break
         return len(found)
 
     return score
@@ -117,17 +132,19 @@ def resolve_mapping(
     for col in columns:
         if col in used:
             continue
-        key = normalise_header(col)
-        found = index.get(key)
-        if found is not None and found not in fields:
-            fields[found] = col
-            how[found] = "auto"
-            used.add(col)
-            continue
-        ctarget = carried_index.get(key)
-        if ctarget is not None and ctarget not in carried:
-            carried[ctarget] = col
-            used.add(col)
+        # The first column claiming a field wins; a "parent / child" name tries whole, child, then parent.
+        for key in header_keys(col):
+            found = index.get(key)
+            if found is not None and found not in fields:
+                fields[found] = col
+                how[found] = "auto"
+                used.add(col)
+                break
+            ctarget = carried_index.get(key)
+            if ctarget is not None and ctarget not in carried:
+                carried[ctarget] = col
+                used.add(col)
+                break
 
     for f in spec.fields:
         if not f.required or f.name in fields:

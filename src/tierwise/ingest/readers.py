@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import codecs
 import csv
-import datetime as _dt
 import re
 import tempfile
 from collections.abc import Callable, Iterator
@@ -23,7 +22,7 @@ import pyarrow.parquet as pq
 from tierwise.errors import UserError
 
 LINE = "_line"
-SHEET = "_sheet"
+SHEET = "_sheet"  # the sheet of each row, when a workbook has several (never a source column)
 SEPARATORS = {",": ",", ";": ";", "\\t": "\t", "\t": "\t", "tab": "\t", "|": "|", "whitespace": "whitespace"}
 _CANDIDATES = [",", ";", "\t", "|"]
 SAMPLE_BYTES = 1 << 20
@@ -98,7 +97,9 @@ def open_source(
         or head[:4] == b"PK\x03\x04"
         or head == (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1")
     ):
-        return _open_excel(path, size, sheet, header)
+        from tierwise.ingest.excel import open_excel
+
+        return open_excel(path, size, sheet, header, header_row, header_score, limits)
     return _open_text(path, size, sep, encoding, header, progress)
 
 
@@ -326,70 +327,6 @@ def _dedupe_names(names: list[str]) -> list[str]:
             seen[n] = 1
             out.append(n)
     return out
-
-
-# ---------------------------------------------------------------- excel
-
-
-def _cell_text(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
-    if isinstance(value, _dt.datetime):
-        return value.isoformat(sep=" ")
-    if isinstance(value, _dt.date | _dt.time):
-        return value.isoformat()
-    if isinstance(value, _dt.timedelta):
-        return str(value.total_seconds())
-    return str(value)
-
-
-def _open_excel(path: Path, size: int, sheet: str | None, header: bool) -> Source:
-    from python_calamine import CalamineWorkbook
-
-    try:
-        wb = CalamineWorkbook.from_path(str(path))
-    except Exception as exc:  # calamine raises its own error types for corrupt or foreign files
-        raise UserError(
-            f"cannot open as a spreadsheet ({str(exc).splitlines()[0]}); save it again as XLSX or CSV",
-            file=str(path),
-        ) from exc
-    names = list(wb.sheet_names)
-    if sheet is None:
-        sheet = names[0]
-    elif sheet not in names:
-        raise UserError(
-            f"no sheet named '{sheet}'; the sheets are: {', '.join(names)}; pass one of them with --sheet",
-            file=str(path),
-        )
-    rows = wb.get_sheet_by_name(sheet).to_python(skip_empty_area=False)
-    first = next((i for i, r in enumerate(rows) if any(v not in ("", None) for v in r)), None)
-    if first is None:
-        raise UserError(f"sheet '{sheet}' is empty; choose the sheet with the data with --sheet", file=str(path))
-    width = max(len(r) for r in rows)
-    if header:
-        columns = _dedupe_names(
-            [(_cell_text(v).strip() or f"column_{i + 1}") for i, v in enumerate(list(rows[first]) + [""] * width)][
-                :width
-            ]
-        )
-        data_start = first + 1
-    else:
-        columns = [f"column_{i + 1}" for i in range(width)]
-        data_start = first
-    body = rows[data_start:]
-    # Trailing rows that are entirely empty are the sheet's used range, not data.
-    while body and all(v in ("", None) for v in body[-1]):
-        body.pop()
-    arrays = []
-    for j in range(width):
-        arrays.append(pa.array([_cell_text(r[j]) if j < len(r) else "" for r in body], type=pa.string()))
-    arrays.append(pa.array(range(data_start + 1, data_start + 1 + len(body)), type=pa.int64()))
-    batch = pa.RecordBatch.from_arrays(arrays, names=[*columns, LINE])
-    return Source(path, "excel", columns, iter([batch]), size, "", "", sheet)
 
 
 # ---------------------------------------------------------------- parquet
