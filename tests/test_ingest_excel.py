@@ -116,11 +116,15 @@ def test_header_row_option_overrides_detection(ws: Workspace, tmp_path: Path) ->
     sh.write_row(4, 0, ["A2", "C2", "2024-03-02", 7])
     wb.close()
     maps = {"单号": "order_id", "买家": "customer_id", "日子": "order_date", "钱": "amount"}
-    with pytest.raises(UserError, match="--map names column '单号', which is not in the file"):
-        ingest_file(ws, "orders", path, maps=maps, today=TODAY)  # row 1 taken as the header
+    with pytest.raises(UserError, match="no column for the required field 'customer_id'"):
+        ingest_file(ws, "orders", path, today=TODAY)  # without --map, row 1 is taken as the header
     r = ingest_file(ws, "orders", path, maps=maps, header_row=3, today=TODAY)
     assert r.rows_loaded == 2
     assert [(o["order_id"], o["amount"], o["source_line"]) for o in orders(ws)] == [("A1", 5.0, 4), ("A2", 7.0, 5)]
+    # The columns --map names count as known headers, so detection finds row 3 by itself too (another batch:
+    # the same rows, unchanged).
+    again = ingest_file(ws, "orders", path, maps=maps, today=TODAY)
+    assert (again.rows_read, again.rows_unchanged) == (2, 2)
 
     with pytest.raises(UserError, match="row 2 of sheet 'Sheet1' is empty, so it cannot be the header"):
         open_orders(path, header_row=2)
@@ -709,3 +713,42 @@ def test_header_found_below_any_rows_without_field_names(tmp_path: Path, above: 
     src = open_orders(path)
     assert src.columns == HEADER
     assert read_all(src).column(LINE).to_pylist() == [h + 2]
+
+
+def test_quarterly_report_with_totals_rows_loads_with_no_options(ws: Workspace, tmp_path: Path) -> None:
+    """Issue 20's whole workbook: a title, a two-row header, three monthly sheets, and each sheet's 小计 and
+    合计 rows (one labelled in the first column, one only an amount equal to the sum above)."""
+    path = tmp_path / "2024Q1-report.xlsx"
+    wb = xlsxwriter.Workbook(str(path))
+    written: dict[str, list[list[Any]]] = {}
+    totals: dict[str, list[int]] = {}
+    for name, month in MONTHS.items():
+        sh = wb.add_worksheet(name)
+        sh.merge_range(0, 0, 0, 4, f"2024年{month}月销售订单明细")
+        for j, label in enumerate(HEADER[:3]):
+            sh.merge_range(2, j, 3, j, label)
+        sh.merge_range(2, 3, 2, 4, "金额")
+        sh.write_row(3, 3, ["含税", "不含税"])
+        data = [
+            [f"M{month}-{i}", f"C{i % 3}", f"2024-{month:02d}-{1 + i:02d}", f"{100 + 11.3 * i:.2f}", "0"]
+            for i in range(2 + month)
+        ]
+        page = sum(Decimal(row[3]) for row in data[:2])
+        rows = [*data[:2], ["", "", "", str(page), ""], *data[2:]]  # an unlabelled page subtotal after two rows
+        rows.append(["合计", "", f"2024-{month:02d}-28", str(sum(Decimal(row[3]) for row in data)), ""])
+        for k, row in enumerate(rows):
+            sh.write_row(4 + k, 0, row)
+        written[name] = data
+        totals[name] = [5 + 2, 5 + len(rows) - 1]  # sheet rows of the subtotal and the 合计 row
+    wb.close()
+
+    r = ingest_file(ws, "orders", path, today=TODAY)
+    everything = [row for data in written.values() for row in data]
+    assert r.sheet == "1月, 2月, 3月" and r.reasons == {"TOTAL_ROW": 6}
+    assert r.rows_read == r.rows_new + r.rows_quarantined and r.rows_new == len(everything)
+    assert sum(Decimal(str(o["amount"])) for o in orders(ws)) == sum(Decimal(row[3]) for row in everything)
+    q = ws.table("quarantine").to_pyarrow().to_pylist()
+    assert sorted((x["file"].rsplit("#", 1)[1], x["line"]) for x in q) == sorted(
+        (name, line) for name, lines in totals.items() for line in lines
+    )
+    assert [w for w in r.warnings if w.startswith("the workbook has 3 sheets")], r.warnings

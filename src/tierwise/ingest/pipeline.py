@@ -121,6 +121,9 @@ def ingest_file(
         # Checked before hashing so the message is the reader's, not an OS error.
         open_source(path)
     fp = fingerprint(path)
+    if sheet is not None or header_row is not None:
+        # Another sheet, or another header row, of a workbook already loaded is another batch.
+        fp = hashlib.sha256(f"{fp}|sheet={sheet}|header_row={header_row}".encode()).hexdigest()
     batch_id = f"{spec.name}-{fp[:16]}"
     if already_loaded(ws, batch_id):
         return BatchReport(file, table_key, batch_id, "already_loaded")
@@ -135,7 +138,7 @@ def ingest_file(
         header=header,
         progress=tick,
         header_row=header_row,
-        header_score=header_score(spec, ws.config.mapping.get(table_key, {})),
+        header_score=header_score(spec, {**ws.config.mapping.get(table_key, {}), **(maps or {})}),
         limits=ReadLimits(settings.max_sheet_rows, settings.max_expansion_ratio),
     )
     try:

@@ -69,15 +69,16 @@ def mark_sum_totals(con: DuckDBBackend, clean_name: str, missing_code: str, tota
         _above=flagged._amount.sum().over(order),
         _segment=flagged._cand.cast("int64").sum().over(order) - flagged._cand.cast("int64"),
     )
-    per_segment = running.group_by([*_segments(running), "_segment"]).aggregate(
+    by = [*([SHEET] if SHEET in clean.columns else []), "_segment"]
+    per_segment = running.group_by(by).aggregate(
         _in_segment=running._amount.sum(), _rows=(~running._cand).cast("int64").sum()
     )
-    cands = running.filter(running._cand).join(per_segment, [*_segments(running), "_segment"])
+    cands = running.filter(running._cand).join(per_segment, by)
     # A zero amount "equals" an empty sum: free lines without a customer (Online Retail) are not totals.
     close = (cands._v != 0) & (
         ((cands._v - cands._above).abs() < 0.005) | (((cands._v - cands._in_segment).abs() < 0.005) & (cands._rows > 0))
     )
-    matched = cands.filter(close).select(LINE, *_segments(cands))
+    matched = cands.filter(close).select(LINE, *by[:-1])
     name = f"_totals_{uuid.uuid4().hex[:12]}"
     con.create_table(name, matched, temp=True)
     try:
