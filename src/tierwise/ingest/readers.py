@@ -12,6 +12,7 @@ import csv
 import datetime as _dt
 import re
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,13 +112,20 @@ _BREAK = re.compile(r"\r\n|\r|\n")
 _BREAK_BYTES = re.compile(rb"\r\n|\r|\n")
 # Stands in for an undecodable byte while a file is scanned for it (a noncharacter: never in real text).
 _BAD_MARK = "\ufdd0"
-_BAD_BYTES: list[bytes] = []
+_bad = threading.local()  # the bytes replaced so far, per thread (the web app ingests in threads)
+
+
+def _bad_bytes() -> list[bytes]:
+    if not hasattr(_bad, "found"):
+        _bad.found = []
+    found: list[bytes] = _bad.found
+    return found
 
 
 def _mark_bad_bytes(exc: UnicodeError) -> tuple[str, int]:
     if not isinstance(exc, UnicodeDecodeError):
         raise exc
-    _BAD_BYTES.append(exc.object[exc.start : exc.end])
+    _bad_bytes().append(exc.object[exc.start : exc.end])
     return _BAD_MARK, exc.end
 
 
@@ -220,9 +228,9 @@ def _open_text(
     except LookupError as exc:
         raise UserError(f"unknown encoding '{enc}'; use e.g. utf-8, gbk, gb18030, utf-16", file=str(path)) from exc
     # An incremental decoder keeps a character cut at the end of the sample for later instead of failing on it.
-    _BAD_BYTES.clear()
+    _bad_bytes().clear()
     text = codecs.getincrementaldecoder(enc)("tierwise-mark").decode(sample, final=len(sample) < SAMPLE_BYTES)
-    bad_in_sample = bool(_BAD_BYTES)
+    bad_in_sample = bool(_bad_bytes())
     text = text.lstrip("\ufeff")
     lines = _BREAK.split(text)
     if len(sample) == SAMPLE_BYTES and len(lines) > 1:
@@ -488,7 +496,7 @@ def _scan_for_ragged(f: _TextFile, path: Path, enc: str, expected: int) -> int |
 
 def _encoding_error(f: _TextFile) -> UserError:
     """Where the first byte that the encoding cannot read is: file line, column, the byte itself."""
-    _BAD_BYTES.clear()
+    _bad_bytes().clear()
     line: int | None = None
     column: str | None = None
     try:
@@ -504,7 +512,7 @@ def _encoding_error(f: _TextFile) -> UserError:
             break
     except csv.Error:
         pass
-    bad = _BAD_BYTES[0] if _BAD_BYTES else b""
+    bad = next(iter(_bad_bytes()), b"")
     what = f"byte {' '.join(f'0x{b:02X}' for b in bad[:4])}" if bad else "a byte"
     found = "given with --encoding" if f.encoding_given else "found in the first MiB of the file"
     others = "utf-8, latin-1" if codecs.lookup(f.encoding).name.startswith("gb") else "gbk, latin-1"
