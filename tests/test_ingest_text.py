@@ -295,3 +295,14 @@ def test_quarantine_lines_are_file_lines(
     assert {q["line"] for q in rows(shared_ws, "quarantine", r.batch_id, "line")} == bad
     loaded = {o["customer_id"]: o["source_line"] for o in rows(shared_ws, "orders", r.batch_id, "source_line")}
     assert loaded == {c: n for c, n in expected.items() if n not in bad}
+
+
+def test_gbk_detected_in_a_file_with_cr_line_ends(tmp_path: Path) -> None:
+    """The only LF is inside a quoted value near the top; the GBK characters come after it."""
+    w = compose([["C1", "2024-01-01", "1", "a\nb"], ["C2", "2024-01-02", "2", "好"]], header=EN_HEADER, eol="\r")
+    path = tmp_path / "cr.csv"
+    path.write_bytes(w.text.encode("gbk"))
+    source = open_source(path)
+    got = [(r["note"], r["_line"]) for b in source.batches for r in b.to_pylist()]
+    assert source.encoding == "gb18030"
+    assert got == [("a\nb", w.starts[0]), ("好", w.starts[1])] == [("a\nb", 2), ("好", 4)]

@@ -151,17 +151,15 @@ def detect_encoding(sample: bytes, path: Path) -> str:
             "this is a binary file, not CSV/TSV text, Excel or Parquet; export the data as CSV or XLSX",
             file=str(path),
         )
+    # The sample may end inside a character: decoding it incrementally leaves that one for later. (Cutting at
+    # the last LF instead missed every non-ASCII byte after it in a file whose lines end with CR.)
+    for enc in ("utf-8", "gb18030"):
+        try:
+            codecs.getincrementaldecoder(enc)().decode(sample, final=False)
+            return enc
+        except UnicodeDecodeError:
+            pass
     trimmed = _trim_partial_char(sample)
-    try:
-        trimmed.decode("utf-8")
-        return "utf-8"
-    except UnicodeDecodeError:
-        pass
-    try:
-        trimmed.decode("gb18030")
-        return "gb18030"
-    except UnicodeDecodeError:
-        pass
     from charset_normalizer import from_bytes
 
     best = from_bytes(trimmed).best()
@@ -173,8 +171,8 @@ def detect_encoding(sample: bytes, path: Path) -> str:
 
 
 def _trim_partial_char(sample: bytes) -> bytes:
-    """Cut the sample at its last newline so a multi-byte character is never split in two."""
-    cut = sample.rfind(b"\n")
+    """Cut the sample at its last line break so a multi-byte character is never split in two."""
+    cut = max(sample.rfind(b"\n"), sample.rfind(b"\r"))
     return sample[: cut + 1] if cut > 0 else sample
 
 
