@@ -245,7 +245,7 @@ def test_incremental_loads_read_only_newer_rows(server_url: str, tmp_path: Path)
     ws_dir = tmp_path / "ws"
     Workspace.init(ws_dir).close()
     (ws_dir / "tierwise.toml").write_text(
-        (ws_dir / "tierwise.toml").read_text().replace("incremental = {}", 'incremental = {orders = "updated_at"}')
+        (ws_dir / "tierwise.toml").read_text().replace("# incremental = {}", 'incremental = {orders = "updated_at"}')
     )
     ws = Workspace.open(ws_dir)
     try:
@@ -335,7 +335,7 @@ def test_usage_errors_need_no_server(ws_dir: Path) -> None:
         result = run_cli("ingest", "orders", *args, "-w", ws_dir)
         assert result.code == 2 and message in result.stderr, (args, result.stderr)
     config = ws_dir / "tierwise.toml"
-    config.write_text(config.read_text().replace("incremental = {}", 'incremental = {order = "updated_at"}'))
+    config.write_text(config.read_text().replace("# incremental = {}", 'incremental = {order = "updated_at"}'))
     result = run_cli("ingest", "orders", "--from", "postgresql://h/db", "--table", "t", "-w", ws_dir)
     assert result.code == 2 and "unknown table order" in result.stderr and "Traceback" not in result.stderr
 

@@ -450,7 +450,7 @@ def render_default_config() -> str:
             if value is None:
                 lines.append(f"# {name} = (unset)")
             elif isinstance(value, dict) and not value:
-                lines.append(f"# {name} = {{}}  (or a [{section_name}.{name}] table)")
+                lines.append(f"# {name} = {{}}")
             else:
                 lines.append(f"{name} = {toml_value(value)}")
         lines += ["", *tables]
