@@ -393,12 +393,14 @@ def _load(
     if spec.name == "orders":
         qty, price, amount = plans["quantity"], plans["unit_price"], plans["amount"]
         if qty.source and price.source:
-            product = (t[qty.value] * t[price.value]).round(2)
+            # In decimal, so 3 × 19.99 is 59.97 exactly; the quantity (a float: 2.5 kg) is taken to 8 places.
+            exact_qty = t[qty.value].try_cast("decimal(18,8)")
+            product = (exact_qty * t[price.value]).round(2).try_cast(parse.MONEY)
             if amount.source is None:
                 t = t.mutate(**{amount.value: product, amount.raw: ibis.null("string")})
                 amount.source = f"{qty.source}×{price.source}"
             else:
-                filled = t[amount.value].coalesce(ibis.ifelse(t[amount.raw].isnull(), product, ibis.null("float64")))
+                filled = t[amount.value].coalesce(ibis.ifelse(t[amount.raw].isnull(), product, ibis.null(parse.MONEY)))
                 t = t.mutate(**{amount.value: filled})
 
     if spec.name == "orders":
@@ -544,7 +546,9 @@ def _commit(
     # One pass for every count, and for the orders the quartiles of sales amounts (the outlier fences).
     sums: dict[str, ir.Value] = {}
     if spec.name == "orders":
-        sale_amount = ibis.ifelse(clean._reason.isnull() & ~clean._is_return, clean._v_amount, ibis.null("float64"))
+        # The fences are statistics, not money: quartiles of the amounts as floats.
+        amount = clean._v_amount.cast("float64")
+        sale_amount = ibis.ifelse(clean._reason.isnull() & ~clean._is_return, amount, ibis.null("float64"))
         sums = {  # both quartiles from one sort of the amounts (a third faster than two quantiles)
             "quartiles": sale_amount.quantile([0.25, 0.75]),
             "returns": (clean._reason.isnull() & clean._is_return).sum(),
