@@ -203,20 +203,24 @@ SYSTEM_TABLES = {
 def money_to_decimal(con: DuckDBBackend, existing: set[str]) -> list[str]:
     """Workspaces made before money was exact store amounts as DOUBLE: convert those columns to MONEY, all of
     them in one transaction (a failure leaves every table as it was). Returns the columns converted
-    (`table.column`); nothing is done, and nothing is read beyond the schemas, when there are none.
+    (`table.column`); when there are none, one query of the catalogue is all it costs (every open runs it).
 
     DuckDB rounds each double to the nearest value with 4 places, which is the amount as it was read (a double
     holds 15 significant digits exactly)."""
-    todo: list[tuple[str, str]] = []
-    for spec in TABLES.values():
-        if spec.name not in existing:
-            continue
-        schema = con.table(spec.name).schema()
-        todo += [
-            (spec.name, f.name)
-            for f in spec.fields
-            if f.kind == "amount" and f.name in schema and schema[f.name].is_floating()
-        ]
+    money = {
+        (spec.name, f.name)
+        for spec in TABLES.values()
+        if spec.name in existing
+        for f in spec.fields
+        if f.kind == "amount"
+    }
+    if not money:
+        return []
+    floats = con.raw_sql(
+        "SELECT table_name, column_name FROM duckdb_columns() "
+        "WHERE database_name = current_database() AND schema_name = 'main' AND data_type IN ('DOUBLE', 'FLOAT')"
+    ).fetchall()
+    todo = sorted(money & {(str(t), str(c)) for t, c in floats})
     if not todo:
         return []
     target = f"DECIMAL({MONEY.precision},{MONEY.scale})"
