@@ -99,6 +99,8 @@ def test_headline_totals_equal_the_source_to_the_cent(money_run: dict) -> None:
     ws = Workspace.open(money_run["ws"])
     try:
         _, snap = latest_snapshot(ws, None)
+        # the snapshot keeps the types it had: money figures are floats there, for every reader of it
+        assert [c for c, t in snap.schema().items() if t.is_decimal()] == []
         # per customer: every monetary figure is the customer's exact sum (a float that reads back as it)
         got = {r["customer_id"]: r["monetary"] for r in snap.select("customer_id", "monetary").to_pyarrow().to_pylist()}
         assert {c: Decimal(repr(v)) for c, v in got.items()} == money_run["per_customer"]
