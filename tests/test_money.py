@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import duckdb
@@ -126,18 +126,23 @@ def test_headline_totals_equal_the_source_to_the_cent(money_run: dict) -> None:
 def test_amount_from_quantity_times_price_is_exact(ws: Workspace, tmp_path: Path) -> None:
     from tierwise.ingest.pipeline import ingest_file
 
-    rows = [("3", "19.99"), ("7", "0.10"), ("2.5", "1.3333"), ("1", "0.005"), ("-1", "0.005")]
+    # products past 64-bit decimals (100 × 92,233.72 at 12 places) are exact too
+    rows = [("3", "19.99"), ("7", "0.10"), ("2.5", "1.3333"), ("1", "0.005"), ("-1", "0.005"), ("100", "92233.72")]
+    beyond = [("1e20", "5"), ("1e11", "99999999999999.9999")]  # products beyond DECIMAL(18,4)
     text = "order_id,customer_id,order_date,quantity,unit_price\n" + "".join(
-        f"O{i},C1,2024-05-0{i + 1},{q},{p}\n" for i, (q, p) in enumerate(rows)
+        f"O{i},C1,2024-05-0{i + 1},{q},{p}\n" for i, (q, p) in enumerate(rows + beyond)
     )
     path = tmp_path / "lines.csv"
     path.write_text(text, encoding="utf-8")
-    ingest_file(ws, "orders", path, today=dt.date(2025, 1, 1))
+    r = ingest_file(ws, "orders", path, today=dt.date(2025, 1, 1))
     got = ws.table("orders").order_by("source_line").amount.to_pyarrow().to_pylist()
     # rounded to cents, half away from zero, as the product always was
-    from decimal import ROUND_HALF_UP
-
     assert got == [(Decimal(q) * Decimal(p)).quantize(Decimal("0.01"), ROUND_HALF_UP) for q, p in rows]
+    assert r.reasons == {"BAD_AMOUNT": 2}
+    q = ws.table("quarantine").order_by("line").to_pyarrow().to_pylist()
+    assert [(x["line"], x["column"], x["value"]) for x in q] == [
+        (len(rows) + 2 + i, "quantity×unit_price", f"{a}×{b}") for i, (a, b) in enumerate(beyond)
+    ]
 
 
 def test_parquet_float_int_and_decimal_amounts_are_stored_as_decimals(ws: Workspace, tmp_path: Path) -> None:
