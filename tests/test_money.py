@@ -233,3 +233,37 @@ def test_a_value_that_cannot_convert_leaves_the_old_workspace_as_it_was(tmp_path
             assert all(types[c] == "DOUBLE" for c in OLD_ROWS[name]), name  # the orders too, not half converted
     finally:
         con.close()
+
+
+def test_unreadable_float_amounts_in_parquet_are_quarantined(ws: Workspace, tmp_path: Path) -> None:
+    """NaN, infinities and values beyond DECIMAL(18,4) in a float column are BAD_AMOUNT; an empty amount is
+    derived from quantity × unit price when they are there, and is MISSING_VALUE when not."""
+    import pyarrow.parquet as pq
+
+    from tierwise.ingest.pipeline import ingest_file
+
+    amounts = [1.25, float("nan"), float("inf"), -1e20, None, None, 123456789.12]
+    n = len(amounts)
+    table = pa.table(
+        {
+            "order_id": [f"P{i}" for i in range(n)],
+            "customer_id": ["C1"] * n,
+            "order_date": [dt.datetime(2024, 5, 1)] * n,
+            "amount": pa.array(amounts, pa.float64()),
+            "quantity": [1.0, 1.0, 1.0, 1.0, 3.0, None, 1.0],
+            "unit_price": [1.25, 1.0, 1.0, 1.0, 19.99, None, 1.0],
+        }
+    )
+    path = tmp_path / "floats.parquet"
+    pq.write_table(table, path)
+    r = ingest_file(ws, "orders", path, today=dt.date(2025, 1, 1))
+    assert r.reasons == {"BAD_AMOUNT": 3, "MISSING_VALUE": 1}
+    q = ws.table("quarantine").order_by("line").to_pyarrow().to_pylist()
+    assert [(x["line"], x["reason_code"]) for x in q] == [
+        (2, "BAD_AMOUNT"),
+        (3, "BAD_AMOUNT"),
+        (4, "BAD_AMOUNT"),
+        (6, "MISSING_VALUE"),
+    ]
+    got = ws.table("orders").order_by("source_line").amount.to_pyarrow().to_pylist()
+    assert got == [Decimal("1.25"), Decimal("59.97"), Decimal("123456789.12")]

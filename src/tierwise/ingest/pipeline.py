@@ -309,6 +309,19 @@ def _parser(t: ir.Table, plan: _FieldPlan, order: str, pivot: int) -> list[parse
     return [lambda t: {out: t[raw].try_cast(target)}]
 
 
+# The largest float amount read as money (within DECIMAL(18,4), whatever the cast rounds).
+_FLOAT_MONEY_LIMIT = 99999999999999.99
+
+
+def _unread(text: ir.Value, value: ir.Value) -> ir.BooleanValue:
+    """`value` is NULL. For a float column read as money (Parquet, databases) this is said from the float: the
+    engine evaluates the decimal cast again at each place that reads it, and every pass over Parquet reads these
+    checks (a tenth of the time of ingesting 10 million Parquet lines). Stricter than the cast, never looser."""
+    if value.type().is_decimal() and text.type().is_floating():
+        return ibis.ifelse(text.isnull(), value.isnull(), ~(text.abs() <= _FLOAT_MONEY_LIMIT))
+    return value.isnull()
+
+
 def _date_orders(
     ws: Workspace, t: ir.Table, spec: TableSpec, mapping: Mapping, date_format: str | None, file: str
 ) -> dict[str, str]:
@@ -403,7 +416,9 @@ def _load(
                 factors = t[qty.raw].cast("string") + "×" + t[price.raw].cast("string")
                 t = t.mutate(**{amount.value: product, amount.raw: factors})
                 amount.source = f"{qty.source}×{price.source}"
-            else:
+            elif t[amount.raw].type().is_string() or grouped or bool(t[amount.raw].isnull().any().execute()):
+                # (Parquet with every amount given has nothing to fill: its statistics say so at no cost, and the
+                # product, in 38-digit decimals, would be worked out again on each pass over it.)
                 filled = t[amount.value].coalesce(ibis.ifelse(t[amount.raw].isnull(), product, ibis.null(parse.MONEY)))
                 t = t.mutate(**{amount.value: filled})
 
@@ -427,10 +442,11 @@ def _load(
         if f.required:
             code = MISSING_CUSTOMER_ID if f.name == "customer_id" else MISSING_VALUE
             # A value without source text was derived (amount = quantity × unit price): not missing.
-            checks.append(_Check(text.isnull() & value.isnull(), code, f"{label} is empty", p.source, raw_text))
+            unread = _unread(text, value)
+            checks.append(_Check(text.isnull() & unread, code, f"{label} is empty", p.source, raw_text))
             if f.kind != "text":
                 bad = BAD_DATE if f.kind in ("date", "timestamp") else BAD_AMOUNT if f.kind == "amount" else BAD_VALUE
-                checks.append(_Check(value.isnull(), bad, f"cannot read {label}", p.source, raw_text))
+                checks.append(_Check(unread, bad, f"cannot read {label}", p.source, raw_text))
         if f.name in NO_FUTURE and f.kind in ("date", "timestamp"):
             ts = value.cast("timestamp")
             checks.append(
