@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 
 import ibis
+import pyarrow as pa
 import pytest
 
 from tierwise.features import FeatureSettings, customer_features, default_as_of
@@ -38,7 +40,13 @@ def _orders() -> ibis.Table:
     ]
     data = {c: [r[i] for r in rows] for i, c in enumerate(cols)}
     data["order_date"] = [dt.datetime.fromisoformat(d) for d in data["order_date"]]
-    return ibis.memtable(data)
+    # money as the store holds it: exact decimals
+    money = pa.decimal128(18, 4)
+    table = pa.table(data)
+    for name in ("amount", "cost"):
+        values = [None if v is None else Decimal(str(v)) for v in data[name]]
+        table = table.set_column(table.schema.get_field_index(name), name, pa.array(values, money))
+    return ibis.memtable(table)
 
 
 def _customers() -> ibis.Table:
@@ -47,7 +55,7 @@ def _customers() -> ibis.Table:
     data = {name: [None] * 3 for name in schema.names}
     data["customer_id"] = ids
     data["province"] = ["浙江", "广东", "北京"]
-    return ibis.memtable(data, schema=schema)
+    return ibis.memtable(pa.table(data, schema=schema.to_pyarrow()))
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal as D
 from pathlib import Path
 
 import ibis
@@ -80,11 +81,11 @@ def test_chinese_orders_in_every_encoding(ws: Workspace, tmp_path: Path, encodin
     }
     loaded = rows(ws, "orders")
     assert [(o["order_id"], o["customer_id"], o["order_date"], o["amount"], o["is_return"]) for o in loaded] == [
-        ("A001", "C1", dt.datetime(2024, 3, 5), 1234.5, False),
-        ("A002", "C2", dt.datetime(2024, 3, 6), 123.45, False),
-        ("A003", "C1", dt.datetime(2024, 3, 7), -10.0, True),
+        ("A001", "C1", dt.datetime(2024, 3, 5), D("1234.5"), False),
+        ("A002", "C2", dt.datetime(2024, 3, 6), D("123.45"), False),
+        ("A003", "C1", dt.datetime(2024, 3, 7), D("-10"), True),
         # Excel serial 45360 = 2024-03-09 (day 1 = 1900-01-01 with Excel's 1900 leap-year bug)
-        ("A008", "C4", dt.datetime(2024, 3, 9), 15000.0, False),
+        ("A008", "C4", dt.datetime(2024, 3, 9), D("15000"), False),
     ]
     q = rows(ws, "quarantine", "line")
     assert [(x["line"], x["column"], x["reason_code"], x["value"]) for x in q] == [
@@ -150,8 +151,8 @@ def test_explicit_separator_and_no_header_with_mapping(ws: Workspace, tmp_path: 
         (o["customer_id"], o["order_date"], o["quantity"], o["amount"], o["source_line"]) for o in rows(ws, "orders")
     ]
     assert got == [
-        ("00004", dt.datetime(1997, 1, 1), 2.0, 29.33, 1),
-        ("00004", dt.datetime(1997, 1, 18), 2.0, 29.73, 2),
+        ("00004", dt.datetime(1997, 1, 1), 2.0, D("29.33"), 1),
+        ("00004", dt.datetime(1997, 1, 18), 2.0, D("29.73"), 2),
     ]
 
 
@@ -167,10 +168,10 @@ def test_amount_from_quantity_times_unit_price_and_cancellations(ws: Workspace, 
     assert r.date_orders == {"InvoiceDate": "mdy"}
     got = [(o["order_id"], o["order_date"], o["quantity"], o["amount"], o["is_return"]) for o in rows(ws, "orders")]
     assert got == [
-        ("537240", dt.datetime(2010, 12, 6, 10, 8), 2.0, 10.12, False),
-        ("C537241", dt.datetime(2010, 12, 7, 11, 0), -2.0, -10.12, True),
-        ("537242", dt.datetime(2011, 2, 20, 11, 39), -3.0, -2.55, True),
-        ("537243", dt.datetime(2011, 2, 21, 11, 39), 3.0, 0.0, False),
+        ("537240", dt.datetime(2010, 12, 6, 10, 8), 2.0, D("10.12"), False),
+        ("C537241", dt.datetime(2010, 12, 7, 11, 0), -2.0, D("-10.12"), True),
+        ("537242", dt.datetime(2011, 2, 20, 11, 39), -3.0, D("-2.55"), True),
+        ("537243", dt.datetime(2011, 2, 21, 11, 39), 3.0, D("0"), False),
     ]
     assert r.returns == 2
     # Country travels to the minimal customer records.
@@ -316,7 +317,7 @@ def test_xlsx_with_date_cells_and_sheet_choice(ws: Workspace, tmp_path: Path) ->
     r = ingest_file(ws, "orders", path, sheet="订单", today=TODAY)
     assert r.file_format == "excel" and r.sheet == "订单"
     got = [(o["customer_id"], o["order_date"], o["amount"], o["source_line"]) for o in rows(ws, "orders")]
-    assert got == [("C1", dt.datetime(2024, 5, 1), 29.97, 2), ("10002", dt.datetime(2024, 5, 2), 20.0, 3)]
+    assert got == [("C1", dt.datetime(2024, 5, 1), D("29.97"), 2), ("10002", dt.datetime(2024, 5, 2), D("20"), 3)]
 
 
 def test_xls(ws: Workspace, tmp_path: Path) -> None:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-import math
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 import ibis
 import pytest
@@ -34,24 +33,37 @@ def parse(con, values: list[str], kind: str, order: str = "ymd", pivot: int = 70
 
 
 AMOUNTS = {
-    "¥1,234.50": 1234.5,
-    "1234.50元": 1234.5,
-    "￥12,000": 12000.0,
-    "$ 5": 5.0,
-    "€3.10": 3.1,
-    "£7": 7.0,
-    "CNY 88": 88.0,
-    "rmb99.9": 99.9,
-    "(12.30)": -12.3,
-    "（12.30）": -12.3,
-    "１２３．４５": 123.45,
-    "1.5万": 15000.0,
-    "-3": -3.0,
-    "+4.25": 4.25,
-    "1e3": 1000.0,
-    ".5": 0.5,
-    "  42  ": 42.0,
-    "1,234,567.891": 1234567.891,
+    "¥1,234.50": "1234.5",
+    "1234.50元": "1234.5",
+    "￥12,000": "12000",
+    "$ 5": "5",
+    "€3.10": "3.1",
+    "£7": "7",
+    "CNY 88": "88",
+    "rmb99.9": "99.9",
+    "(12.30)": "-12.3",
+    "（12.30）": "-12.3",
+    "１２３．４５": "123.45",
+    "1.5万": "15000",
+    "1.23456万": "12345.6",
+    "-3": "-3",
+    "+4.25": "4.25",
+    "1e3": "1000",
+    "1.5e-3": "0.0015",
+    ".5": "0.5",
+    "  42  ": "42",
+    "1,234,567.891": "1234567.891",
+    "2816389.49": "2816389.49",
+    "99999999999999.9999": "99999999999999.9999",
+    # more than 4 places: rounded half away from zero (docs/ingest.md, "Values")
+    "0.00005": "0.0001",
+    "-0.00005": "-0.0001",
+    "1.23445": "1.2345",
+    "1.23444": "1.2344",
+    "(0.00015)": "-0.0002",
+    "100000000000000": None,  # beyond DECIMAL(18,4)
+    "1E100": None,
+    "9999999999999999999999万": None,
     "abc": None,
     "": None,
     "-": None,
@@ -69,7 +81,12 @@ def test_amount_cases(con) -> None:
         if want is None:
             assert value is None, text
         else:
-            assert value == pytest.approx(want), text
+            assert isinstance(value, Decimal) and value == Decimal(want), text
+
+
+def test_number_is_a_float(con) -> None:
+    """Quantities and other numbers read the same forms as amounts, as floats (they are not money)."""
+    assert parse(con, ["1.5万", "(2.5)", "1e3", "x"], "number") == [15000.0, -2.5, 1000.0, None]
 
 
 def test_integer_and_boolean(con) -> None:
@@ -166,18 +183,19 @@ def _with_thousands(digits: str) -> str:
 
 @st.composite
 def formatted_amount(draw) -> tuple[str, Decimal]:
+    places = draw(st.integers(0, 4))
     value = draw(
         st.decimals(
-            min_value=Decimal("-99999999.99"),
-            max_value=Decimal("99999999.99"),
-            places=2,
+            min_value=Decimal("-99999999999999.9999"),
+            max_value=Decimal("99999999999999.9999"),
+            places=places,
             allow_nan=False,
             allow_infinity=False,
         )
     )
     magnitude = abs(value)
-    whole, frac = f"{magnitude:.2f}".split(".")
-    body = (_with_thousands(whole) if draw(st.booleans()) else whole) + "." + frac
+    whole, _, frac = f"{magnitude:.{places}f}".partition(".")
+    body = (_with_thousands(whole) if draw(st.booleans()) else whole) + ("." + frac if frac else "")
     if value < 0:
         body = f"({body})" if draw(st.booleans()) else "-" + body
     symbol = draw(st.sampled_from(["", "¥", "￥", "$", "€", "£", "CNY ", "RMB"]))
@@ -189,12 +207,21 @@ def formatted_amount(draw) -> tuple[str, Decimal]:
     return text, value
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(formatted_amount(), min_size=1, max_size=40))
 def test_amount_round_trip(con, cases: list[tuple[str, Decimal]]) -> None:
+    """Any amount with up to 4 places, in any of the written forms, is stored exactly as the decimal written."""
     got = parse(con, [c[0] for c in cases], "amount")
     for (text, value), parsed in zip(cases, got, strict=True):
-        assert parsed is not None and math.isclose(parsed, float(value), rel_tol=1e-12, abs_tol=1e-9), text
+        assert isinstance(parsed, Decimal) and parsed == value, text
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.decimals(min_value=-(10**13), max_value=10**13, places=8, allow_nan=False), min_size=1))
+def test_amount_rounding_beyond_four_places(con, values: list[Decimal]) -> None:
+    """More than 4 places: rounded once, half away from zero (Python's ROUND_HALF_UP), never through a float."""
+    got = parse(con, [str(v) for v in values], "amount")
+    assert got == [v.quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP) for v in values]
 
 
 @st.composite
@@ -253,7 +280,7 @@ def test_arbitrary_text_never_fails(con, texts: list[str]) -> None:
     texts = [t.replace("\x00", "") for t in texts]
     for kind in ("amount", "timestamp", "integer", "boolean"):
         for v in parse(con, texts, kind, "mdy"):
-            assert v is None or isinstance(v, float | int | bool | dt.datetime)
+            assert v is None or isinstance(v, float | int | bool | dt.datetime | Decimal)
 
 
 SPACES = " \t\n\r\x0b\x0c"

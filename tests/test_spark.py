@@ -11,6 +11,7 @@ import importlib.util
 import math
 import os
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from tierwise import spark
 from tierwise.config import Config
 from tierwise.generate import generate
 from tierwise.ingest.pipeline import ingest_file
+from tierwise.money import MONEY
 from tierwise.run import build_snapshot, canonical_tables
 from tierwise.workspace import Workspace
 
@@ -161,6 +163,59 @@ def test_copied_tables_keep_their_types(
     ]
 
 
+# Money figures of the snapshot: exact decimal sums made floats once (tierwise.money), so they are not merely
+# close on both engines but equal.
+MONEY_COLUMNS = ("monetary", "profit", "overdue_amount", "open_amount", "credit_limit")
+
+
+def test_money_is_stored_and_added_up_exactly_on_both_engines(
+    workspace: Workspace, spark_tables: dict[str, ibis.Table]
+) -> None:
+    """Decimal money on Spark: the same type, and every sum (overall and per customer) the same exact decimal."""
+    duck_tables = canonical_tables(workspace)
+    for name, column in (
+        ("orders", "amount"),
+        ("orders", "cost"),
+        ("payments", "amount"),
+        ("customers", "credit_limit"),
+    ):
+        duck, other = duck_tables[name], spark_tables[name]
+        assert duck.schema()[column] == other.schema()[column] == MONEY, (name, column)
+        totals = [t.aggregate(total=t[column].sum()).to_pyarrow().to_pylist()[0]["total"] for t in (duck, other)]
+        assert isinstance(totals[0], Decimal) and totals[0] != 0 and totals[0] == totals[1], (name, column, totals)
+        per = [
+            {
+                r["customer_id"]: r["total"]
+                for r in t.group_by("customer_id").aggregate(total=t[column].sum()).to_pyarrow().to_pylist()
+            }
+            for t in (duck, other)
+        ]
+        assert per[0] == per[1], (name, column)
+        # and the stored values are those of the source: whole cents (the generator writes cents)
+        assert all(v is None or v == v.quantize(Decimal("0.01")) for v in per[0].values()), (name, column)
+
+
+def test_spark_reads_money_as_decimals_from_tables_named_in_the_settings(
+    spark_con: spark.SparkBackend, workspace: Workspace, tmp_path: Path
+) -> None:
+    """A Parquet file named in [engine.spark] tables may hold amounts as doubles: Spark reads them as MONEY,
+    so its sums are exact and equal to DuckDB's over the same values."""
+    import pyarrow.parquet as pq
+
+    from tierwise.config import SparkSettings
+
+    orders = canonical_tables(workspace)["orders"]
+    arrow = orders.to_pyarrow()
+    doubles = arrow.set_column(arrow.schema.get_field_index("amount"), "amount", arrow["amount"].cast(pa.float64()))
+    path = tmp_path / "orders_double.parquet"
+    pq.write_table(doubles, path)
+    read = spark.run_tables(spark_con, {"orders": orders}, SparkSettings(tables={"orders": str(path)}), tmp_path)
+    on_spark = read["orders"]
+    assert on_spark.schema()["amount"] == MONEY
+    spark_total = on_spark.aggregate(t=on_spark.amount.sum()).to_pyarrow().to_pylist()[0]["t"]
+    assert spark_total == orders.amount.sum().execute()
+
+
 @pytest.mark.parametrize("settings", [{}, ALTERNATIVES], ids=["defaults", "alternatives"])
 def test_snapshot_is_the_same_on_duckdb_and_spark(
     workspace: Workspace, spark_tables: dict[str, ibis.Table], settings: dict[str, Any]
@@ -173,6 +228,9 @@ def test_snapshot_is_the_same_on_duckdb_and_spark(
     on_spark = build_snapshot(spark_tables, cfg, AS_OF, spark.cache_checkpoint).to_pyarrow()
     assert duck.num_rows == 300
     assert_same_snapshot(duck, on_spark)
+    for column in MONEY_COLUMNS:
+        assert duck[column].type == pa.float64(), column
+        assert duck.sort_by("customer_id")[column] == on_spark.sort_by("customer_id")[column], column
 
 
 def test_a_whole_run_on_spark_is_stored_like_one_on_duckdb(spark_con: spark.SparkBackend, workspace: Workspace) -> None:

@@ -42,16 +42,17 @@ def payment_features(payments: ir.Table, customers: ir.Table, as_of: dt.date, wi
             ibis.greatest(p.paid_date.delta(p.due_date, unit="day"), 0),
             as_of_lit.delta(p.due_date, unit="day"),
         ),
-        _amount=p.amount.fill_null(0.0),
+        _amount=p.amount.fill_null(0),
     )
     per_customer = p.group_by("customer_id").aggregate(
         _due_count=p._due_in_window.sum(),
         _on_time_count=(p._due_in_window & p._on_time).sum(),
         _late_sum=ibis.ifelse(p._due_in_window, p._late_days, 0).sum(),
-        overdue_amount=ibis.ifelse(p._due & ~p._paid, p._amount, 0.0).sum(),
-        open_amount=ibis.ifelse(~p._paid, p._amount, 0.0).sum(),
+        # Exact decimal sums, then floats for the ratio and the scores (tierwise.money).
+        overdue_amount=ibis.ifelse(p._due & ~p._paid, p._amount, 0).sum().cast("float64"),
+        open_amount=ibis.ifelse(~p._paid, p._amount, 0).sum().cast("float64"),
     )
-    limits = customers.select("customer_id", _limit="credit_limit")
+    limits = customers.select("customer_id", _limit=customers.credit_limit.cast("float64"))
     t = per_customer.left_join(limits, "customer_id").drop("customer_id_right")
     return t.select(
         "customer_id",

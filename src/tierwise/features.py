@@ -49,7 +49,9 @@ def purchase_occasions(orders: ir.Table, as_of: dt.date) -> ir.Table:
     as_of_lit = ibis.date(as_of.isoformat())
     o = orders.mutate(_day=orders.order_date.date())
     sales = o.filter((o._day < as_of_lit) & ~o.is_return.fill_null(False))
-    days = sales.group_by(["customer_id", "_day"]).aggregate(_value=sales.amount.sum().fill_null(0.0))
+    # Each day's value is an exact decimal sum (the amounts are MONEY), then a float for the models.
+    day_value = sales.amount.sum().cast("float64").fill_null(0.0)
+    days = sales.group_by(["customer_id", "_day"]).aggregate(_value=day_value)
     days = days.mutate(_gap=_days_between(days._day, days._day.lag().over(group_by="customer_id", order_by="_day")))
     # The spread is rounded: the engine adds in parallel, in no fixed order (see customer_features).
     return days.group_by("customer_id").aggregate(
@@ -61,6 +63,19 @@ def purchase_occasions(orders: ir.Table, as_of: dt.date) -> ir.Table:
         sales_value=days._value.sum(),
         first_day_value=value_at_min(days._value, _days_between(days._day, ibis.date("1970-01-01")).cast("float64")),
     )
+
+
+def _money_sum(amount: ir.NumericColumn, where: ir.BooleanValue | None = None) -> ir.FloatingScalar:
+    """The exact sum of money (decimal; 0 for none where a condition leaves no rows), as a float."""
+    total = amount.sum(where=where) if where is not None else amount.sum()
+    if where is not None:
+        total = total.fill_null(0)
+    return total.cast("float64")
+
+
+def _plain(column: ir.Column) -> ir.Column:
+    """A stored amount carried into the snapshot (credit_limit) as a float, like every money figure there."""
+    return column.cast("float64") if column.type().is_decimal() else column
 
 
 def customer_features(
@@ -90,8 +105,12 @@ def customer_features(
     window = o.filter(o._in_window)
     window_sales = window.filter(window._sale)
 
-    # Every sum and spread below is rounded: the engine adds in parallel, in no fixed order, and the last bits
-    # of a float sum depend on the order; rounded, two runs on the same data give the same snapshot.
+    # Money is summed as decimals (exact, in any order: two runs, or two engines, give the same snapshot), and
+    # each sum is then a float, which the ratios, scores and models below and after want. A float with 4
+    # places converts back to the same decimal (15 significant digits), so totals over customers can still be
+    # added exactly (tierwise.money.exact_total).
+    # The spreads are rounded: the engine adds in parallel, in no fixed order, and the last bits of a float sum
+    # depend on the order; rounded, two runs on the same data give the same snapshot.
     # Purchase occasions over the whole history, and the gaps between them (purchase_occasions).
     occasions = occasions if occasions is not None else purchase_occasions(orders, as_of)
     rhythm = occasions.select(
@@ -108,21 +127,20 @@ def customer_features(
     counted = window_sales._day.nunique() if s.frequency_by == "days" else window_sales.order_id.nunique()
     activity = window_sales.group_by("customer_id").aggregate(
         frequency=counted,
-        _sales_revenue=window_sales.amount.sum().round(4),
+        _sales_revenue=_money_sum(window_sales.amount),
         category_count=window_sales.product_category.nunique(),
     )
     money = window.group_by("customer_id").aggregate(
-        # Rounded so that sums of the same amounts added in another order are equal (ties stay ties).
-        monetary=window.amount.sum().round(4),
-        profit=window._profit.sum().round(4),
+        monetary=_money_sum(window.amount),
+        profit=_money_sum(window._profit),
         _costed=window.cost.count(),
-        _online_revenue=ibis.ifelse(window._online & window._sale, window.amount, 0.0).sum().round(4),
+        _online_revenue=_money_sum(window.amount, where=window._online & window._sale),
     )
     previous = o.filter(o._in_previous).group_by("customer_id")
-    previous = previous.aggregate(_previous_revenue=ibis._.amount.sum().round(4))
+    previous = previous.aggregate(_previous_revenue=_money_sum(ibis._.amount))
 
     per_category = window_sales.group_by(["customer_id", "product_category"])
-    per_category = per_category.aggregate(_rev=ibis._.amount.sum().round(4))
+    per_category = per_category.aggregate(_rev=_money_sum(ibis._.amount))
     per_category = per_category.filter(per_category.product_category.notnull())
     per_category = per_category.mutate(
         _rank=ibis.row_number().over(
@@ -143,7 +161,7 @@ def customer_features(
         "customer_id", preferred_payment_method="payment_method"
     )
 
-    carried = {name: customers[column] for name, column in (carry or {}).items()}
+    carried = {name: _plain(customers[column]) for name, column in (carry or {}).items()}
     t = customers.select("customer_id", "name", "province", "city", "industry_code", "owner", **carried)
     for part in (rhythm, activity, money, previous, top, payment):
         t = t.left_join(part, "customer_id").drop("customer_id_right")

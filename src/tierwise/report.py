@@ -34,6 +34,7 @@ from tierwise.classify import abc
 from tierwise.config import Config
 from tierwise.errors import UserError
 from tierwise.mining import labels
+from tierwise.money import exact_total
 from tierwise.show import LABELS, label, latest_snapshot, run_config, summarise
 from tierwise.workspace import Workspace
 
@@ -219,12 +220,13 @@ def _kpis(snap: ir.Table, cols: set[str], lang: ReportLanguage) -> list[dict[str
     aggs: dict[str, Any] = {
         "customers": s.count(),
         "buyers": s.count(where=s.recency_days.notnull()),
-        "revenue": s.monetary.sum(),
-        "profit": s.profit.sum(),
+        # Totals people compare with their books: added up exactly (tierwise.money).
+        "revenue": exact_total(s.monetary),
+        "profit": exact_total(s.profit),
         "active": s.count(where=s.lifecycle_stage.isin(["new", "active", "mature"])),
         "at_risk": s.count(where=s.lifecycle_stage.isin(["at_risk", "churned"])),
         "a_customers": s.count(where=s.abc_class == "A"),
-        "a_revenue": s.monetary.sum(where=s.abc_class == "A"),
+        "a_revenue": exact_total(s.monetary, where=s.abc_class == "A"),
     }
     if "grade" in cols:
         aggs["grade_a"] = s.count(where=s.grade == "A")
@@ -233,7 +235,7 @@ def _kpis(snap: ir.Table, cols: set[str], lang: ReportLanguage) -> list[dict[str
     if "clv_historical" in cols:
         aggs["clv"] = s.clv_historical.sum()
     if "overdue_amount" in cols:
-        aggs["overdue"] = s.overdue_amount.sum()
+        aggs["overdue"] = exact_total(s.overdue_amount)
         aggs["overdue_n"] = s.count(where=s.overdue_amount > 0)
     if "on_time_rate" in cols:
         aggs["on_time"] = s.on_time_rate.mean()
@@ -309,9 +311,9 @@ def distribution(snap: ir.Table, column: str, lang: ReportLanguage) -> list[dict
 
 def breakdown(snap: ir.Table, column: str, lang: ReportLanguage, top: int = TOP_GROUPS) -> list[dict[str, Any]]:
     """The `top` groups by revenue, then one row for all the others."""
-    g = snap.group_by(code=snap[column]).aggregate(customers=snap.count(), revenue=snap.monetary.sum())
+    g = snap.group_by(code=snap[column]).aggregate(customers=snap.count(), revenue=exact_total(snap.monetary))
     rows = g.order_by([g.revenue.desc(), g.customers.desc(), g.code]).limit(top).to_pyarrow().to_pylist()
-    total = snap.aggregate(customers=snap.count(), revenue=snap.monetary.sum()).to_pyarrow().to_pylist()[0]
+    total = snap.aggregate(customers=snap.count(), revenue=exact_total(snap.monetary)).to_pyarrow().to_pylist()[0]
     n, revenue = int(total["customers"]), float(total["revenue"] or 0.0)
     rest_n = n - sum(int(r["customers"]) for r in rows)
     if rest_n > 0:
@@ -375,7 +377,7 @@ def _dist_caption(rows: list[dict[str, Any]], lang: ReportLanguage) -> str:
 
 def heatmap(snap: ir.Table, lang: ReportLanguage) -> dict[str, Any]:
     b = snap.filter(snap.r_score.notnull() & snap.f_score.notnull())
-    cells = b.group_by("r_score", "f_score").aggregate(customers=b.count(), revenue=b.monetary.sum())
+    cells = b.group_by("r_score", "f_score").aggregate(customers=b.count(), revenue=exact_total(b.monetary))
     r_scores, f_scores = [5, 4, 3, 2, 1], [1, 2, 3, 4, 5]
     counts = [[0] * 5 for _ in r_scores]
     revenue = [[0.0] * 5 for _ in r_scores]

@@ -11,6 +11,7 @@ from typing import Any
 
 import ibis.expr.types as ir
 
+from tierwise.money import exact_total
 from tierwise.workspace import Workspace
 
 PREDICTIVE_COLUMNS = ("p_alive", "expected_purchases", "expected_spend", "clv_predicted")
@@ -149,7 +150,7 @@ def cluster_counts(snap: ir.Table) -> dict[int, dict[str, float]]:
     if "cluster" not in snap.columns:
         return {}
     s = snap.filter(snap.cluster.notnull())
-    g = s.group_by(code=s.cluster).aggregate(customers=s.count(), revenue=s.monetary.sum())
+    g = s.group_by(code=s.cluster).aggregate(customers=s.count(), revenue=exact_total(s.monetary))
     return {
         int(r["code"]): {"customers": int(r["customers"]), "revenue": float(r["revenue"] or 0.0)}
         for r in g.to_pyarrow().to_pylist()
@@ -213,7 +214,7 @@ def learned_counts(ws: Workspace, snap: ir.Table, table: str | None) -> list[dic
     else:
         return []
     s = source.filter(source.learned_class.notnull())
-    g = s.group_by(code=s.learned_class).aggregate(customers=s.count(), revenue=s.monetary.sum())
+    g = s.group_by(code=s.learned_class).aggregate(customers=s.count(), revenue=exact_total(s.monetary))
     rows = g.order_by([g.customers.desc(), g.code]).to_pyarrow().to_pylist()
     return [
         {"code": str(r["code"]), "customers": int(r["customers"]), "revenue": float(r["revenue"] or 0.0)} for r in rows

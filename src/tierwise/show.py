@@ -13,6 +13,7 @@ import ibis.expr.types as ir
 from tierwise.classify import abc, grade, lifecycle, loyalty, rfm, value
 from tierwise.config import Config
 from tierwise.errors import UserError
+from tierwise.money import exact_total
 from tierwise.workspace import Workspace
 
 # column → {code: (English, Chinese)}
@@ -95,8 +96,8 @@ def run_config(ws: Workspace, run_id: str) -> Config:
 
 
 def summarise(snapshot: ir.Table, column: str, language: str) -> list[dict[str, Any]]:
-    total = snapshot.aggregate(n=snapshot.count(), revenue=snapshot.monetary.sum()).to_pyarrow().to_pylist()[0]
-    grouped = snapshot.group_by(column).aggregate(customers=snapshot.count(), revenue=snapshot.monetary.sum())
+    total = snapshot.aggregate(n=snapshot.count(), revenue=exact_total(snapshot.monetary)).to_pyarrow().to_pylist()[0]
+    grouped = snapshot.group_by(column).aggregate(customers=snapshot.count(), revenue=exact_total(snapshot.monetary))
     out = []
     for r in grouped.order_by(grouped.revenue.desc()).to_pyarrow().to_pylist():
         out.append(
@@ -106,7 +107,7 @@ def summarise(snapshot: ir.Table, column: str, language: str) -> list[dict[str, 
                 "customers": int(r["customers"]),
                 "customer_share": r["customers"] / total["n"] if total["n"] else 0.0,
                 "revenue": float(r["revenue"] or 0.0),
-                "revenue_share": float(r["revenue"] or 0.0) / total["revenue"] if total["revenue"] else 0.0,
+                "revenue_share": float(r["revenue"] or 0.0) / float(total["revenue"]) if total["revenue"] else 0.0,
             }
         )
     return out

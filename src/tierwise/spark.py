@@ -199,11 +199,25 @@ def run_tables(
             where = str(folder / f"{name}.parquet")
             table.to_parquet(where)
         if "/" in where or where.endswith(".parquet"):
-            out[name] = con.read_parquet(resolve(root, where), table_name=f"tierwise_{name}")
+            read = con.read_parquet(resolve(root, where), table_name=f"tierwise_{name}")
         else:
             database, _, table_name = where.rpartition(".")
-            out[name] = con.table(table_name, database=database or None)
+            read = con.table(table_name, database=database or None)
+        out[name] = _exact_money(name, read)
     return out
+
+
+def _exact_money(name: str, t: ir.Table) -> ir.Table:
+    """Money columns as the workspace stores them (decimal(18,4)): a table named in [engine.spark] tables may
+    hold doubles or other decimals, and the sums must be exact, and the same as DuckDB's, either way."""
+    from tierwise.money import MONEY
+    from tierwise.schema import TABLES
+
+    spec = TABLES.get(name)
+    if spec is None:
+        return t
+    money = [f.name for f in spec.fields if f.kind == "amount" and f.name in t.columns and t[f.name].type() != MONEY]
+    return t.mutate(**{c: t[c].cast(MONEY) for c in money}) if money else t
 
 
 def drop_view(con: SparkBackend, name: str) -> None:

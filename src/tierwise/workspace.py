@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import duckdb
 import ibis
 import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
@@ -13,11 +14,13 @@ from ibis.backends.duckdb import Backend as DuckDBBackend
 from tierwise import engine
 from tierwise.config import CONFIG_FILE, Config, load_config, render_default_config
 from tierwise.errors import UserError
+from tierwise.money import MONEY
 from tierwise.schema import TABLES, FieldKind, TableSpec
 
+# Money is stored as exact decimals (tierwise.money): a float sum of 2,816,389.49 came back as 2816389.489999999.
 IBIS_TYPES: dict[FieldKind, dt.DataType] = {
     "text": dt.string,
-    "amount": dt.float64,
+    "amount": MONEY,
     "number": dt.float64,
     "integer": dt.int64,
     "date": dt.date,
@@ -217,6 +220,47 @@ SYSTEM_TABLES = {
 }
 
 
+def money_to_decimal(con: DuckDBBackend, existing: set[str]) -> list[str]:
+    """Workspaces made before money was exact store amounts as DOUBLE: convert those columns to MONEY, all of
+    them in one transaction (a failure leaves every table as it was). Returns the columns converted
+    (`table.column`); when there are none, one query of the catalogue is all it costs (every open runs it).
+
+    DuckDB rounds each double to the nearest value with 4 places, which is the amount as it was read (a double
+    holds 15 significant digits exactly)."""
+    money = {
+        (spec.name, f.name)
+        for spec in TABLES.values()
+        if spec.name in existing
+        for f in spec.fields
+        if f.kind == "amount"
+    }
+    if not money:
+        return []
+    floats = con.raw_sql(
+        "SELECT table_name, column_name FROM duckdb_columns() "
+        "WHERE database_name = current_database() AND schema_name = 'main' AND data_type IN ('DOUBLE', 'FLOAT')"
+    ).fetchall()
+    todo = sorted(money & {(str(t), str(c)) for t, c in floats})
+    if not todo:
+        return []
+    target = f"DECIMAL({MONEY.precision},{MONEY.scale})"
+    try:
+        with engine.transaction(con):
+            for table, column in todo:
+                con.raw_sql(f'ALTER TABLE "{table}" ALTER COLUMN "{column}" TYPE {target}')
+    except duckdb.Error as exc:  # a stored value beyond the decimal's range (or NaN/infinity): nothing changed
+        raise UserError(
+            f"cannot convert the amounts of this workspace to exact decimals ({str(exc).splitlines()[0]}); "
+            "the workspace is unchanged. Amounts must lie within ±99,999,999,999,999.9999: ingest the files "
+            "again into a new workspace (tierwise init), which quarantines such values"
+        ) from exc
+    kept = getattr(con, "_tierwise_tables", None)
+    if kept is not None:  # handles made before the change carry the old schema
+        for table, _ in todo:
+            kept.pop(table, None)
+    return [f"{table}.{column}" for table, column in todo]
+
+
 @dataclass
 class Workspace:
     root: Path
@@ -253,16 +297,23 @@ class Workspace:
         for spec in TABLES.values():
             wanted[spec.name] = canonical_schema(spec)
             wanted[REPLACED_PREFIX + spec.name] = replaced_schema(spec)
+        # One look at the catalogue (every open runs this): which columns each stored table has.
+        have: dict[str, set[str]] = {}
+        for table, column in self.con.raw_sql(
+            "SELECT table_name, column_name FROM duckdb_columns() "
+            "WHERE database_name = current_database() AND schema_name = 'main'"
+        ).fetchall():
+            have.setdefault(str(table), set()).add(str(column))
         for name, schema in wanted.items():
             if name not in existing:
                 self.con.create_table(name, schema=schema)
             else:
-                self._add_missing_columns(name, schema)
+                self._add_missing_columns(name, schema, have.get(name, set()))
+        money_to_decimal(self.con, existing)
 
-    def _add_missing_columns(self, name: str, schema: ibis.Schema) -> None:
+    def _add_missing_columns(self, name: str, schema: ibis.Schema, have: set[str]) -> None:
         """Fields added by a newer version (product_id, the batches' identity counts …) join older workspaces
         as empty columns, or as BACKFILL says, so a workspace never needs rebuilding for them."""
-        have = set(self.con.table(name).columns)
         missing = [c for c in schema.names if c not in have]
         if not missing:
             return

@@ -147,10 +147,11 @@ def _responses(ws: Workspace, name: str) -> ir.Table:
     revenue (sum over the rows) and the group the file gives (NULL if none, 'conflict' if rows disagree)."""
     c = ws.table("campaign_contacts")
     c = c.filter(c.campaign_id == name).mutate(_g=_normalised_group(c.group))
-    revenue = c.response_revenue.fill_null(0.0)
+    revenue = c.response_revenue.fill_null(0)
     per = c.group_by("customer_id").aggregate(
         responded=(c.responded.fill_null(False) | (revenue > 0)).any(),
-        revenue=revenue.sum(),
+        # exact per customer, then a float for the statistics (tierwise.money)
+        revenue=revenue.sum().cast("float64"),
         _groups=c._g.nunique(),
         _group=c._g.max(),
     )

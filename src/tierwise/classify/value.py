@@ -69,6 +69,7 @@ def historical_clv(
     period = (age // period_days).cast("int64")
     margin = o.amount - o.cost.coalesce(o.amount * (1 - missing_cost_margin))
     o = o.mutate(_period=period, _margin=margin)
-    per_period = o.group_by(["customer_id", "_period"]).aggregate(_m=o._margin.sum())
+    # Each period's margin summed in decimal where the costs are known (tierwise.money), then a float to discount.
+    per_period = o.group_by(["customer_id", "_period"]).aggregate(_m=o._margin.sum().cast("float64"))
     discounted = per_period._m / (1 + discount_rate) ** per_period._period
     return per_period.group_by("customer_id").aggregate(clv_historical=discounted.sum())

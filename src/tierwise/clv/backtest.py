@@ -77,7 +77,7 @@ def backtest(ws: Workspace, calibration_end: dt.date, holdout_end: dt.date | Non
     end_lit = ibis.date(holdout_end.isoformat())
     day = orders.order_date.date()
     holdout = orders.filter((day > ibis.date(calibration_end.isoformat())) & (day <= end_lit))
-    revenue = holdout.group_by("customer_id").aggregate(holdout_revenue=holdout.amount.sum())
+    revenue = holdout.group_by("customer_id").aggregate(holdout_revenue=holdout.amount.sum().cast("float64"))
     ids = ibis.memtable(summary.select(["customer_id"]))
     joined = ids.left_join(scores, "customer_id").drop("customer_id_right")
     joined = joined.left_join(revenue, "customer_id").drop("customer_id_right").to_pyarrow().sort_by("customer_id")

@@ -106,7 +106,9 @@ def empty() -> pa.Table:
 def _margin(orders: ir.Table, as_of: dt.date) -> float:
     """Share of revenue kept as margin, over order lines that have a cost; 1.0 when none has."""
     lines = orders.filter((orders.order_date.date() < ibis.date(as_of.isoformat())) & orders.cost.notnull())
-    row = lines.aggregate(revenue=lines.amount.sum(), cost=lines.cost.sum()).to_pyarrow().to_pylist()[0]
+    # exact sums, as floats for the ratio (tierwise.money)
+    revenue, cost = lines.amount.sum().cast("float64"), lines.cost.sum().cast("float64")
+    row = lines.aggregate(revenue=revenue, cost=cost).to_pyarrow().to_pylist()[0]
     if not row["revenue"] or row["revenue"] <= 0:
         return 1.0
     return float(min(max((row["revenue"] - row["cost"]) / row["revenue"], 0.0), 1.0))

@@ -101,12 +101,14 @@ def rfm_summary(
 
     cols: dict[str, ir.Value] = {"customer_id": orders[customer_col], "_day": at}
     if amount_col is not None:
-        cols["_amount"] = orders[amount_col].cast("float64")
+        amount = orders[amount_col]
+        # Money (decimal) stays exact until each occasion's total; other numbers are floats from the start.
+        cols["_amount"] = amount if amount.type().is_decimal() else amount.cast("float64")
     o = orders.select(**cols)
     o = o.filter(o.customer_id.notnull(), o._day.notnull(), o._day < last_limit)
 
     # 1. One row per purchase occasion (customer, day — or order time), with its total value.
-    day_aggs = {"_value": o._amount.sum().fill_null(0.0)} if with_money else {}
+    day_aggs = {"_value": o._amount.sum().cast("float64").fill_null(0.0)} if with_money else {}
     days = o.group_by(["customer_id", "_day"]).aggregate(**day_aggs)
     # 2. One row per customer. Holdout days are later than every calibration day, so the first day overall is
     # the first calibration day for every customer we keep (those who bought by calibration_end). Without a

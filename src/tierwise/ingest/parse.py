@@ -22,6 +22,8 @@ from typing import Literal
 import ibis
 import ibis.expr.types as ir
 
+from tierwise import money
+
 DateOrder = Literal["ymd", "dmy", "mdy"]
 
 _FULL_WIDTH = "０１２３４５６７８９．，－＋（）￥：／"
@@ -106,12 +108,28 @@ def _with_fast_path(src: str, out: str, kind: str, plain: str, slow: Callable[[s
     return [first, *[guarded(st) for st in slow(src, slow_out)], last]
 
 
+# Money: exact decimals (tierwise.workspace.MONEY). The text is cast straight to the decimal type, never through
+# a float, so `2816389.49` is stored as written. More places than the type has are rounded half away from zero
+# (DuckDB's cast: 0.00005 → 0.0001, -0.00005 → -0.0001), the rounding of commercial invoices.
+MONEY = str(money.MONEY)
+# `1.5万` is multiplied after reading, and `5E-7` is read, with more places first: `1.23456万` is 12345.6 exactly,
+# and DuckDB's direct cast of an exponent form rounds by the wrong digit (`5E-7` became 0.0001).
+_WIDE = "decimal(38,16)"
+_PLAIN_DECIMAL = r"^[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)$"
+
+
 def amount_stages(src: str, out: str) -> list[Stage]:
-    """`¥1,234.50`, `1234.50元`, `(12.30)`, `１２３．４５`, `1.5万`, `-3`, `1e3` → float; anything else NULL."""
-    return _with_fast_path(src, out, "float64", _PLAIN_NUMBER, _amount_slow)
+    """`¥1,234.50`, `1234.50元`, `(12.30)`, `１２３．４５`, `1.5万`, `-3`, `1e3` → exact decimal(18,4); anything
+    else (and anything beyond ±99,999,999,999,999.9999) NULL."""
+    return _with_fast_path(src, out, MONEY, _PLAIN_DECIMAL, lambda s, o: _amount_slow(s, o, MONEY))
 
 
-def _amount_slow(src: str, out: str) -> list[Stage]:
+def number_stages(src: str, out: str) -> list[Stage]:
+    """The forms of `amount_stages` → float (quantities, discounts, scores: not money)."""
+    return _with_fast_path(src, out, "float64", _PLAIN_NUMBER, lambda s, o: _amount_slow(s, o, "float64"))
+
+
+def _amount_slow(src: str, out: str, kind: str) -> list[Stage]:
     h = f"{out}__"
 
     def clean(t: ir.Table) -> dict[str, ir.Value]:
@@ -130,13 +148,21 @@ def _amount_slow(src: str, out: str) -> list[Stage]:
     def number(t: ir.Table) -> dict[str, ir.Value]:
         x = t[h + "w"]
         ok = x.re_search(_NUMBER) & x.re_search("[0-9]")
-        v = ibis.ifelse(ok, x.replace(",", ""), ibis.null("string")).try_cast("float64")
-        return {h + "v": ibis.ifelse(t[h + "wan"], v * 10000, v)}
+        digits = ibis.ifelse(ok, x.replace(",", ""), ibis.null("string"))
+        if kind == "float64":
+            v = digits.try_cast("float64")
+            return {h + "v": ibis.ifelse(t[h + "wan"], v * 10000, v)}
+        wide = digits.try_cast(_WIDE)
+        # Guarded: beyond MONEY's range either way, and the product would overflow DuckDB's 38 digits (an error).
+        fits = wide.abs() < 10**18
+        wan = ibis.ifelse(fits, wide * 10000, ibis.null(_WIDE))
+        scaled = ibis.ifelse(t[h + "wan"], wan, wide).try_cast(kind)
+        return {h + "v": ibis.ifelse(t[h + "wan"] | x.re_search("[eE]"), scaled, digits.try_cast(kind))}
 
     def sign(t: ir.Table) -> dict[str, ir.Value]:
         v = t[h + "v"]
         # A parenthesised amount is negative; "(-5)" is not a form anyone writes, so it stays unreadable.
-        return {out: ibis.ifelse(t[h + "neg"], ibis.ifelse(v < 0, ibis.null("float64"), -v), v)}
+        return {out: ibis.ifelse(t[h + "neg"], ibis.ifelse(v < 0, ibis.null(kind), -v), v)}
 
     return [clean, parens, wan, number, sign]
 
@@ -147,7 +173,7 @@ def integer_stages(src: str, out: str) -> list[Stage]:
         # try_cast: a whole number beyond 64 bits (1E100) is unreadable as an integer, not a crash.
         return {out: ibis.ifelse(v % 1 == 0, v.try_cast("int64"), ibis.null("int64"))}
 
-    return [*amount_stages(src, out + "__f"), whole]
+    return [*number_stages(src, out + "__f"), whole]
 
 
 _TRUE = ["是", "有", "对", "yes", "y", "true", "t", "1", "responded", "响应"]
@@ -273,8 +299,10 @@ def parse_column(t: ir.Table, src: str, kind: str, order: DateOrder = "ymd", piv
 
 
 def stages_for(kind: str, src: str, out: str, order: DateOrder = "ymd", pivot: int = 70) -> list[Stage]:
-    if kind in ("amount", "number"):
+    if kind == "amount":
         return amount_stages(src, out)
+    if kind == "number":
+        return number_stages(src, out)
     if kind == "integer":
         return integer_stages(src, out)
     if kind == "boolean":

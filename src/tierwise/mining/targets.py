@@ -147,5 +147,7 @@ def _holdout(orders: ir.Table, start: dt.date, end: dt.date) -> pd.DataFrame:
     day = orders.order_date.date()
     o = orders.filter((day >= ibis.date(start.isoformat())) & (day < ibis.date(end.isoformat())))
     sale = ~o.is_return.fill_null(False)
-    per = o.group_by("customer_id").aggregate(revenue=o.amount.sum(), sales=sale.cast("int64").sum())
+    # An exact sum, as a float: pandas gets numbers, not Decimal objects (tierwise.money).
+    revenue = o.amount.sum().cast("float64")
+    per = o.group_by("customer_id").aggregate(revenue=revenue, sales=sale.cast("int64").sum())
     return per.to_pandas().set_index("customer_id")

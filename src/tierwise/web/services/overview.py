@@ -13,6 +13,7 @@ from typing import Any
 import ibis.expr.types as ir
 
 from tierwise import report
+from tierwise.money import exact_total
 from tierwise.report_data import predictive_totals
 from tierwise.run import previous_runs
 from tierwise.show import TITLES
@@ -46,10 +47,11 @@ def kpi_values(snap: ir.Table) -> dict[str, float | int | None]:
     aggs: dict[str, Any] = {
         "customers": s.count(),
         "buyers": s.count(where=s.recency_days.notnull()),
-        "revenue": s.monetary.sum(),
+        # Totals people compare with their books: added up exactly (tierwise.money).
+        "revenue": exact_total(s.monetary),
     }
     if "profit" in cols:
-        aggs["profit"] = s.profit.sum()
+        aggs["profit"] = exact_total(s.profit)
     if "grade" in cols:
         aggs["grade_a"] = s.count(where=s.grade == "A")
     if "abc_class" in cols:
@@ -65,7 +67,7 @@ def kpi_values(snap: ir.Table) -> dict[str, float | int | None]:
     if "clv_predicted" in cols:
         aggs["clv_predicted"] = s.clv_predicted.sum()
     if "overdue_amount" in cols:
-        aggs["overdue"] = s.overdue_amount.sum()
+        aggs["overdue"] = exact_total(s.overdue_amount)
     row = s.aggregate(**aggs).to_pyarrow().to_pylist()[0]
     out: dict[str, float | int | None] = {}
     for key, value in row.items():
