@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from tierwise.cli_common import JsonOpt, WorkspaceOpt, out, print_json
+from tierwise.cli_common import JsonOpt, WorkspaceOpt, out, print_json, with_workspace
 
 COUNTS = ("rows_read", "rows_new", "rows_updated", "rows_unchanged", "rows_quarantined", "duplicates_removed")
 
@@ -84,13 +84,7 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         """Per loaded file: rows read, new, updated, unchanged, quarantined and duplicates (批次)."""
-        from tierwise.workspace import Workspace
-
-        ws = Workspace.open(workspace)
-        try:
-            rows = batch_rows(ws, table)
-        finally:
-            ws.close()
+        rows, _ = with_workspace(workspace, None, lambda ws, _lang: batch_rows(ws, table))
         if as_json:
             print_json(rows)
             return
@@ -111,13 +105,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Take a batch out again and restore the records it replaced, in one transaction (撤销批次)."""
         from tierwise.ingest.identity import unload as unload_batch
-        from tierwise.workspace import Workspace
 
-        ws = Workspace.open(workspace)
-        try:
-            done = unload_batch(ws, batch)
-        finally:
-            ws.close()
+        done, _ = with_workspace(workspace, None, lambda ws, _lang: unload_batch(ws, batch))
         if as_json:
             print_json(done.as_json())
             return
