@@ -31,6 +31,16 @@ interface only (127.0.0.1, a free port). Steps:
    load average before and after. The load generator shares the machine's cores with the server; its own CPU
    time is printed too.
 
+Open loop (issue 21), `--rates R1 R2 …`: instead of clients, requests ARRIVE at a fixed mean rate (Poisson:
+exponential gaps, each request sent at its time whether or not earlier ones were answered, over many
+connections), as a sales team's browsers do; latency is counted from the moment a request was due, so a server
+that falls behind is charged for the queue (no coordinated omission). Per scenario (lookup, list,
+overview-page) the rates are tried in order, --rate-seconds each, until p99 exceeds 100 ms or a request fails;
+the last rate that held is what the server "sustains". `--busy` measures the same while the command line works
+on the served workspace: a loop of `tierwise ingest orders` (the whole generated orders file again: the
+cumulative export of an ordinary week, every record unchanged) and `tierwise run`, each a CLI process whose
+work the server does (the CLI forwards it; tierwise.remote).
+
 `--wait-quiet S` waits up to S seconds for the 1-minute load average to fall below 1.5 before measuring.
 With --keep, the data and the workspace are reused by later invocations (delete the folder when the canonical
 schema changes); without it everything lives in a temporary folder that is removed at the end.
@@ -51,6 +61,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -294,6 +305,7 @@ class Result:
     seconds: float = 0.0
     server_cpu_s: float = 0.0
     client_cpu_s: float = 0.0
+    rate: float = 0.0  # open loop: the offered arrival rate (requests a second)
 
     @property
     def requests(self) -> int:
@@ -307,8 +319,18 @@ class Result:
                 f"{rate:>8.1f} {p['p50']:>8.1f} {p['p95']:>8.1f} {p['p99']:>8.1f} {p['max']:>8.1f} {cpu:>8.1f} "
                 f"{self.seconds:>6.1f}")  # fmt: skip
 
+    def open_line(self) -> str:
+        p = _percentiles(self.ms)
+        done = len(self.ms) / self.seconds if self.seconds else 0.0
+        cpu = 1000 * self.server_cpu_s / self.requests if self.requests else float("nan")
+        held = "held" if self.errors == 0 and p["p99"] <= OPEN_TARGET_MS else "MISSED"
+        return (f"{self.scenario:<14} {self.mode:<5} {self.rate:>7.1f} {self.requests:>6} {self.errors:>4} "
+                f"{done:>8.1f} {p['p50']:>8.1f} {p['p95']:>8.1f} {p['p99']:>8.1f} {p['max']:>8.1f} {cpu:>8.1f} "
+                f"{held:>6}")  # fmt: skip
+
     def as_dict(self) -> dict[str, Any]:
-        return {"scenario": self.scenario, "mode": self.mode, "clients": self.clients, "requests": self.requests,
+        return {"scenario": self.scenario, "mode": self.mode, "clients": self.clients, "rate": self.rate,
+                "requests": self.requests,
                 "errors": self.errors, "seconds": self.seconds,
                 "throughput": self.requests / self.seconds if self.seconds else 0.0,
                 "server_cpu_ms_per_request": 1000 * self.server_cpu_s / self.requests if self.requests else None,
@@ -316,6 +338,8 @@ class Result:
                 "error_samples": self.error_samples}  # fmt: skip
 
 
+OPEN_HEADER = (f"{'scenario':<14} {'mode':<5} {'rate/s':>7} {'reqs':>6} {'err':>4} {'done/s':>8} {'p50 ms':>8} "
+               f"{'p95 ms':>8} {'p99 ms':>8} {'max ms':>8} {'cpu/req':>8} {'p99≤100':>6}")  # fmt: skip
 HEADER = (f"{'scenario':<14} {'mode':<5} {'cl':>3} {'reqs':>6} {'err':>4} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} "
           f"{'p99 ms':>8} {'max ms':>8} {'cpu/req':>8} {'secs':>6}")  # fmt: skip
 
@@ -385,6 +409,144 @@ async def drive(
     result.server_cpu_s = server.cpu_s() - cpu0
     result.client_cpu_s = _client_cpu() - client0
     return result
+
+
+OPEN_TARGET_MS = 100.0
+OPEN_SCENARIOS = ("lookup", "list", "overview-page")
+
+
+async def open_loop(
+    server: Server,
+    scenario: str,
+    make_request: Callable[[random.Random], tuple[str, dict[str, Any] | None]],
+    *,
+    rate: float,
+    seconds: float,
+    headers: dict[str, str],
+    cookies: dict[str, str] | None,
+    seed: int,
+) -> Result:
+    """Requests arriving at `rate` a second (Poisson) for `seconds`; each latency from its due time."""
+    result = Result(scenario, "open", 0)
+    result.rate = rate
+    rng = random.Random(seed)
+    limits = httpx.Limits(max_connections=512, max_keepalive_connections=512)
+
+    async def one(http: httpx.AsyncClient, path: str, params: dict[str, Any] | None, due: float) -> None:
+        try:
+            response = await http.get(path, params=params)
+            await response.aread()
+            elapsed = 1000 * (time.perf_counter() - due)
+            if response.status_code == 200:
+                result.ms.append(elapsed)
+            else:
+                result.errors += 1
+                if len(result.error_samples) < 5:
+                    result.error_samples.append(f"{response.status_code} {path} {response.text[:200]}")
+        except httpx.HTTPError as exc:
+            result.errors += 1
+            if len(result.error_samples) < 5:
+                result.error_samples.append(f"{type(exc).__name__} {path}: {exc}")
+
+    async with httpx.AsyncClient(base_url=server.url, headers=headers, cookies=cookies, limits=limits,
+                                 timeout=REQUEST_TIMEOUT) as http:  # fmt: skip
+        cpu0, client0 = server.cpu_s(), _client_cpu()
+        start = time.perf_counter()
+        tasks = []
+        due = rng.expovariate(rate)
+        while due < seconds:
+            delay = start + due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            path, params = make_request(rng)
+            tasks.append(asyncio.create_task(one(http, path, params, start + due)))
+            due += rng.expovariate(rate)
+        await asyncio.gather(*tasks)
+        result.seconds = time.perf_counter() - start
+        result.server_cpu_s = server.cpu_s() - cpu0
+        result.client_cpu_s = _client_cpu() - client0
+    return result
+
+
+class CommandLoop:
+    """`tierwise ingest orders FILE` and `tierwise run` on the served workspace, one after the other, again and
+    again in a thread until stopped: the command line's work going through the server while pages are served."""
+
+    def __init__(self, ws_dir: Path, orders: Path, log: Path) -> None:
+        self.commands = [["ingest", "orders", str(orders)], ["run"]]
+        self.ws_dir, self.log = ws_dir, log
+        self.done: list[dict[str, Any]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="cli-loop", daemon=True)
+
+    def _loop(self) -> None:
+        with self.log.open("ab") as log:
+            while not self._stop.is_set():
+                for command in self.commands:
+                    t0 = time.perf_counter()
+                    proc = subprocess.run([sys.executable, "-m", "tierwise.cli", *command, "-w", str(self.ws_dir)],
+                                          stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)  # fmt: skip
+                    self.done.append({"command": command[0], "exit": proc.returncode,
+                                      "seconds": time.perf_counter() - t0})  # fmt: skip
+                    if self._stop.is_set():
+                        break
+
+    def __enter__(self) -> CommandLoop:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def summary(self) -> str:
+        parts = []
+        for name in ("ingest", "run"):
+            runs = [d for d in self.done if d["command"] == name]
+            failed = sum(1 for d in runs if d["exit"] != 0)
+            mean = statistics.fmean(d["seconds"] for d in runs) if runs else float("nan")
+            parts.append(f"{len(runs)} {name} ({failed} failed, mean {mean:.1f} s)")
+        return ", ".join(parts)
+
+
+def run_open_loop(server: Server, ids: list[str], lists: list[dict[str, Any]], args: argparse.Namespace,
+                  busy: bool) -> list[Result]:  # fmt: skip
+    bearer, cookies = login(server)
+    html = {"Accept": "text/html"}
+    makers = {
+        "lookup": (lambda rng: (f"/api/v1/customers/{rng.choice(ids)}", None), bearer, None),
+        "list": (lambda rng: ("/api/v1/customers", rng.choice(lists)), bearer, None),
+        "overview-page": (lambda rng: ("/overview", None), html, cookies),
+    }  # fmt: skip
+    results: list[Result] = []
+    for i, scenario in enumerate(s for s in OPEN_SCENARIOS if s in args.scenarios):
+        make, headers, jar = makers[scenario]
+        warm = open_loop(server, scenario, make, rate=min(args.rates), seconds=5, headers=headers, cookies=jar, seed=9)
+        asyncio.run(warm)  # not measured: the first requests open tables and fill caches
+        for rate in args.rates:
+            if not busy:
+                drain(server)
+            r = asyncio.run(open_loop(server, scenario, make, rate=rate, seconds=args.rate_seconds,
+                                      headers=headers, cookies=jar, seed=i * 100 + int(rate)))  # fmt: skip
+            r.mode = "busy" if busy else "quiet"
+            results.append(r)
+            print(r.open_line(), flush=True)
+            for sample in r.error_samples:
+                print(f"    error: {sample}", flush=True)
+            if r.errors or _percentiles(r.ms)["p99"] > OPEN_TARGET_MS:
+                break
+    return results
+
+
+def sustained(results: list[Result]) -> dict[str, dict[str, float]]:
+    """Per mode and scenario, the highest rate tried whose p99 held 100 ms without errors (0: none held)."""
+    out: dict[str, dict[str, float]] = {}
+    for r in results:
+        held = r.errors == 0 and _percentiles(r.ms)["p99"] <= OPEN_TARGET_MS
+        best = out.setdefault(r.mode, {}).setdefault(r.scenario, 0.0)
+        if held and r.rate > best:
+            out[r.mode][r.scenario] = r.rate
+    return out
 
 
 def login(server: Server) -> tuple[dict[str, str], dict[str, str]]:
@@ -469,6 +631,16 @@ def main() -> None:
         default=0.0,
         help=f"Wait up to this many seconds for the load average to fall below {QUIET_LOAD}",
     )
+    parser.add_argument(
+        "--rates",
+        type=float,
+        nargs="+",
+        help="Open loop: arrival rates (requests a second) to try in order, per scenario",
+    )
+    parser.add_argument("--rate-seconds", type=float, default=30, help="Open loop: seconds per rate")
+    parser.add_argument(
+        "--busy", action="store_true", help="Open loop: measure also while CLI ingests and runs go through the server"
+    )
     parser.add_argument("--json", type=Path, help="Also write the results to this JSON file")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
@@ -498,8 +670,18 @@ def main() -> None:
         server = start_server(ws_dir, folder / "server.log")
         print(f"server on {server.url} (pid {server.proc.pid}); {args.clients} clients, ≤ {args.requests} requests "
               f"and ≤ {args.seconds:.0f} s per scenario, think time {args.think} s", flush=True)  # fmt: skip
-        print(HEADER, flush=True)
-        results = run_load(server, ids, lists, args)
+        cli_loop = ""
+        if args.rates:
+            print(OPEN_HEADER, flush=True)
+            results = run_open_loop(server, ids, lists, args, busy=False)
+            if args.busy:
+                with CommandLoop(ws_dir, folder / "data" / "orders.parquet", folder / "cli.log") as loop:
+                    results += run_open_loop(server, ids, lists, args, busy=True)
+                cli_loop = loop.summary()
+                print(f"command line meanwhile: {cli_loop} (output in {folder / 'cli.log'})", flush=True)
+        else:
+            print(HEADER, flush=True)
+            results = run_load(server, ids, lists, args)
         load_after = _uptime()
         print(f"{load_after} after measuring", flush=True)
         server.stop()
@@ -511,6 +693,22 @@ def main() -> None:
         if args.keep is None:
             shutil.rmtree(folder, ignore_errors=True)
 
+    if args.rates:
+        held = sustained(results)
+        print(f"\nsustained with p99 ≤ {OPEN_TARGET_MS:.0f} ms and no errors (requests a second; open loop, "
+              f"{args.rate_seconds:.0f} s per rate):")  # fmt: skip
+        for mode, rates in held.items():
+            print(f"  {mode:<6} " + ", ".join(f"{k} {v:g}/s" for k, v in rates.items()))
+        if cli_loop:
+            print(f"  command line during busy: {cli_loop}")
+        if args.json:
+            args.json.write_text(json.dumps({
+                "customers": args.customers, "prepared": prepared, "rates": args.rates,
+                "rate_seconds": args.rate_seconds, "load_before": load_before, "load_after": load_after,
+                "baseline": baseline, "results": [r.as_dict() for r in results], "sustained": held,
+                "command_line": cli_loop, "server_log_unexpected": unexpected[:5],
+            }, indent=1))  # fmt: skip
+        return
     print("\ntargets (under load, p99):")
     ok = True
     for r in results:
