@@ -312,7 +312,7 @@ class Accounts:
             query += " AND username = ?"
             args += (username,)
         with self._db() as db:
-            rows = db.execute(query + " ORDER BY username, created_at", args).fetchall()
+            rows = db.execute(query + " ORDER BY username, created_at, rowid", args).fetchall()
         found = [dict(zip(_SESSION_KEYS, r, strict=True)) for r in rows]
         return [s for s in found if now - dt.datetime.fromisoformat(str(s["last_seen_at"])) < idle]
 
