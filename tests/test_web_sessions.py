@@ -517,3 +517,31 @@ def test_a_new_login_ends_the_browsers_previous_session(server: Server) -> None:
     assert c.cookies["tierwise_session"] != old
     assert Visitor(c, old).me() == 401
     assert end_reasons(server.ws, "fay") == ["replaced", None]
+
+
+def test_the_principal_is_found_from_the_scope_alone_before_any_body(ws_dir: Path) -> None:
+    """What an ASGI middleware does before it lets a body be read: a Request made of the scope, no receive."""
+    from starlette.requests import Request
+
+    from tierwise.web.auth import optional_principal
+
+    Accounts(ws_dir).add_user("ada", "admin", PASSWORD)
+    app = create_app(ws_dir)
+    c = TestClient(app)
+    login = c.post("/api/v1/auth/login", json={"username": "ada", "password": PASSWORD})
+    cookie = login.cookies["tierwise_session"]
+
+    def scope(headers: dict[str, str]) -> dict[str, Any]:
+        raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+        return {"type": "http", "method": "POST", "path": "/api/v1/uploads/orders", "headers": raw, "app": app,
+                "query_string": b"", "client": ("127.0.0.1", 5000)}  # fmt: skip
+
+    found = scope({"Cookie": f"tierwise_session={cookie}", "Content-Length": "999999999"})
+    principal = optional_principal(Request(found))  # a receive would raise: Request's default has no body
+    assert principal is not None and (principal.username, principal.role, principal.via) == ("ada", "admin", "session")
+    assert principal.csrf_token == login.json()["csrf_token"]
+    # The route's own Request on the same scope reuses the answer instead of looking it up again.
+    Accounts(ws_dir).end_sessions("ada", "test")
+    assert optional_principal(Request(found)) == principal
+    assert optional_principal(Request(scope({"Cookie": f"tierwise_session={cookie}"}))) is None
+    assert optional_principal(Request(scope({}))) is None
