@@ -170,6 +170,13 @@ def test_every_route_refuses_anonymous_and_viewers_cannot_write(api: Api) -> Non
     for method, path in writes:
         r = api.viewer.request(method, path, follow_redirects=False)
         assert r.status_code == 403, (method, path, r.status_code, r.text)
+    # Sessions (who is logged in where, ending them) are for admins only, reading included.
+    admin_only = [("GET", "/api/v1/sessions"), ("DELETE", "/api/v1/sessions/dummy"),
+                  ("DELETE", "/api/v1/users/dummy/sessions")]  # fmt: skip
+    assert set(admin_only) <= set(found)
+    for method, path in admin_only:
+        for c in (api.analyst, api.viewer):
+            assert "admin role" in error(c.request(method, path), 403), (method, path)
 
 
 def test_openapi_schema_documents_the_api(api: Api) -> None:
@@ -580,6 +587,30 @@ def test_users_and_tokens_are_managed_by_admins(api: Api) -> None:
     for action in ("user_add", "user_role", "user_passwd", "token_create", "token_revoke", "user_remove"):
         assert action in actions
     assert error(admin.get("/api/v1/audit", params={"limit": 0}), 422)
+
+
+def test_sessions_are_listed_and_ended_by_admins(api: Api) -> None:
+    before = {s["session_id"] for s in api.admin.get("/api/v1/sessions", params={"username": "viewer"}).json()}
+    extra = _login(client(api.app), "viewer")  # a second browser of the viewer; the shared one stays
+    listed = api.admin.get("/api/v1/sessions", params={"username": "viewer"}).json()
+    (new,) = [s for s in listed if s["session_id"] not in before]
+    assert new["username"] == "viewer" and not new["current"] and new["expires_at"] > new["created_at"]
+    assert [s["username"] for s in api.admin.get("/api/v1/sessions").json() if s["current"]] == ["admin"]
+    assert api.admin.delete(f"/api/v1/sessions/{new['session_id']}").json() == {
+        "ended": new["session_id"],
+        "username": "viewer",
+    }
+    assert error(extra.get("/api/v1/auth/me"), 401)
+    assert api.viewer.get("/api/v1/auth/me").status_code == 200
+    assert error(api.admin.delete(f"/api/v1/sessions/{new['session_id']}"), 404)
+    Accounts(api.ws_dir).add_user("leaver", "viewer", PASSWORD)
+    leaver = _login(client(api.app), "leaver")
+    assert api.admin.delete("/api/v1/users/leaver/sessions").json() == {"username": "leaver", "ended": 1}
+    assert error(leaver.get("/api/v1/auth/me"), 401)
+    assert error(api.admin.delete("/api/v1/users/nope/sessions"), 404)
+    assert api.admin.delete("/api/v1/users/leaver").status_code == 200
+    actions = [e["action"] for e in api.admin.get("/api/v1/audit", params={"limit": 100}).json()]
+    assert "session_end" in actions and "sessions_end" in actions
 
 
 def test_audit_log_records_logins_uploads_runs_exports_and_settings(api: Api) -> None:

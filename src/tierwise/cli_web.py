@@ -84,11 +84,11 @@ def list_users(workspace: WorkspaceOpt = Path("."), as_json: JsonOpt = False) ->
 
 
 def remove(name: Annotated[str, typer.Argument(help="User name.")], workspace: WorkspaceOpt = Path(".")) -> None:
-    """Remove a user; their API tokens stop working."""
+    """Remove a user; their API tokens and browser sessions stop working."""
     accounts = _accounts(workspace)
-    accounts.remove_user(name)
+    ended = accounts.remove_user(name)
     accounts.audit("cli", "user_remove", name)
-    out.print(f"user {name} removed")
+    out.print(f"user {name} removed{_ended(ended)}")
 
 
 def passwd(
@@ -96,11 +96,11 @@ def passwd(
     password_stdin: PasswordStdin = False,
     workspace: WorkspaceOpt = Path("."),
 ) -> None:
-    """Set a user's password."""
+    """Set a user's password; the user's browser sessions end."""
     accounts = _accounts(workspace)
-    accounts.set_password(name, _read_password(password_stdin))
+    ended = accounts.set_password(name, _read_password(password_stdin))
     accounts.audit("cli", "user_passwd", name)
-    out.print(f"password of {name} changed")
+    out.print(f"password of {name} changed{_ended(ended)}")
 
 
 def role(
@@ -108,11 +108,15 @@ def role(
     new_role: Annotated[str, typer.Argument(help="admin, analyst or viewer.")],
     workspace: WorkspaceOpt = Path("."),
 ) -> None:
-    """Change a user's role."""
+    """Change a user's role; the user's browser sessions end."""
     accounts = _accounts(workspace)
-    accounts.set_role(name, new_role)
+    ended = accounts.set_role(name, new_role)
     accounts.audit("cli", "user_role", f"{name} → {new_role}")
-    out.print(f"{name} is now {new_role}")
+    out.print(f"{name} is now {new_role}{_ended(ended)}")
+
+
+def _ended(sessions: int) -> str:
+    return f"; {sessions} browser session{'s' if sessions != 1 else ''} ended" if sessions else ""
 
 
 def token(
@@ -201,7 +205,11 @@ def serve(
         threading.Thread(target=schedule_loop, args=(root, schedule_log.info), daemon=True, name="schedule").start()
     address = host or cfg.web.host
     out.print(f"tierwise serving {root} on http://{address}:{port or cfg.web.port}", markup=False)
-    uvicorn.run(app, host=address, port=port or cfg.web.port, access_log=False, log_level="warning")
+    # proxy_headers=False: uvicorn would otherwise believe X-Forwarded-For from any loopback peer; the app
+    # believes it only from [web] trusted_proxies (tierwise.web.auth.client_ip).
+    uvicorn.run(
+        app, host=address, port=port or cfg.web.port, access_log=False, log_level="warning", proxy_headers=False
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import secrets
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -24,7 +23,6 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.middleware.sessions import SessionMiddleware
 
 from tierwise.errors import UserError
 from tierwise.web.accounts import Accounts
@@ -34,8 +32,11 @@ from tierwise.web.auth import (
     Principal,
     accounts,
     client_ip,
+    end_session,
     optional_principal,
     require,
+    retry_seconds,
+    set_session_cookie,
     start_session,
 )
 from tierwise.web.db import WorkspaceHandle
@@ -43,7 +44,6 @@ from tierwise.web.services.jobs import JobManager
 
 log = logging.getLogger("tierwise.web")
 
-SECRET_FILE = ".tierwise-secret"
 PUBLIC_PATHS = ("/login", "/health", "/api/v1/auth/login", "/static/")
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -61,15 +61,6 @@ SECURITY_HEADERS = {
 STATIC_DIR = Path(__file__).parent / "static"
 require_viewer = Depends(require("viewer"))
 templates = Environment(loader=PackageLoader("tierwise.web", "templates"), autoescape=select_autoescape())
-
-
-def _secret(root: Path) -> str:
-    """The key that signs session cookies: made once per workspace, readable by its owner only."""
-    path = root / SECRET_FILE
-    if not path.exists():
-        path.write_text(secrets.token_urlsafe(48), encoding="utf-8")
-        path.chmod(0o600)
-    return path.read_text(encoding="utf-8").strip()
 
 
 def _route_template(request: Request) -> str:
@@ -118,7 +109,9 @@ def create_app(root: Path | str) -> FastAPI:
     )
     app.state.handle = handle
     app.state.accounts = Accounts(handle.root)
-    app.state.throttle = LoginThrottle(settings.login_attempts, settings.lockout_seconds)
+    app.state.throttle = LoginThrottle(
+        settings.login_attempts, settings.lockout_seconds, settings.lockout_max_seconds, settings.address_attempts
+    )
     app.state.max_upload = settings.max_upload_mb * 1024 * 1024
     app.state.jobs = JobManager()
 
@@ -148,14 +141,6 @@ def create_app(root: Path | str) -> FastAPI:
         log.info("%s %s %s %.0fms", request.method, route, response.status_code, 1000 * (time.perf_counter() - started))
         return response
 
-    app.add_middleware(
-        SessionMiddleware,
-        secret_key=_secret(handle.root),
-        session_cookie="tierwise_session",
-        max_age=int(settings.session_hours * 3600),
-        same_site="strict",
-        https_only=settings.secure_cookies,
-    )
     _add_handlers(app)
     _add_core_routes(app)  # before the static mount, which would otherwise answer /static/plotly.min.js
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
@@ -242,14 +227,7 @@ def _add_core_routes(app: FastAPI) -> None:
 
     @app.get("/login", include_in_schema=False, response_class=HTMLResponse)
     def login_page(request: Request, next: str = "/", failed: int = 0) -> HTMLResponse:
-        language = request.app.state.handle.config.workspace.language
-        html = templates.get_template("login.html").render(
-            next=_safe_next(next),
-            failed=bool(failed),
-            zh=language == "zh",
-            no_users=not request.app.state.accounts.users(),
-        )
-        return HTMLResponse(html)
+        return _login_page(request, next, _login_language(request), failed=bool(failed))
 
     @app.post("/api/v1/auth/login", tags=["auth"])
     async def login(request: Request) -> Response:
@@ -258,6 +236,7 @@ def _add_core_routes(app: FastAPI) -> None:
         if is_form:
             form = await request.form()
             username, password, target = str(form.get("username", "")), str(form.get("password", "")), form.get("next")
+            lang = _login_language(request, str(form.get("lang", "")))
         else:
             try:
                 body = await request.json()
@@ -266,41 +245,50 @@ def _add_core_routes(app: FastAPI) -> None:
             if not isinstance(body, dict):
                 raise HTTPException(422, 'send JSON like {"username": "...", "password": "..."}')
             username, password, target = str(body.get("username", "")), str(body.get("password", "")), None
+            lang = "en"
         ip = client_ip(request)
-        keys = (f"user:{username.lower()}", f"ip:{ip}")
         throttle: LoginThrottle = request.app.state.throttle
-        wait = throttle.retry_after(*keys)
+        wait = throttle.retry_after(username, ip)
         if wait > 0:
             accounts(request).audit(username or None, "login_throttled", "", ip)
+            seconds = retry_seconds(wait)
+            if is_form:  # a browser gets the login page again, saying how long to wait in its language
+                page = _login_page(request, str(target or "/"), lang, wait=seconds, status=429)
+                page.headers["Retry-After"] = str(seconds)
+                return page
             raise HTTPException(
-                429,
-                f"too many failed logins; try again in {int(wait) + 1} s",
-                headers={"Retry-After": str(int(wait) + 1)},
+                429, f"too many failed logins; try again in {seconds} s", headers={"Retry-After": str(seconds)}
             )
         user = accounts(request).authenticate(username, password)
         if user is None:
-            throttle.failed(*keys)
+            throttle.failed(username, ip)
             accounts(request).audit(username or None, "login_failed", "", ip)
             if is_form:
-                return RedirectResponse(f"/login?failed=1&next={quote(_safe_next(str(target or '/')))}", 303)
+                back = f"/login?failed=1&next={quote(_safe_next(str(target or '/')))}&lang={lang}"
+                return RedirectResponse(back, 303)
             raise HTTPException(401, "wrong user name or password")
-        throttle.succeeded(*keys)
-        token = start_session(request, user)
-        accounts(request).audit(user.username, "login", "", ip)
+        throttle.succeeded(username, ip)
+        session, secret = start_session(request, user)
+        response: Response
         if is_form:
-            return RedirectResponse(_safe_next(str(target or "/")), 303)
-        return JSONResponse({"username": user.username, "role": user.role, CSRF_FIELD: token})
+            response = RedirectResponse(_safe_next(str(target or "/")), 303)
+        else:
+            response = JSONResponse({"username": user.username, "role": user.role, CSRF_FIELD: session.csrf_token})
+        set_session_cookie(request, response, secret)
+        accounts(request).audit(user.username, "login", "", ip)
+        return response
 
     @app.post("/api/v1/auth/logout", tags=["auth"])
     def logout(request: Request, principal: Principal = require_viewer) -> Response:
         accounts(request).audit(principal.username, "logout", "", client_ip(request))
-        request.session.clear()
         form = request.headers.get("content-type", "").startswith(
             ("application/x-www-form-urlencoded", "multipart/form-data")
         )
+        response: Response = JSONResponse({"logged_out": True})
         if form or wants_html(request):
-            return RedirectResponse("/login", 303)  # the logout form of the pages
-        return JSONResponse({"logged_out": True})
+            response = RedirectResponse("/login", 303)  # the logout form of the pages
+        end_session(request, response, principal)
+        return response
 
     @app.get("/api/v1/auth/me", tags=["auth"])
     def me(request: Request, principal: Principal = require_viewer) -> dict[str, Any]:
@@ -309,7 +297,7 @@ def _add_core_routes(app: FastAPI) -> None:
             "username": principal.username,
             "role": principal.role,
             "via": principal.via,
-            CSRF_FIELD: request.session.get(CSRF_FIELD) if principal.via == "session" else None,
+            CSRF_FIELD: principal.csrf_token if principal.via == "session" else None,
         }
 
     @app.get("/", include_in_schema=False)
@@ -318,6 +306,28 @@ def _add_core_routes(app: FastAPI) -> None:
         if principal is None:
             return RedirectResponse("/login", 303)
         return RedirectResponse("/overview", 303)
+
+
+def _login_language(request: Request, chosen: str = "") -> str:
+    """The login page's language: the one the form was shown in, else ?lang=, the `lang` cookie or the workspace's."""
+    if chosen in ("zh", "en"):
+        return chosen
+    from tierwise.web.pages._base import language
+
+    return language(request)
+
+
+def _login_page(request: Request, next: str, lang: str, failed: bool = False, wait: int = 0,
+                status: int = 200) -> HTMLResponse:  # fmt: skip
+    html = templates.get_template("login.html").render(
+        next=_safe_next(next),
+        failed=failed,
+        wait=wait,
+        lang=lang,
+        zh=lang == "zh",
+        no_users=not request.app.state.accounts.users(),
+    )
+    return HTMLResponse(html, status)
 
 
 def _safe_next(target: str) -> str:

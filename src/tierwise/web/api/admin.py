@@ -91,9 +91,11 @@ def remove_user(request: Request, principal: Admin, username: str) -> dict[str, 
 def set_password(request: Request, principal: Admin, username: str, body: NewPassword) -> dict[str, Any]:
     if accounts(request).get(username) is None:
         raise _user(username)
-    accounts(request).set_password(username, body.password)
+    # An admin changing their own password stays logged in here; every other session of the user ends.
+    keep = principal.session_id if username == principal.username else None
+    ended = accounts(request).set_password(username, body.password, keep_session=keep)
     audit(request, principal, "user_passwd", username)
-    return {"username": username, "password_changed": True}
+    return {"username": username, "password_changed": True, "sessions_ended": ended}
 
 
 @router.put("/users/{username}/role", summary="Change a user's role", response_model=UserOut)

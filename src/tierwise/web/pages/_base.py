@@ -23,7 +23,7 @@ from markupsafe import Markup
 
 from tierwise.errors import UserError
 from tierwise.web.accounts import role_at_least
-from tierwise.web.auth import CSRF_FIELD, Principal, optional_principal
+from tierwise.web.auth import CSRF_FIELD, Principal, csrf_token, optional_principal
 from tierwise.workspace import Workspace
 
 router = APIRouter(include_in_schema=False)
@@ -257,6 +257,14 @@ TEXT: dict[str, tuple[str, str]] = {
     "detail": ("Detail", "详情"),
     "address": ("Address", "地址"),
     "confirm_remove": ("Remove this user?", "确定删除该用户？"),
+    "sessions": ("Open sessions", "当前登录会话"),
+    "logged_in_at": ("Logged in", "登录时间"),
+    "last_seen": ("Last seen", "最近活动"),
+    "browser": ("Browser", "浏览器"),
+    "end_session": ("End", "结束"),
+    "end_sessions": ("End all sessions", "结束全部会话"),
+    "this_session": ("this session", "当前会话"),
+    "no_sessions": ("Nobody is logged in in a browser.", "当前没有浏览器登录会话。"),
     "none": ("—", "—"),
     "yes": ("yes", "是"),
     "no": ("no", "否"),
@@ -436,7 +444,7 @@ def _base_context(request: Request, principal: Principal | None, lang: str) -> d
         "principal": principal,
         "role_label": t(f"role_{principal.role}") if principal else "",
         "nav": nav,
-        "csrf": request.session.get(CSRF_FIELD, "") if "session" in request.scope else "",
+        "csrf": csrf_token(request),
         "csrf_field": CSRF_FIELD,
         "lang_url": f"/lang/{other}?next={quote(here, safe='')}",
         "other_lang": other,

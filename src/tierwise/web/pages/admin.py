@@ -15,6 +15,7 @@ from fastapi.responses import Response
 
 from tierwise.schema import TABLES
 from tierwise.web.accounts import ROLES, Accounts
+from tierwise.web.auth import idle_limit
 from tierwise.web.pages._base import Page, router, view
 from tierwise.web.services import settings as settings_service
 from tierwise.web.services import uploads as upload_service
@@ -75,8 +76,12 @@ def settings_page(request: Request) -> Response:
 def users_page(request: Request) -> Response:
     def build(p: Page) -> dict[str, Any]:
         accounts: Accounts = request.app.state.accounts
+        sessions = accounts.sessions(idle_limit(request))
         return {
             "users": accounts.users(),
+            "sessions": sessions,
+            "session_users": {s["username"] for s in sessions},
+            "current_session": p.principal.session_id,
             "tokens": accounts.tokens(),
             "audit": accounts.audit_entries(200),
             "roles": list(ROLES),

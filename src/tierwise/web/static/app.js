@@ -357,4 +357,17 @@
         .then(function () { window.location.reload(); }).catch(usersError);
     });
   });
+  // --- sessions: end one, or all of a user's ---------------------------------------------------------------
+  document.querySelectorAll(".session-end").forEach(function (b) {
+    b.addEventListener("click", function () {
+      api("DELETE", "/api/v1/sessions/" + encodeURIComponent(b.getAttribute("data-session")))
+        .then(function () { window.location.reload(); }).catch(usersError);
+    });
+  });
+  document.querySelectorAll(".sessions-end").forEach(function (b) {
+    b.addEventListener("click", function () {
+      api("DELETE", "/api/v1/users/" + encodeURIComponent(b.getAttribute("data-user")) + "/sessions")
+        .then(function () { window.location.reload(); }).catch(usersError);
+    });
+  });
 })();
