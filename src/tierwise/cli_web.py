@@ -15,6 +15,7 @@ from tierwise.cli_common import JsonOpt, WorkspaceOpt, err, out, print_json
 from tierwise.errors import UserError
 
 if TYPE_CHECKING:
+    from tierwise.remote import CommandListener
     from tierwise.web.accounts import Accounts
 
 
@@ -201,7 +202,27 @@ def serve(
         threading.Thread(target=schedule_loop, args=(root, schedule_log.info), daemon=True, name="schedule").start()
     address = host or cfg.web.host
     out.print(f"tierwise serving {root} on http://{address}:{port or cfg.web.port}", markup=False)
-    uvicorn.run(app, host=address, port=port or cfg.web.port, access_log=False, log_level="warning")
+    commands = _listen_for_commands(root)
+    try:
+        uvicorn.run(app, host=address, port=port or cfg.web.port, access_log=False, log_level="warning")
+    finally:
+        if commands is not None:
+            commands.close()
+
+
+def _listen_for_commands(root: Path) -> CommandListener | None:
+    """The command line on this workspace goes through the server from now on (tierwise.remote)."""
+    from tierwise.remote import listen
+
+    commands = listen(root)
+    if commands is None:
+        err.print(
+            "commands: no Unix sockets with peer credentials here; other tierwise commands cannot reach this "
+            "workspace while it is served"
+        )
+    else:
+        out.print(f"tierwise commands on {root} run here (socket {commands.socket})", markup=False, soft_wrap=True)
+    return commands
 
 
 def register(app: typer.Typer) -> None:
