@@ -130,7 +130,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         assert token.code == 0, token.stderr
         yield Served(root, ws, copy, data, url, str(token.json()["token"]), log, server_cwd, proc)  # type: ignore[index]
     finally:
+        socket_file = Path(json.loads((ws / SERVE_FILE).read_text(encoding="utf-8"))["socket"])
         _stop(proc)
+    # A server stopped as a service is stopped (SIGTERM) leaves neither its server file nor its socket behind.
+    assert not (ws / SERVE_FILE).exists() and not socket_file.exists()
 
 
 def _api(served: Served, path: str) -> Any:
@@ -241,6 +244,30 @@ def test_ingest_and_run_through_the_server_and_the_dashboard_shows_the_run(serve
         a, b = run_cli(*args, "-w", served.ws), run_cli(*args, "-w", served.copy)
         assert a.code == 0, a.stderr
         _same(a, b, served.swap(b.stdout, (run_b["run_id"], run_a["run_id"])), b.stderr)
+
+
+def _wait_for_log(served: Served, start: int, text: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in served.log.read_text(encoding="utf-8")[start:]:
+        if time.monotonic() > deadline:
+            pytest.fail(f"'{text}' not in the server's log within {timeout:.0f} s")
+        time.sleep(0.05)
+
+
+def test_ctrl_c_cancels_the_command_on_the_server(served: Served) -> None:
+    runs = [r["run_id"] for r in _api(served, "/api/v1/runs")]
+    start = len(served.log.read_text(encoding="utf-8"))
+    client = subprocess.Popen(
+        [sys.executable, "-m", "tierwise.cli", "run", "-w", str(served.ws)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    _wait_for_log(served, start, "command run: started")
+    client.send_signal(signal.SIGINT)
+    out, err = client.communicate(timeout=60)
+    assert (client.returncode, out, err) == (130, "", "aborted\n")  # as without a server
+    _wait_for_log(served, start, "command run cancelled after")
+    assert [r["run_id"] for r in _api(served, "/api/v1/runs")] == runs  # the run's transaction rolled back
+    assert run_cli("status", "--json", "-w", served.ws).code == 0
 
 
 def test_errors_come_back_as_one_line_with_the_exit_code(served: Served) -> None:

@@ -6,7 +6,7 @@ import getpass
 import sys
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -204,8 +204,10 @@ def serve(
     out.print(f"tierwise serving {root} on http://{address}:{port or cfg.web.port}", markup=False)
     commands = _listen_for_commands(root)
     try:
-        uvicorn.run(app, host=address, port=port or cfg.web.port, access_log=False, log_level="warning")
-    finally:
+        uvicorn.run(
+            _closing(app, commands), host=address, port=port or cfg.web.port, access_log=False, log_level="warning"
+        )
+    finally:  # uvicorn ends the process itself after a signal: _closing has closed the listener by then
         if commands is not None:
             commands.close()
 
@@ -223,6 +225,26 @@ def _listen_for_commands(root: Path) -> CommandListener | None:
     else:
         out.print(f"tierwise commands on {root} run here (socket {commands.socket})", markup=False, soft_wrap=True)
     return commands
+
+
+def _closing(app: Any, commands: CommandListener | None) -> Any:
+    """The app, stopping the command listener (socket and server file) when the server starts shutting down."""
+    if commands is None:
+        return app
+
+    async def closing(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            return await app(scope, receive, send)
+
+        async def receive_and_close() -> Any:
+            message = await receive()
+            if message.get("type") == "lifespan.shutdown":
+                commands.close()
+            return message
+
+        return await app(scope, receive_and_close, send)
+
+    return closing
 
 
 def register(app: typer.Typer) -> None:

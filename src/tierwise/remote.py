@@ -50,6 +50,7 @@ LOCAL_COMMANDS = frozenset({"serve", "init", "demo", "user"})
 _FRAME = struct.Struct("!cI")
 REQUEST, STDOUT, STDERR, EXIT = b"q", b"o", b"e", b"x"
 MAX_REQUEST = 1 << 20
+INTERRUPT_SECONDS = 0.05  # how often a cancelled command's queries are interrupted
 CHECK_SECONDS = 60  # how often the server checks that its socket and server file are still there
 _PEERCRED = struct.Struct("3i")  # pid, uid, gid
 
@@ -438,12 +439,19 @@ class _Job:
 
     def cancel(self) -> None:
         """The client has gone (Ctrl-C, or it died): stop the command's queries; its output goes nowhere."""
-        if self.done.is_set():
+        if self.done.is_set() or self.gone.is_set():
+            self.gone.set()
             return
         self.gone.set()
-        for con in list(self._connections):
-            with contextlib.suppress(Exception):  # closed already
-                con.con.interrupt()
+        threading.Thread(target=self._interrupt, name="tierwise-command-cancel", daemon=True).start()
+
+    def _interrupt(self) -> None:
+        # DuckDB forgets an interrupt when the next query starts, and between queries a command computes in Python
+        # (models, clustering): so the connections are interrupted until the command has ended.
+        while not self.done.wait(INTERRUPT_SECONDS):
+            for con in list(self._connections):
+                with contextlib.suppress(Exception):  # closed already
+                    con.con.interrupt()
 
 
 def _client_console(settings: dict[str, Any], stream: _FrameStream, like: Console) -> Console:
@@ -689,12 +697,13 @@ class CommandListener:
             except (OSError, ValueError, TypeError, KeyError, AttributeError):
                 return
             watcher = threading.Thread(target=self._watch, args=(job,), name="tierwise-command-watch", daemon=True)
+            # The command's names only: its arguments can hold customer ids and file names.
+            names = " ".join(str(n) for n in request.get("command") or [])
+            log.info("command %s: started", names)
             watcher.start()
             started = time.monotonic()
             code = self._run(job)
             job.done.set()
-            # The command's names only: its arguments can hold customer ids and file names.
-            names = " ".join(str(n) for n in request.get("command") or [])
             seconds = time.monotonic() - started
             if job.gone.is_set():
                 log.info("command %s cancelled after %.1fs: its client went away", names, seconds)
