@@ -295,9 +295,12 @@ def test_a_killed_servers_file_is_ignored_and_removed(served: Served) -> None:
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=15)
     text = stale.read_text(encoding="utf-8")  # nothing removed it: the process had no chance
+    socket_file = Path(json.loads(text)["socket"])
+    assert socket_file.exists()
     for pid in (proc.pid, os.getpid()):  # its process is gone; or its number was taken by a live one
         stale.write_text(text.replace(f'"pid": {proc.pid}', f'"pid": {pid}'), encoding="utf-8")
         a = run_cli("status", "--json", "-w", served.copy)
         assert a.code == 0, a.stderr
         assert a.json()["workspace"] == str(served.copy)  # type: ignore[index]
         assert not stale.exists()
+    assert not socket_file.exists()  # removed by the client that found nobody listening on it

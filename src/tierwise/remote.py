@@ -163,6 +163,8 @@ def _connect(server: dict[str, Any]) -> socket.socket | None:
     except ConnectionRefusedError:
         sock.close()
         _remove_if_unchanged(Path(server["file"]), str(server["text"]))
+        with contextlib.suppress(OSError):
+            Path(server["socket"]).unlink()  # nobody listens on it; a new server would remove it too
         return None
     except FileNotFoundError:
         # Not a dead server's (its socket stays behind): the socket is out of sight (a service's private /tmp)
