@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -1042,8 +1043,20 @@ _register_areas()
 
 
 def main() -> None:
-    try:
+    def invoke() -> None:
+        from tierwise.remote import forward
+
+        forward(app, sys.argv[1:])  # exits with the command's code when a `tierwise serve` holds the workspace
         app(standalone_mode=False)
+
+    handle_errors(invoke)
+
+
+def handle_errors(invoke: Callable[[], object], debug: bool | None = None) -> None:
+    """invoke() as the command line runs it: an error is one line on stderr and an exit code (sys.exit), never a
+    traceback unless TIERWISE_DEBUG (or `debug`) asks for it. tierwise.remote runs served commands through this."""
+    try:
+        invoke()
     except UserError as exc:
         err.print(f"error: {exc}", markup=False, soft_wrap=True)
         sys.exit(exc.exit_code)
@@ -1060,7 +1073,7 @@ def main() -> None:
             err.print(f"error: {exc.format_message()}", markup=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except Exception as exc:  # anything unexpected: one line, never a traceback
-        if os.environ.get("TIERWISE_DEBUG"):
+        if os.environ.get("TIERWISE_DEBUG") if debug is None else debug:
             raise
         memory = out_of_memory(exc)
         if memory is not None:

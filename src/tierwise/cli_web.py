@@ -6,7 +6,7 @@ import getpass
 import sys
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -15,6 +15,7 @@ from tierwise.cli_common import JsonOpt, WorkspaceOpt, err, out, print_json
 from tierwise.errors import UserError
 
 if TYPE_CHECKING:
+    from tierwise.remote import CommandListener
     from tierwise.web.accounts import Accounts
 
 
@@ -205,11 +206,56 @@ def serve(
         threading.Thread(target=schedule_loop, args=(root, schedule_log.info), daemon=True, name="schedule").start()
     address = host or cfg.web.host
     out.print(f"tierwise serving {root} on http://{address}:{port or cfg.web.port}", markup=False)
-    # proxy_headers=False: uvicorn would otherwise believe X-Forwarded-For from any loopback peer; the app
-    # believes it only from [web] trusted_proxies (tierwise.web.auth.client_ip).
-    uvicorn.run(
-        app, host=address, port=port or cfg.web.port, access_log=False, log_level="warning", proxy_headers=False
-    )
+    commands = _listen_for_commands(root)
+    try:
+        # proxy_headers=False: uvicorn would otherwise believe X-Forwarded-For from any loopback peer; the app
+        # believes it only from [web] trusted_proxies (tierwise.web.auth.client_ip).
+        uvicorn.run(
+            _closing(app, commands),
+            host=address,
+            port=port or cfg.web.port,
+            access_log=False,
+            log_level="warning",
+            proxy_headers=False,
+        )
+    finally:  # uvicorn ends the process itself after a signal: _closing has closed the listener by then
+        if commands is not None:
+            commands.close()
+
+
+def _listen_for_commands(root: Path) -> CommandListener | None:
+    """The command line on this workspace goes through the server from now on (tierwise.remote)."""
+    from tierwise.remote import listen
+
+    commands = listen(root)
+    if commands is None:
+        err.print(
+            "commands: no Unix sockets with peer credentials here; other tierwise commands cannot reach this "
+            "workspace while it is served"
+        )
+    else:
+        out.print(f"tierwise commands on {root} run here (socket {commands.socket})", markup=False, soft_wrap=True)
+    return commands
+
+
+def _closing(app: Any, commands: CommandListener | None) -> Any:
+    """The app, stopping the command listener (socket and server file) when the server starts shutting down."""
+    if commands is None:
+        return app
+
+    async def closing(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            return await app(scope, receive, send)
+
+        async def receive_and_close() -> Any:
+            message = await receive()
+            if message.get("type") == "lifespan.shutdown":
+                commands.close()
+            return message
+
+        return await app(scope, receive_and_close, send)
+
+    return closing
 
 
 def register(app: typer.Typer) -> None:

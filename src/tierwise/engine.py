@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,10 @@ from ibis.backends.duckdb import Backend as DuckDBBackend
 from tierwise.config import EngineSettings
 from tierwise.errors import UserError
 
+# Told of every connection made here: tierwise.remote keeps a served command's connections, to interrupt its
+# queries when its client goes away.
+connect_hooks: list[Callable[[DuckDBBackend], None]] = []
+
 
 def connect(settings: EngineSettings, workspace_dir: Path) -> DuckDBBackend:
     path = workspace_dir / settings.database
@@ -24,12 +28,15 @@ def connect(settings: EngineSettings, workspace_dir: Path) -> DuckDBBackend:
     if settings.threads:
         config["threads"] = settings.threads
     try:
-        return ibis.duckdb.connect(str(path), **config)
+        con = ibis.duckdb.connect(str(path), **config)
     except Exception as exc:  # duckdb raises IOException for locked or corrupt files
         raise UserError(
             f"{path}: cannot open the workspace database ({str(exc).splitlines()[0]}); "
             "close other tierwise processes using it, or restore the file"
         ) from exc
+    for hook in connect_hooks:
+        hook(con)
+    return con
 
 
 def stream_into_table(con: DuckDBBackend, name: str, reader: pa.RecordBatchReader) -> None:
