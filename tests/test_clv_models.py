@@ -503,3 +503,23 @@ def test_expected_purchases_per_pair_equal_the_row_by_row_computation(cdnow) -> 
     once = model.expected_purchases(39.0, x, t_x, age)
     row_by_row = model.expected_purchases(np.full(len(x), 39.0), x, t_x, age)
     assert np.array_equal(once, row_by_row)
+
+
+def test_fit_notes_leave_out_other_libraries_deprecations():
+    """Recording warnings is process-wide: in the server another thread's deprecation notice (Ibis) is recorded
+    during a fit too, and must not become a note of the run; the models' own warnings stay."""
+    import threading
+    import warnings
+
+    from tierwise.clv._fit import BoundaryWarning, fit_notes
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        other = threading.Thread(
+            target=lambda: warnings.warn("fetch_arrow_table() is deprecated", DeprecationWarning, stacklevel=1)
+        )
+        other.start()
+        other.join()
+        warnings.warn("bgnbd: the maximum-likelihood estimate is on the boundary", BoundaryWarning, stacklevel=1)
+    assert len(caught) == 2
+    assert fit_notes(caught) == ["bgnbd: the maximum-likelihood estimate is on the boundary"]

@@ -599,3 +599,12 @@ class Model:
         self.converged_ = outcome.converged
         self.at_boundary_ = outcome.at_boundary
         self.n_customers_ = float(data[-1].sum())
+
+
+def fit_notes(caught: list[warnings.WarningMessage]) -> list[str]:
+    """The warnings of a fit worth telling the user, from those `warnings.catch_warnings(record=True)` recorded.
+
+    Recording is process-wide: in the server it also catches what other threads' libraries say meanwhile (Ibis's
+    deprecation notices, say), which are no note of this fit and must not reach the run's notes."""
+    ignored = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
+    return [str(w.message) for w in caught if not issubclass(w.category, ignored)]

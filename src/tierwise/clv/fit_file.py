@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from tierwise.clv import metrics
+from tierwise.clv._fit import fit_notes
 from tierwise.clv.summary import rfm_summary
 from tierwise.errors import UserError
 from tierwise.ingest.parse import apply_stages, date_order_evidence, decide_date_order, stages_for
@@ -133,7 +134,7 @@ def fit_file(
         "standard_errors": dict(fitted.standard_errors_),
         "log_likelihood": float(fitted.log_likelihood_),
         "n_customers": int(fitted.n_customers_),
-        "notes": [str(w.message) for w in caught],
+        "notes": fit_notes(caught),
         "backtest": None,
     }
     if holdout_end is not None and model != "gg":

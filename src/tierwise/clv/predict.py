@@ -27,6 +27,7 @@ import ibis.expr.types as ir
 import numpy as np
 import pyarrow as pa
 
+from tierwise.clv._fit import fit_notes
 from tierwise.clv.summary import rfm_summary, summary_from_occasions
 from tierwise.clv.value import DAYS_PER_MONTH, customer_lifetime_value
 from tierwise.config import ClvSettings
@@ -155,7 +156,7 @@ def predict(
             return PredictionResult(empty(), {"transactions": dict(model.params_)}, note, model)
     scorer = Scorer(model, spend_model, settings, _margin(orders, as_of))
     table = pa.table({"customer_id": summary["customer_id"], **scorer.score(f, r, age, m)}) if score else empty()
-    note = "; ".join(str(w.message) for w in caught)
+    note = "; ".join(fit_notes(caught))
     params = {"transactions": dict(model.params_), "spend": dict(spend_model.params_)}
     return PredictionResult(table, params, note, model, scorer)
 
