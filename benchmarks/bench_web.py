@@ -472,8 +472,8 @@ class CommandLoop:
     """`tierwise ingest orders FILE` and `tierwise run` on the served workspace, one after the other, again and
     again in a thread until stopped: the command line's work going through the server while pages are served."""
 
-    def __init__(self, ws_dir: Path, orders: Path, log: Path) -> None:
-        self.commands = [["ingest", "orders", str(orders)], ["run"]]
+    def __init__(self, ws_dir: Path, exports: list[Path], log: Path) -> None:
+        self.exports = list(exports)
         self.ws_dir, self.log = ws_dir, log
         self.done: list[dict[str, Any]] = []
         self._stop = threading.Event()
@@ -482,7 +482,8 @@ class CommandLoop:
     def _loop(self) -> None:
         with self.log.open("ab") as log:
             while not self._stop.is_set():
-                for command in self.commands:
+                ingest = [["ingest", "orders", str(self.exports.pop(0))]] if self.exports else []
+                for command in [*ingest, ["run"]]:
                     t0 = time.perf_counter()
                     proc = subprocess.run([sys.executable, "-m", "tierwise.cli", *command, "-w", str(self.ws_dir)],
                                           stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)  # fmt: skip
@@ -507,6 +508,27 @@ class CommandLoop:
             mean = statistics.fmean(d["seconds"] for d in runs) if runs else float("nan")
             parts.append(f"{len(runs)} {name} ({failed} failed, mean {mean:.1f} s)")
         return ", ".join(parts)
+
+
+def cumulative_exports(orders: Path, folder: Path, weeks: int, new_orders: int = 1000) -> list[Path]:
+    """Week k's export: every order of the generated file plus `new_orders` new ones for each week up to k, as a
+    system exporting all orders to date writes it. Each differs from the last, so each is read and compared."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"orders-week{k + 1}.parquet" for k in range(weeks)]
+    if all(p.exists() for p in paths):
+        return paths
+    table = pq.read_table(orders)
+    extra = []
+    for k, path in enumerate(paths):
+        week = table.slice(k * new_orders, new_orders)
+        ids = pc.binary_join_element_wise(week["order_id"].cast(pa.string()), pa.scalar(f"-w{k + 1}"), "")
+        extra.append(week.set_column(week.schema.get_field_index("order_id"), "order_id", ids))
+        pq.write_table(pa.concat_tables([table, *extra]), path)
+    return paths
 
 
 def run_open_loop(server: Server, ids: list[str], lists: list[dict[str, Any]], args: argparse.Namespace,
@@ -668,14 +690,20 @@ def main() -> None:
                   f"p99 {b['p99']:7.1f}  max {b['max']:7.1f}", flush=True)  # fmt: skip
 
         server = start_server(ws_dir, folder / "server.log")
-        print(f"server on {server.url} (pid {server.proc.pid}); {args.clients} clients, ≤ {args.requests} requests "
-              f"and ≤ {args.seconds:.0f} s per scenario, think time {args.think} s", flush=True)  # fmt: skip
+        if args.rates:
+            print(f"server on {server.url} (pid {server.proc.pid}); open loop, {args.rate_seconds:.0f} s per rate",
+                  flush=True)  # fmt: skip
+        else:
+            print(f"server on {server.url} (pid {server.proc.pid}); {args.clients} clients, ≤ {args.requests} "
+                  f"requests and ≤ {args.seconds:.0f} s per scenario, think time {args.think} s",
+                  flush=True)  # fmt: skip
         cli_loop = ""
         if args.rates:
             print(OPEN_HEADER, flush=True)
             results = run_open_loop(server, ids, lists, args, busy=False)
             if args.busy:
-                with CommandLoop(ws_dir, folder / "data" / "orders.parquet", folder / "cli.log") as loop:
+                exports = cumulative_exports(folder / "data" / "orders.parquet", folder / "exports", 8)
+                with CommandLoop(ws_dir, exports, folder / "cli.log") as loop:
                     results += run_open_loop(server, ids, lists, args, busy=True)
                 cli_loop = loop.summary()
                 print(f"command line meanwhile: {cli_loop} (output in {folder / 'cli.log'})", flush=True)
