@@ -182,9 +182,8 @@ def serve(
     cfg = load_config(root / CONFIG_FILE)
     import logging
 
-    import uvicorn
-
     from tierwise.web.app import create_app
+    from tierwise.web.server import run as run_server
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     app = create_app(root)
@@ -201,7 +200,7 @@ def serve(
         threading.Thread(target=schedule_loop, args=(root, schedule_log.info), daemon=True, name="schedule").start()
     address = host or cfg.web.host
     out.print(f"tierwise serving {root} on http://{address}:{port or cfg.web.port}", markup=False)
-    uvicorn.run(app, host=address, port=port or cfg.web.port, access_log=False, log_level="warning")
+    run_server(app, host=address, port=port or cfg.web.port)  # stops within seconds on SIGTERM/SIGINT
 
 
 def register(app: typer.Typer) -> None:

@@ -39,6 +39,7 @@ from tierwise.web.auth import (
     start_session,
 )
 from tierwise.web.db import WorkspaceHandle
+from tierwise.web.server import stop_jobs
 from tierwise.web.services.jobs import JobManager
 
 log = logging.getLogger("tierwise.web")
@@ -89,7 +90,9 @@ def _warm(handle: WorkspaceHandle) -> None:
 
     try:
         prepare_cross_sell(handle.workspace())
-    except Exception:
+    except Exception as exc:
+        if type(exc).__name__ == "InterruptException":  # DuckDB's: the server is stopping (tierwise.web.server)
+            return
         log.warning("preparing the cross-sell suggestions failed", exc_info=True)
 
 
@@ -104,7 +107,7 @@ def create_app(root: Path | str) -> FastAPI:
         index_lookups(handle.workspace())
         threading.Thread(target=_warm, args=(handle,), name="tierwise-warm", daemon=True).start()
         yield
-        app.state.jobs.shutdown(wait=False)
+        stop_jobs(app)  # cancelled and rolled back, not waited for (tierwise.web.server)
         handle.close()
 
     app = FastAPI(
@@ -179,6 +182,8 @@ def _error(request: Request, status: int, message: str) -> Response:
 
 
 def _unexpected(request: Request, exc: Exception) -> Response:
+    if type(exc).__name__ == "InterruptException":  # DuckDB's: the server is stopping (tierwise.web.server)
+        return _error(request, 503, "the server is stopping; try again in a moment")
     log.error(
         "unexpected %s on %s %s",
         type(exc).__name__,
