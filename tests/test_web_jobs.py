@@ -553,3 +553,29 @@ def test_the_command_line_says_so_too(built: Path, tmp_path: Path) -> None:
     assert r.stderr.startswith("error: the work needed more than 0.001 GB of temporary disk"), r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     assert [x["run_id"] for x in run_cli("runs", "-w", ws, "--json").json()] == stored_tables(built)["runs"]  # type: ignore[union-attr]
+
+
+def test_a_request_that_runs_out_of_temporary_disk_answers_with_the_message(
+    ws_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not only jobs: a page or API request whose query spills beyond the bound answers 503 with the same
+    message (here the overview's service runs the spilling query on a tightly bounded database)."""
+    from fastapi.testclient import TestClient
+
+    from tierwise.web.app import create_app
+    from tierwise.web.services import overview
+
+    def spills(*args: Any, **kwargs: Any) -> Any:
+        con = _connect(tmp_path, database="tight.duckdb", memory_limit="50MB", threads=1, max_temp_gb=0.001)
+        try:
+            return con.raw_sql(SPILL)
+        finally:
+            con.disconnect()
+
+    Accounts(ws_dir).add_user("ada", "admin", PASSWORD)
+    monkeypatch.setattr(overview, "overview", spills)
+    with TestClient(create_app(ws_dir)) as c:
+        assert c.post("/api/v1/auth/login", json={"username": "ada", "password": PASSWORD}).status_code == 200
+        r = c.get("/api/v1/overview")
+    assert r.status_code == 503 and set(r.json()) == {"error"}, r.text
+    assert r.json()["error"].startswith("the work needed more than 0.001 GB of temporary disk")

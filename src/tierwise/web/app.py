@@ -26,7 +26,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
-from tierwise.errors import UserError
+from tierwise.errors import UserError, out_of_memory
 from tierwise.web.accounts import Accounts
 from tierwise.web.auth import (
     CSRF_FIELD,
@@ -184,6 +184,10 @@ def _error(request: Request, status: int, message: str) -> Response:
 def _unexpected(request: Request, exc: Exception) -> Response:
     if type(exc).__name__ == "InterruptException":  # DuckDB's: the server is stopping (tierwise.web.server)
         return _error(request, 503, "the server is stopping; try again in a moment")
+    memory = out_of_memory(exc)  # or temporary disk ([engine] memory_limit, max_temp_gb): the message says what to do
+    if memory is not None:
+        log.warning("%s %s: %s", request.method, _route_template(request), memory)
+        return _error(request, 503, memory)
     log.error(
         "unexpected %s on %s %s",
         type(exc).__name__,
