@@ -151,6 +151,7 @@ def routes(app: Any) -> list[tuple[str, str]]:
 def test_every_route_refuses_anonymous_and_viewers_cannot_write(api: Api) -> None:
     found = routes(api.app)
     assert ("POST", "/api/v1/runs") in found and ("DELETE", "/api/v1/users/dummy") in found  # included routers
+    assert ("POST", "/api/v1/jobs/dummy/cancel") in found  # analysts (their own jobs) and admins only
     checked = 0
     for method, path in found:
         public = path in PUBLIC or path.startswith("/static/")
@@ -502,6 +503,11 @@ def test_run_job_adds_a_run_and_reports_progress(api: Api) -> None:
     jobs = api.analyst.get("/api/v1/jobs").json()
     assert jobs[0]["job_id"] == r.json()["job_id"] and all(j["owner"] == "analyst" for j in jobs)
     assert "no job 'nope'" in error(api.analyst.get("/api/v1/jobs/nope"), 404)
+    # Cancelling (tests/test_web_jobs.py cancels running jobs): a finished job stays as it was.
+    cancel = f"/api/v1/jobs/{r.json()['job_id']}/cancel"
+    assert "already finished (done)" in error(api.analyst.post(cancel), 409)
+    assert error(api.viewer.post(cancel), 403)
+    assert "already finished" in error(api.admin.post(cancel), 409)
     audit = next(e for e in api.admin.get("/api/v1/audit").json() if e["action"] == "run")
     assert audit["username"] == "analyst" and "as_of=2024-09-30" in audit["detail"]
 

@@ -6,7 +6,7 @@ import getpass
 import sys
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -187,9 +187,8 @@ def serve(
     cfg = load_config(root / CONFIG_FILE)
     import logging
 
-    import uvicorn
-
     from tierwise.web.app import create_app
+    from tierwise.web.server import run as run_server
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     app = create_app(root)
@@ -207,18 +206,9 @@ def serve(
     address = host or cfg.web.host
     out.print(f"tierwise serving {root} on http://{address}:{port or cfg.web.port}", markup=False)
     commands = _listen_for_commands(root)
-    try:
-        # proxy_headers=False: uvicorn would otherwise believe X-Forwarded-For from any loopback peer; the app
-        # believes it only from [web] trusted_proxies (tierwise.web.auth.client_ip).
-        uvicorn.run(
-            _closing(app, commands),
-            host=address,
-            port=port or cfg.web.port,
-            access_log=False,
-            log_level="warning",
-            proxy_headers=False,
-        )
-    finally:  # uvicorn ends the process itself after a signal: _closing has closed the listener by then
+    try:  # stops within seconds on SIGTERM/SIGINT; the listener closes at the signal
+        run_server(app, host=address, port=port or cfg.web.port, on_stop=commands.close if commands else None)
+    finally:
         if commands is not None:
             commands.close()
 
@@ -236,26 +226,6 @@ def _listen_for_commands(root: Path) -> CommandListener | None:
     else:
         out.print(f"tierwise commands on {root} run here (socket {commands.socket})", markup=False, soft_wrap=True)
     return commands
-
-
-def _closing(app: Any, commands: CommandListener | None) -> Any:
-    """The app, stopping the command listener (socket and server file) when the server starts shutting down."""
-    if commands is None:
-        return app
-
-    async def closing(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "lifespan":
-            return await app(scope, receive, send)
-
-        async def receive_and_close() -> Any:
-            message = await receive()
-            if message.get("type") == "lifespan.shutdown":
-                commands.close()
-            return message
-
-        return await app(scope, receive_and_close, send)
-
-    return closing
 
 
 def register(app: typer.Typer) -> None:

@@ -78,6 +78,13 @@ class EngineSettings(_Section):
         "3GB", description="DuckDB memory limit; beyond it DuckDB spills to disk. Empty = 80% of RAM"
     )
     threads: int = Field(0, ge=0, description="Worker threads for DuckDB; 0 = one per core")
+    max_temp_gb: float = Field(
+        50,
+        ge=0,
+        description="Temporary disk DuckDB may use beside the database (<database>.tmp) when memory_limit is not "
+        "enough; beyond it the work stops with a message instead of filling the disk. 0 = DuckDB's default (90% of "
+        "the free disk) / 内存不足时可用的临时磁盘空间上限（GB）",
+    )
     spark: SparkSettings = Field(
         default_factory=SparkSettings, description="Spark, for `tierwise run` with kind = spark or --engine spark"
     )

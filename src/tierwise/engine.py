@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +11,9 @@ import ibis
 import pyarrow as pa
 from ibis.backends.duckdb import Backend as DuckDBBackend
 
+from tierwise import cancel
 from tierwise.config import EngineSettings
-from tierwise.errors import UserError
+from tierwise.errors import UserError, note_temp_limit
 
 # Told of every connection made here: tierwise.remote keeps a served command's connections, to interrupt its
 # queries when its client goes away.
@@ -34,9 +35,22 @@ def connect(settings: EngineSettings, workspace_dir: Path) -> DuckDBBackend:
             f"{path}: cannot open the workspace database ({str(exc).splitlines()[0]}); "
             "close other tierwise processes using it, or restore the file"
         ) from exc
+    limit_temp_disk(con, settings)
     for hook in connect_hooks:
         hook(con)
-    return con
+    return cancel.track(con)  # interruptible: a job's cancel button, the server's shutdown
+
+
+def limit_temp_disk(con: DuckDBBackend, settings: EngineSettings) -> None:
+    """Bound what DuckDB may spill to <database>.tmp ([engine] max_temp_gb): a spill beyond it ends the query with
+    an error (errors.temp_disk_full says what to do) instead of filling the disk. Set after opening: DuckDB 1.5
+    shows the value but does not enforce it when it is given as an option of connect."""
+    size = int(settings.max_temp_gb * 1024**3)
+    # Refused when lowered below what another connection of this process (the server) has spilled just now: the
+    # bound then stays as it was, and the next open applies it.
+    with suppress(Exception):
+        con.raw_sql(f"SET max_temp_directory_size = '{size}B'" if size > 0 else "RESET max_temp_directory_size")
+        note_temp_limit(settings.max_temp_gb if size > 0 else None)
 
 
 def stream_into_table(con: DuckDBBackend, name: str, reader: pa.RecordBatchReader) -> None:

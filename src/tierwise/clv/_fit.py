@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from tierwise.cancel import checkpoint
 from tierwise.errors import UserError
 
 FloatArray = NDArray[np.float64]
@@ -292,6 +293,7 @@ def newton_box(
     hess: FloatArray | None = hess0
     since_refresh = 0
     for it in range(1, max_iter + 1):
+        checkpoint()  # a dashboard job's cancel button reaches here (tierwise.cancel)
         pinned = _at_bound(phi, g, lo, hi)
         free = ~pinned
         if not free.any() or np.max(np.abs(g[free])) < tol:

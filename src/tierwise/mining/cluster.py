@@ -18,6 +18,7 @@ from sklearn.decomposition import PCA
 from sklearn.metrics import adjusted_rand_score, pairwise_distances, silhouette_score
 from threadpoolctl import threadpool_limits
 
+from tierwise.cancel import checkpoint
 from tierwise.mining.profiles import ClusterProfile, profile_clusters
 from tierwise.mining.settings import ClusterSettings
 
@@ -139,7 +140,10 @@ def _fit(df: pd.DataFrame, s: ClusterSettings) -> ClusterResult:
 
     candidates = [s.k] if s.k is not None else list(range(s.k_min, s.k_max + 1))
     candidates = [k for k in candidates if k < len(points)]
-    models = {k: _model(k, s.seed, algorithm).fit(points) for k in candidates}
+    models = {}
+    for k in candidates:
+        checkpoint()  # a dashboard job's cancel button reaches here between two fits (tierwise.cancel)
+        models[k] = _model(k, s.seed, algorithm).fit(points)
     inertia = {k: float(m.inertia_) for k, m in models.items()}
     silhouette = _silhouettes(points, models, s.seed)
     k = s.k if s.k is not None else max(candidates, key=lambda c: (np.nan_to_num(silhouette[c], nan=-2.0), -c))

@@ -24,7 +24,7 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from tierwise.errors import UserError
+from tierwise.errors import UserError, out_of_memory
 from tierwise.web.accounts import Accounts
 from tierwise.web.auth import (
     CSRF_FIELD,
@@ -40,6 +40,7 @@ from tierwise.web.auth import (
     start_session,
 )
 from tierwise.web.db import WorkspaceHandle
+from tierwise.web.server import stop_jobs
 from tierwise.web.services.jobs import JobManager
 
 log = logging.getLogger("tierwise.web")
@@ -80,7 +81,9 @@ def _warm(handle: WorkspaceHandle) -> None:
 
     try:
         prepare_cross_sell(handle.workspace())
-    except Exception:
+    except Exception as exc:
+        if type(exc).__name__ == "InterruptException":  # DuckDB's: the server is stopping (tierwise.web.server)
+            return
         log.warning("preparing the cross-sell suggestions failed", exc_info=True)
 
 
@@ -95,7 +98,7 @@ def create_app(root: Path | str) -> FastAPI:
         index_lookups(handle.workspace())
         threading.Thread(target=_warm, args=(handle,), name="tierwise-warm", daemon=True).start()
         yield
-        app.state.jobs.shutdown(wait=False)
+        stop_jobs(app)  # cancelled and rolled back, not waited for (tierwise.web.server)
         handle.close()
 
     app = FastAPI(
@@ -164,6 +167,12 @@ def _error(request: Request, status: int, message: str) -> Response:
 
 
 def _unexpected(request: Request, exc: Exception) -> Response:
+    if type(exc).__name__ == "InterruptException":  # DuckDB's: the server is stopping (tierwise.web.server)
+        return _error(request, 503, "the server is stopping; try again in a moment")
+    memory = out_of_memory(exc)  # or temporary disk ([engine] memory_limit, max_temp_gb): the message says what to do
+    if memory is not None:
+        log.warning("%s %s: %s", request.method, _route_template(request), memory)
+        return _error(request, 503, memory)
     log.error(
         "unexpected %s on %s %s",
         type(exc).__name__,

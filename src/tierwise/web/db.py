@@ -12,7 +12,9 @@ import threading
 from pathlib import Path
 
 import ibis
+from ibis.backends.duckdb import Backend as DuckDBBackend
 
+from tierwise import cancel
 from tierwise.config import CONFIG_FILE, Config, load_config
 from tierwise.workspace import Workspace
 
@@ -39,12 +41,19 @@ class WorkspaceHandle:
             return self._config
 
     def workspace(self) -> Workspace:
-        """The workspace for the calling thread: its own connection, the current settings."""
-        con = getattr(self._local, "con", None)
-        if con is None:
-            con = ibis.duckdb.from_connection(self.main.con.con.cursor())
-            self._local.con = con
+        """The workspace for the calling thread: its own connection, the current settings. A background job
+        gets a connection of its own for the job (closed when it ends), which its cancel button interrupts."""
+        token = cancel.current()
+        if token is not None:
+            con = token.connection(self, self._cursor)
+        else:
+            con = getattr(self._local, "con", None)
+            if con is None:
+                con = self._local.con = cancel.track(self._cursor())
         return Workspace(root=self.root, config=self.config, con=con)
+
+    def _cursor(self) -> DuckDBBackend:
+        return ibis.duckdb.from_connection(self.main.con.con.cursor())
 
     def close(self) -> None:
         self.main.close()

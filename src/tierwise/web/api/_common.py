@@ -120,7 +120,7 @@ class JobAccepted(BaseModel):
 class JobStatus(BaseModel):
     job_id: str
     kind: str = Field(description="run, upload or settings_preview")
-    state: Literal["queued", "running", "done", "failed"]
+    state: Literal["queued", "running", "done", "failed", "cancelled"]
     stage: str | None = Field(None, description="The step it is at, e.g. measures, classes / 当前步骤")
     progress: float | None = Field(None, description="0–1 when known / 进度")
     created_at: str | None = None
@@ -129,6 +129,7 @@ class JobStatus(BaseModel):
     result: Any = Field(None, description="The result when done (depends on the kind) / 结果")
     error: str | None = Field(None, description="What went wrong, when failed / 错误信息")
     owner: str | None = None
+    cancel_requested: bool = Field(False, description="Cancel was asked for; it stops shortly / 已请求取消")
 
 
 def accepted(request: Request, job_id: str) -> JobAccepted:

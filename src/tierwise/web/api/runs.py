@@ -5,13 +5,15 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 
+from tierwise.errors import UserError
 from tierwise.web.api._common import (
     ERRORS,
     Analyst,
     ApiRoute,
+    ErrorBody,
     Flexible,
     JobAccepted,
     JobStatus,
@@ -81,11 +83,30 @@ def list_jobs(request: Request, principal: Viewer) -> Any:
 @router.get("/jobs/{job_id}", tags=["jobs"], name="job_status", summary="State of a background job",
             response_model=JobStatus)  # fmt: skip
 def job_status(request: Request, job_id: str, principal: Viewer) -> Any:
-    """state (queued, running, done, failed), stage, progress (0–1) and the result or the error."""
+    """state (queued, running, done, failed, cancelled), stage, progress (0–1) and the result or the error."""
     status = call(jobs(request).status, job_id)
     if not _may_see(principal, status):
         raise NotFound(f"no job '{job_id}'; it may have finished long ago — start it again")
     return status
+
+
+@router.post("/jobs/{job_id}/cancel", tags=["jobs"], summary="Cancel a background job", response_model=JobStatus,
+             responses={409: {"model": ErrorBody, "description": "The job has already finished"}})  # fmt: skip
+def cancel_job(request: Request, job_id: str, principal: Analyst) -> Any:
+    """Stops a queued or running job (run, upload, settings preview): the query it is running is interrupted and
+    what it did is rolled back. Answers at once with `cancel_requested: true`; poll the job until its state is
+    `cancelled` (a few seconds at most). Your own jobs; admins: anyone's. A finished job: 409."""
+    manager = jobs(request)
+    status = call(manager.status, job_id)
+    if principal.role != "admin" and status.get("owner") != principal.username:
+        raise HTTPException(403, "only the user who started this job, or an admin, can cancel it")
+    try:
+        cancelled = manager.cancel(job_id)
+    except UserError as exc:
+        raise HTTPException(409, str(exc)) from None
+    if not status["cancel_requested"]:  # asking again changes nothing
+        audit(request, principal, "job_cancel", f"job={job_id} kind={status['kind']}")
+    return cancelled
 
 
 def _may_see(principal: Principal, job: dict[str, Any]) -> bool:

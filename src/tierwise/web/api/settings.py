@@ -43,11 +43,11 @@ def preview(request: Request, principal: Admin, changes: SettingsChanges, lang: 
     service.apply_changes(service.current_config(ws), changes)  # bad values: 400 now rather than a failed job
     handle = request.app.state.handle
     body = changes.model_dump(exclude_unset=True)
-    job_id = jobs(request).start(
-        "settings_preview",
-        lambda: service.preview_settings(handle.workspace(), body, language=lang),
-        owner=principal.username,
-    )
+
+    def work(progress: Any = None) -> dict[str, Any]:
+        return service.preview_settings(handle.workspace(), body, language=lang, progress=progress)
+
+    job_id = jobs(request).start("settings_preview", work, owner=principal.username)
     return accepted(request, job_id)
 
 

@@ -4,6 +4,7 @@ background job."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,8 @@ from tierwise import report_data
 from tierwise.errors import UserError
 from tierwise.web.services._common import jsonable, parse_json
 from tierwise.workspace import Workspace
+
+log = logging.getLogger("tierwise.web.jobs")
 
 
 def _summary(r: dict[str, Any]) -> dict[str, Any]:
@@ -104,7 +107,10 @@ def run_job(root: Path | str, as_of: dt.date | str | None = None, progress: Any 
             raise UserError(f"as_of '{as_of}' is not a date like 2024-06-30") from exc
     on_stage = run_progress(progress) if progress is not None else None
     report = run_in_workspace(root, day, on_stage=on_stage).as_json()
-    warm(root)
+    try:
+        warm(root)
+    except Exception:  # the run is stored: a cancel arriving now (or a failure here) must not say otherwise
+        log.warning("preparing the cross-sell suggestions after run %s failed", report["run_id"], exc_info=True)
     return jsonable(report)
 
 

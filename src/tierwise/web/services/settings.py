@@ -37,6 +37,7 @@ import ibis
 import ibis.expr.types as ir
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from tierwise.cancel import checkpoint
 from tierwise.config import CONFIG_FILE, Config, load_config, toml_value
 from tierwise.errors import UserError
 from tierwise.web.services._common import jsonable, language_of, parse_json
@@ -279,7 +280,12 @@ def check_settings(ws: Workspace, cfg: Config) -> list[str]:
 
 
 def preview_settings(
-    ws: Workspace, changes: dict[str, Any], *, examples: int = 20, language: str | None = None
+    ws: Workspace,
+    changes: dict[str, Any],
+    *,
+    examples: int = 20,
+    language: str | None = None,
+    progress: Any = None,
 ) -> dict[str, Any]:
     """How the latest run would differ had it been made with the changed settings (nothing is stored).
 
@@ -290,7 +296,8 @@ def preview_settings(
     customers}] (every pair, unchanged included; the labels in `language`, default the workspace's),
     changed_labels: {grade, tags, next_action, strategy: their names in `language`}, grade_counts: {before:
     {grade: n}, after: {grade: n}}, examples: up to `examples` customers whose grade changes, by revenue,
-    settings_changed: [{key, before, after}]}. Grades of customers without one are null ("—")."""
+    settings_changed: [{key, before, after}]}. Grades of customers without one are null ("—"). `progress`, a
+    background job's progress(stage, fraction), hears of the stages "rebuilding" and "comparing"."""
     from tierwise.scratch import Scratch
     from tierwise.show import label
 
@@ -301,8 +308,11 @@ def preview_settings(
         raise UserError("no run yet to preview against; run the main job first ('tierwise run' or the Run button)")
     meta, old = latest
     as_of = meta["as_of"]
+    if progress is not None:
+        progress("rebuilding", 0.0)
     with Scratch(ws.con, None, uuid.uuid4().hex[:12]) as scratch:
         new = _candidate(ws, cfg, as_of, latest, scratch)
+        checkpoint()  # building the expressions takes seconds of Python, which no DuckDB interrupt reaches
 
         def keep(t: ir.Table, suffix: str, **extra: Any) -> ir.Table:
             picked = {
@@ -315,6 +325,8 @@ def preview_settings(
         before = keep(old, "before", name=name_column, monetary=old.monetary)
         after = keep(new, "after")
         j = scratch.temporary(f"_tierwise_preview_{scratch.suffix}", before.join(after, "customer_id"))
+        if progress is not None:
+            progress("comparing", 0.8)
         changed = {c: j.count(where=~j[f"{c}_before"].identical_to(j[f"{c}_after"])) for c in COMPARED}
         totals = j.aggregate(customers=j.count(), **changed).to_pyarrow().to_pylist()[0]
         cells = (

@@ -42,8 +42,8 @@
     });
   }
 
-  // A job box: <div class="job"><progress> <span class="job-text"></div>
-  function showJob(box, state, stage, progress) {
+  // A job box: <div class="job"><progress> <span class="job-text"> [Cancel]</div>
+  function showJob(box, state, stage, progress, cancelling) {
     if (!box) { return; }
     box.hidden = false;
     box.setAttribute("data-state", state);
@@ -59,25 +59,53 @@
       }
     }
     if (text) {
-      var words = { queued: T.queued, running: T.running, done: T.done, failed: T.failed };
-      text.textContent = (words[state] || state) + (stage && state !== "done" ? " " + stage : "");
+      var words = { queued: T.queued, running: T.running, done: T.done, failed: T.failed, cancelled: T.cancelled };
+      if (cancelling && (state === "queued" || state === "running")) {
+        text.textContent = T.cancelling;
+      } else {
+        text.textContent = (words[state] || state) + (stage && state === "running" ? " " + stage : "");
+      }
     }
   }
 
+  // The job box's Cancel button (POST /api/v1/jobs/{id}/cancel), shown while the job is queued or running.
+  function cancelButton(box, jobId) {
+    if (!box) { return null; }
+    var button = box.querySelector(".job-cancel");
+    if (!button) {
+      button = el("button", T.cancel, { type: "button", "class": "secondary job-cancel", "data-test": "job-cancel" });
+      box.appendChild(button);
+    }
+    button.hidden = false;
+    button.disabled = false;
+    button.onclick = function () {
+      button.disabled = true;
+      api("POST", "/api/v1/jobs/" + encodeURIComponent(jobId) + "/cancel")
+        .catch(function (err) { button.disabled = false; fail(box, err); });
+    };
+    return button;
+  }
+
   function followJob(jobId, box, onDone, onFail) {
+    var cancel = cancelButton(box, jobId);
     function tick() {
       api("GET", "/api/v1/jobs/" + encodeURIComponent(jobId)).then(function (job) {
-        showJob(box, job.state, job.stage, job.progress);
+        showJob(box, job.state, job.stage, job.progress, job.cancel_requested);
+        var finished = job.state === "done" || job.state === "failed" || job.state === "cancelled";
+        if (cancel && finished) { cancel.hidden = true; }
+        if (cancel && job.cancel_requested) { cancel.disabled = true; }
         if (job.state === "done") {
           if (onDone) { onDone(job.result); }
         } else if (job.state === "failed") {
           var text = box && box.querySelector(".job-text");
           if (text) { text.textContent = T.failed + " " + (job.error || ""); }
           if (onFail) { onFail(job.error); }
+        } else if (job.state === "cancelled") {
+          if (onFail) { onFail(T.cancelled); }
         } else {
           setTimeout(tick, POLL_MS);
         }
-      }).catch(function (err) { fail(box, err); });
+      }).catch(function (err) { if (cancel) { cancel.hidden = true; } fail(box, err); });
     }
     showJob(box, "queued");
     tick();
