@@ -44,6 +44,7 @@ MB = 1024 * 1024
 BIG = 200 * MB
 BLOCK = 64 * 1024
 FEW_MB = 8 * MB
+FRAMING = 64 * 1024  # tierwise.web.limits.UPLOAD_FRAMING
 CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if Path(p).exists()), None)
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -275,6 +276,19 @@ def upload_body(size: int, filename: str = "orders.csv") -> Body:
     return Body(size, head, f"\r\n--{BOUNDARY}--\r\n".encode(), b"C0000001,SO1,2024-01-01,10\r\n")
 
 
+def settled_rss(pid: int, timeout: float = 30) -> int:
+    """The server's resident memory once it has stopped changing (its start-up work in the background is done)."""
+    deadline = time.monotonic() + timeout
+    last = rss(pid)
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = rss(pid)
+        if abs(now - last) < 256 * 1024:
+            return now
+        last = now
+    raise AssertionError(f"the server's memory did not settle within {timeout:.0f} s")
+
+
 def wait_until(condition: Any, timeout: float = 10) -> bool:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -297,7 +311,7 @@ def test_anonymous_200mb_chunked_bodies_leave_memory_and_temp_disk_alone(site: S
     with httpx.Client(base_url=site.url, timeout=120) as anon:
         for method, path, kind, _ in cases:  # once small, so that anything made on first use is made
             send(anon, method, path, Body(20 * 1024, filler=b"["), kind)
-        before = rss(site.proc.pid)
+        before = settled_rss(site.proc.pid)
         for method, path, kind, status in cases:
             body = Body(BIG, filler=b"[")
             with Peak(site) as peak:
@@ -326,15 +340,16 @@ def test_logged_in_chunked_upload_over_the_limit_is_refused_and_nothing_is_store
         r = send(analyst, "POST", "/api/v1/uploads/orders", body, MULTIPART)
     assert "max_upload_mb" in error(r, 413)
     assert body.sent < UPLOAD_MB * MB + 32 * MB
-    # At most the limit reached the spool file of the multipart parser (1 MB in memory, then on disk) …
-    assert peak.temp <= UPLOAD_MB * MB + BLOCK, peak.temp / MB
+    # At most the limit (and 64 KB for the multipart framing) reached the multipart parser's spool file (1 MB in
+    # memory, then on disk) …
+    assert peak.temp <= UPLOAD_MB * MB + FRAMING, peak.temp / MB
     # … which is deleted, and nothing was loaded or kept.
     assert wait_until(lambda: temp_bytes(site.proc.pid, site.tmp) == 0), temp_bytes(site.proc.pid, site.tmp)
-    assert not [p for p in (site.ws / "uploads").glob("*")] if (site.ws / "uploads").exists() else True
+    assert not list((site.ws / "uploads").glob("*"))
     assert analyst.get("/api/v1/uploads").json() == before
     assert analyst.get("/api/v1/jobs").json() == jobs
     # With the length announced: refused before reading, nothing spooled.
-    whole = upload_body(UPLOAD_MB * MB + 1).whole()
+    whole = upload_body(UPLOAD_MB * MB + FRAMING + 1).whole()
     with Peak(site) as peak:
         r = analyst.post("/api/v1/uploads/orders", content=whole, headers={"content-type": MULTIPART})
     assert "max_upload_mb" in error(r, 413) and peak.temp == 0
@@ -493,9 +508,9 @@ def _chart_shows_text(page: Any, chart: str) -> None:
     page.wait_for_selector(f"{chart}[data-rendered=true]")
     found = page.eval_on_selector(chart, NO_LINKS)
     assert found["links"] == 0 and found["evil"] == 0, found
-    assert EVIL in found["texts"], found["texts"]
+    assert any(EVIL in t for t in found["texts"]), found["texts"]
     label = page.locator(f"{chart} text", has_text=EVIL).first
-    assert label.is_visible() and label.text_content() == EVIL
+    assert label.is_visible() and EVIL in (label.text_content() or "")
 
 
 @pytest.mark.slow

@@ -38,6 +38,9 @@ LOGIN_BYTES = 8 * 1024  # user name, password, the page to return to and the CSR
 ANONYMOUS_BYTES = 4 * 1024  # no other public route takes a body
 UPLOAD_PREFIX = "/api/v1/uploads/"
 UPLOAD_ROLE = "analyst"  # who may upload (the route requires it); others get the JSON limit
+# The multipart framing around the file (boundaries, part headers): a file of exactly max_upload_mb still fits;
+# the upload route checks the file's own size exactly.
+UPLOAD_FRAMING = 64 * 1024
 DEFAULT_JSON_BYTES = 1024 * 1024
 DEFAULT_UPLOAD_BYTES = 200 * 1024 * 1024
 LOGIN_FIRST = "log in first (POST /api/v1/auth/login) or send 'Authorization: Bearer TOKEN'"
@@ -69,7 +72,7 @@ def body_limit(scope: Scope, principal: Principal | None) -> tuple[int, str]:
     content_type = _header(scope, b"content-type").lower()
     if path.startswith(UPLOAD_PREFIX) and content_type.startswith("multipart/") and principal.can(UPLOAD_ROLE):
         limit = int(getattr(state, "max_upload", DEFAULT_UPLOAD_BYTES))
-        return limit, (
+        return limit + UPLOAD_FRAMING, (
             f"the upload is over the limit of {_size(limit)} ([web] max_upload_mb); split the file, or load it with "
             "'tierwise ingest' on the server"
         )
