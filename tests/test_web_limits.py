@@ -483,7 +483,8 @@ NO_LINKS = """root => {
   const els = Array.from(root.querySelectorAll('*'));
   return {
     links: root.querySelectorAll('a').length,
-    evil: els.filter(e => Array.from(e.attributes).some(a => a.value.includes('evil'))).length,
+    evil: els.filter(e => Array.from(e.attributes).some(a => /href|src|^on/i.test(a.name) && a.value.includes('evil')))
+      .length,
     texts: els.filter(e => e.tagName.toLowerCase() === 'text').map(e => e.textContent)
   };
 }"""
