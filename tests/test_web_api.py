@@ -180,6 +180,66 @@ def test_every_route_refuses_anonymous_and_viewers_cannot_write(api: Api) -> Non
             assert "admin role" in error(c.request(method, path), 403), (method, path)
 
 
+# Who may use each route: the lowest role whose pages show its data (viewer < analyst < admin). Every route is
+# listed, so a new one needs a decision here.
+VIEWER_ROUTES = """
+GET / | GET /api/v1/openapi.json | GET /api/v1/auth/me | POST /api/v1/auth/logout | GET /lang/{code}
+GET /overview | GET /segments | GET /customers | GET /customers/{customer_id:path} | GET /history | GET /models
+GET /api/v1/runs | GET /api/v1/runs/{run_id} | GET /api/v1/models | GET /api/v1/overview
+GET /api/v1/segments/{column} | GET /api/v1/segments/{column}/{code}/customers | GET /api/v1/customers
+GET /api/v1/columns | GET /api/v1/customers/columns | GET /api/v1/customers/{customer_id}
+GET /api/v1/customers/{customer_id}/timeline | GET /api/v1/history/compare | GET /api/v1/history/trends
+GET /api/v1/campaigns | GET /api/v1/campaigns/{name}/report
+"""
+ANALYST_ROUTES = """
+GET /data | POST /api/v1/runs | GET /api/v1/jobs | GET /api/v1/jobs/{job_id} | GET /api/v1/exports
+POST /api/v1/uploads/{table} | GET /api/v1/uploads | GET /api/v1/quarantine | POST /api/v1/campaigns
+"""
+ADMIN_ROUTES = """
+GET /settings | GET /users | GET /api/v1/settings | POST /api/v1/settings/preview | PUT /api/v1/settings
+GET /api/v1/users | POST /api/v1/users | DELETE /api/v1/users/{username} | PUT /api/v1/users/{username}/password
+PUT /api/v1/users/{username}/role | GET /api/v1/tokens | POST /api/v1/users/{username}/tokens
+DELETE /api/v1/tokens/{token_id} | GET /api/v1/audit
+"""
+ROLE_ORDER = ("viewer", "analyst", "admin")
+
+
+def _needs() -> dict[str, str]:
+    needs = {}
+    for role, text in (("viewer", VIEWER_ROUTES), ("analyst", ANALYST_ROUTES), ("admin", ADMIN_ROUTES)):
+        needs |= {" ".join(item.split()): role for item in text.replace("\n", " | ").split("|") if item.strip()}
+    return needs
+
+
+def test_each_route_is_open_to_exactly_the_roles_of_its_pages(api: Api) -> None:
+    needs = _needs()
+    clients = {"viewer": api.viewer, "analyst": api.analyst, "admin": api.admin}
+    checked = set()
+    for context in iter_route_contexts(api.app.routes):
+        route = context.original_route
+        path = str(context.path)
+        if isinstance(route, Mount) or path in PUBLIC or path.startswith("/static/"):
+            continue
+        for method in sorted(context.methods or ()):
+            key = f"{method} {path}"
+            assert key in needs, f"{key}: say which role may use it (VIEWER_ROUTES, ANALYST_ROUTES, ADMIN_ROUTES)"
+            checked.add(key)
+            if path.startswith("/api/v1/auth/"):
+                continue  # logging out would end the shared sessions; tests/test_web_auth.py covers these
+            url = re.sub(r"\{[^}]+\}", "dummy", path)
+            for role, c in clients.items():
+                # A body no route accepts, and a format no export knows: allowed roles get 404/422 without
+                # changing anything or leaving an entry in the audit log.
+                body = {"json": [0]} if method in UNSAFE else {}
+                r = c.request(method, url, params={"format": "-"}, follow_redirects=False, **body)
+                allowed = ROLE_ORDER.index(role) >= ROLE_ORDER.index(needs[key])
+                if allowed:
+                    assert r.status_code not in (401, 403) and r.status_code < 500, (role, key, r.status_code, r.text)
+                else:
+                    assert r.status_code == 403, (role, key, r.status_code)
+    assert checked == set(needs), set(needs) - checked  # no stale entries
+
+
 def test_openapi_schema_documents_the_api(api: Api) -> None:
     schema = api.viewer.get("/api/v1/openapi.json").json()
     documented = {(m.upper(), p) for p, ops in schema["paths"].items() for m in ops}
@@ -205,7 +265,8 @@ def test_runs_list_detail_and_models(api: Api) -> None:
     assert [r["as_of"] for r in runs][1:] == [FIRST_AS_OF.isoformat()] and len(runs) == 2
     assert runs[0]["latest"] and runs[0]["run_id"] == api.show["run_id"] and runs[0]["customers"] == 500
     detail = api.viewer.get(f"/api/v1/runs/{runs[1]['run_id']}").json()
-    assert detail["as_of"] == FIRST_AS_OF.isoformat() and not detail["latest"] and "grade" in detail["config"]
+    assert detail["as_of"] == FIRST_AS_OF.isoformat() and not detail["latest"] and "config" not in detail
+    assert "grade" in api.admin.get(f"/api/v1/runs/{runs[1]['run_id']}").json()["config"]  # settings: admins'
     assert "no run 'nope'" in error(api.viewer.get("/api/v1/runs/nope"), 404)
     models = api.viewer.get("/api/v1/models").json()
     assert models["run_id"] == api.show["run_id"]
@@ -408,7 +469,7 @@ def test_upload_is_checked_then_ingested_in_the_background(api: Api) -> None:
     report = status["result"]["report"]
     assert report["status"] == "loaded" and report["rows_read"] == lines
     assert report["rows_loaded"] + report["rows_quarantined"] + report["duplicates_removed"] == lines
-    batches = api.viewer.get("/api/v1/uploads").json()
+    batches = api.analyst.get("/api/v1/uploads").json()
     assert batches[0]["batch_id"] == report["batch_id"] and batches[0]["table_name"] == "interactions"
     assert {b["table_name"] for b in batches} == {"customers", "orders", "payments", "interactions"}
     # The same file again, as the browser's form sends it (CSRF token as a form field), is not loaded twice.
@@ -441,7 +502,7 @@ def test_upload_is_checked_then_ingested_in_the_background(api: Api) -> None:
 def test_quarantine_pages_and_needs_the_analyst_role(api: Api) -> None:
     q = api.analyst.get("/api/v1/quarantine", params={"page_size": 5}).json()
     assert {"total", "page", "page_size", "pages", "rows"} <= set(q) and len(q["rows"]) <= 5
-    batch = api.viewer.get("/api/v1/uploads").json()[0]["batch_id"]
+    batch = api.analyst.get("/api/v1/uploads").json()[0]["batch_id"]
     one = api.analyst.get("/api/v1/quarantine", params={"batch_id": batch}).json()
     assert all(r["batch_id"] == batch for r in one["rows"])
     assert error(api.analyst.get("/api/v1/quarantine", params={"page": 0}), 422)
@@ -452,7 +513,7 @@ def test_quarantine_pages_and_needs_the_analyst_role(api: Api) -> None:
 
 
 def test_settings_preview_job_and_validated_save(api: Api) -> None:
-    settings = api.viewer.get("/api/v1/settings").json()
+    settings = api.admin.get("/api/v1/settings").json()
     weights = settings["grade"]["weights"]
     name = next(iter(weights))
     change = {"grade": {"weights": {name: weights[name] + 0.5}}}
@@ -462,7 +523,7 @@ def test_settings_preview_job_and_validated_save(api: Api) -> None:
     assert error(api.admin.post("/api/v1/settings/preview", json={"workspace": {"language": "en"}}), 422)
     started = api.admin.post("/api/v1/settings/preview", json=change)
     assert started.status_code == 202
-    assert error(api.viewer.get(started.json()["status_url"]), 404)  # someone else's job
+    assert error(api.analyst.get(started.json()["status_url"]), 404)  # someone else's job
     preview = wait(api.admin, started.json()["job_id"])
     assert preview["state"] == "done", preview
     result = preview["result"]
@@ -480,7 +541,7 @@ def test_settings_preview_job_and_validated_save(api: Api) -> None:
     assert "reload" in error(stale, 400)
     saved = api.admin.put("/api/v1/settings", params={"version": settings["version"]}, json=change)
     assert saved.status_code == 200, saved.text
-    assert api.viewer.get("/api/v1/settings").json()["grade"]["weights"][name] == pytest.approx(weights[name] + 0.5)
+    assert api.admin.get("/api/v1/settings").json()["grade"]["weights"][name] == pytest.approx(weights[name] + 0.5)
     assert f"{name}" in (api.ws_dir / "tierwise.toml").read_text(encoding="utf-8")
     entry = next(e for e in api.admin.get("/api/v1/audit").json() if e["action"] == "settings")
     assert entry["username"] == "admin" and "grade.indicators.0.weight" in entry["detail"]

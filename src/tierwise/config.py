@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from tierwise.checks import settings_name
 from tierwise.errors import UserError
 from tierwise.history.settings import ScheduleSettings, StabilitySettings
 from tierwise.mining.settings import ClassifySettings, ClusterSettings
@@ -346,6 +347,11 @@ class LoyaltyConfig(_Section):
 class RuleSettings(_Section):
     name: str = Field(min_length=1, description="Tag given to the customers the rule matches")
     expression: str = Field(min_length=1, description="Boolean expression over snapshot columns (SQL syntax)")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return settings_name(value, "rule name")
 
 
 class Config(_Section):

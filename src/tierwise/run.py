@@ -29,6 +29,7 @@ import ibis
 import ibis.expr.types as ir
 
 from tierwise import spark
+from tierwise.checks import check_as_of
 from tierwise.classify.abc import add_abc, pareto_curve
 from tierwise.classify.grade import GradeSettings, Indicator, add_grade
 from tierwise.classify.lifecycle import LifecycleSettings, add_lifecycle
@@ -317,6 +318,8 @@ def _run(
     engine: str = "duckdb",
 ) -> RunReport:
     tables = given if given is not None else canonical_tables(ws)
+    if as_of is not None and given is None:  # a backfill's dates are checked by the backfill
+        check_as_of(tables["orders"], as_of)
     spark_con = None
     if engine == "spark":
         spark_con = _spark_connection(ws)

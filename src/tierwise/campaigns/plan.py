@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tierwise.checks import check_name
 from tierwise.engine import transaction
 from tierwise.errors import UserError
 from tierwise.workspace import Workspace
@@ -160,6 +161,7 @@ def create_plan(
     name = name.strip()
     if not name:
         raise UserError("the campaign needs a name, e.g. tierwise campaign plan 2024-spring-winback --where ...")
+    name = check_name(name, "campaign name")
     share = parse_share(control)
     if cost_per_contact is not None and cost_per_contact < 0:
         raise UserError(f"--cost-per-contact {cost_per_contact:g}: a cost cannot be negative")

@@ -21,6 +21,7 @@ from typing import Literal
 import ibis
 import ibis.expr.types as ir
 
+from tierwise.checks import check_as_of
 from tierwise.errors import UserError
 from tierwise.features import default_as_of
 from tierwise.mining.targets import cut_tables
@@ -100,10 +101,12 @@ def backfill(
 
     Dates that already have a run are skipped unless `replace` (then a new run is added for them; the latest
     run of a date is the one used). Dates after the day following the last order are left out."""
-    dates = schedule_dates(start, end, every)
     tables = canonical_tables(ws)
     if int(tables["orders"].count().execute()) == 0:
         raise UserError("there are no orders in this workspace; load them first with 'tierwise ingest orders FILE'")
+    check_as_of(tables["orders"], start, "--from")
+    check_as_of(tables["orders"], end, "--to")
+    dates = schedule_dates(start, end, every)
     last = default_as_of(tables["orders"])
     report = BackfillReport(dates=[d for d in dates if d <= last])
     if len(report.dates) < len(dates):

@@ -517,7 +517,7 @@ def _rules_file(
         saved.note = f"no rule of the tree predicts {', '.join(classes or [])}; tierwise.toml is unchanged"
         return None, saved
     new_names = [r["name"] for r in new]
-    labels = {re.sub(r"\s+", "_", c.strip()) for c in (classes or result.report.classes)}
+    labels = {re.sub(r"[^\w.\-]+", "_", c.strip()) for c in (classes or result.report.classes)}
     ours = re.compile(rf"^{re.escape(RULE_PREFIX)}_(?:{'|'.join(re.escape(c) for c in sorted(labels))})_\d+$")
     original = path.read_text(encoding="utf-8")
     lines = original.splitlines()

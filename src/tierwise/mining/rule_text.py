@@ -227,7 +227,7 @@ def rules_toml(rules: list[LeafRule], *, prefix: str = "learned", classes: list[
         if classes is not None and rule.predicted not in classes:
             continue
         seen[rule.predicted] = seen.get(rule.predicted, 0) + 1
-        label = re.sub(r"\s+", "_", rule.predicted.strip())
+        label = re.sub(r"[^\w.\-]+", "_", rule.predicted.strip())  # a valid rule name (tierwise.checks)
         name = f"{prefix}_{label}_{seen[rule.predicted]}"
         out += ["[[rules]]", f"name = {_toml_string(name)}", f"expression = {_toml_string(rule.expression())}", ""]
     return "\n".join(out)

@@ -15,9 +15,10 @@ import string
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from tierwise.checks import settings_name
 from tierwise.errors import UserError
 
 if TYPE_CHECKING:
@@ -108,6 +109,11 @@ class PlaybookRule(BaseModel):
     budget_share: float = Field(0.0, description="Share (0–1) of [strategy] budget, split over matched customers")
     reason_zh: str = Field("", description="Why, in Chinese; {column} inserts the customer's value")
     reason_en: str = Field("", description="Why, in English; {column} inserts the customer's value")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return settings_name(value, "playbook rule name")
 
     @model_validator(mode="after")
     def _check(self) -> PlaybookRule:

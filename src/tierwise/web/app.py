@@ -40,6 +40,7 @@ from tierwise.web.auth import (
     start_session,
 )
 from tierwise.web.db import WorkspaceHandle
+from tierwise.web.limits import RequestGuard
 from tierwise.web.server import stop_jobs
 from tierwise.web.services.jobs import JobManager
 
@@ -116,19 +117,19 @@ def create_app(root: Path | str) -> FastAPI:
         settings.login_attempts, settings.lockout_seconds, settings.lockout_max_seconds, settings.address_attempts
     )
     app.state.max_upload = settings.max_upload_mb * 1024 * 1024
+    app.state.max_json = settings.max_json_kb * 1024
     app.state.jobs = JobManager()
+
+    # Login check and body limits before any body is read (tierwise.web.limits); added first, so it runs inside
+    # the headers-and-log middleware below (its answers get the headers and the log line).
+    app.add_middleware(RequestGuard)
 
     @app.middleware("http")
     async def headers_and_limits(request: Request, call_next: Any) -> Response:
         started = time.perf_counter()
-        length = request.headers.get("content-length")
         if "\x00" in unquote(request.url.path + "?" + request.url.query):
             # No id, filter or search contains a NUL; the database would reject it deep inside a query.
             response: Response = JSONResponse({"error": "the address contains a NUL character; remove it"}, 400)
-        elif length and length.isdigit() and int(length) > app.state.max_upload:
-            response = JSONResponse(
-                {"error": f"the request is larger than {settings.max_upload_mb} MB ([web] max_upload_mb)"}, 413
-            )
         else:
             try:
                 response = await call_next(request)

@@ -20,6 +20,9 @@ class WebSettings(BaseModel):
         False, description="Send the session cookie over HTTPS only (behind a TLS proxy) / 仅通过HTTPS发送会话Cookie"
     )
     max_upload_mb: int = Field(200, ge=1, description="Largest file an upload may have, in MB / 上传文件大小上限（MB）")
+    max_json_kb: int = Field(
+        1024, ge=1, description="Largest other request body (JSON, forms), in KB / 其他请求体（JSON、表单）上限（KB）"
+    )
     login_attempts: int = Field(
         5,
         ge=1,

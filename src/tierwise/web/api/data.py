@@ -20,7 +20,6 @@ from tierwise.web.api._common import (
     Page,
     PageSize,
     RunId,
-    Viewer,
     accepted,
     audit,
     call,
@@ -139,8 +138,9 @@ def _ingest_progress(progress: Any) -> Any:
 
 
 @router.get("/uploads", tags=["data"], summary="The loaded batches, newest first", response_model=list[dict[str, Any]])
-def list_batches(request: Request, principal: Viewer) -> Any:
-    """Every loaded file with its table, format, encoding and row counts (read, loaded, quarantined …)."""
+def list_batches(request: Request, principal: Analyst) -> Any:
+    """Every loaded file with its table, format, encoding and row counts (read, loaded, quarantined …); analysts
+    and admins, as the data page."""
     return uploads.batches(workspace(request))
 
 

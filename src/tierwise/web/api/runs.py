@@ -60,8 +60,12 @@ def list_runs(request: Request, principal: Viewer) -> Any:
 
 @router.get("/runs/{run_id}", tags=["runs"], summary="One run in detail", response_model=RunSummary)
 def run_detail(request: Request, run_id: str, principal: Viewer) -> Any:
-    """The run's input batches, CLV model parameters, clustering and stability summaries and its settings."""
-    return call(service.run_detail, workspace(request), run_id)
+    """The run's input batches, CLV model parameters, clustering and stability summaries, and for admins (as the
+    settings page) the settings it was made with (`config`)."""
+    detail = call(service.run_detail, workspace(request), run_id)
+    if not principal.can("admin"):
+        detail.pop("config", None)
+    return detail
 
 
 @router.post("/runs", tags=["runs"], status_code=202, summary="Start a run of the main job",
@@ -69,20 +73,23 @@ def run_detail(request: Request, run_id: str, principal: Viewer) -> Any:
 def start_run(request: Request, principal: Analyst, body: RunRequest | None = None) -> JobAccepted:
     """Runs in the background (one run at a time per workspace); poll the job for stages and the run report."""
     as_of = body.as_of if body is not None else None
+    if as_of is not None:  # refused now, with the allowed range, rather than as a failed job
+        _check_as_of(request, as_of)
     job_id = jobs(request).start("run", service.run_job, request.app.state.handle.root, as_of, owner=principal.username)
     audit(request, principal, "run", f"as_of={as_of or 'default'} job={job_id}")
     return accepted(request, job_id)
 
 
 @router.get("/jobs", tags=["jobs"], summary="Background jobs", response_model=list[JobStatus])
-def list_jobs(request: Request, principal: Viewer) -> Any:
-    """Your jobs, newest first (admins: everyone's)."""
+def list_jobs(request: Request, principal: Analyst) -> Any:
+    """Your jobs, newest first (admins: everyone's). Viewers start none (runs, uploads and previews are on the
+    analysts' and admins' pages)."""
     return [j for j in jobs(request).list() if _may_see(principal, j)]
 
 
 @router.get("/jobs/{job_id}", tags=["jobs"], name="job_status", summary="State of a background job",
             response_model=JobStatus)  # fmt: skip
-def job_status(request: Request, job_id: str, principal: Viewer) -> Any:
+def job_status(request: Request, job_id: str, principal: Analyst) -> Any:
     """state (queued, running, done, failed, cancelled), stage, progress (0–1) and the result or the error."""
     status = call(jobs(request).status, job_id)
     if not _may_see(principal, status):
@@ -107,6 +114,15 @@ def cancel_job(request: Request, job_id: str, principal: Analyst) -> Any:
     if not status["cancel_requested"]:  # asking again changes nothing
         audit(request, principal, "job_cancel", f"job={job_id} kind={status['kind']}")
     return cancelled
+
+
+def _check_as_of(request: Request, as_of: dt.date) -> None:
+    from tierwise.checks import check_as_of
+
+    try:
+        check_as_of(workspace(request).table("orders"), as_of)
+    except UserError as exc:
+        raise HTTPException(422, str(exc)) from None
 
 
 def _may_see(principal: Principal, job: dict[str, Any]) -> bool:

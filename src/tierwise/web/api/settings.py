@@ -13,7 +13,6 @@ from tierwise.web.api._common import (
     ApiRoute,
     JobAccepted,
     Lang,
-    Viewer,
     accepted,
     audit,
     jobs,
@@ -26,10 +25,10 @@ router = APIRouter(route_class=ApiRoute, prefix="/settings", tags=["settings"], 
 
 
 @router.get("", summary="The current settings", response_model=dict[str, Any])
-def read(request: Request, principal: Viewer) -> Any:
+def read(request: Request, principal: Admin) -> Any:
     """Grade (indicators, weights, method, cut-offs, quotas), ABC, value, lifecycle, strategy, rules and the
     playbook as tierwise.toml holds them now; `version` changes whenever the file does; `choices` lists the
-    allowed codes."""
+    allowed codes. Admins only, as the settings page."""
     return service.read_settings(workspace(request))
 
 

@@ -23,6 +23,24 @@
 
   function pct(v) { return (v * 100).toFixed(1) + "%"; }
 
+  // Plotly reads every text it draws (trace names, tick labels, hover text, annotations) as its own small HTML
+  // (<a href>, <b>, <br> …), and the texts here come from the data (a province, a class label, a campaign).
+  // Escaped, they are drawn as written: plotly turns &lt; back into "<" as text, never into markup or a link.
+  function escapeText(text) {
+    return text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+  }
+
+  function escaped(value) {
+    if (typeof value === "string") { return escapeText(value); }
+    if (Array.isArray(value)) { return value.map(escaped); }
+    if (value && typeof value === "object") {
+      var out = {};
+      Object.keys(value).forEach(function (k) { out[k] = escaped(value[k]); });
+      return out;
+    }
+    return value;
+  }
+
   function plot(id, traces, lay) {
     var el = document.getElementById(id);
     if (!el) { return; }
@@ -271,7 +289,7 @@
     var draw = KINDS[c.kind];
     if (!draw) { return; }
     try {
-      draw("chart-" + key, c);
+      draw("chart-" + key, escaped(c));  // the only markup in a chart is what the drawing code writes
     } catch (err) {
       var el = document.getElementById("chart-" + key);
       if (el) { el.setAttribute("data-chart-error", String(err && err.message || err)); }
