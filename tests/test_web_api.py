@@ -194,12 +194,14 @@ GET /api/v1/campaigns | GET /api/v1/campaigns/{name}/report
 ANALYST_ROUTES = """
 GET /data | POST /api/v1/runs | GET /api/v1/jobs | GET /api/v1/jobs/{job_id} | GET /api/v1/exports
 POST /api/v1/uploads/{table} | GET /api/v1/uploads | GET /api/v1/quarantine | POST /api/v1/campaigns
+POST /api/v1/jobs/{job_id}/cancel
 """
 ADMIN_ROUTES = """
 GET /settings | GET /users | GET /api/v1/settings | POST /api/v1/settings/preview | PUT /api/v1/settings
 GET /api/v1/users | POST /api/v1/users | DELETE /api/v1/users/{username} | PUT /api/v1/users/{username}/password
 PUT /api/v1/users/{username}/role | GET /api/v1/tokens | POST /api/v1/users/{username}/tokens
-DELETE /api/v1/tokens/{token_id} | GET /api/v1/audit
+DELETE /api/v1/tokens/{token_id} | GET /api/v1/audit | GET /api/v1/sessions | DELETE /api/v1/sessions/{session_id}
+DELETE /api/v1/users/{username}/sessions
 """
 ROLE_ORDER = ("viewer", "analyst", "admin")
 
