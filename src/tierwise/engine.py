@@ -7,15 +7,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import ibis
 import pyarrow as pa
 from ibis.backends.duckdb import Backend as DuckDBBackend
 
 from tierwise.config import EngineSettings
-from tierwise.errors import UserError
 
 
-def connect(settings: EngineSettings, workspace_dir: Path) -> DuckDBBackend:
+def connect(
+    settings: EngineSettings, workspace_dir: Path, *, read_only: bool = False, wait_seconds: float = 0.0
+) -> DuckDBBackend:
+    """The workspace database, opened by tierwise.access: waits up to `wait_seconds` while another process holds
+    it, tells a lock conflict from a damaged file, shares one database per process. Close it with
+    `access.close_database`."""
+    from tierwise import access
+
     path = workspace_dir / settings.database
     # Row order in stored tables carries no meaning here (every reader sorts), and keeping it costs memory.
     config: dict[str, Any] = {"preserve_insertion_order": False}
@@ -23,13 +28,7 @@ def connect(settings: EngineSettings, workspace_dir: Path) -> DuckDBBackend:
         config["memory_limit"] = settings.memory_limit
     if settings.threads:
         config["threads"] = settings.threads
-    try:
-        return ibis.duckdb.connect(str(path), **config)
-    except Exception as exc:  # duckdb raises IOException for locked or corrupt files
-        raise UserError(
-            f"{path}: cannot open the workspace database ({str(exc).splitlines()[0]}); "
-            "close other tierwise processes using it, or restore the file"
-        ) from exc
+    return access.open_database(path, workspace_dir, config, read_only=read_only, wait_seconds=wait_seconds)
 
 
 def stream_into_table(con: DuckDBBackend, name: str, reader: pa.RecordBatchReader) -> None:
