@@ -91,11 +91,14 @@ def command_summary() -> str:
     if named:
         return named
     argv = sys.argv or [""]
-    program = Path(argv[0]).name
-    if program in ("tierwise", "cli.py", "__main__.py", "-m") or program.startswith("tierwise"):
+    path = Path(argv[0])
+    ours = path.name == "tierwise" or (path.name in ("cli.py", "__main__.py") and path.parent.name == "tierwise")
+    if ours:
         words = [a for a in argv[1:] if not a.startswith("-")][:1]
         return " ".join(["tierwise", *words])
-    return program if program and not program.startswith("-") else "python"
+    if path.name == "__main__.py":  # python -m package
+        return path.parent.name
+    return path.name if path.name and not path.name.startswith("-") else "python"
 
 
 # ---------------------------------------------------------------------------------------------------- holders

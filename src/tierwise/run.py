@@ -535,7 +535,7 @@ def run_lock(root: Path, wait_seconds: float) -> Iterator[None]:
     def busy(holder: Holder | None, waited: float) -> UserError:
         who = holder.describe() if holder else "another process"
         return UserError(
-            f"another tierwise run is in progress in {root} ({who}); waited {waited:g}s — try again when it has "
+            f"another tierwise run is in progress in {root}: {who}; waited {waited:g} s — try again when it has "
             "finished, or pass --wait SECONDS (default: [schedule] wait_seconds)"
         )
 
