@@ -236,14 +236,16 @@ class _Waiting:
                 log.info("%s", line)
             else:
                 console.print(line, markup=False, highlight=False, soft_wrap=True)
-                if console.is_terminal:
+                if console.is_terminal and not getattr(console, "_live_stack", None):  # none beside another
                     self.status = console.status(self._spin(waited))
                     self.status.start()
         if self.status is not None:
             self.status.update(self._spin(waited))
 
-    def _spin(self, waited: float) -> str:
-        return f"waiting for {self.what} … {waited:.0f} s of {self.wait_seconds:g} s"
+    def _spin(self, waited: float) -> Any:
+        from rich.text import Text  # plain text: a folder name may hold [brackets]
+
+        return Text(f"waiting for {self.what} … {waited:.0f} s of {self.wait_seconds:g} s")
 
     def _console(self) -> Console | None:
         if threading.current_thread() is not threading.main_thread():
@@ -264,7 +266,8 @@ class _Waiting:
 def _busy(root: Path, holder: Holder | None, pid: int | None, wait_seconds: float) -> UserError:
     who = holder.describe() if holder else ("another program" + (f" (process {pid})" if pid else ""))
     return UserError(
-        f"{root}: the workspace is in use by {who}; waited {wait_seconds:g} s — try again later or pass --wait SECONDS"
+        f"{root}: the workspace database is in use by {who}; waited {wait_seconds:g} s — try again later or "
+        "pass --wait SECONDS"
     )
 
 
