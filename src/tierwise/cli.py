@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from tierwise.cli_common import JsonOpt, WorkspaceOpt, err, out, print_json
+from tierwise.cli_common import JsonOpt, WorkspaceOpt, add_wait_option, err, out, print_json
 from tierwise.errors import UserError, out_of_memory
 
 app = typer.Typer(
@@ -275,7 +275,7 @@ def quarantine(
     from tierwise.exports import write_table
     from tierwise.workspace import Workspace
 
-    ws = Workspace.open(workspace)
+    ws = Workspace.open(workspace, read_only=True)
     try:
         t = ws.table("blanked_values" if blanked else "quarantine")
         if batch:
@@ -309,7 +309,7 @@ def status(workspace: WorkspaceOpt = Path("."), as_json: JsonOpt = False) -> Non
     from tierwise.cli_batches import batch_rows, batch_table
     from tierwise.workspace import Workspace
 
-    ws = Workspace.open(workspace)
+    ws = Workspace.open(workspace, read_only=True)
     try:
         counts = {
             name: int(ws.table(name).count().execute())
@@ -375,7 +375,7 @@ def runs(workspace: WorkspaceOpt = Path("."), as_json: JsonOpt = False) -> None:
     from tierwise.run import list_runs
     from tierwise.workspace import Workspace
 
-    ws = Workspace.open(workspace)
+    ws = Workspace.open(workspace, read_only=True)
     try:
         rows = list_runs(ws)
     finally:
@@ -414,7 +414,7 @@ def show(
         raise UserError(f"'tierwise show {what}': say 'tierwise show' or 'tierwise show customer ID'")
     if what == "customer" and not customer_id:
         raise UserError("'tierwise show customer' needs the customer id, e.g. tierwise show customer C0000001")
-    ws = Workspace.open(workspace)
+    ws = Workspace.open(workspace, read_only=True)
     try:
         if what == "customer":
             meta, snap = latest_snapshot(ws, run_id)
@@ -609,7 +609,7 @@ def cluster(
     from tierwise.workspace import Workspace
 
     numeric, text = _names(features), _names(categorical)
-    ws = Workspace.open(workspace)
+    ws = Workspace.open(workspace, read_only=True)
     try:
         settings = cluster_settings(
             ws.config.cluster, k=k, k_min=k_min, k_max=k_max, features=numeric, categorical=text,
@@ -920,7 +920,7 @@ def export(
     from tierwise.show import latest_snapshot, select_customers
     from tierwise.workspace import Workspace
 
-    ws = Workspace.open(workspace)
+    ws = Workspace.open(workspace, read_only=True)
     try:
         meta, snap = latest_snapshot(ws, run_id)
         if list_columns:
@@ -973,7 +973,7 @@ def report(
     from tierwise.report import write_report
     from tierwise.workspace import Workspace
 
-    ws = Workspace.open(workspace)
+    ws = Workspace.open(workspace, read_only=True)
     try:
         with delayed_status(err, "building the report") as step:
             summary = write_report(ws, out_file, run_id=run_id, language=language, progress=step)
@@ -1040,6 +1040,7 @@ def _register_areas() -> None:
 
 
 _register_areas()
+add_wait_option(app)  # --wait SECONDS on every command that opens a workspace (cli_common)
 
 
 def main() -> None:

@@ -84,7 +84,7 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         """Per loaded file: rows read, new, updated, unchanged, quarantined and duplicates (批次)."""
-        rows, _ = with_workspace(workspace, None, lambda ws, _lang: batch_rows(ws, table))
+        rows, _ = with_workspace(workspace, None, lambda ws, _lang: batch_rows(ws, table), read_only=True)
         if as_json:
             print_json(rows)
             return

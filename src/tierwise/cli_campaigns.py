@@ -118,7 +118,7 @@ def report_command(
     from tierwise.campaigns.evaluate import campaign_report
     from tierwise.workspace import Workspace
 
-    ws = Workspace.open(workspace)
+    ws = Workspace.open(workspace, read_only=True)
     try:
         language = lang.value if lang else ws.config.workspace.language
         data = campaign_report(ws, name, cost_per_contact=cost_per_contact, language=language)
@@ -182,7 +182,7 @@ def list_command(workspace: WorkspaceOpt = Path("."), as_json: JsonOpt = False) 
     from tierwise.campaigns.plan import list_campaigns
     from tierwise.workspace import Workspace
 
-    ws = Workspace.open(workspace)
+    ws = Workspace.open(workspace, read_only=True)
     try:
         rows = list_campaigns(ws)
     finally:

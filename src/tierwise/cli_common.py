@@ -43,13 +43,73 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
 
 
-def with_workspace(workspace: Path, lang: Lang | None, read: Callable[[Workspace, str], T]) -> tuple[T, str]:
-    """Open the workspace, call `read(ws, language)` (the --lang option, else the workspace's), close it."""
+def with_workspace(
+    workspace: Path, lang: Lang | None, read: Callable[[Workspace, str], T], *, read_only: bool = False
+) -> tuple[T, str]:
+    """Open the workspace (`read_only`: a reader's connection, docs/architecture.md "Access"), call
+    `read(ws, language)` (the --lang option, else the workspace's), close it."""
     from tierwise.workspace import Workspace
 
-    ws = Workspace.open(workspace)
+    ws = Workspace.open(workspace, read_only=read_only)
     try:
         language = lang.value if lang else ws.config.workspace.language
         return read(ws, language), language
     finally:
         ws.close()
+
+
+WaitOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--wait",
+        min=0,
+        metavar="SECONDS",
+        help="How long to wait while another tierwise process holds the workspace (default: \\[workspace] "
+        "wait_seconds; run: \\[schedule] wait_seconds).",
+        show_default=False,
+    ),
+]
+
+# Groups whose commands open no workspace database although they take --workspace (accounts live in SQLite).
+NO_WAIT_GROUPS = ("user",)
+
+
+def add_wait_option(app: typer.Typer, prefix: str = "tierwise") -> None:
+    """--wait SECONDS on every command that opens a workspace (those with a --workspace option), added here in
+    one place rather than in each command's signature. The value, and the command's name for the workspace's
+    holder records, reach tierwise.access before the command runs."""
+    import inspect
+
+    for info in app.registered_commands:
+        fn = info.callback
+        if fn is None or getattr(fn, "_tierwise_wait", False):
+            continue
+        signature = inspect.signature(fn, eval_str=True)
+        if "workspace" not in signature.parameters or "wait" in signature.parameters:
+            continue
+        name = info.name or fn.__name__.replace("_", "-")
+        info.callback = _waiting(fn, signature, f"{prefix} {name}")
+    for group in app.registered_groups:
+        if group.typer_instance is None or group.name in NO_WAIT_GROUPS:
+            continue
+        add_wait_option(group.typer_instance, f"{prefix} {group.name}")
+
+
+def _waiting(fn: Callable[..., Any], signature: Any, command: str) -> Callable[..., Any]:
+    import functools
+    import inspect
+
+    @functools.wraps(fn)
+    def run(*args: Any, wait: float | None = None, **kwargs: Any) -> Any:
+        from tierwise import access
+
+        access.request(wait_seconds=wait, command=command, console=err)
+        return fn(*args, **kwargs)
+
+    extra = inspect.Parameter("wait", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=WaitOpt)
+    params = list(signature.parameters.values())
+    # keyword-only parameters go last; Typer reads the options from this signature
+    run.__signature__ = signature.replace(parameters=[*params, extra])  # type: ignore[attr-defined]
+    run.__annotations__ = {**getattr(fn, "__annotations__", {}), "wait": WaitOpt}
+    run._tierwise_wait = True  # type: ignore[attr-defined]
+    return run

@@ -54,7 +54,7 @@ def compare(
     from tierwise.history.compare import compare as run_compare
 
     data, language = with_workspace(
-        workspace, lang, lambda ws, language: run_compare(ws, run_a, run_b, by, language, top)
+        workspace, lang, lambda ws, language: run_compare(ws, run_a, run_b, by, language, top), read_only=True
     )
     if as_json:
         print_json(data)
@@ -115,7 +115,7 @@ def trends(
     """Class sizes over all runs (one per as-of date), and customers new to the best class in each run."""
     from tierwise.history.trends import trends as run_trends
 
-    data, _ = with_workspace(workspace, lang, lambda ws, language: run_trends(ws, by, language))
+    data, _ = with_workspace(workspace, lang, lambda ws, language: run_trends(ws, by, language), read_only=True)
     if as_json:
         print_json(data)
         return
@@ -140,7 +140,9 @@ def timeline(
     from tierwise.history.trends import TIMELINE_COLUMNS
     from tierwise.history.trends import timeline as run_timeline
 
-    data, _ = with_workspace(workspace, lang, lambda ws, language: run_timeline(ws, customer_id, language))
+    data, _ = with_workspace(
+        workspace, lang, lambda ws, language: run_timeline(ws, customer_id, language), read_only=True
+    )
     if as_json:
         print_json(data)
         return

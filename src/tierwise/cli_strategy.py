@@ -38,7 +38,7 @@ def worklist(
     from tierwise.strategy.worklist import build_worklist
     from tierwise.workspace import Workspace
 
-    ws = Workspace.open(workspace)
+    ws = Workspace.open(workspace, read_only=True)
     try:
         data = build_worklist(ws, run_id=run_id, owner=owner, top=top, language=lang.value if lang else None)
     finally:
@@ -85,7 +85,7 @@ def playbook(
     from tierwise.strategy.worklist import with_strategy
     from tierwise.workspace import Workspace
 
-    ws = Workspace.open(workspace)
+    ws = Workspace.open(workspace, read_only=True)
     try:
         cfg = ws.config
         language = lang.value if lang else cfg.workspace.language

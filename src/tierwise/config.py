@@ -31,6 +31,11 @@ class _Section(BaseModel):
 class WorkspaceSettings(_Section):
     language: Literal["zh", "en"] = Field("zh", description="Language of labels in reports and the dashboard: zh or en")
     currency: str = Field("CNY", description="Currency of amounts, shown in reports")
+    wait_seconds: int = Field(
+        300,
+        ge=0,
+        description="How long a command waits while another tierwise process holds the workspace (--wait overrides)",
+    )
 
 
 def _only_tables(setting: str, value: dict[str, Any]) -> dict[str, Any]:

@@ -7,20 +7,26 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-import ibis
 import pyarrow as pa
 from ibis.backends.duckdb import Backend as DuckDBBackend
 
 from tierwise import cancel
 from tierwise.config import EngineSettings
-from tierwise.errors import UserError, note_temp_limit
+from tierwise.errors import note_temp_limit
 
 # Told of every connection made here: tierwise.remote keeps a served command's connections, to interrupt its
 # queries when its client goes away.
 connect_hooks: list[Callable[[DuckDBBackend], None]] = []
 
 
-def connect(settings: EngineSettings, workspace_dir: Path) -> DuckDBBackend:
+def connect(
+    settings: EngineSettings, workspace_dir: Path, *, read_only: bool = False, wait_seconds: float = 0.0
+) -> DuckDBBackend:
+    """The workspace database, opened by tierwise.access: waits up to `wait_seconds` while another process holds
+    it, tells a lock conflict from a damaged file, shares one database per process. Close it with
+    `access.close_database`."""
+    from tierwise import access
+
     path = workspace_dir / settings.database
     # Row order in stored tables carries no meaning here (every reader sorts), and keeping it costs memory.
     config: dict[str, Any] = {"preserve_insertion_order": False}
@@ -28,13 +34,7 @@ def connect(settings: EngineSettings, workspace_dir: Path) -> DuckDBBackend:
         config["memory_limit"] = settings.memory_limit
     if settings.threads:
         config["threads"] = settings.threads
-    try:
-        con = ibis.duckdb.connect(str(path), **config)
-    except Exception as exc:  # duckdb raises IOException for locked or corrupt files
-        raise UserError(
-            f"{path}: cannot open the workspace database ({str(exc).splitlines()[0]}); "
-            "close other tierwise processes using it, or restore the file"
-        ) from exc
+    con = access.open_database(path, workspace_dir, config, read_only=read_only, wait_seconds=wait_seconds)
     limit_temp_disk(con, settings)
     for hook in connect_hooks:
         hook(con)

@@ -60,7 +60,18 @@ def progress_bars(console: Console, *, bytes_mode: bool = True) -> Iterator[Dela
 def delayed_status(console: Console, message: str, delay: float = 1.0) -> Iterator[Callable[[str], None]]:
     """A spinner that appears only if the work takes longer than `delay` seconds, and only on a terminal."""
     status = console.status(message)
-    timer = threading.Timer(delay, status.start)
+    done = threading.Event()
+
+    def start() -> None:
+        # Another display may be up (the spinner of a command waiting for the workspace, tierwise.access): two
+        # live displays on one console garble each other, so this one starts when that one has gone.
+        while not done.is_set():
+            if not getattr(console, "_live_stack", None):
+                status.start()
+                return
+            done.wait(0.25)
+
+    timer = threading.Timer(delay, start)
     if console.is_terminal:
         timer.start()
 
@@ -70,6 +81,7 @@ def delayed_status(console: Console, message: str, delay: float = 1.0) -> Iterat
     try:
         yield step
     finally:
+        done.set()
         timer.cancel()
         if timer.is_alive():
             timer.join()

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -301,7 +299,11 @@ def run(
     `wait_seconds` ([schedule] wait_seconds by default) and then fails with a clear message. `engine`
     (default: [engine] kind) is duckdb or spark: on Spark the snapshot is computed there, written as Parquet
     ([engine.spark] output) and stored in the workspace like any other run (docs/spark.md)."""
-    wait = ws.config.schedule.wait_seconds if wait_seconds is None else wait_seconds
+    if wait_seconds is None:
+        from tierwise.access import wait_for
+
+        wait_seconds = wait_for(ws.config.schedule.wait_seconds)
+    wait = wait_seconds
     engine = engine or ws.config.engine.kind
     if engine not in ("duckdb", "spark"):
         raise UserError(f"engine '{engine}': use duckdb or spark")
@@ -523,88 +525,25 @@ def list_runs(ws: Workspace) -> list[dict[str, object]]:
 # second concurrent run into a wait (then a clear message) instead of an error from deep inside DuckDB, and
 # it also covers several runs started from one process (threads of a server).
 LOCK_FILE = ".tierwise-run.lock"
-_held = threading.local()
 
 
 @contextmanager
 def run_lock(root: Path, wait_seconds: float) -> Iterator[None]:
-    """Hold the workspace's run lock; wait up to `wait_seconds` for another run to finish. Re-entrant per thread."""
-    path = Path(root) / LOCK_FILE
-    held: set[Path] = getattr(_held, "paths", set())
-    _held.paths = held
-    if path in held:
+    """Hold the workspace's run lock; wait up to `wait_seconds` for another run to finish, saying which
+    (tierwise.access.file_lock). Re-entrant per thread."""
+    from tierwise.access import Holder, file_lock
+
+    root = Path(root)
+
+    def busy(holder: Holder | None, waited: float) -> UserError:
+        who = holder.describe() if holder else "another process"
+        return UserError(
+            f"another tierwise run is in progress in {root}: {who}; waited {waited:g} s — try again when it has "
+            "finished, or pass --wait SECONDS (default: [schedule] wait_seconds)"
+        )
+
+    with file_lock(root / LOCK_FILE, wait_seconds, what=f"another run of {root} to finish", busy=busy):
         yield
-        return
-    release = _acquire(path, wait_seconds)
-    held.add(path)
-    try:
-        yield
-    finally:
-        held.discard(path)
-        release()
-
-
-def _busy(path: Path, wait_seconds: float) -> UserError:
-    try:
-        holder = path.read_text(encoding="utf-8").strip() or "unknown"
-    except OSError:
-        holder = "unknown"
-    return UserError(
-        f"another tierwise run is in progress in {path.parent} (process {holder}); waited {wait_seconds:g}s — "
-        "try again when it has finished, or raise [schedule] wait_seconds"
-    )
-
-
-def _acquire(path: Path, wait_seconds: float) -> Callable[[], None]:
-    deadline = time.monotonic() + wait_seconds
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: an exclusive file with our pid, taken over when its process is gone
-        return _acquire_exclusive(path, deadline, wait_seconds)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
-        except OSError:
-            if time.monotonic() >= deadline:
-                os.close(fd)
-                raise _busy(path, wait_seconds) from None
-            time.sleep(0.2)
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}".encode())
-
-    def release() -> None:
-        os.ftruncate(fd, 0)
-        os.close(fd)  # closing drops the lock; a crashed process drops it too
-
-    return release
-
-
-def _acquire_exclusive(path: Path, deadline: float, wait_seconds: float) -> Callable[[], None]:
-    while True:
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            if not _holder_alive(path):
-                path.unlink(missing_ok=True)
-                continue
-            if time.monotonic() >= deadline:
-                raise _busy(path, wait_seconds) from None
-            time.sleep(0.2)
-            continue
-        os.write(fd, f"{os.getpid()}".encode())
-        os.close(fd)
-        return lambda: path.unlink(missing_ok=True)
-
-
-def _holder_alive(path: Path) -> bool:
-    try:
-        pid = int(path.read_text(encoding="utf-8").strip())
-        os.kill(pid, 0)
-    except (OSError, ValueError):
-        return False
-    return True
 
 
 def run_in_workspace(
@@ -623,7 +562,11 @@ def run_in_workspace(
     root = Path(root).resolve()
     if not (root / CONFIG_FILE).is_file():
         Workspace.open(root)  # raises the usual "not a workspace" message
-    wait = load_config(root / CONFIG_FILE).schedule.wait_seconds if wait_seconds is None else wait_seconds
+    if wait_seconds is None:
+        from tierwise.access import wait_for
+
+        wait_seconds = wait_for(load_config(root / CONFIG_FILE).schedule.wait_seconds)
+    wait = wait_seconds
     started = time.monotonic()
     with run_lock(root, wait):
         ws = open_waiting(root, max(wait - (time.monotonic() - started), 0.0))
@@ -634,17 +577,5 @@ def run_in_workspace(
 
 
 def open_waiting(root: Path, wait_seconds: float) -> Workspace:
-    """Workspace.open, retried while another process has the database open (DuckDB allows one writer)."""
-    deadline = time.monotonic() + wait_seconds
-    while True:
-        try:
-            return Workspace.open(root)
-        except UserError as exc:
-            if "lock" not in str(exc).lower() or time.monotonic() >= deadline:
-                if "lock" in str(exc).lower():
-                    raise UserError(
-                        f"{root}: the workspace database is in use by another tierwise process; waited "
-                        f"{wait_seconds:g}s — try again when it has finished"
-                    ) from exc
-                raise
-            time.sleep(0.5)
+    """Workspace.open, waiting up to `wait_seconds` while another process has the database open."""
+    return Workspace.open(root, wait_seconds=wait_seconds)

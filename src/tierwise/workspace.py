@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -220,13 +221,8 @@ SYSTEM_TABLES = {
 }
 
 
-def money_to_decimal(con: DuckDBBackend, existing: set[str]) -> list[str]:
-    """Workspaces made before money was exact store amounts as DOUBLE: convert those columns to MONEY, all of
-    them in one transaction (a failure leaves every table as it was). Returns the columns converted
-    (`table.column`); when there are none, one query of the catalogue is all it costs (every open runs it).
-
-    DuckDB rounds each double to the nearest value with 4 places, which is the amount as it was read (a double
-    holds 15 significant digits exactly)."""
+def float_money(con: DuckDBBackend, existing: set[str]) -> list[tuple[str, str]]:
+    """The money columns (table, column) still stored as DOUBLE/FLOAT (see money_to_decimal)."""
     money = {
         (spec.name, f.name)
         for spec in TABLES.values()
@@ -240,7 +236,17 @@ def money_to_decimal(con: DuckDBBackend, existing: set[str]) -> list[str]:
         "SELECT table_name, column_name FROM duckdb_columns() "
         "WHERE database_name = current_database() AND schema_name = 'main' AND data_type IN ('DOUBLE', 'FLOAT')"
     ).fetchall()
-    todo = sorted(money & {(str(t), str(c)) for t, c in floats})
+    return sorted(money & {(str(t), str(c)) for t, c in floats})
+
+
+def money_to_decimal(con: DuckDBBackend, existing: set[str]) -> list[str]:
+    """Workspaces made before money was exact store amounts as DOUBLE: convert those columns to MONEY, all of
+    them in one transaction (a failure leaves every table as it was). Returns the columns converted
+    (`table.column`); when there are none, one query of the catalogue is all it costs (every open runs it).
+
+    DuckDB rounds each double to the nearest value with 4 places, which is the amount as it was read (a double
+    holds 15 significant digits exactly)."""
+    todo = float_money(con, existing)
     if not todo:
         return []
     target = f"DECIMAL({MONEY.precision},{MONEY.scale})"
@@ -268,7 +274,13 @@ class Workspace:
     con: DuckDBBackend = field(repr=False)
 
     @classmethod
-    def open(cls, root: Path | str = ".") -> Workspace:
+    def open(cls, root: Path | str = ".", *, read_only: bool = False, wait_seconds: float | None = None) -> Workspace:
+        """Open the workspace, waiting up to `wait_seconds` (default: `--wait`, else [workspace] wait_seconds)
+        while another process holds its database (tierwise.access). `read_only`: a reader's connection, which
+        DuckDB grants to many processes at once; a workspace whose tables need upgrading is opened read-write
+        once, and a process that already has it open for writing keeps using that."""
+        from tierwise import access
+
         root = Path(root).resolve()
         if not (root / CONFIG_FILE).is_file():
             raise UserError(
@@ -276,8 +288,23 @@ class Workspace:
                 "or pass --workspace DIR"
             )
         config = load_config(root / CONFIG_FILE)
-        ws = cls(root=root, config=config, con=engine.connect(config.engine, root))
-        ws.ensure_tables()
+        wait = access.wait_for(config.workspace.wait_seconds) if wait_seconds is None else wait_seconds
+        started = time.monotonic()
+        ws = cls(
+            root=root, config=config, con=engine.connect(config.engine, root, read_only=read_only, wait_seconds=wait)
+        )
+        try:
+            if access.is_read_only(ws.con):
+                if not ws.needs_upgrade():
+                    return ws
+                # Tables to add or convert: a reader cannot, so this open becomes a writer's, once.
+                ws.close()
+                left = max(wait - (time.monotonic() - started), 0.0)
+                ws = cls(root=root, config=config, con=engine.connect(config.engine, root, wait_seconds=left))
+            ws.ensure_tables()
+        except BaseException:
+            ws.close()
+            raise
         return ws
 
     @classmethod
@@ -291,20 +318,37 @@ class Workspace:
             config_path.write_text(render_default_config(), encoding="utf-8")
         return cls.open(root)
 
-    def ensure_tables(self) -> None:
-        existing = set(self.con.list_tables())
+    def _wanted(self) -> dict[str, ibis.Schema]:
         wanted: dict[str, ibis.Schema] = dict(SYSTEM_TABLES)
         for spec in TABLES.values():
             wanted[spec.name] = canonical_schema(spec)
             wanted[REPLACED_PREFIX + spec.name] = replaced_schema(spec)
-        # One look at the catalogue (every open runs this): which columns each stored table has.
+        return wanted
+
+    def _columns(self) -> dict[str, set[str]]:
+        """One look at the catalogue (every open runs this): which columns each stored table has."""
         have: dict[str, set[str]] = {}
         for table, column in self.con.raw_sql(
             "SELECT table_name, column_name FROM duckdb_columns() "
             "WHERE database_name = current_database() AND schema_name = 'main'"
         ).fetchall():
             have.setdefault(str(table), set()).add(str(column))
-        for name, schema in wanted.items():
+        return have
+
+    def needs_upgrade(self) -> bool:
+        """Whether ensure_tables would change anything (a table or column to add, money to convert): a
+        read-only open cannot, so it opens read-write instead."""
+        existing = set(self.con.list_tables())
+        have = self._columns()
+        for name, schema in self._wanted().items():
+            if name not in existing or any(c not in have.get(name, set()) for c in schema.names):
+                return True
+        return bool(float_money(self.con, existing))
+
+    def ensure_tables(self) -> None:
+        existing = set(self.con.list_tables())
+        have = self._columns()
+        for name, schema in self._wanted().items():
             if name not in existing:
                 self.con.create_table(name, schema=schema)
             else:
@@ -341,4 +385,6 @@ class Workspace:
         return found
 
     def close(self) -> None:
-        self.con.disconnect()
+        from tierwise import access
+
+        access.close_database(self.con)

@@ -237,7 +237,15 @@ def batch_key(ws: Workspace, batch_id: str) -> tuple[str, str, RecordKey | None]
 
 def unload(ws: Workspace, batch_id: str) -> Unloaded:
     """Remove a batch and put back the records it replaced, in one transaction: the workspace is as if the batch
-    had never been loaded (records a later batch replaced stay replaced, now by that later batch)."""
+    had never been loaded (records a later batch replaced stay replaced, now by that later batch). Under the
+    workspace's write lock, like every load (tierwise.access)."""
+    from tierwise import access
+
+    with access.write_lock(ws.root, access.wait_for(ws.config.workspace.wait_seconds)):
+        return _unload(ws, batch_id)
+
+
+def _unload(ws: Workspace, batch_id: str) -> Unloaded:
     table_name, file, key = batch_key(ws, batch_id)
     spec = next(s for s in TABLES.values() if s.name == table_name)
     con = ws.con

@@ -21,6 +21,7 @@ import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
 
+from tierwise import access
 from tierwise.engine import stream_into_table, transaction
 from tierwise.errors import UserError
 from tierwise.ingest import identity, parse, report_rows
@@ -151,6 +152,8 @@ def ingest_file(
                 ws, spec, table_key, source, mapping, raw, batch_id, fp, date_format, today, keep_duplicates, timings,
                 key=key,
             )  # fmt: skip
+        except _LoadedMeanwhile:
+            return BatchReport(file, table_key, batch_id, "already_loaded")
         finally:
             cleanup()
         report.timings = timings
@@ -212,10 +215,16 @@ def ingest_database(
             ws, spec, table_key, source, mapping, raw, batch_id, fp, date_format, today, keep_duplicates, timings,
             store_mark, key=key,
         )  # fmt: skip
+    except _LoadedMeanwhile:
+        return BatchReport(source_key, table_key, batch_id, "already_loaded", file_format="database")
     finally:
         cleanup()
     report.timings = timings
     return report
+
+
+class _LoadedMeanwhile(Exception):
+    """The same batch was stored by another writer while this one was being read (found under the write lock)."""
 
 
 def already_loaded(ws: Workspace, batch_id: str) -> bool:
@@ -674,7 +683,12 @@ def _commit(
         loaded = _canonical_rows(ws, spec, good, plans, batch_id, target, mapping, _quartiles(counts))
         report.returns = int(counts.get("returns") or 0)
 
-    with _timed(timings, "store"), transaction(con):
+    # Writers take turns (tierwise.access.write_lock), and the batch is looked for again under the lock: an
+    # identical file loaded meanwhile (two uploads of one file at once) makes this one "already loaded".
+    wait = access.wait_for(ws.config.workspace.wait_seconds)
+    with _timed(timings, "store"), access.write_lock(ws.root, wait), transaction(con):
+        if already_loaded(ws, batch_id):
+            raise _LoadedMeanwhile(batch_id)
         if quarantined:
             # The whole source line is rebuilt for rejected rows only, from the raw rows by line number.
             sep = source.delimiter if source.delimiter not in ("", "whitespace") else " | "

@@ -3,6 +3,8 @@ does (tierwise.ingest.pipeline.ingest_file: the same report, reconciliation and 
 
 Before anything is read, the upload is checked: a known extension (csv, tsv, txt, xlsx, xls, parquet), content
 that matches it (Parquet and Excel by their signatures, text by having no binary content), and the size limit.
+The check whether the file was loaded before and its load happen under the workspace's write lock
+(tierwise.access.write_lock), so identical uploads racing each other load once.
 The file is kept in the workspace's `uploads/` folder under a timestamped, cleaned name, so that the batch's and
 the quarantine's `file` column name a file that exists; a failed or repeated upload leaves nothing there.
 """
@@ -17,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from tierwise import access
 from tierwise.errors import UserError
 from tierwise.schema import TABLES
 from tierwise.web.services._common import check_page, file_name, jsonable, pages
@@ -166,17 +169,20 @@ def ingest_upload(
         with target.open("rb") as fh:
             head = fh.read(SNIFF_BYTES)
         check_content(name, ext, head, size)
-        report = ingest_file(
-            ws,
-            table,
-            target,
-            sep=sep,
-            encoding=encoding,
-            sheet=sheet,
-            maps=maps,
-            date_format=date_format,
-            progress=progress,
-        )
+        # The "loaded before?" check and the load are one step under the workspace's write lock: identical uploads
+        # at the same moment (two tabs, a retrying script) load once, the others find the batch already there.
+        with access.write_lock(ws.root, access.wait_for(ws.config.workspace.wait_seconds)):
+            report = ingest_file(
+                ws,
+                table,
+                target,
+                sep=sep,
+                encoding=encoding,
+                sheet=sheet,
+                maps=maps,
+                date_format=date_format,
+                progress=progress,
+            )
     except BaseException:
         target.unlink(missing_ok=True)
         raise
