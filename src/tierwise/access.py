@@ -338,6 +338,10 @@ def _open_once(path: Path, root: Path, config: dict[str, Any], read_only: bool) 
         if db is None:
             if read_only and not path.exists():
                 read_only = False  # nothing to read yet: the first open creates the file
+            if read_only and path.with_name(path.name + ".wal").exists():
+                # A process that wrote and ended without closing (killed, power cut) left its last changes in the
+                # write-ahead log; replaying it writes the file, which a read-only open cannot.
+                read_only = False
             try:
                 base = duckdb.connect(str(path), read_only=read_only, config=config)
             except duckdb.Error as exc:
