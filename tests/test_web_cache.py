@@ -91,6 +91,44 @@ def test_customer_detail_equals_the_uncached_computations(ws: Any) -> None:
         assert d["profile"]["name"] == profile["name"]
 
 
+def test_a_page_does_not_wait_while_the_runs_cross_sell_is_made(ws: Any) -> None:
+    """While one thread makes a run's cross-sell table (the server, after a run), a customer's page answers at
+    once with a note and no suggestions; once made, the suggestions are there."""
+    import threading
+
+    from tierwise.run import list_runs
+    from tierwise.web.cache import BUILDING, cache_for
+    from tierwise.web.services.customers import customer_detail
+
+    meta = list_runs(ws)[-1]
+    s = ws.config.strategy
+    key = ("cross_sell", str(meta["run_id"]), (s.cross_sell_top, s.cross_sell_by, s.cross_sell_min_support))
+    cache = cache_for(ws)
+    cache.forget(key)
+    started, release = threading.Event(), threading.Event()
+    real = "cross_sell_being_made"
+
+    def slow() -> str:
+        started.set()
+        release.wait(30)
+        return real
+
+    builder = threading.Thread(target=cache.value, args=(key, slow))
+    builder.start()
+    assert started.wait(30)
+    try:
+        assert cache.value(key, slow, wait=False) is BUILDING
+        cid = str(ws.table(str(meta["snapshot_table"])).order_by("priority_rank").limit(1).to_pandas().customer_id[0])
+        d = customer_detail(ws, cid, language="en")
+        assert d["cross_sell"] == []
+        assert any("being prepared" in n for n in d["notes"])
+    finally:
+        release.set()
+        builder.join(30)
+    assert cache.value(key, slow, wait=False) == real
+    cache.forget(key)  # the stand-in name must not reach later tests
+
+
 def test_stored_cross_sell_is_the_whole_runs_suggestions(ws: Any) -> None:
     from tierwise.run import list_runs
     from tierwise.strategy.cross_sell import cross_sell, similarity_column, stored_cross_sell

@@ -33,6 +33,8 @@ from tierwise.workspace import Workspace
 PLACEHOLDER = "tierwise\x1fparameter\x1f1"
 _QUOTED = "'" + PLACEHOLDER + "'"
 MAX_VALUES = 256  # kept values (overviews, references …) per workspace, least recently used dropped first
+# What ReadCache.value(..., wait=False) answers while another thread computes the value.
+BUILDING = object()
 MAX_STATEMENTS = 1024
 
 _VERSION_SQL = (
@@ -93,15 +95,17 @@ class ReadCache:
 
     # --- kept values and prepared queries ---------------------------------------------------------------------
 
-    def value(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+    def value(self, key: Hashable, compute: Callable[[], Any], wait: bool = True) -> Any:
         """compute(), kept under `key` until the runs change. Two threads asking for the same missing value
-        compute it once: the second waits for the first."""
+        compute it once: the second waits for the first — or, with `wait=False`, gets BUILDING at once."""
         with self._lock:
             if key in self._values:
                 self._values.move_to_end(key)
                 return self._values[key]
             building = self._building.setdefault(key, threading.Lock())
-        with building:
+        if not building.acquire(blocking=wait):
+            return BUILDING
+        try:
             with self._lock:
                 if key in self._values:
                     return self._values[key]
@@ -112,6 +116,13 @@ class ReadCache:
                     self._values.popitem(last=False)
                 self._building.pop(key, None)
             return found
+        finally:
+            building.release()
+
+    def forget(self, key: Hashable) -> None:
+        """Drop one kept value (the next ask computes it again)."""
+        with self._lock:
+            self._values.pop(key, None)
 
     def statement(self, ws: Workspace, key: Hashable, build: Callable[[], ir.Expr]) -> str:
         """The SQL of build(), compiled once per `key` (which must name everything the query depends on)."""

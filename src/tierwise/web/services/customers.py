@@ -19,7 +19,7 @@ from tierwise.errors import UserError
 from tierwise.rules import compile_expression
 from tierwise.show import LABELS, class8_reference, explain_customer, label
 from tierwise.strategy import playbook
-from tierwise.web.cache import cache_for
+from tierwise.web.cache import BUILDING, cache_for
 from tierwise.web.services._common import check_page, cluster_names, jsonable, language_of, pages
 from tierwise.workspace import Workspace
 
@@ -495,7 +495,12 @@ def _cross_sell(ws: Workspace, meta: dict[str, Any], customer_id: str, notes: li
     cache = cache_for(ws)
     run = str(meta["run_id"])
     settings = (s.cross_sell_top, s.cross_sell_by, s.cross_sell_min_support)
-    name = cache.value(("cross_sell", run, settings), lambda: _cross_sell_table(ws, meta, *settings))
+    # Made once per run for all customers (seconds at a million): while the server makes it after a run, a page
+    # shows a note instead of waiting, so lookups keep answering at once during and after runs.
+    name = cache.value(("cross_sell", run, settings), lambda: _cross_sell_table(ws, meta, *settings), wait=False)
+    if name is BUILDING:
+        notes.append("cross-sell suggestions of this run are being prepared; reload the page in a moment")
+        return []
     if isinstance(name, UserError):
         notes.append(f"no cross-sell suggestions: {name}")
         return []
