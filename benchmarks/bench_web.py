@@ -517,15 +517,16 @@ def cumulative_exports(orders: Path, folder: Path, weeks: int, new_orders: int =
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = [folder / f"orders-week{k + 1}.parquet" for k in range(weeks)]
-    if all(p.exists() for p in paths):
-        return paths
+    # New files each time (a workspace remembers every file it loaded, and would skip them as already loaded).
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    stamp = dt.datetime.now().strftime("%H%M%S")
+    paths = [folder / f"orders-week{k + 1}-{stamp}.parquet" for k in range(weeks)]
     table = pq.read_table(orders)
     extra = []
     for k, path in enumerate(paths):
         week = table.slice(k * new_orders, new_orders)
-        ids = pc.binary_join_element_wise(week["order_id"].cast(pa.string()), pa.scalar(f"-w{k + 1}"), "")
+        ids = pc.binary_join_element_wise(week["order_id"].cast(pa.string()), pa.scalar(f"-{stamp}w{k + 1}"), "")
         extra.append(week.set_column(week.schema.get_field_index("order_id"), "order_id", ids))
         pq.write_table(pa.concat_tables([table, *extra]), path)
     return paths
@@ -663,6 +664,7 @@ def main() -> None:
     parser.add_argument(
         "--busy", action="store_true", help="Open loop: measure also while CLI ingests and runs go through the server"
     )
+    parser.add_argument("--skip-quiet", action="store_true", help="Open loop: only the --busy measurement")
     parser.add_argument("--json", type=Path, help="Also write the results to this JSON file")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
@@ -700,9 +702,9 @@ def main() -> None:
         cli_loop = ""
         if args.rates:
             print(OPEN_HEADER, flush=True)
-            results = run_open_loop(server, ids, lists, args, busy=False)
+            results = [] if args.skip_quiet else run_open_loop(server, ids, lists, args, busy=False)
             if args.busy:
-                exports = cumulative_exports(folder / "data" / "orders.parquet", folder / "exports", 8)
+                exports = cumulative_exports(folder / "data" / "orders.parquet", folder / "exports", 4)
                 with CommandLoop(ws_dir, exports, folder / "cli.log") as loop:
                     results += run_open_loop(server, ids, lists, args, busy=True)
                 cli_loop = loop.summary()
