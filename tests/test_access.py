@@ -16,7 +16,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -25,7 +24,7 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.conftest import run_cli
+from tests.conftest import run_cli, start_serve, stop_serve
 
 from tierwise import access
 from tierwise.errors import UserError
@@ -313,35 +312,11 @@ def _free_port() -> int:
 
 @contextmanager
 def serving(root: Path, log: Path) -> Iterator[str]:
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if k != "TIERWISE_DEBUG"}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tierwise.cli", "serve", "-w", str(root), "--host", "127.0.0.1",
-             "--port", str(port)],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+    proc, url = start_serve(root, log, timeout=60)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, log.read_text(errors="replace")
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, log.read_text(errors="replace")
-            time.sleep(0.2)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=20)
+        stop_serve(proc, timeout=20)
 
 
 def _upload(url: str, cookies: httpx.Cookies, csrf: str, path: Path) -> dict[str, Any]:

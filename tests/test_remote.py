@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import CliResult, run_cli
+from tests.conftest import CliResult, run_cli, start_serve, stop_serve
 
 from tierwise.remote import SERVE_FILE
 
@@ -57,43 +56,8 @@ class Served:
         return text
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _start_server(ws: Path, log: Path, cwd: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if k != "TIERWISE_DEBUG"}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tierwise.cli", "serve", "-w", str(ws), "--host", "127.0.0.1", "--port", str(port)],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=cwd,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"tierwise serve exited with {proc.returncode}:\n{log.read_text(errors='replace')}")
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=2) as r:
-                if r.status == 200 and (ws / SERVE_FILE).exists() and proc.poll() is None:
-                    return proc, url
-        except OSError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    pytest.fail(f"tierwise serve did not come up within 90 s:\n{log.read_text(errors='replace')}")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=15)
+    return start_serve(ws, log, cwd=cwd, ready=lambda: (ws / SERVE_FILE).exists())
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +95,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         yield Served(root, ws, copy, data, url, str(token.json()["token"]), log, server_cwd, proc)  # type: ignore[index]
     finally:
         socket_file = Path(json.loads((ws / SERVE_FILE).read_text(encoding="utf-8"))["socket"])
-        _stop(proc)
+        stop_serve(proc)
     # A server stopped as a service is stopped (SIGTERM) leaves neither its server file nor its socket behind.
     assert not (ws / SERVE_FILE).exists() and not socket_file.exists()
 

@@ -13,11 +13,8 @@ from __future__ import annotations
 import csv
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +23,7 @@ from urllib.parse import quote
 
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli, start_serve, stop_serve
 
 CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if Path(p).exists()), None)
 REQUIRED = bool(os.environ.get("TIERWISE_REQUIRE_CHROMIUM"))
@@ -58,29 +55,6 @@ class Server:
     proc: subprocess.Popen[bytes]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_for_health(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"tierwise serve exited with {proc.returncode}:\n{log.read_text(errors='replace')}")
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=2) as r:
-                if r.status == 200:
-                    time.sleep(0.2)  # another program on the port would answer too: ours must still be alive
-                    if proc.poll() is None:
-                        return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"tierwise serve did not answer /health within {timeout:.0f} s:\n{log.read_text(errors='replace')}")
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A workspace with the generated messy customers, payments and interactions (the orders come through the
@@ -98,25 +72,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         input=PASSWORD + "\n", capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert add.returncode == 0, add.stderr
-    port = _free_port()
     log = root / "serve.log"
-    env = {k: v for k, v in os.environ.items() if k != "TIERWISE_DEBUG"}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tierwise.cli", "serve", "-w", str(ws), "--host", "127.0.0.1", "--port", str(port)],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+    proc, url = start_serve(ws, log, timeout=60)
     try:
-        _wait_for_health(url, proc, log)
         yield Server(url, ws, data, log, proc)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
+        stop_serve(proc)
 
 
 # --- the browser --------------------------------------------------------------------------------------------

@@ -10,15 +10,11 @@ job manager tests run real DuckDB queries that would take hours unless interrupt
 from __future__ import annotations
 
 import csv
-import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.conftest import run_cli
+from tests.conftest import run_cli, start_serve, stop_serve
 
 from tierwise.config import EngineSettings
 from tierwise.errors import UserError
@@ -100,44 +96,13 @@ class Served:
         return self.log.read_text(encoding="utf-8", errors="replace")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start_server(ws: Path, log: Path) -> Served:
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if k != "TIERWISE_DEBUG"}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tierwise.cli", "serve", "-w", str(ws), "--host", "127.0.0.1", "--port", str(port)],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-        )  # fmt: skip
-    served = Served(f"http://127.0.0.1:{port}", ws, log, proc)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"tierwise serve exited with {proc.returncode}:\n{served.output()}")
-        try:
-            with urllib.request.urlopen(served.url + "/health", timeout=2) as r:
-                if r.status == 200:
-                    return served
-        except OSError:
-            pass
-        time.sleep(0.1)
-    stop_server(served)
-    pytest.fail(f"tierwise serve did not answer /health:\n{served.output()}")
+    proc, url = start_serve(ws, log)
+    return Served(url, ws, log, proc)
 
 
 def stop_server(served: Served) -> None:
-    if served.proc.poll() is None:
-        served.proc.terminate()
-        try:
-            served.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            served.proc.kill()
-            served.proc.wait(timeout=30)
+    stop_serve(served.proc, timeout=30)
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:

@@ -20,12 +20,9 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +30,7 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.conftest import run_cli
+from tests.conftest import run_cli, start_serve, stop_serve
 
 from tierwise.web.accounts import Accounts
 
@@ -62,26 +59,6 @@ class Site:
     report: Path
     proc: subprocess.Popen[bytes]
     log: Path
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_for_health(site: Site, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if site.proc.poll() is not None:
-            pytest.fail(f"tierwise serve exited:\n{site.log.read_text(errors='replace')}")
-        try:
-            with urllib.request.urlopen(site.url + "/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    pytest.fail(f"tierwise serve did not answer within {timeout:.0f} s:\n{site.log.read_text(errors='replace')}")
 
 
 def _poison(customers: Path) -> None:
@@ -135,26 +112,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     made = run_cli("report", "-w", cli_ws, "-o", report, "--language", "en")
     assert made.code == 0, made.stderr
     tmp.mkdir()
-    port = _free_port()
     log = root / "serve.log"
-    env = {**{k: v for k, v in os.environ.items() if k != "TIERWISE_DEBUG"}, "TMPDIR": str(tmp)}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tierwise.cli", "serve", "-w", str(ws_dir), "--host", "127.0.0.1", "--port",
-             str(port)],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-        )  # fmt: skip
-    found = Site(f"http://127.0.0.1:{port}", ws_dir, cli_ws, data, tmp, report, proc, log)
+    proc, url = start_serve(ws_dir, log, env={"TMPDIR": str(tmp)}, timeout=60)
     try:
-        _wait_for_health(found)
-        yield found
+        yield Site(url, ws_dir, cli_ws, data, tmp, report, proc, log)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
+        stop_serve(proc)
 
 
 def login(site: Site, name: str) -> httpx.Client:

@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import re
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from tests.conftest import start_serve, stop_serve
 
 from tierwise.web.accounts import AUTH_FILE, Accounts
 from tierwise.web.app import create_app
@@ -108,43 +108,14 @@ class Visitor:
         return r.status_code
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start_server(ws: Path) -> Server:
-    port = _free_port()
-    log = ws.parent / f"serve-{port}.log"
-    env = {k: v for k, v in os.environ.items() if k not in ("TIERWISE_DEBUG", "FORWARDED_ALLOW_IPS")}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tierwise.cli", "serve", "-w", str(ws), "--host", "127.0.0.1", "--port", str(port)],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-        )  # fmt: skip
-    server = Server(f"http://127.0.0.1:{port}", ws, proc, log)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"tierwise serve exited with {proc.returncode}:\n{log.read_text(errors='replace')}")
-        try:
-            if httpx.get(server.url + "/health", timeout=2).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    stop_server(server)
-    pytest.fail(f"tierwise serve did not answer within 60 s:\n{log.read_text(errors='replace')}")
+    log = ws.parent / f"serve-{time.monotonic_ns()}.log"
+    proc, url = start_serve(ws, log, timeout=60)
+    return Server(url, ws, proc, log)
 
 
 def stop_server(server: Server) -> None:
-    server.proc.terminate()
-    try:
-        server.proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        server.proc.kill()
-        server.proc.wait(timeout=15)
+    stop_serve(server.proc)
 
 
 def _workspace(root: Path) -> Path:

@@ -139,16 +139,16 @@ class Holder:
         )
 
 
-def alive(pid: int) -> bool:
+def alive(pid: int, *, other_users: bool = True) -> bool:
+    """Whether process `pid` runs. A process of another user counts only with `other_users` (a holder record may
+    be another user's; a server file of ours whose number another user's process has taken is stale)."""
     if pid <= 0:
         return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process: alive
-        return True
-    except OSError:
+    except PermissionError:
+        return other_users
+    except OSError:  # ProcessLookupError among them
         return False
     return True
 

@@ -33,6 +33,7 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn, cast
 
 from rich.console import Console
 
+from tierwise.access import alive
 from tierwise.errors import UserError
 
 if TYPE_CHECKING:
@@ -125,22 +126,10 @@ def find_server(workspace: Path) -> dict[str, Any] | None:
         same = Path(str(info["workspace"])) == root
     except (ValueError, KeyError, TypeError):
         info, pid, sock, same = {}, 0, "", False
-    if not same or not sock or not _alive(pid):
+    if not same or not sock or not alive(pid, other_users=False):
         _remove_if_unchanged(path, text)
         return None
     return {**info, "file": str(path), "text": text}
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # a process of another user has the number now
-        return False
-    return True
 
 
 def _listening(path: str) -> bool:
