@@ -7,7 +7,7 @@ number of order lines), ingests customers and orders into a workspace (timed, bu
 exports the two tables to Parquet for pandas. Then, each in its own child process so that its peak memory
 (max RSS, imports included) is its own:
 
-  run         `tierwise.run.run(ws)`: the whole snapshot, stored as a table in the workspace
+  run         `tierwise.pipeline.execute.run(ws)`: the whole snapshot, stored as a table in the workspace
   stage       tierwise features + RFM (scores, segment, eight classes) + ABC, composed as run.py composes them,
               fetched to an Arrow table (`to_pyarrow`): the stage the 1.3× target is about
   sql-full    one hand-written DuckDB query computing the same columns as `stage`, fetched to Arrow the same way
@@ -131,7 +131,7 @@ def _prepare(size_dir: Path, transactions: int) -> dict[str, Any]:
 
 
 def _ingest(size_dir: Path) -> dict[str, object]:
-    from tierwise.features import default_as_of
+    from tierwise.features.orders import default_as_of
     from tierwise.ingest.pipeline import ingest_file
     from tierwise.workspace import Workspace
 
@@ -178,7 +178,7 @@ def _stored_tables(ws: Workspace) -> set[str]:
 
 
 def _run(size_dir: Path, as_of: dt.date) -> dict[str, object]:
-    from tierwise.run import run
+    from tierwise.pipeline.execute import run
     from tierwise.workspace import Workspace
 
     ws = Workspace.open(size_dir / "ws")
@@ -202,7 +202,7 @@ def _stage(size_dir: Path, as_of: dt.date) -> dict[str, object]:
 
     from tierwise.classify.abc import add_abc
     from tierwise.classify.rfm import add_class8, add_scores, segment
-    from tierwise.features import FeatureSettings, customer_features
+    from tierwise.features.orders import FeatureSettings, customer_features
     from tierwise.workspace import Workspace
 
     ws = Workspace.open(size_dir / "ws")

@@ -17,8 +17,8 @@ Then, each in its own child process so that its peak memory (max RSS, imports in
 
   end-to-end  what a user does, in one process: `Workspace.init` of a fresh workspace → `ingest_file` of the
               customers Parquet → `ingest_file` of the orders Parquet (full pipeline: duplicates, parsing and
-              checking, returns and outliers, quarantine) → `tierwise.run.run(ws)` (the whole snapshot, stored)
-              → `tierwise.report.write_report` (the HTML report, as `tierwise report` writes it). Default
+              checking, returns and outliers, quarantine) → `tierwise.pipeline.execute.run(ws)` (the snapshot, stored)
+              → `tierwise.report.render.write_report` (the HTML report, as `tierwise report` writes it). Default
               workspace settings (DuckDB memory limit 3 GB, all cores; --memory-limit changes the one setting in
               the fresh workspace's tierwise.toml, as a user would). Seconds, CPU seconds and the peak so far
               after every stage, and with each of the run's stages as it starts; the run's own stage timings
@@ -236,8 +236,8 @@ def _end_to_end(size_dir: Path, memory_limit: str | None, engine: str, spark_con
     started = time.perf_counter()
     from tierwise.config import load_config
     from tierwise.ingest.pipeline import ingest_file
-    from tierwise.report import write_report
-    from tierwise.run import run
+    from tierwise.pipeline.execute import run
+    from tierwise.report.render import write_report
     from tierwise.workspace import Workspace
 
     _say(started, f"imports done, peak {_peak_mb():,.0f} MB")

@@ -125,7 +125,7 @@ def prepare(folder: Path, customers: int) -> dict[str, Any]:
                          "use another --keep folder or delete it")  # fmt: skip
     from tierwise.generate import generate
     from tierwise.ingest.pipeline import ingest_file
-    from tierwise.run import run
+    from tierwise.pipeline.execute import run
     from tierwise.web.accounts import Accounts
     from tierwise.workspace import Workspace
 

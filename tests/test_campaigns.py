@@ -16,7 +16,7 @@ from tierwise.campaigns.evaluate import GroupCounts, campaign_report, figures, n
 from tierwise.campaigns.plan import control_size, create_plan, draw_groups, parse_share
 from tierwise.errors import UserError
 from tierwise.ingest.pipeline import ingest_file
-from tierwise.run import run
+from tierwise.pipeline.execute import run
 from tierwise.workspace import Workspace
 
 Z = 1.959963984540054

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from tierwise.clv.summary import rfm_summary, summary_from_occasions
 from tierwise.clv.value import DAYS_PER_MONTH, customer_lifetime_value
-from tierwise.features import purchase_occasions
+from tierwise.features.orders import purchase_occasions
 
 CDNOW_SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cdnow" / "CDNOW_sample.txt"
 
@@ -137,7 +137,7 @@ def test_rfm_summary_rejects_bad_arguments() -> None:
 
 
 def _spark_ready() -> bool:
-    from tierwise import spark
+    from tierwise.pipeline import spark
 
     return importlib.util.find_spec("pyspark") is not None and (spark.java_major_version() or 0) >= 17
 
@@ -147,7 +147,7 @@ def _spark_ready() -> bool:
 # PySpark 4.0's pandas conversions pass an argument pandas 3 deprecates (as in test_spark.py).
 @pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")
 def test_rfm_summary_is_the_same_on_spark(con: ibis.BaseBackend) -> None:
-    from tierwise import spark
+    from tierwise.pipeline import spark
 
     def summary(orders: ibis.Table) -> ibis.Table:
         return rfm_summary(

@@ -9,7 +9,7 @@ import ibis
 import pyarrow as pa
 import pytest
 
-from tierwise.features import FeatureSettings, customer_features, default_as_of
+from tierwise.features.orders import FeatureSettings, customer_features, default_as_of
 from tierwise.schema import CUSTOMERS
 from tierwise.workspace import canonical_schema
 

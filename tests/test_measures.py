@@ -8,9 +8,9 @@ import ibis
 import pytest
 
 from tierwise.classify.value import historical_clv
-from tierwise.credit import payment_features
-from tierwise.industry import main_industry
-from tierwise.satisfaction import satisfaction_features
+from tierwise.features.credit import payment_features
+from tierwise.features.industry import main_industry
+from tierwise.features.satisfaction import satisfaction_features
 
 AS_OF = dt.date(2024, 7, 1)
 D = dt.date.fromisoformat

@@ -25,7 +25,7 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Generated data (customers, orders, payments, interactions) ingested and run once; tests copy it."""
     from tierwise.generate import generate
     from tierwise.ingest.pipeline import ingest_file
-    from tierwise.run import run
+    from tierwise.pipeline.execute import run
     from tierwise.workspace import Workspace
 
     root = tmp_path_factory.mktemp("mining")

@@ -137,7 +137,7 @@ def _chart_data(html: str) -> dict[str, Any]:
 
 
 def _snapshot_rows(ws_dir: Path, run_id: str | None = None) -> list[dict[str, Any]]:
-    from tierwise.show import latest_snapshot
+    from tierwise.store.snapshots import latest_snapshot
     from tierwise.workspace import Workspace
 
     ws = Workspace.open(ws_dir)
@@ -149,7 +149,7 @@ def _snapshot_rows(ws_dir: Path, run_id: str | None = None) -> list[dict[str, An
 
 def _derived_run(ws_dir: Path, run_id: str, change: Callable[[ir.Table], ir.Table]) -> str:
     """Store a copy of the latest run with its snapshot changed, dated in the past so it never becomes the latest."""
-    from tierwise.show import latest_snapshot
+    from tierwise.store.snapshots import latest_snapshot
     from tierwise.workspace import Workspace
 
     ws = Workspace.open(ws_dir)
@@ -522,13 +522,13 @@ def test_model_section_shows_the_backtest_and_the_predictions(
     assert sum(clv["customers"]) == clv["n"] == len(positive)
     total = sum(r["clv_predicted"] or 0 for r in rows)
     assert f"{len(scored):,} 位有购买的客户" in page
-    from tierwise.report import ReportLanguage
+    from tierwise.report.render import ReportLanguage
 
     assert ReportLanguage("zh", "").money(total) in page
 
 
 def test_model_section_is_absent_for_an_old_run_without_backtests(workspace_copy: Path) -> None:
-    from tierwise.report import build_context
+    from tierwise.report.render import build_context
     from tierwise.workspace import Workspace
 
     run_id = _derived_run(
@@ -601,7 +601,7 @@ def test_backtest_alone_and_skipped_models_say_so(workspace_copy: Path) -> None:
 
 
 def test_latest_backtest_is_the_newest(workspace_copy: Path) -> None:
-    from tierwise import report_data
+    from tierwise.report import data as report_data
     from tierwise.workspace import Workspace
 
     ws = Workspace.open(workspace_copy)
@@ -814,8 +814,8 @@ def test_mining_sections_absent_without_clusters_or_learned_model(workspace_copy
 
 def test_learned_section_from_a_stored_row(workspace_copy: Path) -> None:
     """A model stored in `learned_models` by hand (only the payload's essentials): shown for its run only."""
-    from tierwise import report_data
-    from tierwise.report import build_context
+    from tierwise.report import data as report_data
+    from tierwise.report.render import build_context
     from tierwise.workspace import Workspace
 
     ws = Workspace.open(workspace_copy)
@@ -980,8 +980,8 @@ def test_history_counts_entries_and_exits_in_english(workspace_copy: Path) -> No
 
 
 def test_history_section_absent_with_one_run(workspace_copy: Path) -> None:
-    from tierwise.report import build_context
-    from tierwise.show import latest_snapshot
+    from tierwise.report.render import build_context
+    from tierwise.store.snapshots import latest_snapshot
     from tierwise.workspace import Workspace
 
     ws = Workspace.open(workspace_copy)

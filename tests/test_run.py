@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tierwise.ingest.pipeline import ingest_file
-from tierwise.run import list_runs, run
+from tierwise.pipeline.execute import list_runs, run
 from tierwise.workspace import Workspace
 
 
@@ -17,7 +17,7 @@ def _temporary_tables(ws: Workspace) -> list[str]:
 
 
 def test_a_failed_run_leaves_the_previous_run_latest(ws: Workspace, tmp_path: Path, monkeypatch) -> None:
-    from tierwise import run as run_module
+    from tierwise.pipeline import execute as run_module
 
     src = tmp_path / "o.csv"
     src.write_text("customer_id,order_date,amount\nC1,2024-01-02,10\nC2,2024-02-03,20\nC1,2024-03-04,5\n")
@@ -120,7 +120,7 @@ def generated_ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_run_clusters_every_buyer_and_keeps_the_profiles(generated_ws: Path) -> None:
     import json
 
-    from tierwise.show import latest_snapshot
+    from tierwise.store.snapshots import latest_snapshot
 
     ws = Workspace.open(generated_ws)
     try:
@@ -170,7 +170,7 @@ def test_show_customer_names_the_cluster_and_a_run_without_clustering_has_none(
     assert run_cli("run", "-w", copy).code == 0
     ws = Workspace.open(copy)
     try:
-        from tierwise.show import latest_snapshot
+        from tierwise.store.snapshots import latest_snapshot
 
         meta, snap = latest_snapshot(ws)
     finally:

@@ -20,12 +20,12 @@ import ibis.expr.datatypes as dt_
 import pyarrow as pa
 import pytest
 
-from tierwise import spark
 from tierwise.config import Config
 from tierwise.generate import generate
 from tierwise.ingest.pipeline import ingest_file
 from tierwise.money import MONEY
-from tierwise.run import build_snapshot, canonical_tables
+from tierwise.pipeline import spark
+from tierwise.pipeline.execute import build_snapshot, canonical_tables
 from tierwise.workspace import Workspace
 
 pytestmark = [
@@ -238,7 +238,7 @@ def test_a_whole_run_on_spark_is_stored_like_one_on_duckdb(spark_con: spark.Spar
     Spark from Parquet, written as Parquet in its run's partition and stored in the workspace like a DuckDB run."""
     import pyarrow.compute as pc
 
-    from tierwise.run import run
+    from tierwise.pipeline.execute import run
 
     assert workspace.config.cluster.enabled  # clusters are part of the default run
     duck = run(workspace, AS_OF)
@@ -307,8 +307,8 @@ def test_a_failed_run_on_spark_leaves_no_output_and_no_scratch(
     partition, its temporary tables and views; the earlier run and its partition stay. A URI output (file://,
     the way to a cluster's file system) reads the rows back through Spark into a temporary table, dropped too.
     With [stability] the earlier snapshots are copied to Spark as views, which are dropped as well."""
-    import tierwise.run as run_module
-    from tierwise.run import list_runs, run
+    import tierwise.pipeline.execute as run_module
+    from tierwise.pipeline.execute import list_runs, run
 
     lake = tmp_path / "lake"
     monkeypatch.setattr(workspace.config.engine.spark, "output", f"file://{lake}" if uri else str(lake))

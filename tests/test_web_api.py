@@ -71,7 +71,7 @@ def _login(c: TestClient, name: str) -> TestClient:
 def api(tmp_path_factory: pytest.TempPathFactory):
     from tierwise.generate import generate
     from tierwise.ingest.pipeline import ingest_file
-    from tierwise.run import run
+    from tierwise.pipeline.execute import run
     from tierwise.workspace import Workspace
 
     root = tmp_path_factory.mktemp("api")

@@ -21,7 +21,7 @@ def ws_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """300 generated customers, customers and orders loaded, one run as of 2024-07-01."""
     from tierwise.generate import generate
     from tierwise.ingest.pipeline import ingest_file
-    from tierwise.run import run
+    from tierwise.pipeline.execute import run
     from tierwise.workspace import Workspace
 
     root = tmp_path_factory.mktemp("cache")
@@ -51,7 +51,7 @@ def _indexed(ws: Any) -> set[str]:
 
 
 def test_a_run_indexes_its_snapshot_and_the_server_indexes_customers(ws: Any) -> None:
-    from tierwise.run import list_runs
+    from tierwise.pipeline.execute import list_runs
     from tierwise.web.services.customers import index_lookups
 
     snapshot = str(list_runs(ws)[-1]["snapshot_table"])
@@ -63,7 +63,7 @@ def test_a_run_indexes_its_snapshot_and_the_server_indexes_customers(ws: Any) ->
 
 def test_customer_detail_equals_the_uncached_computations(ws: Any) -> None:
     from tierwise.history.trends import timeline
-    from tierwise.run import list_runs
+    from tierwise.pipeline.execute import list_runs
     from tierwise.strategy.cross_sell import cross_sell
     from tierwise.web.services.customers import customer_detail
 
@@ -96,7 +96,7 @@ def test_a_page_does_not_wait_while_the_runs_cross_sell_is_made(ws: Any) -> None
     once with a note and no suggestions; once made, the suggestions are there."""
     import threading
 
-    from tierwise.run import list_runs
+    from tierwise.pipeline.execute import list_runs
     from tierwise.web.cache import BUILDING, cache_for
     from tierwise.web.services.customers import customer_detail
 
@@ -130,7 +130,7 @@ def test_a_page_does_not_wait_while_the_runs_cross_sell_is_made(ws: Any) -> None
 
 
 def test_stored_cross_sell_is_the_whole_runs_suggestions(ws: Any) -> None:
-    from tierwise.run import list_runs
+    from tierwise.pipeline.execute import list_runs
     from tierwise.strategy.cross_sell import cross_sell, similarity_column, stored_cross_sell
 
     meta = list_runs(ws)[-1]
@@ -161,7 +161,7 @@ def test_list_counts_are_kept_per_condition(ws: Any) -> None:
 
 
 def _latest(ws: Any) -> dict[str, Any]:
-    from tierwise.run import list_runs
+    from tierwise.pipeline.execute import list_runs
 
     return list_runs(ws)[-1]
 
@@ -188,7 +188,7 @@ def test_a_bound_value_finds_exactly_its_rows(ws: Any, ids: list[str], pick: int
 def test_a_new_run_is_seen_at_once(ws_dir: Path, tmp_path: Path) -> None:
     import shutil
 
-    from tierwise.run import run
+    from tierwise.pipeline.execute import run
     from tierwise.web.cache import cache_for
     from tierwise.web.services.overview import overview
     from tierwise.workspace import Workspace

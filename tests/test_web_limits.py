@@ -88,7 +88,7 @@ def _configure(ws: Path) -> None:
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     from tierwise.generate import generate
     from tierwise.ingest.pipeline import ingest_file
-    from tierwise.run import run
+    from tierwise.pipeline.execute import run
     from tierwise.workspace import Workspace
 
     root = tmp_path_factory.mktemp("limits")

@@ -68,7 +68,7 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
 
     from tierwise.generate import generate
     from tierwise.ingest.pipeline import ingest_file
-    from tierwise.run import run
+    from tierwise.pipeline.execute import run
     from tierwise.web.accounts import Accounts
     from tierwise.web.app import create_app
     from tierwise.workspace import Workspace

@@ -92,7 +92,7 @@ def command_summary() -> str:
         return named
     argv = sys.argv or [""]
     path = Path(argv[0])
-    ours = path.name == "tierwise" or (path.name in ("cli.py", "__main__.py") and path.parent.name == "tierwise")
+    ours = path.name == "tierwise" or (path.parent.name == "cli" and path.parent.parent.name == "tierwise")
     if ours:
         words = [a for a in argv[1:] if not a.startswith("-")][:1]
         return " ".join(["tierwise", *words])

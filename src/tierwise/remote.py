@@ -473,7 +473,7 @@ _installed = threading.Lock()
 
 def _install_streams() -> None:
     """Once per process: the thread-aware standard streams and consoles."""
-    from tierwise import cli_common
+    from tierwise.cli import common as cli_common
 
     with _installed:
         if isinstance(sys.stdout, _ThreadStream):
@@ -673,7 +673,7 @@ class CommandListener:
             threading.Thread(target=self._serve, args=(conn,), name="tierwise-command", daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
-        from tierwise import cli_common
+        from tierwise.cli import common as cli_common
 
         with conn:
             try:

@@ -165,7 +165,7 @@ def campaign_report(
 ) -> dict[str, Any]:
     """Per stratum and overall figures (see `figures`) of a planned or an ingested-only campaign."""
     from tierwise.campaigns.plan import existing_plan
-    from tierwise.show import label
+    from tierwise.store.snapshots import label
 
     zh = language == "zh"
     plan = existing_plan(ws, name)
@@ -228,7 +228,7 @@ def campaign_report(
             )
     else:
         source, stratify = "contacts", "rfm_segment"
-        from tierwise.show import latest_snapshot
+        from tierwise.store.snapshots import latest_snapshot
 
         latest = latest_snapshot(ws)[0] if ws.table("runs").count().execute() else None
         run_id = str(latest["run_id"]) if latest else None

@@ -165,7 +165,7 @@ def buyer_summary(
     orders: ir.Table, settings: ClvSettings, as_of: dt.date, occasions: ir.Table | None = None
 ) -> ir.Table:
     """The models' input per buyer (frequency, recency, T, monetary_value), returns left out, before `as_of`;
-    read from `occasions` (tierwise.features.purchase_occasions of `orders` as of `as_of`) when given."""
+    read from `occasions` (tierwise.features.orders.purchase_occasions of `orders` as of `as_of`) when given."""
     calibration_end = as_of - dt.timedelta(days=1)
     if occasions is not None:
         return summary_from_occasions(occasions, calibration_end, settings.time_unit_days)

@@ -156,7 +156,7 @@ def rfm_summary(
 
 def summary_from_occasions(occasions: ir.Table, calibration_end: dt.date, time_unit_days: float = 1.0) -> ir.Table:
     """`rfm_summary` of sales with `amount_col`, days as occasions and no holdout, from the customers'
-    `tierwise.features.purchase_occasions` of the orders before the day after `calibration_end`: the same values
+    `tierwise.features.orders.purchase_occasions` of the orders before the day after `calibration_end`: the same values
     without grouping the order lines by customer and day a second time."""
     unit = float(time_unit_days)
     end = ibis.date(calibration_end.isoformat())

@@ -23,9 +23,9 @@ import ibis.expr.types as ir
 
 from tierwise.checks import check_as_of
 from tierwise.errors import UserError
-from tierwise.features import default_as_of
+from tierwise.features.orders import default_as_of
 from tierwise.mining.targets import cut_tables
-from tierwise.run import RunReport, canonical_tables, list_runs, run
+from tierwise.pipeline.execute import RunReport, canonical_tables, list_runs, run
 from tierwise.workspace import Workspace
 
 Every = Literal["week", "month", "quarter"]

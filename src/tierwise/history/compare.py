@@ -20,8 +20,8 @@ from tierwise.classify.rfm import CLASS8_EN, PROSPECTS
 from tierwise.config import Config
 from tierwise.errors import UserError
 from tierwise.history.stability import effective_cutoffs
-from tierwise.run import list_runs
-from tierwise.show import label, run_config
+from tierwise.pipeline.execute import list_runs
+from tierwise.store.snapshots import label, run_config
 from tierwise.workspace import Workspace
 
 # Best first. RFM segments: by how valuable and how engaged the R×F cell is.

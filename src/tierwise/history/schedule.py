@@ -84,7 +84,7 @@ def _settings(root: Path) -> ScheduleSettings:
 
 
 def _last_run(root: Path) -> dt.datetime | None:
-    from tierwise.run import list_runs, open_waiting
+    from tierwise.pipeline.execute import list_runs, open_waiting
 
     ws = open_waiting(root, load_config(root / CONFIG_FILE).schedule.wait_seconds)
     try:
@@ -95,7 +95,7 @@ def _last_run(root: Path) -> dt.datetime | None:
 
 def run_due(root: Path, log: Callable[[str], None], now: dt.datetime | None = None) -> dict[str, Any] | None:
     """Run the main job if a slot is due; the run's summary (no customer data), or None when nothing was due."""
-    from tierwise.run import run_in_workspace
+    from tierwise.pipeline.execute import run_in_workspace
 
     s = _settings(root)
     now = now or dt.datetime.now()

@@ -2,7 +2,7 @@
 
 Their numbers come from the service functions behind the JSON twins (GET /api/v1/overview, /segments/{column},
 /customers, /customers/{id}, /history/compare, /history/trends, /models); the charts are drawn from the
-report's own chart data (tierwise.report, tierwise.report_history) by /static/charts.js.
+report's own chart data (tierwise.report.render, tierwise.report.history) by /static/charts.js.
 """
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import Response
 
-from tierwise import report, report_history
 from tierwise.errors import UserError
 from tierwise.mining import labels as mining_labels
-from tierwise.show import TITLES, label
+from tierwise.report import history as report_history
+from tierwise.report import render as report
+from tierwise.store.snapshots import TITLES, label
 from tierwise.web.cache import cache_for
 from tierwise.web.pages._base import Page, PageError, router, view
 from tierwise.web.services import customers as customer_service

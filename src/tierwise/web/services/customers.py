@@ -17,7 +17,7 @@ import ibis.expr.types as ir
 
 from tierwise.errors import UserError
 from tierwise.rules import compile_expression
-from tierwise.show import LABELS, class8_reference, explain_customer, label
+from tierwise.store.snapshots import LABELS, class8_reference, explain_customer, label
 from tierwise.strategy import playbook
 from tierwise.web.cache import BUILDING, cache_for
 from tierwise.web.services._common import check_page, cluster_names, jsonable, language_of, pages

@@ -15,7 +15,7 @@ import pyarrow as pa
 from tierwise.errors import UserError
 from tierwise.exports import write_table
 from tierwise.rules import compile_expression
-from tierwise.show import latest_snapshot, select_customers
+from tierwise.store.snapshots import latest_snapshot, select_customers
 from tierwise.web.services.customers import (
     available_columns,
     contact_columns,

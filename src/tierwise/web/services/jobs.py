@@ -46,15 +46,15 @@ FINISHED = ("done", "failed", "cancelled")
 # While a cancelled job still runs, its connections are interrupted again this often: an interrupt reaches only
 # the query running at that moment, and the job may be between two queries.
 REINTERRUPT_SECONDS = 0.1
-# The stages tierwise.run.run reports through on_stage, in order ("clusters" only when clustering is on).
+# The stages tierwise.pipeline.execute.run reports through on_stage, in order ("clusters" only when clustering is on).
 RUN_STAGES = ("models", "measures", "classes", "clusters", "pareto", "saving")
 
 Progress = Callable[..., None]
 
 
 def run_progress(progress: Progress, clustering: bool = True) -> Callable[[str], None]:
-    """An on_stage callback for tierwise.run.run / run_in_workspace that reports each stage with the share of
-    the stages done before it."""
+    """An on_stage callback for tierwise.pipeline.execute.run / run_in_workspace that reports each stage with the
+    share of the stages done before it."""
     stages = [s for s in RUN_STAGES if clustering or s != "clusters"]
 
     def on_stage(stage: str) -> None:

@@ -1,6 +1,6 @@
 """The overview page: key figures with the change since the previous run, and the report's charts as data.
 
-The distributions, breakdowns, R×F heatmap and Pareto curve are the HTML report's own (tierwise.report), so the
+The distributions, breakdowns, R×F heatmap and Pareto curve are the HTML report's own (tierwise.report.render), so the
 dashboard, its JSON twin and `tierwise report` show the same numbers. A run's overview never changes once the
 run is stored: callers may cache it by (run_id, language).
 """
@@ -12,11 +12,11 @@ from typing import Any
 
 import ibis.expr.types as ir
 
-from tierwise import report
 from tierwise.money import exact_total
-from tierwise.report_data import predictive_totals
-from tierwise.run import previous_runs
-from tierwise.show import TITLES
+from tierwise.pipeline.execute import previous_runs
+from tierwise.report import render as report
+from tierwise.report.data import predictive_totals
+from tierwise.store.snapshots import TITLES
 from tierwise.web.cache import cache_for
 from tierwise.web.services._common import jsonable, language_of
 from tierwise.workspace import Workspace

@@ -8,8 +8,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from tierwise import report_data
 from tierwise.errors import UserError
+from tierwise.report import data as report_data
 from tierwise.web.services._common import jsonable, parse_json
 from tierwise.workspace import Workspace
 
@@ -37,7 +37,7 @@ def list_runs(ws: Workspace) -> list[dict[str, Any]]:
     """Every run, newest first in the order of `tierwise runs` reversed (by as-of date, then creation): the
     first is the latest (`latest: true`). [{run_id, as_of, created_at, customers, snapshot_table, timings,
     seconds, input_rows, notes, backfill, latest}]"""
-    from tierwise.run import list_runs as stored_runs
+    from tierwise.pipeline.execute import list_runs as stored_runs
 
     rows = [_summary(r) for r in reversed(stored_runs(ws))]
     for i, r in enumerate(rows):
@@ -55,7 +55,7 @@ def run_detail(ws: Workspace, run_id: str) -> dict[str, Any]:
     r = rows[0]
     models = parse_json(r.get("models")) or {}
     config = parse_json(r.get("config")) or {}
-    from tierwise.show import latest_run_id
+    from tierwise.store.snapshots import latest_run_id
 
     return jsonable(
         {
@@ -75,7 +75,7 @@ def models(ws: Workspace, run_id: str | None = None) -> dict[str, Any]:
     of the predictive columns or None), backtest (the latest `tierwise backtest` or None), clusters (profiles
     and choice of k, or None), learned (the latest `tierwise classify` of the run: metrics, importances, rules
     — or None)}."""
-    from tierwise.show import latest_snapshot
+    from tierwise.store.snapshots import latest_snapshot
 
     meta, snap = latest_snapshot(ws, run_id)
     run = str(meta["run_id"])
@@ -94,9 +94,9 @@ def models(ws: Workspace, run_id: str | None = None) -> dict[str, Any]:
 
 def run_job(root: Path | str, as_of: dt.date | str | None = None, progress: Any = None) -> dict[str, Any]:
     """A run of the main job for JobManager.start("run", run_job, root, as_of): opens the workspace in the
-    job's thread (tierwise.run.run_in_workspace: waits for another run), reports its stages, and returns the
-    run report (RunReport.as_json)."""
-    from tierwise.run import run_in_workspace
+    job's thread (tierwise.pipeline.execute.run_in_workspace: waits for another run), reports its stages, and
+    returns the run report (RunReport.as_json)."""
+    from tierwise.pipeline.execute import run_in_workspace
     from tierwise.web.services.jobs import run_progress
 
     day = None

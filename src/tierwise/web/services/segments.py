@@ -9,9 +9,9 @@ from typing import Any
 import ibis
 import ibis.expr.types as ir
 
-from tierwise import report
 from tierwise.errors import UserError
-from tierwise.show import SUMMARIES, TITLES
+from tierwise.report import render as report
+from tierwise.store.snapshots import SUMMARIES, TITLES
 from tierwise.strategy import playbook
 from tierwise.web.cache import cache_for
 from tierwise.web.services._common import cluster_names, jsonable, language_of

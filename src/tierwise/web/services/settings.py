@@ -44,7 +44,7 @@ from tierwise.web.services._common import jsonable, language_of, parse_json
 from tierwise.workspace import Workspace
 
 if TYPE_CHECKING:
-    from tierwise.scratch import Scratch
+    from tierwise.pipeline.scratch import Scratch
 
 SECTIONS = ("grade", "abc", "value", "lifecycle", "strategy", "rules", "playbook")
 BACKUP_SUFFIX = ".bak"
@@ -208,7 +208,7 @@ def apply_changes(base: Config, changes: dict[str, Any] | SettingsChanges) -> Co
 def _as_of(ws: Workspace, meta: dict[str, Any] | None) -> dt.date | None:
     if meta is not None:
         return meta["as_of"]
-    from tierwise.features import default_as_of
+    from tierwise.features.orders import default_as_of
 
     orders = ws.table("orders")
     if int(orders.count().execute()) == 0:
@@ -217,7 +217,7 @@ def _as_of(ws: Workspace, meta: dict[str, Any] | None) -> dt.date | None:
 
 
 def _latest(ws: Workspace) -> tuple[dict[str, Any], ir.Table] | None:
-    from tierwise.show import latest_snapshot
+    from tierwise.store.snapshots import latest_snapshot
 
     try:
         return latest_snapshot(ws)
@@ -240,8 +240,8 @@ def _candidate(
     so that they do not stay on the dashboard's connection."""
     from tierwise.clv.predict import SCHEMA as PREDICTIONS
     from tierwise.clv.predict import empty as no_predictions
-    from tierwise.run import build_snapshot, canonical_tables, previous_runs
-    from tierwise.show import run_config
+    from tierwise.pipeline.execute import build_snapshot, canonical_tables, previous_runs
+    from tierwise.store.snapshots import run_config
     from tierwise.strategy.playbook import apply_playbook, check_playbook
 
     tables = canonical_tables(ws)
@@ -298,8 +298,8 @@ def preview_settings(
     {grade: n}, after: {grade: n}}, examples: up to `examples` customers whose grade changes, by revenue,
     settings_changed: [{key, before, after}]}. Grades of customers without one are null ("—"). `progress`, a
     background job's progress(stage, fraction), hears of the stages "rebuilding" and "comparing"."""
-    from tierwise.scratch import Scratch
-    from tierwise.show import label
+    from tierwise.pipeline.scratch import Scratch
+    from tierwise.store.snapshots import label
 
     base = current_config(ws)
     cfg = apply_changes(base, changes)

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from tierwise.cli_common import JsonOpt, LangOpt, WorkspaceOpt, err, out, print_json, with_workspace
+from tierwise.cli.common import JsonOpt, LangOpt, WorkspaceOpt, err, out, print_json, with_workspace
 from tierwise.errors import UserError
 
 

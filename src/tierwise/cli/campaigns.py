@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from tierwise.cli_common import JsonOpt, WorkspaceOpt, out, print_json
+from tierwise.cli.common import JsonOpt, WorkspaceOpt, out, print_json
 
 
 class Language(StrEnum):

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from tierwise.cli_common import JsonOpt, WorkspaceOpt, out, print_json, with_workspace
+from tierwise.cli.common import JsonOpt, WorkspaceOpt, out, print_json, with_workspace
 
 COUNTS = ("rows_read", "rows_new", "rows_updated", "rows_unchanged", "rows_quarantined", "duplicates_removed")
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from tierwise.cli_common import JsonOpt, WorkspaceOpt, err, out, print_json
+from tierwise.cli.common import JsonOpt, WorkspaceOpt, err, out, print_json
 from tierwise.errors import UserError
 
 if TYPE_CHECKING:
@@ -173,7 +173,7 @@ def serve(
     as_json: JsonOpt = False,
 ) -> None:
     """Start the dashboard and REST API; re-rank on the [schedule] of tierwise.toml in the background."""
-    from tierwise.cli_history import serve as schedule_once
+    from tierwise.cli.history import serve as schedule_once
     from tierwise.config import CONFIG_FILE, load_config
 
     if once:

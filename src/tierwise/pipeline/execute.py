@@ -26,7 +26,6 @@ from typing import Any
 import ibis
 import ibis.expr.types as ir
 
-from tierwise import spark
 from tierwise.checks import check_as_of
 from tierwise.classify.abc import add_abc, pareto_curve
 from tierwise.classify.grade import GradeSettings, Indicator, add_grade
@@ -37,17 +36,18 @@ from tierwise.classify.value import add_value_tier, historical_clv
 from tierwise.clv.predict import empty as no_predictions
 from tierwise.clv.predict import predict, scores_on_engine
 from tierwise.config import Config
-from tierwise.credit import payment_features
 from tierwise.engine import transaction
 from tierwise.errors import UserError
-from tierwise.features import FeatureSettings, customer_features, default_as_of, purchase_occasions
+from tierwise.features.credit import payment_features
+from tierwise.features.industry import main_industry
+from tierwise.features.orders import FeatureSettings, customer_features, default_as_of, purchase_occasions
+from tierwise.features.satisfaction import satisfaction_features
 from tierwise.history.stability import apply_stability
-from tierwise.industry import main_industry
 from tierwise.mining.in_run import cluster_snapshot
+from tierwise.pipeline import spark
+from tierwise.pipeline.scratch import Scratch, on_engine
 from tierwise.rules import add_tags, columns_in, compile_value
-from tierwise.satisfaction import satisfaction_features
 from tierwise.schema import TABLES
-from tierwise.scratch import Scratch, on_engine
 from tierwise.strategy.playbook import apply_playbook, check_playbook
 from tierwise.workspace import Workspace
 

@@ -29,13 +29,14 @@ import ibis.expr.types as ir
 import jinja2
 from markupsafe import Markup
 
-from tierwise import __version__, report_data
+from tierwise import __version__
 from tierwise.classify import abc
 from tierwise.config import Config
 from tierwise.errors import UserError
 from tierwise.mining import labels
 from tierwise.money import exact_total
-from tierwise.show import LABELS, label, latest_snapshot, run_config, summarise
+from tierwise.report import data as report_data
+from tierwise.store.snapshots import LABELS, label, latest_snapshot, run_config, summarise
 from tierwise.workspace import Workspace
 
 TOP_GROUPS = 15
@@ -1355,7 +1356,7 @@ def learned_page(
 
 
 # The chart drawing code of the dashboard, inlined into the report: one copy for both.
-CHARTS_JS = Path(__file__).parent / "web" / "static" / "charts.js"
+CHARTS_JS = Path(__file__).parent.parent / "web" / "static" / "charts.js"
 
 
 def _plotly_js() -> tuple[str, str]:
@@ -1527,7 +1528,7 @@ def build_context(
         charts.update(learned_charts)
         section("learned", caption, learned=content)
 
-    from tierwise import report_history  # imports this module's helpers
+    from tierwise.report import history as report_history  # imports this module's helpers
 
     step("history")
     page = report_history.history_page(ws, run, lang)
@@ -1578,7 +1579,7 @@ def _breakdown_caption(rows: list[dict[str, Any]], lang: ReportLanguage) -> str:
 
 def render(context: dict[str, Any]) -> str:
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("tierwise", "templates"),
+        loader=jinja2.PackageLoader("tierwise.report", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from tierwise.cli_common import JsonOpt, WorkspaceOpt, add_wait_option, err, out, print_json
+from tierwise.cli.common import JsonOpt, WorkspaceOpt, add_wait_option, err, out, print_json
 from tierwise.errors import UserError, out_of_memory
 
 app = typer.Typer(
@@ -306,7 +306,7 @@ def quarantine(
 @app.command()
 def status(workspace: WorkspaceOpt = Path("."), as_json: JsonOpt = False) -> None:
     """What the workspace holds: rows per table and the batches loaded."""
-    from tierwise.cli_batches import batch_rows, batch_table
+    from tierwise.cli.batches import batch_rows, batch_table
     from tierwise.workspace import Workspace
 
     ws = Workspace.open(workspace, read_only=True)
@@ -344,7 +344,7 @@ def run_command(
     """The main job: features, RFM and ABC classes for every customer, stored as a new run."""
     import datetime as dt
 
-    from tierwise.run import run_in_workspace
+    from tierwise.pipeline.execute import run_in_workspace
 
     day = None
     if as_of is not None:
@@ -372,7 +372,7 @@ def run_command(
 @app.command()
 def runs(workspace: WorkspaceOpt = Path("."), as_json: JsonOpt = False) -> None:
     """List the stored runs with their as-of dates, sizes and timings."""
-    from tierwise.run import list_runs
+    from tierwise.pipeline.execute import list_runs
     from tierwise.workspace import Workspace
 
     ws = Workspace.open(workspace, read_only=True)
@@ -399,7 +399,7 @@ def show(
     as_json: JsonOpt = False,
 ) -> None:
     """Class summaries of a run and its top customers; 'show customer ID' explains one customer."""
-    from tierwise.show import (
+    from tierwise.store.snapshots import (
         SUMMARIES,
         TITLES,
         explain_customer,
@@ -630,7 +630,7 @@ def cluster(
 
 def _print_clusters(data: dict[str, Any]) -> None:
     from tierwise.mining.labels import column_label
-    from tierwise.show import label
+    from tierwise.store.snapshots import label
 
     zh = data["language"] == "zh"
     out.print(
@@ -917,7 +917,7 @@ def export(
 ) -> None:
     """Write a run's customers (every snapshot column, customer_id first) to CSV, XLSX or Parquet."""
     from tierwise.exports import write_table
-    from tierwise.show import latest_snapshot, select_customers
+    from tierwise.store.snapshots import latest_snapshot, select_customers
     from tierwise.workspace import Workspace
 
     ws = Workspace.open(workspace, read_only=True)
@@ -970,7 +970,7 @@ def report(
 ) -> None:
     """One self-contained HTML report of a run that opens offline: KPIs, classes, Pareto, R×F, top customers."""
     from tierwise.progress import delayed_status
-    from tierwise.report import write_report
+    from tierwise.report.render import write_report
     from tierwise.workspace import Workspace
 
     ws = Workspace.open(workspace, read_only=True)
@@ -1088,6 +1088,3 @@ def handle_errors(invoke: Callable[[], object], debug: bool | None = None) -> No
         )
         sys.exit(1)
 
-
-if __name__ == "__main__":
-    main()

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from tierwise.cli_common import JsonOpt, LangOpt, RunOpt, WorkspaceOpt, out, print_json
+from tierwise.cli.common import JsonOpt, LangOpt, RunOpt, WorkspaceOpt, out, print_json
 
 _HEADERS = {
     "zh": ("#", "优先级", "客户", "等级", "下一步行动", "渠道", "原因", "交叉销售建议"),
@@ -80,7 +80,7 @@ def playbook(
 ) -> None:
     """The playbook rules in order (first match wins), with the customers each matched in the latest run."""
     from tierwise.errors import UserError
-    from tierwise.show import latest_snapshot
+    from tierwise.store.snapshots import latest_snapshot
     from tierwise.strategy.playbook import label
     from tierwise.strategy.worklist import with_strategy
     from tierwise.workspace import Workspace

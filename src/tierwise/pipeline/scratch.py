@@ -17,7 +17,7 @@ from typing import Any
 import ibis.expr.types as ir
 import pyarrow as pa
 
-from tierwise import spark
+from tierwise.pipeline import spark
 
 
 def on_engine(like: ir.Table, data: pa.Table) -> ir.Table:

@@ -1,0 +1,5 @@
+"""`python -m tierwise.cli`."""
+
+from tierwise.cli import main
+
+main()

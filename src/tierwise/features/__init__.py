@@ -1,0 +1,1 @@
+"""Per-customer measures: order features, payment behaviour, satisfaction, industry, historical CLV."""

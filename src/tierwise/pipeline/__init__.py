@@ -1,0 +1,1 @@
+"""The main job: measures → classes → snapshot, on DuckDB or Spark (`tierwise run`)."""
