@@ -1025,17 +1025,10 @@ def generate(
 
 
 def _register_areas() -> None:
-    """Commands of the larger areas live in their own modules (cli_<area>.py) and add themselves to `app`."""
-    import importlib
+    """Commands of the larger areas live in their own modules (cli/<area>.py) and add themselves to `app`."""
+    from tierwise.cli import batches, campaigns, history, strategy, web
 
-    for area in ("batches", "strategy", "history", "campaigns", "web"):
-        name = f"tierwise.cli_{area}"
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
+    for module in (batches, strategy, history, campaigns, web):
         module.register(app)
 
 
