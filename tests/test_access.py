@@ -37,7 +37,7 @@ from tierwise import access
 root, mode, command = sys.argv[1:4]
 access.request(command=command)
 if mode == "run-lock":
-    from tierwise.pipeline.execute import run_lock
+    from tierwise.store.lock import run_lock
     with run_lock(root, 0):
         print("holding", flush=True)
         sys.stdin.readline()

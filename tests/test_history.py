@@ -47,7 +47,7 @@ def hist(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def test_migration_counts_add_up(hist: tuple[Path, Path]) -> None:
     from tierwise.history.compare import compare
-    from tierwise.pipeline.execute import list_runs
+    from tierwise.store.runs import list_runs
     from tierwise.workspace import Workspace
 
     ws_dir, _ = hist
@@ -180,7 +180,7 @@ def test_backfill_equals_a_run_on_data_truncated_at_the_date(hist: tuple[Path, P
     backfilled = next(r for r in run_cli("runs", "-w", ws_dir, "--json").json() if r["as_of"] == D.isoformat())
 
     def rows(root: Path, run_id: str) -> dict[str, dict[str, object]]:
-        from tierwise.store.snapshots import latest_snapshot
+        from tierwise.store.runs import latest_snapshot
         from tierwise.workspace import Workspace
 
         ws = Workspace.open(root)
@@ -398,7 +398,7 @@ def test_serve_once_runs_when_due_then_waits(hist: tuple[Path, Path], tmp_path: 
 
 def test_run_lock_makes_a_second_run_wait_or_fail_clearly(ws_dir: Path, tmp_path: Path) -> None:
     from tierwise.errors import UserError
-    from tierwise.pipeline.execute import run_lock
+    from tierwise.store.lock import run_lock
 
     cfg = ws_dir / "tierwise.toml"
     cfg.write_text(cfg.read_text(encoding="utf-8").replace("wait_seconds = 600", "wait_seconds = 1"), encoding="utf-8")
@@ -406,7 +406,7 @@ def test_run_lock_makes_a_second_run_wait_or_fail_clearly(ws_dir: Path, tmp_path
     src = tmp_path / "o.csv"
     src.write_text("customer_id,order_date,amount\nC1,2024-01-02,10\nC2,2024-02-03,20\n")
     from tierwise.ingest.pipeline import ingest_file
-    from tierwise.pipeline.execute import list_runs
+    from tierwise.store.runs import list_runs
     from tierwise.workspace import Workspace
 
     ws = Workspace.open(ws_dir)
@@ -444,7 +444,7 @@ def test_run_lock_makes_a_second_run_wait_or_fail_clearly(ws_dir: Path, tmp_path
 
 
 def _try_lock(root: Path, failures: list[Exception]) -> None:
-    from tierwise.pipeline.execute import run_lock
+    from tierwise.store.lock import run_lock
 
     try:
         with run_lock(root, 0.3):

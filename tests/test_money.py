@@ -92,7 +92,7 @@ def test_stored_amounts_and_their_sum_are_the_source_s(money_run: dict) -> None:
 
 def test_headline_totals_equal_the_source_to_the_cent(money_run: dict) -> None:
     from tierwise.report import render as report
-    from tierwise.store.snapshots import latest_snapshot
+    from tierwise.store.runs import latest_snapshot
     from tierwise.web.services.overview import overview
 
     exact = sum(money_run["per_customer"].values())

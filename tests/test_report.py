@@ -137,7 +137,7 @@ def _chart_data(html: str) -> dict[str, Any]:
 
 
 def _snapshot_rows(ws_dir: Path, run_id: str | None = None) -> list[dict[str, Any]]:
-    from tierwise.store.snapshots import latest_snapshot
+    from tierwise.store.runs import latest_snapshot
     from tierwise.workspace import Workspace
 
     ws = Workspace.open(ws_dir)
@@ -149,7 +149,7 @@ def _snapshot_rows(ws_dir: Path, run_id: str | None = None) -> list[dict[str, An
 
 def _derived_run(ws_dir: Path, run_id: str, change: Callable[[ir.Table], ir.Table]) -> str:
     """Store a copy of the latest run with its snapshot changed, dated in the past so it never becomes the latest."""
-    from tierwise.store.snapshots import latest_snapshot
+    from tierwise.store.runs import latest_snapshot
     from tierwise.workspace import Workspace
 
     ws = Workspace.open(ws_dir)
@@ -981,7 +981,7 @@ def test_history_counts_entries_and_exits_in_english(workspace_copy: Path) -> No
 
 def test_history_section_absent_with_one_run(workspace_copy: Path) -> None:
     from tierwise.report.render import build_context
-    from tierwise.store.snapshots import latest_snapshot
+    from tierwise.store.runs import latest_snapshot
     from tierwise.workspace import Workspace
 
     ws = Workspace.open(workspace_copy)

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from tierwise.ingest.pipeline import ingest_file
-from tierwise.pipeline.execute import list_runs, run
+from tierwise.pipeline.execute import run
+from tierwise.store.runs import list_runs
 from tierwise.workspace import Workspace
 
 
@@ -120,7 +121,7 @@ def generated_ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_run_clusters_every_buyer_and_keeps_the_profiles(generated_ws: Path) -> None:
     import json
 
-    from tierwise.store.snapshots import latest_snapshot
+    from tierwise.store.runs import latest_snapshot
 
     ws = Workspace.open(generated_ws)
     try:
@@ -170,7 +171,7 @@ def test_show_customer_names_the_cluster_and_a_run_without_clustering_has_none(
     assert run_cli("run", "-w", copy).code == 0
     ws = Workspace.open(copy)
     try:
-        from tierwise.store.snapshots import latest_snapshot
+        from tierwise.store.runs import latest_snapshot
 
         meta, snap = latest_snapshot(ws)
     finally:

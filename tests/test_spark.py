@@ -308,7 +308,8 @@ def test_a_failed_run_on_spark_leaves_no_output_and_no_scratch(
     the way to a cluster's file system) reads the rows back through Spark into a temporary table, dropped too.
     With [stability] the earlier snapshots are copied to Spark as views, which are dropped as well."""
     import tierwise.pipeline.execute as run_module
-    from tierwise.pipeline.execute import list_runs, run
+    from tierwise.pipeline.execute import run
+    from tierwise.store.runs import list_runs
 
     lake = tmp_path / "lake"
     monkeypatch.setattr(workspace.config.engine.spark, "output", f"file://{lake}" if uri else str(lake))

@@ -337,7 +337,7 @@ def generated_ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def snapshot_rows(ws_dir: Path) -> list[dict[str, Any]]:
-    from tierwise.store.snapshots import latest_snapshot
+    from tierwise.store.runs import latest_snapshot
     from tierwise.workspace import Workspace
 
     ws = Workspace.open(ws_dir)

@@ -51,7 +51,7 @@ def _indexed(ws: Any) -> set[str]:
 
 
 def test_a_run_indexes_its_snapshot_and_the_server_indexes_customers(ws: Any) -> None:
-    from tierwise.pipeline.execute import list_runs
+    from tierwise.store.runs import list_runs
     from tierwise.web.services.customers import index_lookups
 
     snapshot = str(list_runs(ws)[-1]["snapshot_table"])
@@ -63,7 +63,7 @@ def test_a_run_indexes_its_snapshot_and_the_server_indexes_customers(ws: Any) ->
 
 def test_customer_detail_equals_the_uncached_computations(ws: Any) -> None:
     from tierwise.history.trends import timeline
-    from tierwise.pipeline.execute import list_runs
+    from tierwise.store.runs import list_runs
     from tierwise.strategy.cross_sell import cross_sell
     from tierwise.web.services.customers import customer_detail
 
@@ -96,7 +96,7 @@ def test_a_page_does_not_wait_while_the_runs_cross_sell_is_made(ws: Any) -> None
     once with a note and no suggestions; once made, the suggestions are there."""
     import threading
 
-    from tierwise.pipeline.execute import list_runs
+    from tierwise.store.runs import list_runs
     from tierwise.web.cache import BUILDING, cache_for
     from tierwise.web.services.customers import customer_detail
 
@@ -130,7 +130,7 @@ def test_a_page_does_not_wait_while_the_runs_cross_sell_is_made(ws: Any) -> None
 
 
 def test_stored_cross_sell_is_the_whole_runs_suggestions(ws: Any) -> None:
-    from tierwise.pipeline.execute import list_runs
+    from tierwise.store.runs import list_runs
     from tierwise.strategy.cross_sell import cross_sell, similarity_column, stored_cross_sell
 
     meta = list_runs(ws)[-1]
@@ -161,7 +161,7 @@ def test_list_counts_are_kept_per_condition(ws: Any) -> None:
 
 
 def _latest(ws: Any) -> dict[str, Any]:
-    from tierwise.pipeline.execute import list_runs
+    from tierwise.store.runs import list_runs
 
     return list_runs(ws)[-1]
 

@@ -134,7 +134,7 @@ def test_every_page_renders_for_its_roles_in_both_languages(clients: dict[str, T
 
 
 def test_overview_numbers_are_the_snapshots(clients: dict[str, TestClient], ws: Any) -> None:
-    from tierwise.store.snapshots import latest_snapshot
+    from tierwise.store.runs import latest_snapshot
 
     meta, snap = latest_snapshot(ws)
     n = int(snap.count().execute())
@@ -381,7 +381,7 @@ def test_english_pages_show_no_chinese_words_of_their_own(clients: dict[str, Tes
 def test_customer_page_labels_satisfaction_and_names_clusters_in_the_page_language(
     clients: dict[str, TestClient], ws: Any
 ) -> None:
-    from tierwise.store.snapshots import latest_snapshot, run_clusters
+    from tierwise.store.runs import latest_snapshot, run_clusters
     from tierwise.web.services.customers import list_customers
 
     meta, _ = latest_snapshot(ws)

@@ -73,7 +73,7 @@ def ws(built: dict[str, Any]):
 
 
 def _snap(ws: Any, which: int = -1) -> pd.DataFrame:
-    from tierwise.pipeline.execute import list_runs
+    from tierwise.store.runs import list_runs
 
     runs = list_runs(ws)
     return ws.table(str(runs[which]["snapshot_table"])).to_pandas()
@@ -472,7 +472,7 @@ def test_preview_counts_equal_a_real_run_with_the_saved_settings(ws: Any, built:
     """Preview on the workspace; then, on a copy, save the same change, run as of the same date in a background
     job, and count the customers whose grade / next action changed between the two stored snapshots."""
     from tierwise.config import load_config
-    from tierwise.pipeline.execute import list_runs
+    from tierwise.store.runs import list_runs
     from tierwise.web.services.jobs import JobManager
     from tierwise.web.services.runs import run_job
     from tierwise.web.services.settings import preview_settings, read_settings, save_settings
@@ -667,7 +667,7 @@ CJK = re.compile(r"[\u3000-\u303f\u3400-\u9fff\uff00-\uffef]")
 
 
 def test_cluster_names_follow_the_language_asked_for(ws: Any) -> None:
-    from tierwise.store.snapshots import latest_snapshot, run_clusters
+    from tierwise.store.runs import latest_snapshot, run_clusters
     from tierwise.web.services.customers import customer_detail, list_customers
     from tierwise.web.services.history import trends
     from tierwise.web.services.segments import segments

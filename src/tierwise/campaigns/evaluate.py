@@ -228,7 +228,7 @@ def campaign_report(
             )
     else:
         source, stratify = "contacts", "rfm_segment"
-        from tierwise.store.snapshots import latest_snapshot
+        from tierwise.store.runs import latest_snapshot
 
         latest = latest_snapshot(ws)[0] if ws.table("runs").count().execute() else None
         run_id = str(latest["run_id"]) if latest else None

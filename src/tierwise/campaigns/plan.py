@@ -156,7 +156,8 @@ def create_plan(
     Everything is checked before anything is written; the plan rows are stored in one transaction with the
     files, so a failed plan leaves neither a plan nor a half-written list behind."""
     from tierwise.exports import write_table
-    from tierwise.store.snapshots import latest_snapshot, select_customers
+    from tierwise.store.runs import latest_snapshot
+    from tierwise.store.snapshots import select_customers
 
     name = name.strip()
     if not name:

@@ -372,7 +372,7 @@ def run_command(
 @app.command()
 def runs(workspace: WorkspaceOpt = Path("."), as_json: JsonOpt = False) -> None:
     """List the stored runs with their as-of dates, sizes and timings."""
-    from tierwise.pipeline.execute import list_runs
+    from tierwise.store.runs import list_runs
     from tierwise.workspace import Workspace
 
     ws = Workspace.open(workspace, read_only=True)
@@ -399,15 +399,8 @@ def show(
     as_json: JsonOpt = False,
 ) -> None:
     """Class summaries of a run and its top customers; 'show customer ID' explains one customer."""
-    from tierwise.store.snapshots import (
-        SUMMARIES,
-        TITLES,
-        explain_customer,
-        latest_snapshot,
-        run_config,
-        summarise,
-        top_customers,
-    )
+    from tierwise.store.runs import latest_snapshot, run_config
+    from tierwise.store.snapshots import SUMMARIES, TITLES, explain_customer, summarise, top_customers
     from tierwise.workspace import Workspace
 
     if what not in ("summary", "customer"):
@@ -917,7 +910,8 @@ def export(
 ) -> None:
     """Write a run's customers (every snapshot column, customer_id first) to CSV, XLSX or Parquet."""
     from tierwise.exports import write_table
-    from tierwise.store.snapshots import latest_snapshot, select_customers
+    from tierwise.store.runs import latest_snapshot
+    from tierwise.store.snapshots import select_customers
     from tierwise.workspace import Workspace
 
     ws = Workspace.open(workspace, read_only=True)
@@ -1080,4 +1074,3 @@ def handle_errors(invoke: Callable[[], object], debug: bool | None = None) -> No
             soft_wrap=True,
         )
         sys.exit(1)
-

@@ -80,7 +80,7 @@ def playbook(
 ) -> None:
     """The playbook rules in order (first match wins), with the customers each matched in the latest run."""
     from tierwise.errors import UserError
-    from tierwise.store.snapshots import latest_snapshot
+    from tierwise.store.runs import latest_snapshot
     from tierwise.strategy.playbook import label
     from tierwise.strategy.worklist import with_strategy
     from tierwise.workspace import Workspace

@@ -20,8 +20,8 @@ from tierwise.classify.rfm import CLASS8_EN, PROSPECTS
 from tierwise.config import Config
 from tierwise.errors import UserError
 from tierwise.history.stability import effective_cutoffs
-from tierwise.pipeline.execute import list_runs
-from tierwise.store.snapshots import label, run_config
+from tierwise.store.runs import list_runs, run_config, runs_by_date
+from tierwise.store.snapshots import label
 from tierwise.workspace import Workspace
 
 # Best first. RFM segments: by how valuable and how engaged the R×F cell is.
@@ -72,19 +72,6 @@ class RunView:
     @property
     def run_id(self) -> str:
         return str(self.meta["run_id"])
-
-
-def runs_by_date(ws: Workspace) -> list[dict[str, Any]]:
-    """The latest run of each as-of date, oldest first: the runs a history is made of."""
-    return latest_per_date(list_runs(ws))
-
-
-def latest_per_date(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Of runs listed oldest first (run.list_runs), the last of each as-of date."""
-    latest: dict[str, dict[str, Any]] = {}
-    for r in runs:
-        latest[str(r["as_of"])] = r
-    return list(latest.values())
 
 
 def open_run(ws: Workspace, meta: dict[str, Any]) -> RunView:

@@ -84,7 +84,8 @@ def _settings(root: Path) -> ScheduleSettings:
 
 
 def _last_run(root: Path) -> dt.datetime | None:
-    from tierwise.pipeline.execute import list_runs, open_waiting
+    from tierwise.store.lock import open_waiting
+    from tierwise.store.runs import list_runs
 
     ws = open_waiting(root, load_config(root / CONFIG_FILE).schedule.wait_seconds)
     try:

@@ -14,7 +14,8 @@ import ibis
 import ibis.expr.types as ir
 
 from tierwise.errors import UserError
-from tierwise.history.compare import COMPARABLE, ORDERS, new_in_class, runs_by_date
+from tierwise.history.compare import COMPARABLE, ORDERS, new_in_class
+from tierwise.store.runs import runs_by_date
 from tierwise.store.snapshots import label
 from tierwise.workspace import Workspace
 

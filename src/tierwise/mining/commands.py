@@ -144,7 +144,7 @@ def explore_clusters(
     tierwise.toml (skipped with a note when absent), these must exist and be of the right kind."""
     from tierwise.mining.cluster import fit_clusters
     from tierwise.mining.in_run import CONTEXT, summary
-    from tierwise.store.snapshots import latest_snapshot
+    from tierwise.store.runs import latest_snapshot
 
     lang = language or ws.config.workspace.language
     meta, snap = latest_snapshot(ws, run_id)
@@ -244,7 +244,7 @@ def learn_and_store(
     Nothing is stored when anything fails: the checks come first, and the stored rows, the predictions table
     and the rewritten tierwise.toml are written together at the end (the file last, inside the transaction)."""
     from tierwise.pipeline.execute import canonical_tables
-    from tierwise.store.snapshots import latest_snapshot
+    from tierwise.store.runs import latest_snapshot
 
     target = settings.target
     future = target in FUTURE_KINDS
@@ -570,7 +570,7 @@ def latest_learned(ws: Workspace, run_id: str | None = None) -> dict[str, Any] |
     {"model_id", "run_id", "created_at", "target", "model", "calibration_end", "holdout_end" (dates or None),
      "predictions_table" (customer_id, learned_class, learned_confidence), "payload": the parsed JSON (see
      docs/classification.md: models → metrics/importances, rules with text_en/text_zh/expression, applied …)}"""
-    from tierwise.store.snapshots import latest_run_id
+    from tierwise.store.runs import latest_run_id
 
     if run_id is None:
         run_id = latest_run_id(ws)

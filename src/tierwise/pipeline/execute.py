@@ -14,11 +14,9 @@ the previous run (tierwise.history.stability).
 from __future__ import annotations
 
 import datetime as dt
-import json
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +46,8 @@ from tierwise.pipeline import spark
 from tierwise.pipeline.scratch import Scratch, on_engine
 from tierwise.rules import add_tags, columns_in, compile_value
 from tierwise.schema import TABLES
+from tierwise.store.lock import open_waiting, run_lock
+from tierwise.store.runs import previous_runs, register
 from tierwise.strategy.playbook import apply_playbook, check_playbook
 from tierwise.workspace import Workspace
 
@@ -427,7 +427,24 @@ def _run(
                     )
             if clusters and clusters.get("warning"):
                 report.notes.append(str(clusters["warning"]))
-            _register(ws, report, batches, input_rows, clusters)
+            register(
+                ws,
+                run_id=report.run_id,
+                as_of=report.as_of,
+                snapshot_table=report.snapshot_table,
+                customers=report.customers,
+                batches=batches,
+                input_rows=input_rows,
+                models={
+                    "params": report.model_params,
+                    "notes": report.notes,
+                    "clusters": clusters,
+                    "stability": report.stability,
+                    "backfill": report.backfill,
+                    "engine": report.engine,
+                },
+                timings=report.timings,
+            )
     return report
 
 
@@ -473,79 +490,6 @@ def _stability_summary(
     }
 
 
-def previous_runs(ws: Workspace, as_of: dt.date, n: int = 1) -> list[dict[str, object]]:
-    """The latest run of each of the `n` most recent as-of dates before `as_of`, most recent first."""
-    before = [r for r in list_runs(ws) if dt.date.fromisoformat(str(r["as_of"])) < as_of]
-    latest_per_day: dict[object, dict[str, object]] = {}
-    for r in before:  # in (as_of, created_at) order: the last one of a day wins
-        latest_per_day[r["as_of"]] = r
-    return list(reversed(list(latest_per_day.values())))[:n]
-
-
-def _register(
-    ws: Workspace,
-    report: RunReport,
-    batches: list[str],
-    input_rows: dict[str, int],
-    clusters: dict[str, object] | None = None,
-) -> None:
-    """The run becomes visible with this row, written in the same transaction as its snapshot."""
-    row = {
-        "run_id": report.run_id,
-        "as_of": report.as_of,
-        "created_at": dt.datetime.now().replace(microsecond=0),
-        "snapshot_table": report.snapshot_table,
-        "customers": report.customers,
-        "config": ws.config.model_dump_json(),
-        "input_batches": json.dumps(sorted(batches)),
-        "input_rows": json.dumps(input_rows),
-        "models": json.dumps(
-            {
-                "params": report.model_params,
-                "notes": report.notes,
-                "clusters": clusters,
-                "stability": report.stability,
-                "backfill": report.backfill,
-                "engine": report.engine,
-            },
-            ensure_ascii=False,
-        ),
-        "timings": json.dumps(report.timings),
-    }
-    ws.con.insert("runs", ibis.memtable([row], schema=ws.table("runs").schema()))
-
-
-def list_runs(ws: Workspace) -> list[dict[str, object]]:
-    """Every run, oldest first in (as_of, created_at) order: the last one is the latest (show.latest_snapshot)."""
-    runs = ws.table("runs")
-    return runs.order_by(["as_of", "created_at", "run_id"]).drop("config").to_pyarrow().to_pylist()
-
-
-# One run at a time per workspace. DuckDB lets only one process write the file anyway; the lock turns a
-# second concurrent run into a wait (then a clear message) instead of an error from deep inside DuckDB, and
-# it also covers several runs started from one process (threads of a server).
-LOCK_FILE = ".tierwise-run.lock"
-
-
-@contextmanager
-def run_lock(root: Path, wait_seconds: float) -> Iterator[None]:
-    """Hold the workspace's run lock; wait up to `wait_seconds` for another run to finish, saying which
-    (tierwise.access.file_lock). Re-entrant per thread."""
-    from tierwise.access import Holder, file_lock
-
-    root = Path(root)
-
-    def busy(holder: Holder | None, waited: float) -> UserError:
-        who = holder.describe() if holder else "another process"
-        return UserError(
-            f"another tierwise run is in progress in {root}: {who}; waited {waited:g} s — try again when it has "
-            "finished, or pass --wait SECONDS (default: [schedule] wait_seconds)"
-        )
-
-    with file_lock(root / LOCK_FILE, wait_seconds, what=f"another run of {root} to finish", busy=busy):
-        yield
-
-
 def run_in_workspace(
     root: Path | str,
     as_of: dt.date | None = None,
@@ -574,8 +518,3 @@ def run_in_workspace(
             return run(ws, as_of, on_stage, engine=engine)
         finally:
             ws.close()
-
-
-def open_waiting(root: Path, wait_seconds: float) -> Workspace:
-    """Workspace.open, waiting up to `wait_seconds` while another process has the database open."""
-    return Workspace.open(root, wait_seconds=wait_seconds)

@@ -14,9 +14,10 @@ from typing import Any
 from tierwise.campaigns.evaluate import campaign_report
 from tierwise.campaigns.plan import list_campaigns
 from tierwise.errors import UserError
-from tierwise.history.compare import ORDERS, RunView, compare, pick_runs, runs_by_date
+from tierwise.history.compare import ORDERS, RunView, compare, pick_runs
 from tierwise.history.trends import trends
 from tierwise.report.render import ReportLanguage, _pct, card
+from tierwise.store.runs import runs_by_date
 from tierwise.workspace import Workspace
 
 # Class columns whose sizes over runs are drawn, when the runs have them; the first two always are.

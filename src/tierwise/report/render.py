@@ -36,7 +36,8 @@ from tierwise.errors import UserError
 from tierwise.mining import labels
 from tierwise.money import exact_total
 from tierwise.report import data as report_data
-from tierwise.store.snapshots import LABELS, label, latest_snapshot, run_config, summarise
+from tierwise.store.runs import latest_snapshot, run_config
+from tierwise.store.snapshots import LABELS, label, summarise
 from tierwise.workspace import Workspace
 
 TOP_GROUPS = 15

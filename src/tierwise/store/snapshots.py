@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import difflib
-import functools
-import json
 from collections.abc import Callable
 from typing import Any
 
 import ibis.expr.types as ir
 
 from tierwise.classify import abc, grade, lifecycle, loyalty, rfm, value
-from tierwise.config import Config
 from tierwise.errors import UserError
 from tierwise.money import exact_total
-from tierwise.workspace import Workspace
+from tierwise.store.runs import run_clusters
 
 # column → {code: (English, Chinese)}
 LABELS: dict[str, dict[str, tuple[str, str]]] = {
@@ -64,35 +61,6 @@ def label(column: str, code: object, language: str) -> str:
         return zh if language == "zh" else en
     en, zh = LABELS.get(column, {}).get(str(code), (str(code), str(code)))
     return zh if language == "zh" else en
-
-
-def _newest_first(runs: ir.Table) -> ir.Table:
-    # The latest run is the one with the latest as-of date (then the newest): backfilled history stays behind.
-    return runs.order_by([runs.as_of.desc(), runs.created_at.desc(), runs.run_id.desc()])
-
-
-def latest_run_id(ws: Workspace) -> str | None:
-    rows = _newest_first(ws.table("runs")).limit(1).select("run_id").to_pyarrow().to_pylist()
-    return str(rows[0]["run_id"]) if rows else None
-
-
-def latest_snapshot(ws: Workspace, run_id: str | None = None) -> tuple[dict[str, Any], ir.Table]:
-    runs = ws.table("runs")
-    if run_id:
-        runs = runs.filter(runs.run_id == run_id)
-    rows = _newest_first(runs).limit(1).drop("config").to_pyarrow().to_pylist()
-    if not rows:
-        if run_id:
-            raise UserError(f"no run '{run_id}'; list them with 'tierwise runs'")
-        raise UserError("no run yet; run the main job first with 'tierwise run'")
-    return rows[0], ws.table(str(rows[0]["snapshot_table"]))
-
-
-def run_config(ws: Workspace, run_id: str) -> Config:
-    """The settings a run was made with (the workspace's may have changed since)."""
-    runs = ws.table("runs")
-    text = runs.filter(runs.run_id == run_id).config.to_pyarrow().to_pylist()[0]
-    return Config.model_validate_json(text)
 
 
 def summarise(snapshot: ir.Table, column: str, language: str) -> list[dict[str, Any]]:
@@ -203,23 +171,6 @@ def explain_customer(
             f" → {label('loyalty', c['loyalty'], language)}"
         )
     return {"run_id": meta["run_id"], "as_of": str(meta["as_of"]), "customer": c, "reasons": reasons}
-
-
-def run_clusters(meta: dict[str, Any]) -> dict[str, Any] | None:
-    """The clustering summary a run kept (None for runs without clustering). Read-only: it may be shared."""
-    clusters = run_models(str(meta.get("models") or "{}")).get("clusters")
-    return clusters if isinstance(clusters, dict) else None
-
-
-@functools.lru_cache(maxsize=64)
-def run_models(text: str) -> dict[str, Any]:
-    """A run's `models` JSON, parsed once per text (a dashboard reads the same run's for every customer): the
-    result is shared, so callers must not change it."""
-    try:
-        found = json.loads(text)
-    except ValueError:
-        return {}
-    return found if isinstance(found, dict) else {}
 
 
 def _cluster_reason(c: dict[str, Any], meta: dict[str, Any], language: str) -> str | None:

@@ -100,8 +100,8 @@ def build_worklist(
     top: int | None = None,
     language: str | None = None,
 ) -> Worklist:
+    from tierwise.store.runs import latest_snapshot, run_config
     from tierwise.store.snapshots import label as class_label
-    from tierwise.store.snapshots import latest_snapshot, run_config
     from tierwise.strategy.cross_sell import cross_sell, similarity_column
 
     if top is not None and top < 1:

@@ -56,7 +56,7 @@ class ReadCache:
 
     def runs(self, ws: Workspace) -> list[dict[str, Any]]:
         """Every run, oldest first (run.list_runs): the last one is the latest."""
-        from tierwise.pipeline.execute import list_runs
+        from tierwise.store.runs import list_runs
 
         version = tuple(ws.con.con.execute(_VERSION_SQL).fetchone() or ())
         with self._lock:
@@ -89,7 +89,7 @@ class ReadCache:
 
     def config(self, ws: Workspace, run_id: str) -> Config:
         """The settings the run was made with."""
-        from tierwise.store.snapshots import run_config
+        from tierwise.store.runs import run_config
 
         return self.value(("config", run_id), lambda: run_config(ws, run_id))
 

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from tierwise.errors import UserError
-from tierwise.store.snapshots import run_models
+from tierwise.store.runs import run_models
 from tierwise.workspace import Workspace
 
 MAX_PAGE_SIZE = 500

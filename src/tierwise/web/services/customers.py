@@ -409,8 +409,8 @@ def customer_detail(
         "notes": notes,
     }
     if with_timeline:
-        from tierwise.history.compare import latest_per_date
         from tierwise.history.trends import timeline
+        from tierwise.store.runs import latest_per_date
 
         dated = latest_per_date(runs)
         key = ("timeline", tuple(str(r["run_id"]) for r in dated))

@@ -15,7 +15,8 @@ import pyarrow as pa
 from tierwise.errors import UserError
 from tierwise.exports import write_table
 from tierwise.rules import compile_expression
-from tierwise.store.snapshots import latest_snapshot, select_customers
+from tierwise.store.runs import latest_snapshot
+from tierwise.store.snapshots import select_customers
 from tierwise.web.services.customers import (
     available_columns,
     contact_columns,

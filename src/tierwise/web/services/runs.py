@@ -37,7 +37,7 @@ def list_runs(ws: Workspace) -> list[dict[str, Any]]:
     """Every run, newest first in the order of `tierwise runs` reversed (by as-of date, then creation): the
     first is the latest (`latest: true`). [{run_id, as_of, created_at, customers, snapshot_table, timings,
     seconds, input_rows, notes, backfill, latest}]"""
-    from tierwise.pipeline.execute import list_runs as stored_runs
+    from tierwise.store.runs import list_runs as stored_runs
 
     rows = [_summary(r) for r in reversed(stored_runs(ws))]
     for i, r in enumerate(rows):
@@ -55,7 +55,7 @@ def run_detail(ws: Workspace, run_id: str) -> dict[str, Any]:
     r = rows[0]
     models = parse_json(r.get("models")) or {}
     config = parse_json(r.get("config")) or {}
-    from tierwise.store.snapshots import latest_run_id
+    from tierwise.store.runs import latest_run_id
 
     return jsonable(
         {
@@ -75,7 +75,7 @@ def models(ws: Workspace, run_id: str | None = None) -> dict[str, Any]:
     of the predictive columns or None), backtest (the latest `tierwise backtest` or None), clusters (profiles
     and choice of k, or None), learned (the latest `tierwise classify` of the run: metrics, importances, rules
     — or None)}."""
-    from tierwise.store.snapshots import latest_snapshot
+    from tierwise.store.runs import latest_snapshot
 
     meta, snap = latest_snapshot(ws, run_id)
     run = str(meta["run_id"])
