@@ -31,7 +31,7 @@ def test_a_failed_run_leaves_the_previous_run_latest(ws: Workspace, tmp_path: Pa
     def fail(*args, **kwargs):
         raise RuntimeError("power cut")
 
-    monkeypatch.setattr(run_module, "_register", fail)
+    monkeypatch.setattr(run_module, "register", fail)
     with pytest.raises(RuntimeError):
         run(ws, dt.date(2024, 6, 1))
     assert [r["run_id"] for r in list_runs(ws)] == [first.run_id]

@@ -323,7 +323,7 @@ def test_a_failed_run_on_spark_leaves_no_output_and_no_scratch(
     def disk_full(*args: object) -> None:
         raise OSError("No space left on device")
 
-    monkeypatch.setattr(run_module, "_register", disk_full)
+    monkeypatch.setattr(run_module, "register", disk_full)
     with pytest.raises(OSError, match="No space left"):
         run(workspace, AS_OF, engine="spark")
     assert [p.name for p in lake.iterdir()] == [f"run_id={stored.run_id}"]
