@@ -25,6 +25,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pyarrow as pa
+from python_calamine import CalamineWorkbook
 
 from tierwise.errors import UserError
 from tierwise.ingest.readers import LINE, SHEET, HeaderScore, ReadLimits, Source, _dedupe_names
@@ -417,7 +418,6 @@ def open_excel(
 ) -> Source:
     file = str(path)
     check_workbook(path, limits or ReadLimits())
-    from python_calamine import CalamineWorkbook
 
     try:
         wb = CalamineWorkbook.from_path(file)

@@ -21,8 +21,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+from charset_normalizer import from_bytes
 
 from tierwise.errors import UserError
+from tierwise.ingest.excel import open_excel
 
 LINE = "_line"
 SHEET = "_sheet"  # the sheet of each row, when a workbook has several (never a source column)
@@ -100,8 +102,6 @@ def open_source(
         or head[:4] == b"PK\x03\x04"
         or head == (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1")
     ):
-        from tierwise.ingest.excel import open_excel
-
         return open_excel(path, size, sheet, header, header_row, header_score, limits)
     return _open_text(path, size, sep, encoding, header, progress)
 
@@ -162,7 +162,6 @@ def detect_encoding(sample: bytes, path: Path) -> str:
         except UnicodeDecodeError:
             pass
     trimmed = _trim_partial_char(sample)
-    from charset_normalizer import from_bytes
 
     best = from_bytes(trimmed).best()
     if best is None:
