@@ -243,7 +243,7 @@ def learn_and_store(
 
     Nothing is stored when anything fails: the checks come first, and the stored rows, the predictions table
     and the rewritten tierwise.toml are written together at the end (the file last, inside the transaction)."""
-    from tierwise.pipeline.execute import canonical_tables
+    from tierwise.pipeline.snapshot import canonical_tables
     from tierwise.store.runs import latest_snapshot
 
     target = settings.target

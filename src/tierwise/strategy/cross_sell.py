@@ -106,7 +106,7 @@ def stored_cross_sell(ws: Workspace, meta: dict[str, Any], k: int, by: str | Non
 
     import ibis
 
-    from tierwise.pipeline.execute import snapshot_suffix
+    from tierwise.pipeline.snapshot import snapshot_suffix
 
     settings = hashlib.sha1(f"{k}|{by or 'auto'}|{min_support!r}".encode()).hexdigest()[:8]
     name = f"cross_sell_{snapshot_suffix(str(meta['run_id']))}_{settings}"
