@@ -320,7 +320,7 @@ def test_a_failed_run_on_spark_leaves_no_output_and_no_scratch(
     assert [p.name for p in lake.iterdir()] == [f"run_id={stored.run_id}"]
     assert _scratch_left(spark_con, workspace) == before
 
-    def disk_full(*args: object) -> None:
+    def disk_full(*args: object, **kwargs: object) -> None:
         raise OSError("No space left on device")
 
     monkeypatch.setattr(run_module, "register", disk_full)
