@@ -28,9 +28,9 @@ import numpy as np
 import pyarrow as pa
 
 from tierwise.clv._fit import fit_notes
+from tierwise.clv.settings import ClvSettings
 from tierwise.clv.summary import rfm_summary, summary_from_occasions
 from tierwise.clv.value import DAYS_PER_MONTH, customer_lifetime_value
-from tierwise.config import ClvSettings
 from tierwise.errors import UserError
 
 SCHEMA = ibis.schema(

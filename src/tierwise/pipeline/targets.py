@@ -111,7 +111,7 @@ def future_target(
 
     future-high-value: the top `high_value_share` of these customers by net revenue in the holdout (ties at
     the cut all count; no revenue is never high value). future-churn: no purchase in the holdout."""
-    from tierwise.pipeline.execute import build_snapshot  # run imports the whole pipeline; only needed here
+    from tierwise.pipeline.snapshot import build_snapshot  # run imports the whole pipeline; only needed here
 
     if kind not in FUTURE_CLASSES:
         raise UserError(f"classify: unknown target '{kind}'; allowed: {', '.join(FUTURE_KINDS)} or a label column")

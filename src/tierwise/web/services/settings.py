@@ -240,7 +240,7 @@ def _candidate(
     so that they do not stay on the dashboard's connection."""
     from tierwise.clv.predict import SCHEMA as PREDICTIONS
     from tierwise.clv.predict import empty as no_predictions
-    from tierwise.pipeline.execute import build_snapshot
+    from tierwise.pipeline.snapshot import build_snapshot
     from tierwise.store.runs import canonical_tables, previous_runs, run_config
     from tierwise.strategy.playbook import apply_playbook, check_playbook
 
