@@ -80,7 +80,7 @@ def local_session(app_name: str = "tierwise", *, cores: int = 2, conf: dict[str,
     If a Spark session already runs in this process, Spark reuses it: settings fixed when the JVM starts
     (memory, logging) then stay as they were.
     """
-    # PySpark (and the JVM behind it) is loaded only when Spark is used: DuckDB users never need Java.
+    # lazy: PySpark (and the JVM behind it) is loaded only when Spark is used; DuckDB users never need Java.
     from pyspark.sql import SparkSession
 
     # Spark otherwise looks up the machine's host name, warns when it resolves to loopback and fails when
@@ -122,7 +122,7 @@ def cache_checkpoint(stage: str, t: ir.Table) -> ir.Table:
 
 
 def _spark_type(dtype: dt.DataType) -> DataType:
-    # PySpark (and the JVM behind it) is loaded only when Spark is used: DuckDB users never need Java.
+    # lazy: PySpark (and the JVM behind it) is loaded only when Spark is used; DuckDB users never need Java.
     from ibis.backends.pyspark.datatypes import PySparkType
     from pyspark.sql import types as st
 
@@ -138,7 +138,7 @@ def _spark_type(dtype: dt.DataType) -> DataType:
 
 
 def spark_schema(schema: ibis.Schema) -> StructType:
-    # PySpark (and the JVM behind it) is loaded only when Spark is used: DuckDB users never need Java.
+    # lazy: PySpark (and the JVM behind it) is loaded only when Spark is used; DuckDB users never need Java.
     from pyspark.sql import types as st
 
     return st.StructType([st.StructField(name, _spark_type(dtype), True) for name, dtype in schema.items()])
@@ -174,7 +174,7 @@ def session_for(settings: SparkSettings) -> SparkSession:
         cores = match.group(1) or "1"
         count = (os.cpu_count() or 1) if cores == "*" else int(cores)
         return local_session(cores=count, conf=settings.conf)
-    # PySpark (and the JVM behind it) is loaded only when Spark is used: DuckDB users never need Java.
+    # lazy: PySpark (and the JVM behind it) is loaded only when Spark is used; DuckDB users never need Java.
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.appName("tierwise")
