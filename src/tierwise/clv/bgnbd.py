@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy.special import gammaln
 
 from tierwise.clv._fit import (
     Data,
@@ -24,7 +25,6 @@ from tierwise.clv._fit import (
     as_float_array,
     check_rfm,
     expm1_over,
-    gammaln,
     group_rows,
     not_fitted,
     rising_tables,

@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from scipy.special import gammaln
 
 from tierwise.clv._fit import (
     Data,
@@ -31,7 +32,6 @@ from tierwise.clv._fit import (
     check_rfm,
     compress_with_index,
     expm1_over,
-    gammaln,
     not_fitted,
     rising_tables,
 )
