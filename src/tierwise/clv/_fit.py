@@ -2,7 +2,7 @@
 compression and a bounded optimiser on log-scale parameters.
 
 Log-gamma and digamma are scipy.special's (the models import them from there): against the numpy recurrence +
-Stirling series this module used to carry, 8x faster on 500,000 arguments, 40x on the few dozen distinct counts
+Stirling series this module used to carry, 8x faster on 500,000 arguments, 90x on the few dozen distinct counts
 a fit evaluates, and accurate to 4e-16 instead of 9e-15 (relative, over 1e-8..1e10, mpmath reference).
 """
 
