@@ -522,7 +522,7 @@ def test_model_section_shows_the_backtest_and_the_predictions(
     assert sum(clv["customers"]) == clv["n"] == len(positive)
     total = sum(r["clv_predicted"] or 0 for r in rows)
     assert f"{len(scored):,} 位有购买的客户" in page
-    from tierwise.report.render import ReportLanguage
+    from tierwise.report.language import ReportLanguage
 
     assert ReportLanguage("zh", "").money(total) in page
 
@@ -640,7 +640,7 @@ def _section(html: str, key: str) -> str:
 
 
 def _learned_payload(ws_dir: Path, run_id: str) -> dict[str, Any]:
-    from tierwise.mining.commands import latest_learned
+    from tierwise.store.learned import latest_learned
     from tierwise.workspace import Workspace
 
     ws = Workspace.open(ws_dir)
@@ -814,15 +814,15 @@ def test_mining_sections_absent_without_clusters_or_learned_model(workspace_copy
 
 def test_learned_section_from_a_stored_row(workspace_copy: Path) -> None:
     """A model stored in `learned_models` by hand (only the payload's essentials): shown for its run only."""
-    from tierwise.report import data as report_data
     from tierwise.report.render import build_context
+    from tierwise.store.learned import learned_payload
     from tierwise.workspace import Workspace
 
     ws = Workspace.open(workspace_copy)
     try:
         ws.con.raw_sql("DELETE FROM learned_models")
         meta_run = ws.table("runs").order_by(ibis.desc("created_at")).limit(1).run_id.to_pyarrow().to_pylist()[0]
-        assert report_data.latest_learned(ws, meta_run) is None
+        assert learned_payload(ws, meta_run) is None
         assert "learned" not in [s["id"] for s in build_context(ws)["sections"]]
         payload = {
             "target": "grade",
