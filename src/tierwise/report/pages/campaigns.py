@@ -162,20 +162,7 @@ def campaigns_page(ws: Workspace, lang: ReportLanguage) -> PageParts | None:
             continue
         key = f"campaign_{i}"
         charts[key] = _campaign_chart(report, lang)
-        rows = [_campaign_row(s["label"], s) for s in report["segments"]]
-        rows.append(_campaign_row(p("Overall", "合计"), report["overall"], overall=True))
-        notes = [_campaign_note(str(n), lang) for n in report["notes"] if n]
-        parts.append(
-            {
-                "name": name,
-                "chart": key,
-                "caption": _campaign_caption(report, lang),
-                "has_control": report["has_control"],
-                "cost_per_contact": report["cost_per_contact"],
-                "rows": rows,
-                "notes": notes,
-            }
-        )
+        parts.append(_campaign_part(name, key, report, lang))
     if len(listed) > MAX_CAMPAIGNS:
         skipped.append(
             p(
@@ -185,8 +172,34 @@ def campaigns_page(ws: Workspace, lang: ReportLanguage) -> PageParts | None:
         )
     if not parts:
         return None
-    head = [
-        lang.pick("Segment", "分群"),
+    headline = p(
+        f"{len(parts)} campaign{'s' if len(parts) > 1 else ''}: response rates with Wilson 95% intervals, lift over "
+        "the control group with Newcombe's interval, revenue per contact and ROI, by segment.",
+        f"{len(parts)} 个营销活动：按分群列出响应率（Wilson 95% 区间）、相对对照组的提升（Newcombe 区间）、"
+        "单客收入与 ROI。",
+    )
+    return headline, {"head": _head(lang), "campaigns": parts, "notes": skipped}, charts
+
+
+def _campaign_part(name: str, chart: str, report: dict[str, Any], lang: ReportLanguage) -> dict[str, Any]:
+    """One campaign's caption, table rows (its segments, then overall) and notes; its chart is under `chart`."""
+    rows = [_campaign_row(s["label"], s) for s in report["segments"]]
+    rows.append(_campaign_row(lang.pick("Overall", "合计"), report["overall"], overall=True))
+    return {
+        "name": name,
+        "chart": chart,
+        "caption": _campaign_caption(report, lang),
+        "has_control": report["has_control"],
+        "cost_per_contact": report["cost_per_contact"],
+        "rows": rows,
+        "notes": [_campaign_note(str(n), lang) for n in report["notes"] if n],
+    }
+
+
+def _head(lang: ReportLanguage) -> list[str]:
+    p = lang.pick
+    return [
+        p("Segment", "分群"),
         p("Contacted", "触达"),
         p("Responded", "响应"),
         p("Response rate", "响应率"),
@@ -199,10 +212,3 @@ def campaigns_page(ws: Workspace, lang: ReportLanguage) -> PageParts | None:
         p("95% interval", "95% 区间"),
         "ROI",
     ]
-    headline = p(
-        f"{len(parts)} campaign{'s' if len(parts) > 1 else ''}: response rates with Wilson 95% intervals, lift over "
-        "the control group with Newcombe's interval, revenue per contact and ROI, by segment.",
-        f"{len(parts)} 个营销活动：按分群列出响应率（Wilson 95% 区间）、相对对照组的提升（Newcombe 区间）、"
-        "单客收入与 ROI。",
-    )
-    return headline, {"head": head, "campaigns": parts, "notes": skipped}, charts

@@ -174,8 +174,26 @@ def cluster_page(snap: ir.Table, meta: dict[str, Any], lang: ReportLanguage) -> 
         headline = lang.pick("This run's customers were not clustered.", "本次运行没有对客户聚类。")
         return headline, {"kpis": [], "warning": None, "notes": notes, "rows": [], "figures": [], "curves": []}, {}
     rows = _cluster_rows(profiles, report_data.cluster_counts(snap), lang)
-    k = int(c["k"])
     charts: dict[str, dict[str, Any]] = {}
+    figures = _figures(c, rows, charts, lang)
+    curves = _curves(c, charts, lang)
+    warning = mining_note(str(c["warning"]), lang) if c.get("warning") else None
+    content = {
+        "kpis": _cluster_kpis(c, rows, lang),
+        "warning": warning,
+        "notes": [n for n in notes if n != warning],
+        "head": _head(lang),
+        "rows": rows,
+        "figures": figures,
+        "curves": curves,
+    }
+    return _headline(c, rows, lang), content, charts
+
+
+def _figures(
+    c: dict[str, Any], rows: list[dict[str, Any]], charts: dict[str, dict[str, Any]], lang: ReportLanguage
+) -> list[dict[str, str]]:
+    """The scatter plot (when the run kept a projection) and the sizes chart: their charts go into `charts`."""
     figures: list[dict[str, str]] = []
     scatter = _scatter_chart(c, rows, lang)
     if scatter is not None:
@@ -199,6 +217,12 @@ def cluster_page(snap: ir.Table, meta: dict[str, Any], lang: ReportLanguage) -> 
             "caption": dist_caption(rows, lang),
         }
     )
+    return figures
+
+
+def _curves(c: dict[str, Any], charts: dict[str, dict[str, Any]], lang: ReportLanguage) -> list[dict[str, str]]:
+    """The silhouette and elbow curves over the k tried (when more than one was): their charts go into `charts`."""
+    k = int(c["k"])
     curves: list[dict[str, str]] = []
     silhouette, inertia = c.get("silhouette") or {}, c.get("inertia") or {}
     if len(silhouette) > 1:
@@ -240,9 +264,13 @@ def cluster_page(snap: ir.Table, meta: dict[str, Any], lang: ReportLanguage) -> 
                 ),
             }
         )
-    warning = mining_note(str(c["warning"]), lang) if c.get("warning") else None
+    return curves
+
+
+def _headline(c: dict[str, Any], rows: list[dict[str, Any]], lang: ReportLanguage) -> str:
+    k = int(c["k"])
     biggest = max(rows, key=lambda r: r["revenue_share"])
-    headline = lang.pick(
+    return lang.pick(
         f"k-means found {k} groups among the {int(c.get('clustered') or 0):,} buyers; "
         f"{biggest['name']} (cluster {biggest['cluster']}) brings {pct(biggest['revenue_share'])} of revenue "
         f"with {pct(biggest['customer_share'])} of the customers.",
@@ -250,24 +278,18 @@ def cluster_page(snap: ir.Table, meta: dict[str, Any], lang: ReportLanguage) -> 
         f"第 {biggest['cluster']} 群“{biggest['name']}”以 {pct(biggest['customer_share'])} 的客户贡献了 "
         f"{pct(biggest['revenue_share'])} 的收入。",
     )
-    content = {
-        "kpis": _cluster_kpis(c, rows, lang),
-        "warning": warning,
-        "notes": [n for n in notes if n != warning],
-        "head": [
-            "#",
-            lang.pick("Cluster", "分群名称"),
-            lang.t("customers"),
-            lang.t("customer_share"),
-            lang.t("revenue_share"),
-            lang.t("rfm_segment"),
-            lang.pick("Grade", "等级"),
-            lang.pick("Region", "地区"),
-            lang.t("industry_name"),
-            lang.pick("Stands out by (vs all, in sd)", "显著特征（与整体相比，标准差）"),
-        ],
-        "rows": rows,
-        "figures": figures,
-        "curves": curves,
-    }
-    return headline, content, charts
+
+
+def _head(lang: ReportLanguage) -> list[str]:
+    return [
+        "#",
+        lang.pick("Cluster", "分群名称"),
+        lang.t("customers"),
+        lang.t("customer_share"),
+        lang.t("revenue_share"),
+        lang.t("rfm_segment"),
+        lang.pick("Grade", "等级"),
+        lang.pick("Region", "地区"),
+        lang.t("industry_name"),
+        lang.pick("Stands out by (vs all, in sd)", "显著特征（与整体相比，标准差）"),
+    ]

@@ -242,68 +242,8 @@ def history_page(ws: Workspace, run_id: str, lang: ReportLanguage) -> PageParts 
     dated = runs_by_date(ws)
     charts: dict[str, dict[str, Any]] = {}
     p = lang.pick
-
-    migration: dict[str, Any] | None = None
-    try:
-        pair: tuple[RunView, RunView] | None = pick_runs(ws, None, run_id)
-    except UserError:  # no run before the report's run
-        pair = None
-    if pair is not None:
-        a, b = pair
-        column = next((c for c in MIGRATION_COLUMNS if c in a.snapshot.columns and c in b.snapshot.columns), None)
-        if column is not None:
-            # the same call as `tierwise compare A B --by column --json` (A defaults to the run before B)
-            data = compare(ws, a.run_id, b.run_id, column, lang.language, top=0)
-            charts["history_sankey"], charts["history_matrix"] = migration_charts(data, lang)
-            title = _column_title(column, lang)
-            migration = {
-                "column": column,
-                "run_a": data["run_a"],
-                "run_b": data["run_b"],
-                "in_both": data["in_both"],
-                "totals": data["totals"],
-                "kpis": migration_kpis(data, lang),
-                "caption": migration_caption(data, lang),
-                "figures": [
-                    {
-                        "id": "history_sankey",
-                        "title": p(f"Migration of {title}", f"{title}迁移"),
-                        "caption": p(
-                            f"Customers flowing from their class as of {data['run_a']['as_of']} (left, with the "
-                            f"new ones) to their class as of {data['run_b']['as_of']} (right, with the ones gone); "
-                            "green up, red down.",
-                            f"客户从 {data['run_a']['as_of']} 的类别（左，含新进入）流向 "
-                            f"{data['run_b']['as_of']} 的类别（右，含已离开）；绿色为升级，红色为降级。",
-                        ),
-                    },
-                    {
-                        "id": "history_matrix",
-                        "title": p("Migration matrix", "迁移矩阵"),
-                        "caption": p(
-                            "Customers per cell from → to; hover a cell for its revenue in both runs.",
-                            "各格为从（行）→ 到（列）的客户数；鼠标悬停可查看两次运行中的收入。",
-                        ),
-                    },
-                ],
-            }
-
-    trend_figures: list[dict[str, str]] = []
-    if len(dated) >= 2:
-        for column in TREND_COLUMNS:
-            try:
-                data = trends(ws, column, lang.language)
-            except UserError:  # a run without the column (made by an older version)
-                continue
-            key = f"history_trend_{column}"
-            charts[key] = trend_chart(data, lang)
-            title = _column_title(column, lang)
-            trend_figures.append(
-                {
-                    "id": key,
-                    "title": p(f"Customers by {title} over runs", f"各{title}客户数变化"),
-                    "caption": _trend_caption(data, lang),
-                }
-            )
+    migration = _migration(ws, run_id, charts, lang)
+    trend_figures = _trends(ws, charts, lang) if len(dated) >= 2 else []
     if migration is None and not trend_figures:
         return None
     if migration is not None:
@@ -323,3 +263,79 @@ def history_page(ws: Workspace, run_id: str, lang: ReportLanguage) -> PageParts 
         )
     content = {"migration": migration, "trends": trend_figures, "notes": notes}
     return headline, content, charts
+
+
+def _migration(
+    ws: Workspace, run_id: str, charts: dict[str, dict[str, Any]], lang: ReportLanguage
+) -> dict[str, Any] | None:
+    """The migration from the run before to the report's run (its Sankey and matrix go into `charts`); None when
+    there is no run before, or the two runs share no class column to compare."""
+    try:
+        pair: tuple[RunView, RunView] | None = pick_runs(ws, None, run_id)
+    except UserError:  # no run before the report's run
+        pair = None
+    if pair is None:
+        return None
+    a, b = pair
+    column = next((c for c in MIGRATION_COLUMNS if c in a.snapshot.columns and c in b.snapshot.columns), None)
+    if column is None:
+        return None
+    # the same call as `tierwise compare A B --by column --json` (A defaults to the run before B)
+    data = compare(ws, a.run_id, b.run_id, column, lang.language, top=0)
+    charts["history_sankey"], charts["history_matrix"] = migration_charts(data, lang)
+    return {
+        "column": column,
+        "run_a": data["run_a"],
+        "run_b": data["run_b"],
+        "in_both": data["in_both"],
+        "totals": data["totals"],
+        "kpis": migration_kpis(data, lang),
+        "caption": migration_caption(data, lang),
+        "figures": _migration_figures(data, _column_title(column, lang), lang),
+    }
+
+
+def _migration_figures(data: dict[str, Any], title: str, lang: ReportLanguage) -> list[dict[str, str]]:
+    p = lang.pick
+    return [
+        {
+            "id": "history_sankey",
+            "title": p(f"Migration of {title}", f"{title}迁移"),
+            "caption": p(
+                f"Customers flowing from their class as of {data['run_a']['as_of']} (left, with the "
+                f"new ones) to their class as of {data['run_b']['as_of']} (right, with the ones gone); "
+                "green up, red down.",
+                f"客户从 {data['run_a']['as_of']} 的类别（左，含新进入）流向 "
+                f"{data['run_b']['as_of']} 的类别（右，含已离开）；绿色为升级，红色为降级。",
+            ),
+        },
+        {
+            "id": "history_matrix",
+            "title": p("Migration matrix", "迁移矩阵"),
+            "caption": p(
+                "Customers per cell from → to; hover a cell for its revenue in both runs.",
+                "各格为从（行）→ 到（列）的客户数；鼠标悬停可查看两次运行中的收入。",
+            ),
+        },
+    ]
+
+
+def _trends(ws: Workspace, charts: dict[str, dict[str, Any]], lang: ReportLanguage) -> list[dict[str, str]]:
+    """Class sizes over the runs for each trend column the runs have (their charts go into `charts`)."""
+    figures: list[dict[str, str]] = []
+    for column in TREND_COLUMNS:
+        try:
+            data = trends(ws, column, lang.language)
+        except UserError:  # a run without the column (made by an older version)
+            continue
+        key = f"history_trend_{column}"
+        charts[key] = trend_chart(data, lang)
+        title = _column_title(column, lang)
+        figures.append(
+            {
+                "id": key,
+                "title": lang.pick(f"Customers by {title} over runs", f"各{title}客户数变化"),
+                "caption": _trend_caption(data, lang),
+            }
+        )
+    return figures

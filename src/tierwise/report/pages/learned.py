@@ -4,6 +4,7 @@ held-out metrics, feature importances, the classes it gives every customer and t
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import ibis.expr.types as ir
@@ -86,22 +87,58 @@ def _rule_text(rule: dict[str, Any], lang: ReportLanguage) -> str:
     return ""
 
 
+@dataclass
+class _Learned:
+    """The learned model in the report's language: the stored payload, its target, the chosen model's name, every
+    model compared (name → its part of the payload) and the chosen one's metrics."""
+
+    data: dict[str, Any]
+    target: str
+    model: str
+    models: dict[str, dict[str, Any]]
+    chosen: dict[str, Any]
+
+    @classmethod
+    def of(cls, payload: dict[str, Any], lang: ReportLanguage) -> _Learned:
+        data = _learned_part(payload, lang)
+        target, model = str(data.get("target") or ""), str(data.get("model") or "")
+        models = {str(k): v for k, v in (data.get("models") or {}).items() if isinstance(v, dict)}
+        chosen = models.get(model) or next(iter(models.values()), {})
+        if not model and models:
+            model = next(iter(models))
+        return cls(data, target, model, models, chosen)
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return self.chosen.get("metrics") or {}
+
+
 def learned_page(ws: Workspace, snap: ir.Table, run_id: str, lang: ReportLanguage) -> PageParts | None:
     """The learned-rules section's caption, content and charts; None when no model was learned for the run."""
     payload = learned_payload(ws, run_id)
     if payload is None:
         return None
-    data = _learned_part(payload, lang)
-    target, model = str(data.get("target") or ""), str(data.get("model") or "")
-    models = {str(k): v for k, v in (data.get("models") or {}).items() if isinstance(v, dict)}
-    chosen = models.get(model) or next(iter(models.values()), {})
-    if not model and models:
-        model = next(iter(models))
-    metrics = chosen.get("metrics") or {}
-    p = lang.pick
+    m = _Learned.of(payload, lang)
     charts: dict[str, dict[str, Any]] = {}
     figures: list[dict[str, str]] = []
+    for key, found in (("learned_importance", _importance(m, lang)), ("learned_classes", _classes(ws, snap, m, lang))):
+        if found is not None:
+            charts[key], figure = found
+            figures.append({"id": key, **figure})
+    all_rules = [r for r in m.data.get("rules") or [] if isinstance(r, dict)]
+    content = {
+        "kpis": _learned_kpis(m, lang),
+        "comparison": _comparison(m, lang),
+        "confusion": _confusion(m, lang),
+        "figures": figures,
+        "rules": [_rule_row(m.target, r, lang) for r in all_rules[:MAX_RULES]],
+        "notes": _notes(m, len(all_rules), lang),
+    }
+    return _headline(m, len(all_rules), lang), content, charts
 
+
+def _learned_kpis(m: _Learned, lang: ReportLanguage) -> list[dict[str, str]]:
+    p, data, target, metrics = lang.pick, m.data, m.target, m.metrics
     cal, hold = data.get("calibration_end"), data.get("holdout_end")
     target_note = (
         p(f"measures as of {cal}, outcome up to {hold}", f"特征截至 {cal}，结果观察至 {hold}")
@@ -112,7 +149,7 @@ def learned_page(ws: Workspace, snap: ir.Table, run_id: str, lang: ReportLanguag
         card(p("Target", "学习目标"), _target_label(target, lang), target_note),
         card(
             p("Model", "模型"),
-            _model_label(model, lang),
+            _model_label(m.model, lang),
             p(f"{len(data.get('features') or [])} features", f"{len(data.get('features') or [])} 个特征"),
         ),
     ]
@@ -125,133 +162,143 @@ def learned_page(ws: Workspace, snap: ir.Table, run_id: str, lang: ReportLanguag
         positive = metrics.get("positive_class")
         pos = _class_label(target, positive, lang) if positive is not None else ""
         kpis.append(card("ROC AUC", f"{auc:.3f}", p(f"for {pos}", f"针对{pos}") if pos else ""))
+    return kpis
 
-    comparison = []
-    if len(models) > 1:
-        for name, m in models.items():
-            mm = m.get("metrics") or {}
+
+def _comparison(m: _Learned, lang: ReportLanguage) -> list[dict[str, Any]]:
+    """The models compared on the held-out customers (`classify --compare`); empty when only one was fitted."""
+    comparison: list[dict[str, Any]] = []
+    if len(m.models) > 1:
+        for name, fitted in m.models.items():
+            mm = fitted.get("metrics") or {}
             per_class = mm.get("per_class") or {}
             f1s = [float(v.get("f1") or 0.0) for v in per_class.values() if isinstance(v, dict)]
             comparison.append(
                 {
                     "model": _model_label(name, lang),
-                    "chosen": name == model,
+                    "chosen": name == m.model,
                     "accuracy": mm.get("accuracy"),
                     "f1": sum(f1s) / len(f1s) if f1s else None,
                     "roc_auc": mm.get("roc_auc"),
                 }
             )
+    return comparison
 
-    confusion = None
+
+def _confusion(m: _Learned, lang: ReportLanguage) -> dict[str, Any] | None:
+    metrics = m.metrics
     cm = metrics.get("confusion_matrix") or {}
     classes, matrix = cm.get("labels") or [], cm.get("matrix") or []
-    if classes and len(matrix) == len(classes):
-        per_class = metrics.get("per_class") or {}
-        body = []
-        for code, row in zip(classes, matrix, strict=False):
-            total = sum(int(v) for v in row) or 1
-            pc = per_class.get(str(code)) or {}
-            body.append(
-                {
-                    "label": _class_label(target, code, lang),
-                    "cells": [{"n": int(v), "alpha": round(0.08 + 0.6 * int(v) / total, 2)} for v in row],
-                    "recall": pc.get("recall"),
-                    "precision": pc.get("precision"),
-                }
-            )
-        confusion = {"labels": [_class_label(target, c, lang) for c in classes], "rows": body}
+    if not classes or len(matrix) != len(classes):
+        return None
+    per_class = metrics.get("per_class") or {}
+    body = []
+    for code, row in zip(classes, matrix, strict=False):
+        total = sum(int(v) for v in row) or 1
+        pc = per_class.get(str(code)) or {}
+        body.append(
+            {
+                "label": _class_label(m.target, code, lang),
+                "cells": [{"n": int(v), "alpha": round(0.08 + 0.6 * int(v) / total, 2)} for v in row],
+                "recall": pc.get("recall"),
+                "precision": pc.get("precision"),
+            }
+        )
+    return {"labels": [_class_label(m.target, c, lang) for c in classes], "rows": body}
 
-    importances = chosen.get("importances") or {}
+
+def _importance(m: _Learned, lang: ReportLanguage) -> tuple[dict[str, Any], dict[str, str]] | None:
+    """The chart of the features that weigh most in the chosen model, and its figure's title and caption."""
+    p = lang.pick
+    importances = m.chosen.get("importances") or {}
     ranked = sorted(
         ((str(f), float(v)) for f, v in importances.items() if isinstance(v, int | float) and v > 0),
         key=lambda fv: -fv[1],
     )[:TOP_IMPORTANCES]
-    if ranked:
-        permutation = chosen.get("importance_kind") == "permutation"
-        charts["learned_importance"] = {
-            "kind": "importance",
-            "labels": [feature(f, lang) for f, _ in ranked],
-            "values": [v for _, v in ranked],
-            "x_axis": p("Drop in accuracy when shuffled", "打乱后准确率的下降")
-            if permutation
-            else p("Share of the tree's impurity decrease", "在决策树中减少不纯度的占比"),
-            "format": ".3f" if permutation else ".1%",
+    if not ranked:
+        return None
+    permutation = m.chosen.get("importance_kind") == "permutation"
+    chart = {
+        "kind": "importance",
+        "labels": [feature(f, lang) for f, _ in ranked],
+        "values": [v for _, v in ranked],
+        "x_axis": p("Drop in accuracy when shuffled", "打乱后准确率的下降")
+        if permutation
+        else p("Share of the tree's impurity decrease", "在决策树中减少不纯度的占比"),
+        "format": ".3f" if permutation else ".1%",
+    }
+    figure = {
+        "title": p("Feature importance", "特征重要性"),
+        "caption": p(
+            f"The {len(ranked)} features that weigh most in the {_model_label(m.model, lang).lower()}.",
+            f"对{_model_label(m.model, lang)}影响最大的 {len(ranked)} 个特征。",
+        ),
+    }
+    return chart, figure
+
+
+def _classes(
+    ws: Workspace, snap: ir.Table, m: _Learned, lang: ReportLanguage
+) -> tuple[dict[str, Any], dict[str, str]] | None:
+    """Customers and revenue by the class the model gives them, and the figure's title and caption; None when
+    neither the snapshot nor the model's predictions table has the classes."""
+    counts = report_data.learned_counts(ws, snap, m.data.get("predictions_table"))
+    if not counts:
+        return None
+    n, revenue = sum(r["customers"] for r in counts), sum(r["revenue"] for r in counts)
+    rows = [
+        {
+            "label": _class_label(m.target, r["code"], lang),
+            "customers": r["customers"],
+            "customer_share": share(r["customers"], n),
+            "revenue": r["revenue"],
+            "revenue_share": share(r["revenue"], revenue),
         }
-        figures.append(
-            {
-                "id": "learned_importance",
-                "title": p("Feature importance", "特征重要性"),
-                "caption": p(
-                    f"The {len(ranked)} features that weigh most in the {_model_label(model, lang).lower()}.",
-                    f"对{_model_label(model, lang)}影响最大的 {len(ranked)} 个特征。",
-                ),
-            }
-        )
+        for r in counts
+    ]
+    figure = {
+        "title": lang.pick("Every customer classified", "全部客户的预测类别"),
+        "caption": lang.pick(
+            f"The model applied to {n:,} customers: customers and revenue by learned class.",
+            f"模型应用于 {n:,} 位客户：各预测类别的客户与收入占比。",
+        ),
+    }
+    return dist_chart(rows, lang), figure
 
-    counts = report_data.learned_counts(ws, snap, data.get("predictions_table"))
-    if counts:
-        n, revenue = sum(r["customers"] for r in counts), sum(r["revenue"] for r in counts)
-        rows = [
-            {
-                "label": _class_label(target, r["code"], lang),
-                "customers": r["customers"],
-                "customer_share": share(r["customers"], n),
-                "revenue": r["revenue"],
-                "revenue_share": share(r["revenue"], revenue),
-            }
-            for r in counts
-        ]
-        charts["learned_classes"] = dist_chart(rows, lang)
-        figures.append(
-            {
-                "id": "learned_classes",
-                "title": p("Every customer classified", "全部客户的预测类别"),
-                "caption": p(
-                    f"The model applied to {n:,} customers: customers and revenue by learned class.",
-                    f"模型应用于 {n:,} 位客户：各预测类别的客户与收入占比。",
-                ),
-            }
-        )
 
-    rules = []
-    all_rules = [r for r in data.get("rules") or [] if isinstance(r, dict)]
-    for r in all_rules[:MAX_RULES]:
-        customers = r.get("customers") if r.get("customers") is not None else r.get("support")
-        rules.append(
-            {
-                "class": _class_label(target, r.get("class"), lang),
-                "text": _rule_text(r, lang),
-                "confidence": r.get("confidence"),
-                "customers": customers,
-                "support": r.get("support"),
-            }
-        )
-    notes = [mining_note(str(n), lang) for n in data.get("notes") or [] if n]
-    if len(all_rules) > MAX_RULES:
+def _rule_row(target: str, r: dict[str, Any], lang: ReportLanguage) -> dict[str, Any]:
+    customers = r.get("customers") if r.get("customers") is not None else r.get("support")
+    return {
+        "class": _class_label(target, r.get("class"), lang),
+        "text": _rule_text(r, lang),
+        "confidence": r.get("confidence"),
+        "customers": customers,
+        "support": r.get("support"),
+    }
+
+
+def _notes(m: _Learned, n_rules: int, lang: ReportLanguage) -> list[str]:
+    notes = [mining_note(str(n), lang) for n in m.data.get("notes") or [] if n]
+    if n_rules > MAX_RULES:
         notes.append(
-            p(
-                f"The first {MAX_RULES} of {len(all_rules)} rules are listed.",
-                f"仅列出 {len(all_rules)} 条规则中的前 {MAX_RULES} 条。",
+            lang.pick(
+                f"The first {MAX_RULES} of {n_rules} rules are listed.",
+                f"仅列出 {n_rules} 条规则中的前 {MAX_RULES} 条。",
             )
         )
+    return notes
 
+
+def _headline(m: _Learned, n_rules: int, lang: ReportLanguage) -> str:
+    accuracy, auc = m.metrics.get("accuracy"), m.metrics.get("roc_auc")
     acc = f"{accuracy:.1%}" if isinstance(accuracy, int | float) else "?"
     auc_en = f" (ROC AUC {auc:.2f})" if isinstance(auc, int | float) else ""
     auc_zh = f"（ROC AUC {auc:.2f}）" if auc_en else ""
-    rules_en = f"; {len(all_rules)} rules below" if all_rules else ""
-    rules_zh = f"；下列 {len(all_rules)} 条规则" if all_rules else ""
-    headline = p(
-        f"A {_model_label(model, lang).lower()} learned “{_target_label(target, lang)}”: it classifies {acc} of "
-        f"the held-out customers correctly{auc_en}{rules_en}.",
-        f"{_model_label(model, lang)}学习“{_target_label(target, lang)}”：留出集中 {acc} 的客户分类正确{auc_zh}"
-        f"{rules_zh}。",
+    rules_en = f"; {n_rules} rules below" if n_rules else ""
+    rules_zh = f"；下列 {n_rules} 条规则" if n_rules else ""
+    model, target = _model_label(m.model, lang), _target_label(m.target, lang)
+    return lang.pick(
+        f"A {model.lower()} learned “{target}”: it classifies {acc} of the held-out customers correctly"
+        f"{auc_en}{rules_en}.",
+        f"{model}学习“{target}”：留出集中 {acc} 的客户分类正确{auc_zh}{rules_zh}。",
     )
-    content = {
-        "kpis": kpis,
-        "comparison": comparison,
-        "confusion": confusion,
-        "figures": figures,
-        "rules": rules,
-        "notes": notes,
-    }
-    return headline, content, charts

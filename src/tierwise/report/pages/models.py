@@ -202,62 +202,80 @@ def model_page(
     charts: dict[str, dict[str, Any]] = {}
     models = clv_fits(meta)
     has_columns = set(report_data.PREDICTIVE_COLUMNS) <= set(snap.columns)
-    horizon = config.clv.horizon_months
     totals = report_data.predictive_totals(snap) if has_columns else None
     run_part: dict[str, Any] | None = None
     headline = ""
     if totals is not None:
-        params = _model_params(models["params"], config.clv.model, lang)
-        names = " + ".join(r["model"] for r in params) or _transaction_model({}, config.clv.model)
-        figures: list[dict[str, str]] = []
-        charts["model_palive"], caption = _p_alive_chart(snap, totals, lang)
-        figures.append({"id": "model_palive", "title": lang.pick("P(alive)", "仍活跃概率"), "caption": caption})
-        clv = _clv_predicted_chart(snap, horizon, lang)
-        if clv is not None:
-            charts["model_clv"], caption = clv
-            figures.append({"id": "model_clv", "title": lang.pick("Predicted CLV", "预测CLV"), "caption": caption})
-        unit = config.clv.time_unit_days
-        run_part = {
-            "kpis": _model_kpis(totals, horizon, lang),
-            "params": params,
-            "params_caption": lang.pick(
-                f"Fitted by maximum likelihood on the sales before {meta['as_of']}; time unit {unit:g} days.",
-                f"按 {meta['as_of']} 之前的销售用最大似然法拟合；时间单位 {unit:g} 天。",
-            ),
-            "figures": figures,
-        }
-        headline = lang.pick(
-            f"{names} fitted on this run's history: the {totals['scored']:,} buyers are expected to make "
-            f"{totals['purchases']:,.0f} purchases in the next {horizon} months, worth {lang.money(totals['clv'])} "
-            "after discounting.",
-            f"本次运行用 {names} 模型预测：{totals['scored']:,} 位有购买的客户未来 {horizon} 个月预计购买 "
-            f"{totals['purchases']:,.0f} 次，折现后价值 {lang.money(totals['clv'])}。",
-        )
+        run_part = _run_part(snap, meta, config, totals, models["params"], charts, lang)
+        headline = _run_headline(totals, run_part["params"], config, lang)
     notes = [plain_note(n, lang) for n in models["notes"]] if has_columns else []
     result = report_data.latest_backtest(ws)
-    backtest_part: dict[str, Any] | None = None
-    if result is not None:
-        charts["backtest_buckets"], bucket_caption = _bucket_chart(result, lang)
-        charts["backtest_rankings"], ranking_caption, rankings = _ranking_chart(result, lang)
-        backtest_part = {
-            "caption": _backtest_caption(result, lang),
-            "figures": [
-                {"id": "backtest_buckets", "title": lang.pick("Purchases", "购买次数"), "caption": bucket_caption},
-                {"id": "backtest_rankings", "title": lang.pick("Rankings", "排序效果"), "caption": ranking_caption},
-            ],
-            "rankings": rankings,
-            "notes": [plain_note(str(n), lang) for n in result.get("notes") or [] if n],
-        }
+    backtest_part = None if result is None else _backtest_part(result, charts, lang)
     if run_part is None and backtest_part is None and not notes:
         return None
-    if run_part is None:
-        headline = (
-            lang.pick("This run has no predictions.", "本次运行没有预测结果。")
-            if has_columns
-            else lang.pick(
-                "This run was made before predictive CLV; below, the latest backtest of the models.",
-                "本次运行早于预测CLV功能；以下是最近一次模型回测。",
-            )
+    if run_part is None and has_columns:
+        headline = lang.pick("This run has no predictions.", "本次运行没有预测结果。")
+    elif run_part is None:
+        headline = lang.pick(
+            "This run was made before predictive CLV; below, the latest backtest of the models.",
+            "本次运行早于预测CLV功能；以下是最近一次模型回测。",
         )
     content = {"notes": notes, "run": run_part, "backtest": backtest_part}
     return headline, content, charts
+
+
+def _run_part(
+    snap: ir.Table,
+    meta: dict[str, Any],
+    config: Config,
+    totals: dict[str, Any],
+    params: dict[str, Any],
+    charts: dict[str, dict[str, Any]],
+    lang: ReportLanguage,
+) -> dict[str, Any]:
+    """This run's predictions: KPI cards, fitted parameters and the P(alive) and CLV charts (into `charts`)."""
+    horizon = config.clv.horizon_months
+    figures: list[dict[str, str]] = []
+    charts["model_palive"], caption = _p_alive_chart(snap, totals, lang)
+    figures.append({"id": "model_palive", "title": lang.pick("P(alive)", "仍活跃概率"), "caption": caption})
+    clv = _clv_predicted_chart(snap, horizon, lang)
+    if clv is not None:
+        charts["model_clv"], caption = clv
+        figures.append({"id": "model_clv", "title": lang.pick("Predicted CLV", "预测CLV"), "caption": caption})
+    unit = config.clv.time_unit_days
+    return {
+        "kpis": _model_kpis(totals, horizon, lang),
+        "params": _model_params(params, config.clv.model, lang),
+        "params_caption": lang.pick(
+            f"Fitted by maximum likelihood on the sales before {meta['as_of']}; time unit {unit:g} days.",
+            f"按 {meta['as_of']} 之前的销售用最大似然法拟合；时间单位 {unit:g} 天。",
+        ),
+        "figures": figures,
+    }
+
+
+def _run_headline(totals: dict[str, Any], params: list[dict[str, Any]], config: Config, lang: ReportLanguage) -> str:
+    horizon = config.clv.horizon_months
+    names = " + ".join(r["model"] for r in params) or _transaction_model({}, config.clv.model)
+    return lang.pick(
+        f"{names} fitted on this run's history: the {totals['scored']:,} buyers are expected to make "
+        f"{totals['purchases']:,.0f} purchases in the next {horizon} months, worth {lang.money(totals['clv'])} "
+        "after discounting.",
+        f"本次运行用 {names} 模型预测：{totals['scored']:,} 位有购买的客户未来 {horizon} 个月预计购买 "
+        f"{totals['purchases']:,.0f} 次，折现后价值 {lang.money(totals['clv'])}。",
+    )
+
+
+def _backtest_part(result: dict[str, Any], charts: dict[str, dict[str, Any]], lang: ReportLanguage) -> dict[str, Any]:
+    """The latest backtest: its caption, notes, rankings and the bucket and ranking charts (into `charts`)."""
+    charts["backtest_buckets"], bucket_caption = _bucket_chart(result, lang)
+    charts["backtest_rankings"], ranking_caption, rankings = _ranking_chart(result, lang)
+    return {
+        "caption": _backtest_caption(result, lang),
+        "figures": [
+            {"id": "backtest_buckets", "title": lang.pick("Purchases", "购买次数"), "caption": bucket_caption},
+            {"id": "backtest_rankings", "title": lang.pick("Rankings", "排序效果"), "caption": ranking_caption},
+        ],
+        "rankings": rankings,
+        "notes": [plain_note(str(n), lang) for n in result.get("notes") or [] if n],
+    }
