@@ -357,7 +357,7 @@ def customer_detail(
     {run_id, as_of, customer_id, profile (the customers-table record: contact data, attributes), scores (the
     snapshot row: every measure, score and class), labels ({class column: label}), grade ({score, grade,
     priority_rank, indicators: [{name, label, weight, weight_share, score, points}]} or None for runs without
-    the composite grade), reasons (show.explain_customer), timeline (history.trends.timeline, or None),
+    the composite grade), reasons (report.explain.explain_customer), timeline (history.trends.timeline, or None),
     next_action ({strategy, strategy_label, action, action_label, service_level(_label), channel(_label),
     contact_every_days, budget_per_customer, reason} or None), cross_sell ([{rank, category, support, buyers}]),
     learned ({model_id, target, model, class, confidence} or None), notes}."""
