@@ -16,16 +16,11 @@ from tierwise.report.summaries import summarise
 from tierwise.store.snapshots import LABELS
 from tierwise.workspace import Workspace
 
-TOP_GROUPS = 15
-
-
+TOP_GROUPS = 15  # regions and industries shown by name; the rest are one "other" row
 CLV_BINS = 30
-
-
 PARETO_POINTS = 100
 
-
-# Order of classes whose codes have no labels in show.LABELS (otherwise the order of their labels there).
+# Order of classes whose codes have no labels in store.snapshots.LABELS (otherwise the order of their labels there).
 ORDERS: dict[str, list[str]] = {
     "grade": ["A", "B", "C", "D"],
     "loyalty": ["loyal", "potential_loyal", "occasional", "lapsed", "prospect"],
@@ -33,6 +28,7 @@ ORDERS: dict[str, list[str]] = {
 
 
 def distribution(snap: ir.Table, column: str, lang: ReportLanguage) -> list[dict[str, Any]]:
+    """The classes of `column` in their usual order (A before B …), with customers, revenue and their shares."""
     rows = summarise(snap, column, lang.language)
     order = list(LABELS.get(column, {})) or ORDERS.get(column, [])
     rank = {code: i for i, code in enumerate(order)}

@@ -29,7 +29,6 @@ INDUSTRY_SECTIONS: dict[str, tuple[str, str]] = {
     "T": ("International organisations", "国际组织"),
 }
 
-
 # key → (English, Chinese)
 TEXT: dict[str, tuple[str, str]] = {
     "title": ("Customer classification report", "客户分类报告"),
@@ -114,6 +113,8 @@ TEXT: dict[str, tuple[str, str]] = {
 
 
 class ReportLanguage:
+    """The report's words (TEXT), class labels and compact amounts in one language (zh or en)."""
+
     def __init__(self, language: str, currency: str) -> None:
         self.language = language
         self.zh = language == "zh"
@@ -151,12 +152,15 @@ class ReportLanguage:
 
 
 def pct(x: float) -> str:
+    """A share as a percentage with one decimal: 0.4567 → 45.7%."""
     return f"{x:.1%}"
 
 
 def share(part: float | None, whole: float | None) -> float:
+    """part / whole, 0 when there is no whole (no customers, no revenue) and for a missing part."""
     return float(part or 0.0) / float(whole) if whole else 0.0
 
 
 def card(label: str, value: str, note: str) -> dict[str, str]:
+    """A KPI card as the template shows it: a label, a value and a note under it."""
     return {"label": label, "value": value, "note": note}

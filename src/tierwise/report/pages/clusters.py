@@ -16,12 +16,10 @@ from tierwise.store.runs import run_clusters
 
 DOMINANT_COLUMNS = ("rfm_segment", "grade", "province", "main_industry")
 
-
 # one colour per cluster, the same in the table, the scatter plot and its legend
 CLUSTER_COLORS = [
     "#1f4e8c", "#e07b39", "#3a9d5d", "#c0392b", "#8e6bbf", "#8c6d31", "#d35fa0", "#5f6b7a", "#17a2b8", "#b5a642",
 ]  # fmt: skip
-
 
 TOP_CLUSTER_FEATURES = 3
 

@@ -27,7 +27,6 @@ MIGRATION_COLUMNS = ("grade", "rfm_segment")
 NONE_KEY = "__none__"
 NEW_KEY, GONE_KEY = "__new__", "__gone__"
 
-
 # one colour per kind of move, the same in the Sankey and the KPI cards' meaning
 MOVE_COLORS = {
     "stayed": "rgba(159,179,200,0.55)",
@@ -37,7 +36,6 @@ MOVE_COLORS = {
     "entry": "rgba(31,78,140,0.45)",
     "exit": "rgba(97,110,124,0.40)",
 }
-
 
 CLASS_COLORS = [
     "#1f4e8c", "#3a9d5d", "#e07b39", "#c0392b", "#8e6bbf", "#8c6d31", "#d35fa0", "#17a2b8", "#b5a642",

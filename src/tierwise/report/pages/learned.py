@@ -19,9 +19,7 @@ from tierwise.workspace import Workspace
 
 TOP_IMPORTANCES = 15
 
-
 MAX_RULES = 100
-
 
 # learned model → (English, Chinese)
 LEARN_MODELS: dict[str, tuple[str, str]] = {
@@ -30,13 +28,11 @@ LEARN_MODELS: dict[str, tuple[str, str]] = {
     "mlp": ("Neural network (MLP)", "神经网络（MLP）"),
 }
 
-
 # learned target → (English, Chinese); label columns are named by their class title
 LEARN_TARGETS: dict[str, tuple[str, str]] = {
     "future-high-value": ("High value next period", "下期是否高价值"),
     "future-churn": ("Churn next period", "下期是否流失"),
 }
-
 
 # classes of the future targets → (English, Chinese)
 LEARN_CLASSES: dict[str, tuple[str, str]] = {

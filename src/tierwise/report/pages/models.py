@@ -25,7 +25,6 @@ RANKINGS: dict[str, tuple[str, str]] = {
     "rfm_score": ("RFM score (R+F+M)", "RFM总分（R+F+M）"),
 }
 
-
 PARAM_SYMBOLS = {"alpha": "α", "beta": "β"}
 
 
