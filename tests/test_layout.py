@@ -11,7 +11,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "src" / "tierwise"
 
 
 def in_function_imports(source: str) -> list[tuple[int, str, bool]]:
-    """(line, statement, marked) for every import inside a function; marked: the line or the one above says `lazy`."""
+    """(line, statement, marked) for every import inside a function; marked: `# lazy` on its line, or in the comments
+    and imports right above it."""
     lines = source.split("\n")
     found: dict[int, tuple[int, str, bool]] = {}  # by line: a nested function's imports are walked twice
     for fn in ast.walk(ast.parse(source)):
@@ -19,9 +20,11 @@ def in_function_imports(source: str) -> list[tuple[int, str, bool]]:
             for node in ast.walk(fn):
                 if isinstance(node, (ast.Import, ast.ImportFrom)):
                     here, i = lines[node.lineno - 1], node.lineno - 2
-                    while i >= 0 and lines[i].strip().startswith("#") and not lines[i].strip().startswith("# lazy"):
-                        i -= 1  # the comment block right above the import
-                    marked = "# lazy" in here or (i >= 0 and lines[i].strip().startswith("# lazy"))
+                    while (
+                        i >= 0 and lines[i].strip().startswith(("#", "import ", "from ")) and "# lazy" not in lines[i]
+                    ):
+                        i -= 1  # up through the comments and imports right above
+                    marked = "# lazy" in here or (i >= 0 and "# lazy" in lines[i])
                     found[node.lineno] = (node.lineno, here.strip(), marked)
     return sorted(found.values())
 

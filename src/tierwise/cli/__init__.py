@@ -399,8 +399,10 @@ def show(
     as_json: JsonOpt = False,
 ) -> None:
     """Class summaries of a run and its top customers; 'show customer ID' explains one customer."""
+    from tierwise.report.explain import explain_customer
+    from tierwise.report.summaries import summarise, top_customers
     from tierwise.store.runs import latest_snapshot, run_config
-    from tierwise.store.snapshots import SUMMARIES, TITLES, explain_customer, summarise, top_customers
+    from tierwise.store.snapshots import SUMMARIES, TITLES
     from tierwise.workspace import Workspace
 
     if what not in ("summary", "customer"):

@@ -3,8 +3,8 @@
 cluster: explore clustering on a run's snapshot with the [cluster] settings overridden; stores nothing.
 classify: learn a target (a label column, or a future outcome from history), apply the model to every customer
 of a run and store it: a row in `learned_models` and the predictions in `learned_<model id>`, in one
-transaction; optionally the tree's rules appended to tierwise.toml as [[rules]] tags. `latest_learned` reads
-the latest stored model back (for `show` and the report).
+transaction; optionally the tree's rules appended to tierwise.toml as [[rules]] tags. The stored model is read
+back by store/learned.py (for `show`, the report and the dashboard).
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ from tierwise.pipeline.targets import (
     label_target,
 )
 from tierwise.rules import check_rules
-from tierwise.store.runs import canonical_tables, latest_run_id, latest_snapshot
+from tierwise.store.learned import latest_learned
+from tierwise.store.runs import canonical_tables, latest_snapshot
 from tierwise.workspace import Workspace
 
 if TYPE_CHECKING:  # scikit-learn takes a second to import: only when something is fitted, not for quick errors
@@ -556,31 +557,6 @@ def _rules_file(
 
 
 # --- reading back -------------------------------------------------------------------------------------------
-
-
-def latest_learned(ws: Workspace, run_id: str | None = None) -> dict[str, Any] | None:
-    """The latest model `tierwise classify` stored for a run (default: the latest run), or None.
-
-    {"model_id", "run_id", "created_at", "target", "model", "calibration_end", "holdout_end" (dates or None),
-     "predictions_table" (customer_id, learned_class, learned_confidence), "payload": the parsed JSON (see
-     docs/classification.md: models → metrics/importances, rules with text_en/text_zh/expression, applied …)}"""
-    if run_id is None:
-        run_id = latest_run_id(ws)
-        if run_id is None:
-            return None
-    t = ws.table("learned_models")
-    rows = (
-        t.filter(t.run_id == run_id)
-        .order_by([t.created_at.desc(), t.model_id.desc()])
-        .limit(1)
-        .to_pyarrow()
-        .to_pylist()
-    )
-    if not rows:
-        return None
-    row = rows[0]
-    row["payload"] = json.loads(row["payload"])
-    return row
 
 
 def learned_for_customer(ws: Workspace, run_id: str, customer_id: str) -> dict[str, Any] | None:

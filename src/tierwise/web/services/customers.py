@@ -16,8 +16,10 @@ from typing import Any
 import ibis.expr.types as ir
 
 from tierwise.errors import UserError
+from tierwise.report.explain import explain_customer
+from tierwise.report.summaries import class8_reference
 from tierwise.rules import compile_expression
-from tierwise.store.snapshots import LABELS, class8_reference, explain_customer, label
+from tierwise.store.snapshots import LABELS, label
 from tierwise.strategy import playbook
 from tierwise.web.cache import BUILDING, cache_for
 from tierwise.web.services._common import check_page, cluster_names, jsonable, language_of, pages
@@ -355,7 +357,7 @@ def customer_detail(
     {run_id, as_of, customer_id, profile (the customers-table record: contact data, attributes), scores (the
     snapshot row: every measure, score and class), labels ({class column: label}), grade ({score, grade,
     priority_rank, indicators: [{name, label, weight, weight_share, score, points}]} or None for runs without
-    the composite grade), reasons (show.explain_customer), timeline (history.trends.timeline, or None),
+    the composite grade), reasons (report.explain.explain_customer), timeline (history.trends.timeline, or None),
     next_action ({strategy, strategy_label, action, action_label, service_level(_label), channel(_label),
     contact_every_days, budget_per_customer, reason} or None), cross_sell ([{rank, category, support, buyers}]),
     learned ({model_id, target, model, class, confidence} or None), notes}."""
@@ -543,7 +545,7 @@ def _cross_sell_table(
 
 
 def _learned(ws: Workspace, run_id: str, row: dict[str, Any], customer_id: str) -> dict[str, Any] | None:
-    from tierwise.pipeline.learn import latest_learned
+    from tierwise.store.learned import latest_learned
 
     cache = cache_for(ws)
     model = cache.value(("learned", run_id), lambda: latest_learned(ws, run_id))

@@ -10,7 +10,8 @@ import ibis
 import ibis.expr.types as ir
 
 from tierwise.errors import UserError
-from tierwise.report import render as report
+from tierwise.report.charts import distribution
+from tierwise.report.language import ReportLanguage
 from tierwise.store.snapshots import SUMMARIES, TITLES
 from tierwise.strategy import playbook
 from tierwise.web.cache import cache_for
@@ -45,8 +46,8 @@ def segments(
     meta, snap = cache_for(ws).snapshot(ws, run_id)
     _check_column(column, snap)
     config = cache_for(ws).config(ws, str(meta["run_id"]))
-    lang = report.ReportLanguage(lang_code, ws.config.workspace.currency)
-    rows = report.distribution(snap, column, lang)
+    lang = ReportLanguage(lang_code, ws.config.workspace.currency)
+    rows = distribution(snap, column, lang)
     if column == "cluster_name":  # the snapshot holds the names in the workspace's language
         names_in_lang = cluster_names([meta], lang_code)
         for r in rows:
