@@ -9,10 +9,10 @@ import ibis
 import ibis.expr.types as ir
 
 from tierwise.classify.grade import Indicator
-from tierwise.classify.value import historical_clv
 from tierwise.clv.predict import predict
 from tierwise.config import Config
 from tierwise.features.credit import payment_features
+from tierwise.features.historical_clv import historical_clv
 from tierwise.features.industry import main_industry
 from tierwise.features.orders import customer_features
 from tierwise.features.satisfaction import satisfaction_features
