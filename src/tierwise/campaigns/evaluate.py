@@ -165,7 +165,7 @@ def campaign_report(
 ) -> dict[str, Any]:
     """Per stratum and overall figures (see `figures`) of a planned or an ingested-only campaign."""
     from tierwise.campaigns.plan import existing_plan
-    from tierwise.store.snapshots import label
+    from tierwise.i18n import label
 
     zh = language == "zh"
     plan = existing_plan(ws, name)

@@ -16,15 +16,6 @@ from dataclasses import dataclass
 import ibis
 import ibis.expr.types as ir
 
-LABELS: dict[str, tuple[str, str]] = {
-    "prospect": ("Prospect", "潜在客户"),
-    "new": ("New", "新客户"),
-    "active": ("Active", "活跃客户"),
-    "mature": ("Mature", "成熟客户"),
-    "at_risk": ("At risk", "流失风险客户"),
-    "churned": ("Churned", "流失客户"),
-}
-
 
 @dataclass(frozen=True)
 class LifecycleSettings:

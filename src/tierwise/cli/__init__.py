@@ -399,8 +399,9 @@ def show(
     as_json: JsonOpt = False,
 ) -> None:
     """Class summaries of a run and its top customers; 'show customer ID' explains one customer."""
+    from tierwise.i18n import TITLES
     from tierwise.store.runs import latest_snapshot, run_config
-    from tierwise.store.snapshots import SUMMARIES, TITLES, explain_customer, summarise, top_customers
+    from tierwise.store.snapshots import SUMMARIES, explain_customer, summarise, top_customers
     from tierwise.workspace import Workspace
 
     if what not in ("summary", "customer"):
@@ -622,8 +623,7 @@ def cluster(
 
 
 def _print_clusters(data: dict[str, Any]) -> None:
-    from tierwise.mining.labels import column_label
-    from tierwise.store.snapshots import label
+    from tierwise.i18n import column_label, label
 
     zh = data["language"] == "zh"
     out.print(
@@ -764,7 +764,7 @@ def classify_command(
 
 
 def _print_learned(data: dict[str, Any], language: str) -> None:
-    from tierwise.mining.labels import column_label
+    from tierwise.i18n import column_label
 
     zh = language == "zh"
     period = ""

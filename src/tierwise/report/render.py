@@ -33,11 +33,11 @@ from tierwise import __version__
 from tierwise.classify import abc
 from tierwise.config import Config
 from tierwise.errors import UserError
-from tierwise.mining import labels
+from tierwise.i18n import LABELS, column_label, label
 from tierwise.money import exact_total
 from tierwise.report import data as report_data
 from tierwise.store.runs import latest_snapshot, run_config
-from tierwise.store.snapshots import LABELS, label, summarise
+from tierwise.store.snapshots import summarise
 from tierwise.workspace import Workspace
 
 TOP_GROUPS = 15
@@ -45,7 +45,7 @@ TOP_CUSTOMERS = 20
 CLV_BINS = 30
 PARETO_POINTS = 100
 
-# Order of classes whose codes have no labels in show.LABELS (otherwise the order of their labels there).
+# Order of classes whose codes have no labels in i18n.LABELS (otherwise the order of their labels there).
 ORDERS: dict[str, list[str]] = {
     "grade": ["A", "B", "C", "D"],
     "loyalty": ["loyal", "potential_loyal", "occasional", "lapsed", "prospect"],
@@ -833,7 +833,7 @@ LEARN_CLASSES: dict[str, tuple[str, str]] = {
 
 
 def _feature(column: str, lang: ReportLanguage) -> str:
-    return labels.column_label(column, lang.language)
+    return column_label(column, lang.language)
 
 
 def _features_in(text: str, lang: ReportLanguage) -> str:

@@ -12,11 +12,11 @@ from typing import Any
 
 import ibis.expr.types as ir
 
+from tierwise.i18n import TITLES
 from tierwise.money import exact_total
 from tierwise.report import render as report
 from tierwise.report.data import predictive_totals
 from tierwise.store.runs import previous_runs
-from tierwise.store.snapshots import TITLES
 from tierwise.web.cache import cache_for
 from tierwise.web.services._common import jsonable, language_of
 from tierwise.workspace import Workspace

@@ -10,8 +10,9 @@ import ibis
 import ibis.expr.types as ir
 
 from tierwise.errors import UserError
+from tierwise.i18n import TITLES, strategy_label
 from tierwise.report import render as report
-from tierwise.store.snapshots import SUMMARIES, TITLES
+from tierwise.store.snapshots import SUMMARIES
 from tierwise.strategy import playbook
 from tierwise.web.cache import cache_for
 from tierwise.web.services._common import cluster_names, jsonable, language_of
@@ -65,7 +66,7 @@ def segments(
             strategy_label=None if s is None else names.get(s, s),
             strategy_share=s_n / r["customers"] if r["customers"] else 0.0,
             next_action=a,
-            action_label=None if a is None else playbook.label("action", a, lang_code),
+            action_label=None if a is None else strategy_label("action", a, lang_code),
             action_share=a_n / r["customers"] if r["customers"] else 0.0,
         )
     return jsonable(
