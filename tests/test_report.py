@@ -683,7 +683,7 @@ def test_cluster_section_matches_the_snapshot(workspace: Path, zh_report: tuple[
     assert "σ" in page  # distinguishing features as standardised differences
     first = clusters["profiles"][0]
     column, diff = first["top_features"][0]
-    from tierwise.mining.labels import column_label
+    from tierwise.i18n import column_label
 
     assert f"{column_label(column, 'zh')} {diff:+.1f}σ" in page
 
@@ -741,7 +741,7 @@ def test_learned_section_shows_the_stored_model(workspace: Path, zh_report: tupl
 
     charts = _chart_data(html)["charts"]
     importance = charts["learned_importance"]
-    from tierwise.mining.labels import column_label
+    from tierwise.i18n import column_label
 
     importances = payload["models"]["tree"]["importances"]
     top = [f for f, v in sorted(importances.items(), key=lambda fv: -fv[1]) if v > 0][:15]
@@ -781,7 +781,7 @@ def test_mining_sections_in_english(workspace: Path) -> None:
         assert condition.replace("<", "&lt;").replace(">", "&gt;") in learned
     assert "Decision tree" in learned and "Confusion matrix" in learned and "High value next period" in learned
     charts = _chart_data(html)["charts"]
-    from tierwise.mining.labels import column_label
+    from tierwise.i18n import column_label
 
     assert charts["learned_importance"]["labels"][0] == column_label(
         next(iter(payload["models"]["tree"]["importances"])), "en"

@@ -24,12 +24,6 @@ import ibis.expr.types as ir
 from tierwise.classify.settings import GradeSettings
 
 GRADES = ("A", "B", "C", "D")
-LABELS: dict[str, tuple[str, str]] = {
-    "A": ("A — top priority", "A级（重点客户）"),
-    "B": ("B — important", "B级（重要客户）"),
-    "C": ("C — ordinary", "C级（一般客户）"),
-    "D": ("D — low priority", "D级（低优先级客户）"),
-}
 
 
 @dataclass(frozen=True)

@@ -16,15 +16,6 @@ import ibis.expr.types as ir
 
 from tierwise.classify.settings import LifecycleSettings
 
-LABELS: dict[str, tuple[str, str]] = {
-    "prospect": ("Prospect", "潜在客户"),
-    "new": ("New", "新客户"),
-    "active": ("Active", "活跃客户"),
-    "mature": ("Mature", "成熟客户"),
-    "at_risk": ("At risk", "流失风险客户"),
-    "churned": ("Churned", "流失客户"),
-}
-
 
 def add_lifecycle(t: ir.Table, settings: LifecycleSettings | None = None) -> ir.Table:
     """Add expected_gap_days and lifecycle_stage. Needs recency_days, tenure_days, frequency, ipt_mean_days."""

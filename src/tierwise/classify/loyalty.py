@@ -22,19 +22,6 @@ import ibis.expr.types as ir
 
 from tierwise.classify.settings import LoyaltySettings
 
-LABELS: dict[str, tuple[str, str]] = {
-    "loyal": ("Loyal", "忠诚客户"),
-    "potential_loyal": ("Potentially loyal", "潜在忠诚客户"),
-    "occasional": ("Occasional", "偶然客户"),
-    "lapsed": ("Lapsed", "流失客户"),
-    "prospect": ("Prospect", "潜在客户"),
-}
-SATISFACTION_LABELS: dict[str, tuple[str, str]] = {
-    "satisfied": ("Satisfied", "满意"),
-    "neutral": ("Neutral", "一般"),
-    "dissatisfied": ("Dissatisfied", "不满意"),
-}
-
 
 def add_loyalty(t: ir.Table, settings: LoyaltySettings | None = None) -> ir.Table:
     """Add satisfaction_level and loyalty. Needs purchases, tenure_days, lifecycle_stage, satisfaction."""

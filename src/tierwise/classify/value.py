@@ -11,13 +11,6 @@ from __future__ import annotations
 import ibis
 import ibis.expr.types as ir
 
-LABELS: dict[str, tuple[str, str]] = {
-    "high": ("High value", "高价值客户"),
-    "medium": ("Medium value", "中价值客户"),
-    "low": ("Low value", "低价值客户"),
-    "prospect": ("Prospect", "潜在客户"),
-}
-
 
 def add_value_tier(
     t: ir.Table,

@@ -399,10 +399,11 @@ def show(
     as_json: JsonOpt = False,
 ) -> None:
     """Class summaries of a run and its top customers; 'show customer ID' explains one customer."""
+    from tierwise.i18n import TITLES
     from tierwise.report.explain import explain_customer
     from tierwise.report.summaries import summarise, top_customers
     from tierwise.store.runs import latest_snapshot, run_config
-    from tierwise.store.snapshots import SUMMARIES, TITLES
+    from tierwise.store.snapshots import SUMMARIES
     from tierwise.workspace import Workspace
 
     if what not in ("summary", "customer"):
@@ -624,8 +625,7 @@ def cluster(
 
 
 def _print_clusters(data: dict[str, Any]) -> None:
-    from tierwise.mining.labels import column_label
-    from tierwise.store.snapshots import label
+    from tierwise.i18n import column_label, label
 
     zh = data["language"] == "zh"
     out.print(
@@ -766,7 +766,7 @@ def classify_command(
 
 
 def _print_learned(data: dict[str, Any], language: str) -> None:
-    from tierwise.mining.labels import column_label
+    from tierwise.i18n import column_label
 
     zh = language == "zh"
     period = ""

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ValidationError
 from tierwise.config import CONFIG_FILE, load_config, write_config_text
 from tierwise.engine import transaction
 from tierwise.errors import UserError
+from tierwise.i18n import FUTURE_CLASS_WORDS
 from tierwise.mining.cluster import fit_clusters
 from tierwise.mining.in_run import CONTEXT, summary
 from tierwise.mining.learn import apply_learned, learn_classes
@@ -58,13 +59,6 @@ Step = Callable[[str], None]
 MIN_LABELLED = 20  # fewest labelled customers a classifier is fitted on
 MAX_CLASSES = 50  # more distinct labels than this: the column is not a class (an id, a name, an amount)
 RULE_PREFIX = "learned"
-# the classes of the future targets in the rule text: class → (English, Chinese)
-CLASS_WORDS: dict[str, tuple[str, str]] = {
-    "high_value": ("high value", "高价值"),
-    "other": ("other", "其他"),
-    "churned": ("churned", "流失"),
-    "retained": ("retained", "留存"),
-}
 
 
 def _quiet(_: str) -> None:
@@ -407,9 +401,9 @@ def _check_labels(target: str, y: pd.Series, future: bool) -> None:
 
 def _class_word(cls: str, language: str, future: bool) -> str | None:
     """A future target's class in words; a label column's classes are the user's own words."""
-    if not future or cls not in CLASS_WORDS:
+    if not future or cls not in FUTURE_CLASS_WORDS:
         return None
-    en, zh = CLASS_WORDS[cls]
+    en, zh = FUTURE_CLASS_WORDS[cls]
     return zh if language == "zh" else en
 
 

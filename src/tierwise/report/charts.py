@@ -9,11 +9,11 @@ from typing import Any
 import ibis.expr.types as ir
 
 from tierwise.classify import abc
+from tierwise.i18n import LABELS
 from tierwise.money import exact_total
 from tierwise.report import data as report_data
 from tierwise.report.language import ReportLanguage, pct, share
 from tierwise.report.summaries import summarise
-from tierwise.store.snapshots import LABELS
 from tierwise.workspace import Workspace
 
 TOP_GROUPS = 15  # regions and industries shown by name; the rest are one "other" row

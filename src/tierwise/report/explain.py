@@ -9,9 +9,9 @@ from typing import Any
 import ibis.expr.types as ir
 
 from tierwise.errors import UserError
+from tierwise.i18n import label
 from tierwise.report.summaries import class8_reference
 from tierwise.store.runs import run_clusters
-from tierwise.store.snapshots import label
 
 
 def explain_customer(

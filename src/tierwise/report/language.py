@@ -3,7 +3,7 @@ KPI cards); shared by the report's pages and the dashboard, which shows the same
 
 from __future__ import annotations
 
-from tierwise.store.snapshots import label
+from tierwise.i18n import label
 
 # Sections of GB/T 4754-2017, the usual industry codes of Chinese company records.
 INDUSTRY_SECTIONS: dict[str, tuple[str, str]] = {

@@ -7,8 +7,8 @@ from typing import Any
 
 import ibis.expr.types as ir
 
+from tierwise.i18n import label
 from tierwise.money import exact_total
-from tierwise.store.snapshots import label
 
 
 def summarise(snapshot: ir.Table, column: str, language: str) -> list[dict[str, Any]]:

@@ -1,5 +1,6 @@
-"""A run's snapshot for its readers: the class labels in Chinese and English and `select_customers` (the rows a
-rule-language filter picks). The summaries people read are built in report/summaries.py and report/explain.py."""
+"""A run's snapshot for its readers: `select_customers` (the rows a rule-language filter picks, with the columns
+asked for) and the class columns `tierwise show` summarises. The summaries people read are built in
+report/summaries.py and report/explain.py; the words in tierwise.i18n."""
 
 from __future__ import annotations
 
@@ -7,31 +8,9 @@ import difflib
 
 import ibis.expr.types as ir
 
-from tierwise.classify import abc, grade, lifecycle, loyalty, rfm, value
 from tierwise.errors import UserError
 from tierwise.rules import compile_expression
 
-# column → {code: (English, Chinese)}
-LABELS: dict[str, dict[str, tuple[str, str]]] = {
-    "rfm_segment": rfm.SEGMENT_LABELS,
-    "abc_class": abc.LABELS,
-    "lifecycle_stage": lifecycle.LABELS,
-    "value_tier": value.LABELS,
-    "rfm_class8": {zh: (en, zh) for zh, en in rfm.CLASS8_EN.items()},
-    "grade": grade.LABELS,
-    "loyalty": loyalty.LABELS,
-    "satisfaction_level": loyalty.SATISFACTION_LABELS,
-}
-TITLES: dict[str, tuple[str, str]] = {
-    "grade": ("Grades (weighted score)", "客户等级（综合加权评分）"),
-    "rfm_segment": ("RFM segments", "RFM分群"),
-    "rfm_class8": ("RFM eight classes", "RFM八类"),
-    "abc_class": ("ABC classes", "ABC分类"),
-    "value_tier": ("Value tiers", "价值分层"),
-    "lifecycle_stage": ("Lifecycle stages", "生命周期阶段"),
-    "loyalty": ("Loyalty", "忠诚度"),
-    "cluster_name": ("Clusters (k-means)", "聚类（k均值）"),
-}
 SUMMARIES = [
     "grade",
     "rfm_segment",
@@ -42,23 +21,6 @@ SUMMARIES = [
     "loyalty",
     "cluster_name",
 ]
-
-
-# What an empty class means, per column (prospects are not graded, and so on).
-EMPTY_LABELS: dict[str, tuple[str, str]] = {
-    "grade": ("Not graded (no purchase)", "未评级（无购买）"),
-    "rfm_class8": ("No purchase", "无购买"),
-    "satisfaction_level": ("No score", "无评分"),
-    "cluster_name": ("Not clustered (no purchase)", "未聚类（无购买）"),
-}
-
-
-def label(column: str, code: object, language: str) -> str:
-    if code is None:
-        en, zh = EMPTY_LABELS.get(column, ("—", "—"))
-        return zh if language == "zh" else en
-    en, zh = LABELS.get(column, {}).get(str(code), (str(code), str(code)))
-    return zh if language == "zh" else en
 
 
 def select_customers(snapshot: ir.Table, *, where: str | None = None, columns: list[str] | None = None) -> ir.Table:

@@ -18,7 +18,7 @@ import ibis.expr.types as ir
 
 from tierwise.errors import UserError
 from tierwise.rules import compile_expression
-from tierwise.strategy.settings import ACTIONS, CHANNELS, SERVICE_LEVELS, PlaybookRule, template_fields
+from tierwise.strategy.settings import PlaybookRule, template_fields
 
 # What apply_playbook adds to a snapshot (re-applying replaces them).
 PLAYBOOK_COLUMNS = (
@@ -30,15 +30,6 @@ PLAYBOOK_COLUMNS = (
     "budget_per_customer",
     "action_reason",
 )
-_KINDS = {"action": ACTIONS, "service_level": SERVICE_LEVELS, "channel": CHANNELS}
-
-
-def label(kind: str, code: object, language: str) -> str:
-    """Display label of an action / service_level / channel code ("—" for none, the code itself if unknown)."""
-    if code is None:
-        return "—"
-    en, zh = _KINDS[kind].get(str(code), (str(code), str(code)))
-    return zh if language == "zh" else en
 
 
 def _what(rule: PlaybookRule) -> str:

@@ -17,37 +17,25 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from pydantic_core import PydanticCustomError
 
 from tierwise.checks import settings_name
+from tierwise.i18n import CHANNEL_LABELS
 
 # code → (English, Chinese), as the class labels of tierwise.classify.
-ACTIONS: dict[str, tuple[str, str]] = {
-    "vip_care": ("VIP care", "尊享服务（VIP关怀）"),
-    "personalised_recommendation": ("Personalised recommendations", "个性化推荐"),
-    "cross_sell": ("Cross-sell", "交叉销售"),
-    "up_sell": ("Up-sell", "向上销售（升级/追加）"),
-    "loyalty_invitation": ("Loyalty programme invitation", "邀请加入忠诚计划"),
-    "nurture": ("Nurture", "培育"),
-    "win_back": ("Win-back offer", "挽回优惠"),
-    "service_recovery": ("Service recovery", "服务补救"),
-    "reduce_spend": ("Reduce spend", "减少投入"),
-    "maintain": ("Maintain", "常规维护"),
-}
-SERVICE_LEVELS: dict[str, tuple[str, str]] = {
-    "premium": ("Premium", "尊享"),
-    "priority": ("Priority", "优先"),
-    "standard": ("Standard", "标准"),
-    "basic": ("Basic (automated)", "基础（自动化）"),
-}
-# Channels are free text (each company has its own); these have labels.
-CHANNELS: dict[str, tuple[str, str]] = {
-    "account_manager": ("Account manager", "专属客户经理"),
-    "visit": ("Visit", "上门拜访"),
-    "phone": ("Phone", "电话"),
-    "wechat": ("WeChat", "微信"),
-    "email": ("E-mail", "邮件"),
-    "sms": ("SMS", "短信"),
-    "app": ("App push", "应用推送"),
-    "mail": ("Post", "邮寄"),
-}
+# The codes a rule may give; their display words are in tierwise.i18n.
+ACTIONS: tuple[str, ...] = (
+    "vip_care",
+    "personalised_recommendation",
+    "cross_sell",
+    "up_sell",
+    "loyalty_invitation",
+    "nurture",
+    "win_back",
+    "service_recovery",
+    "reduce_spend",
+    "maintain",
+)
+SERVICE_LEVELS: tuple[str, ...] = ("premium", "priority", "standard", "basic")
+# Channels are free text (each company has its own): the ones with labels are the suggestions.
+CHANNELS: tuple[str, ...] = tuple(CHANNEL_LABELS)
 
 
 def _fail(rule: str, problem: str) -> PydanticCustomError:

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import re
 
-from tierwise.mining import labels
+from tierwise.i18n import column_label
 from tierwise.report.language import ReportLanguage
 
 
 def feature(column: str, lang: ReportLanguage) -> str:
-    return labels.column_label(column, lang.language)
+    return column_label(column, lang.language)
 
 
 def features_in(text: str, lang: ReportLanguage) -> str:

@@ -13,14 +13,13 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from tierwise.errors import UserError
-from tierwise.mining import labels as mining_labels
+from tierwise.i18n import TITLES, heading, label
 from tierwise.report.charts import dist_chart
 from tierwise.report.language import TEXT, ReportLanguage
 from tierwise.report.pages.clusters import cluster_page
 from tierwise.report.pages.history import migration_caption, migration_charts, migration_kpis, trend_chart
 from tierwise.report.pages.learned import learned_page
 from tierwise.report.pages.models import model_page
-from tierwise.store.snapshots import TITLES, label
 from tierwise.web.cache import cache_for
 from tierwise.web.pages._base import Page, PageError, router, view
 from tierwise.web.services import customers as customer_service
@@ -40,44 +39,6 @@ OVERVIEW_CHARTS = {
     "lifecycle_stage": "lifecycle",
     "loyalty": "loyalty",
 }
-
-# column → (English, Chinese) for table headers; others from the mining labels or the class titles
-COLUMN_LABELS: dict[str, tuple[str, str]] = {
-    "customer_id": ("Customer", "客户编号"),
-    "name": ("Name", "客户名称"),
-    "province": ("Province", "省份"),
-    "main_industry": ("Industry", "行业"),
-    "owner": ("Owner", "负责人"),
-    "priority_rank": ("Priority", "优先级"),
-    "grade": ("Grade", "等级"),
-    "composite_score": ("Score", "综合得分"),
-    "monetary": ("Revenue", "收入"),
-    "frequency": ("Purchases", "购买次数"),
-    "recency_days": ("Days since last", "距上次购买天数"),
-    "rfm_segment": ("RFM segment", "RFM分群"),
-    "abc_class": ("ABC", "ABC分类"),
-    "value_tier": ("Value tier", "价值分层"),
-    "lifecycle_stage": ("Lifecycle", "生命周期"),
-    "clv_predicted": ("Predicted CLV", "预测CLV"),
-    "next_action": ("Next action", "下一步行动"),
-    "satisfaction_level": ("Satisfaction", "满意度"),
-    "satisfaction": ("Satisfaction score", "满意度评分"),
-    "cluster": ("Cluster", "聚类编号"),
-    "strategy": ("Strategy", "策略"),
-    "tags": ("Tags", "标签"),
-    "phone": ("Phone", "电话"),
-    "email": ("E-mail", "电子邮箱"),
-}
-
-
-def column_label(column: str, lang: str) -> str:
-    if column in COLUMN_LABELS:
-        en, zh = COLUMN_LABELS[column]
-        return zh if lang == "zh" else en
-    if column in TITLES:
-        en, zh = TITLES[column]
-        return zh if lang == "zh" else en
-    return mining_labels.column_label(column, lang)
 
 
 def _int(request: Request, name: str, default: int, low: int = 1, high: int = 10**9) -> int:
@@ -140,7 +101,7 @@ def overview_page(request: Request) -> Response:
             if part:
                 p.charts[key] = dist_chart(part["rows"], lang)
                 breakdowns.append({"key": key, "title": part["title"], "rows": part["rows"],
-                                   "group": column_label(part["column"], p.lang)})  # fmt: skip
+                                   "group": heading(part["column"], p.lang)})  # fmt: skip
         if data.get("clv"):
             p.charts["clv"] = data["clv"]
         return {"data": data, "kpis": kpis, "sections": sections, "breakdowns": breakdowns,
@@ -170,7 +131,7 @@ def segments_page(request: Request) -> Response:
             )  # fmt: skip
         tabs = [{"column": c, "title": TITLES.get(c, (c, c))[1 if p.lang == "zh" else 0]} for c in columns]
         return {"data": data, "tabs": tabs, "column": column, "members": members, "code": code,
-                "column_label": lambda c: column_label(c, p.lang)}  # fmt: skip
+                "column_label": lambda c: heading(c, p.lang)}  # fmt: skip
 
     return view(request, "viewer", "segments.html", build)
 
@@ -200,7 +161,7 @@ def customers_page(request: Request) -> Response:
             "sort_column": (data["sort"] if not error else sort).lstrip("-"),
             "descending": (data["sort"] if not error else sort).startswith("-"), "page_size": size,
             "page_sizes": PAGE_SIZES, "sortable": sortable, "error": error, "status": 400 if error else 200,
-            "column_label": lambda c: column_label(c, p.lang),
+            "column_label": lambda c: heading(c, p.lang),
         }  # fmt: skip
 
     return view(request, "viewer", "customers.html", build)
@@ -232,7 +193,7 @@ def customer_page(request: Request, customer_id: str) -> Response:
             ],
             "timeline": timeline,
             "timeline_columns": timeline_columns,
-            "column_label": lambda c: column_label(c, p.lang),
+            "column_label": lambda c: heading(c, p.lang),
             "label": lambda c, v: label(c, v, p.lang),
         }
 

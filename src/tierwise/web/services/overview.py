@@ -11,12 +11,12 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from tierwise.i18n import TITLES
 from tierwise.report.charts import breakdown, clv_chart, distribution, heatmap, pareto_points, value_at
 from tierwise.report.data import predictive_totals
 from tierwise.report.figures import headline_figures
 from tierwise.report.language import ReportLanguage
 from tierwise.store.runs import previous_runs
-from tierwise.store.snapshots import TITLES
 from tierwise.web.cache import cache_for
 from tierwise.web.services._common import jsonable, language_of
 from tierwise.workspace import Workspace

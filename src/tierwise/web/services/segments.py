@@ -10,10 +10,11 @@ import ibis
 import ibis.expr.types as ir
 
 from tierwise.errors import UserError
+from tierwise.i18n import TITLES, strategy_label
 from tierwise.report.charts import distribution
 from tierwise.report.language import ReportLanguage
-from tierwise.store.snapshots import SUMMARIES, TITLES
-from tierwise.strategy import playbook
+from tierwise.store.snapshots import SUMMARIES
+from tierwise.strategy.settings import ACTIONS
 from tierwise.web.cache import cache_for
 from tierwise.web.services._common import cluster_names, jsonable, language_of
 from tierwise.web.services.customers import query_customers
@@ -56,7 +57,7 @@ def segments(
     names = {r.name: r.display_label(lang_code) for r in config.playbook}
     order = {r.name: i for i, r in enumerate(config.playbook)}
     strategy = _most_common(snap, column, "strategy", order)
-    actions = _most_common(snap, column, "next_action", {a: i for i, a in enumerate(playbook.ACTIONS)})
+    actions = _most_common(snap, column, "next_action", {a: i for i, a in enumerate(ACTIONS)})
     for r in rows:
         key = None if r["code"] is None else str(r["code"])
         s, s_n = strategy.get(key, (None, 0))
@@ -66,7 +67,7 @@ def segments(
             strategy_label=None if s is None else names.get(s, s),
             strategy_share=s_n / r["customers"] if r["customers"] else 0.0,
             next_action=a,
-            action_label=None if a is None else playbook.label("action", a, lang_code),
+            action_label=None if a is None else strategy_label("action", a, lang_code),
             action_share=a_n / r["customers"] if r["customers"] else 0.0,
         )
     return jsonable(
