@@ -62,11 +62,6 @@ def audit(request: Request, principal: Principal, action: str, detail: str = "")
     accounts(request).audit(principal.username, action, detail, client_ip(request))
 
 
-def masked(principal: Principal) -> bool:
-    """Viewers see phone numbers and e-mail addresses masked."""
-    return not principal.can("analyst")
-
-
 class NotFound(Exception):
     """No such run, customer, job, user …: answered 404 with the message (by ApiRoute)."""
 

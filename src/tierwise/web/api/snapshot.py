@@ -20,11 +20,10 @@ from tierwise.web.api._common import (
     RunId,
     Viewer,
     call,
-    masked,
     names,
     workspace,
 )
-from tierwise.web.auth import Principal
+from tierwise.web.auth import Principal, masked
 from tierwise.web.services import customers, history, overview, segments
 from tierwise.workspace import Workspace
 
