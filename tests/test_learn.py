@@ -27,7 +27,7 @@ from tierwise.mining.rule_text import (
     rules_toml,
     tree_rules,
 )
-from tierwise.mining.targets import cut_tables, default_periods, future_target, label_target
+from tierwise.pipeline.targets import cut_tables, default_periods, future_target, label_target
 from tierwise.rules import check_rules, compile_expression
 
 

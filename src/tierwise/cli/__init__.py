@@ -413,7 +413,7 @@ def show(
             meta, snap = latest_snapshot(ws, run_id)
             config = run_config(ws, str(meta["run_id"]))
             detail = explain_customer(snap, meta, str(customer_id), config, ws.config.workspace.language)
-            from tierwise.mining.commands import learned_for_customer
+            from tierwise.pipeline.learn import learned_for_customer
 
             learned = learned_for_customer(ws, str(meta["run_id"]), str(customer_id))
             detail["learned"] = learned
@@ -515,8 +515,8 @@ def backtest(
     as_json: JsonOpt = False,
 ) -> None:
     """Fit on the history up to a date, predict the holdout after it, and compare predictions and rankings."""
-    from tierwise.clv.backtest import backtest as run_backtest
-    from tierwise.clv.backtest import store as store_backtest
+    from tierwise.pipeline.backtest import backtest as run_backtest
+    from tierwise.pipeline.backtest import store as store_backtest
     from tierwise.progress import delayed_status
     from tierwise.workspace import Workspace
 
@@ -597,7 +597,7 @@ def cluster(
     as_json: JsonOpt = False,
 ) -> None:
     """Explore clusters of a run's customers: k by silhouette, stability, profiles. Stores nothing."""
-    from tierwise.mining.commands import cluster_settings, explore_clusters
+    from tierwise.pipeline.learn import cluster_settings, explore_clusters
     from tierwise.progress import delayed_status
     from tierwise.workspace import Workspace
 
@@ -738,7 +738,7 @@ def classify_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Learn classes (a label column or a future outcome), report the models, store every customer's learned class."""
-    from tierwise.mining.commands import classify_settings, learn_and_store
+    from tierwise.pipeline.learn import classify_settings, learn_and_store
     from tierwise.progress import delayed_status
     from tierwise.workspace import Workspace
 

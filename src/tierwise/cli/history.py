@@ -168,7 +168,7 @@ def backfill(
     as_json: JsonOpt = False,
 ) -> None:
     """Runs as of past dates from the data as it stood then (nothing later is seen), so trends start at once."""
-    from tierwise.history.backfill import backfill as run_backfill
+    from tierwise.pipeline.backfill import backfill as run_backfill
     from tierwise.progress import progress_bars
     from tierwise.workspace import Workspace
 
@@ -205,8 +205,8 @@ def serve(
     as_json: JsonOpt = False,
 ) -> None:
     """Re-rank on the schedule of tierwise.toml: sleep until the next slot, run, log one line per run."""
-    from tierwise.history.schedule import run_due
-    from tierwise.history.schedule import serve as run_serve
+    from tierwise.pipeline.schedule import run_due
+    from tierwise.pipeline.schedule import serve as run_serve
 
     root = workspace.resolve()
     lines: list[str] = []

@@ -199,7 +199,7 @@ def serve(
             markup=False,
         )
     if cfg.schedule.cadence != "off":
-        from tierwise.history.schedule import serve as schedule_loop
+        from tierwise.pipeline.schedule import serve as schedule_loop
 
         schedule_log = logging.getLogger("tierwise.schedule")
         threading.Thread(target=schedule_loop, args=(root, schedule_log.info), daemon=True, name="schedule").start()

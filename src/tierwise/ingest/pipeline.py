@@ -27,7 +27,8 @@ from tierwise.errors import UserError
 from tierwise.ingest import database, identity, parse, report_rows
 from tierwise.ingest.identity import minimal_records
 from tierwise.ingest.mapping import Mapping, header_score, resolve_mapping
-from tierwise.ingest.readers import LINE, SHEET, ReadLimits, Source, open_source
+from tierwise.ingest.readers import open_source
+from tierwise.ingest.source import LINE, SHEET, ReadLimits, Source
 from tierwise.schema import TABLES, Field, TableSpec
 from tierwise.workspace import IBIS_TYPES, Workspace, canonical_schema
 

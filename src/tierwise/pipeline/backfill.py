@@ -24,8 +24,8 @@ import ibis.expr.types as ir
 from tierwise.checks import check_as_of
 from tierwise.errors import UserError
 from tierwise.features.orders import default_as_of
-from tierwise.mining.targets import cut_tables
 from tierwise.pipeline.execute import RunReport, run
+from tierwise.pipeline.targets import cut_tables
 from tierwise.store.runs import canonical_tables, list_runs
 from tierwise.workspace import Workspace
 

@@ -31,7 +31,7 @@ from tierwise.config import CONFIG_FILE, load_config, write_config_text
 from tierwise.engine import transaction
 from tierwise.errors import UserError
 from tierwise.mining.settings import ClassifySettings, ClusterSettings
-from tierwise.mining.targets import (
+from tierwise.pipeline.targets import (
     FUTURE_CLASSES,
     FUTURE_KINDS,
     FutureKind,
