@@ -16,9 +16,14 @@ from typing import Any
 import ibis.expr.types as ir
 
 from tierwise.errors import UserError
-from tierwise.rules import compile_expression
+from tierwise.history.trends import timeline
+from tierwise.pipeline.learn import latest_learned
+from tierwise.rules import columns_in, compile_expression
+from tierwise.store.runs import latest_per_date
 from tierwise.store.snapshots import LABELS, class8_reference, explain_customer, label
 from tierwise.strategy import playbook
+from tierwise.strategy.cross_sell import stored_cross_sell
+from tierwise.strategy.worklist import with_strategy
 from tierwise.web.cache import BUILDING, cache_for
 from tierwise.web.services._common import check_page, cluster_names, jsonable, language_of, pages
 from tierwise.workspace import Workspace
@@ -279,8 +284,6 @@ def where_columns(where: str | None, contacts: list[str]) -> list[str]:
     """Contact columns a condition mentions (they must be joined before it is compiled)."""
     if not where or not contacts:
         return []
-    from tierwise.rules import columns_in
-
     try:
         return sorted(columns_in(where, contacts))
     except UserError:
@@ -409,9 +412,6 @@ def customer_detail(
         "notes": notes,
     }
     if with_timeline:
-        from tierwise.history.trends import timeline
-        from tierwise.store.runs import latest_per_date
-
         dated = latest_per_date(runs)
         key = ("timeline", tuple(str(r["run_id"]) for r in dated))
         data["timeline"] = timeline(
@@ -455,8 +455,6 @@ def _grade(row: dict[str, Any], config: Any, language: str) -> dict[str, Any] | 
 def _next_action(
     ws: Workspace, snap: ir.Table, row: dict[str, Any], config: Any, customer_id: str, language: str
 ) -> dict[str, Any] | None:
-    from tierwise.strategy.worklist import with_strategy
-
     rules = config.playbook
     source = row
     if "next_action" not in row or language != config.workspace.language:
@@ -534,8 +532,6 @@ def prepare_cross_sell(ws: Workspace) -> None:
 def _cross_sell_table(
     ws: Workspace, meta: dict[str, Any], k: int, by: str | None, min_support: float
 ) -> str | UserError:
-    from tierwise.strategy.cross_sell import stored_cross_sell
-
     try:
         return stored_cross_sell(ws, meta, k, by, min_support)
     except UserError as exc:
@@ -543,8 +539,6 @@ def _cross_sell_table(
 
 
 def _learned(ws: Workspace, run_id: str, row: dict[str, Any], customer_id: str) -> dict[str, Any] | None:
-    from tierwise.pipeline.learn import latest_learned
-
     cache = cache_for(ws)
     model = cache.value(("learned", run_id), lambda: latest_learned(ws, run_id))
     if model is None:

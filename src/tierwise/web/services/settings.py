@@ -31,20 +31,24 @@ import threading
 import tomllib
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import ibis
 import ibis.expr.types as ir
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from tierwise.cancel import checkpoint
-from tierwise.config import CONFIG_FILE, Config, load_config, toml_value
+from tierwise.clv.predict import SCHEMA as PREDICTIONS
+from tierwise.clv.predict import empty as no_predictions
+from tierwise.config import CONFIG_FILE, Config, load_config, toml_value, write_config_text
 from tierwise.errors import UserError
+from tierwise.features.orders import default_as_of
+from tierwise.pipeline.scratch import Scratch
+from tierwise.store.runs import canonical_tables, latest_snapshot, previous_runs, run_config
+from tierwise.store.snapshots import label
+from tierwise.strategy.playbook import ACTIONS, CHANNELS, SERVICE_LEVELS, apply_playbook, check_playbook
 from tierwise.web.services._common import jsonable, language_of, parse_json
 from tierwise.workspace import Workspace
-
-if TYPE_CHECKING:
-    from tierwise.pipeline.scratch import Scratch
 
 SECTIONS = ("grade", "abc", "value", "lifecycle", "strategy", "rules", "playbook")
 BACKUP_SUFFIX = ".bak"
@@ -134,8 +138,6 @@ def read_settings(ws: Workspace) -> dict[str, Any]:
     """{path (tierwise.toml, relative to the workspace: no server folders), version (changes when the file does),
     language, currency, grade (with `weights` by indicator), abc, value, lifecycle, strategy, rules, playbook,
     choices (allowed codes and their labels)}."""
-    from tierwise.strategy.playbook import ACTIONS, CHANNELS, SERVICE_LEVELS
-
     path = config_path(ws)
     text = path.read_text(encoding="utf-8")
     cfg = current_config(ws)
@@ -208,8 +210,6 @@ def apply_changes(base: Config, changes: dict[str, Any] | SettingsChanges) -> Co
 def _as_of(ws: Workspace, meta: dict[str, Any] | None) -> dt.date | None:
     if meta is not None:
         return meta["as_of"]
-    from tierwise.features.orders import default_as_of
-
     orders = ws.table("orders")
     if int(orders.count().execute()) == 0:
         return None
@@ -217,8 +217,6 @@ def _as_of(ws: Workspace, meta: dict[str, Any] | None) -> dt.date | None:
 
 
 def _latest(ws: Workspace) -> tuple[dict[str, Any], ir.Table] | None:
-    from tierwise.store.runs import latest_snapshot
-
     try:
         return latest_snapshot(ws)
     except UserError:
@@ -238,11 +236,8 @@ def _candidate(
     settings are unchanged): the settings changed here do not affect them, and refitting would take longer.
     Otherwise (tierwise.toml's [clv] edited since) the models are fitted again and their scores kept in `scratch`,
     so that they do not stay on the dashboard's connection."""
-    from tierwise.clv.predict import SCHEMA as PREDICTIONS
-    from tierwise.clv.predict import empty as no_predictions
+    # The pipeline imports scikit-learn (1.0 s, for the clusters): loaded when a change is first checked.
     from tierwise.pipeline.execute import build_snapshot
-    from tierwise.store.runs import canonical_tables, previous_runs, run_config
-    from tierwise.strategy.playbook import apply_playbook, check_playbook
 
     tables = canonical_tables(ws)
     old = latest[1] if latest is not None else None
@@ -298,9 +293,6 @@ def preview_settings(
     {grade: n}, after: {grade: n}}, examples: up to `examples` customers whose grade changes, by revenue,
     settings_changed: [{key, before, after}]}. Grades of customers without one are null ("—"). `progress`, a
     background job's progress(stage, fraction), hears of the stages "rebuilding" and "comparing"."""
-    from tierwise.pipeline.scratch import Scratch
-    from tierwise.store.snapshots import label
-
     base = current_config(ws)
     cfg = apply_changes(base, changes)
     latest = _latest(ws)
@@ -433,8 +425,6 @@ def save_settings(ws: Workspace, changes: dict[str, Any], *, expected_version: s
         text, rewritten = edited_text(original, base, cfg)
         backup = path.with_name(path.name + BACKUP_SUFFIX)
         shutil.copyfile(path, backup)
-        from tierwise.config import write_config_text
-
         write_config_text(path, text)
     ws.config = cfg
     diff = "".join(
