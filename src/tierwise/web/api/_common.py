@@ -83,6 +83,12 @@ class ApiRoute(APIRoute):
         return handler
 
 
+def check_user(request: Request, username: str) -> None:
+    """404 when there is no such user."""
+    if accounts(request).get(username) is None:
+        raise NotFound(f"no user '{username}'; list them with GET /api/v1/users")
+
+
 def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """fn(*args, **kwargs) with a service's "no such …" UserError answered as 404 (others stay 400)."""
     try:

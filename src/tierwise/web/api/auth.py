@@ -132,6 +132,6 @@ def _login_page(request: Request, next: str, lang: str, failed: bool = False, wa
         wait=wait,
         lang=lang,
         zh=lang == "zh",
-        no_users=not request.app.state.accounts.users(),
+        no_users=not accounts(request).users(),
     )
     return HTMLResponse(html, status)

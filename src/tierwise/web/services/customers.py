@@ -267,15 +267,21 @@ def query_customers(
     )
 
 
-def refuse_personal(where: str | None, sort_column: str | None, known: Sequence[str]) -> None:
-    """With masking on, filtering or sorting by phone or e-mail would reveal them bit by bit: refused."""
+def personal_used(where: str | None, sort_column: str | None, known: Sequence[str]) -> list[str]:
+    """The phone and e-mail columns of `known` that a condition or the sort column uses, sorted."""
     personal = [c for c in known if is_personal(c)]
     used = set(where_columns(where, personal))
     if sort_column in personal:
         used.add(sort_column)
+    return sorted(used)
+
+
+def refuse_personal(where: str | None, sort_column: str | None, known: Sequence[str]) -> None:
+    """With masking on, filtering or sorting by phone or e-mail would reveal them bit by bit: refused."""
+    used = personal_used(where, sort_column, known)
     if used:
         raise UserError(
-            f"filtering or sorting by {', '.join(sorted(used))} is not allowed with masked contact data; "
+            f"filtering or sorting by {', '.join(used)} is not allowed with masked contact data; "
             "ask an analyst or an admin"
         )
 
