@@ -17,10 +17,10 @@ NULL when no score exists.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import ibis
 import ibis.expr.types as ir
+
+from tierwise.classify.settings import LoyaltySettings
 
 LABELS: dict[str, tuple[str, str]] = {
     "loyal": ("Loyal", "忠诚客户"),
@@ -34,14 +34,6 @@ SATISFACTION_LABELS: dict[str, tuple[str, str]] = {
     "neutral": ("Neutral", "一般"),
     "dissatisfied": ("Dissatisfied", "不满意"),
 }
-
-
-@dataclass(frozen=True)
-class LoyaltySettings:
-    loyal_min_purchases: int = 4
-    loyal_min_tenure_days: int = 180
-    satisfied_min: float = 4.0
-    dissatisfied_max: float = 2.5
 
 
 def add_loyalty(t: ir.Table, settings: LoyaltySettings | None = None) -> ir.Table:

@@ -30,6 +30,10 @@ from pydantic import BaseModel, ValidationError
 from tierwise.config import CONFIG_FILE, load_config, write_config_text
 from tierwise.engine import transaction
 from tierwise.errors import UserError
+from tierwise.mining.cluster import fit_clusters
+from tierwise.mining.in_run import CONTEXT, summary
+from tierwise.mining.learn import apply_learned, learn_classes
+from tierwise.mining.rule_text import rules_toml
 from tierwise.mining.settings import ClassifySettings, ClusterSettings
 from tierwise.pipeline.targets import (
     FUTURE_CLASSES,
@@ -41,6 +45,7 @@ from tierwise.pipeline.targets import (
     label_target,
 )
 from tierwise.rules import check_rules
+from tierwise.store.runs import canonical_tables, latest_run_id, latest_snapshot
 from tierwise.workspace import Workspace
 
 if TYPE_CHECKING:  # scikit-learn takes a second to import: only when something is fitted, not for quick errors
@@ -142,10 +147,6 @@ def explore_clusters(
 
     `strict`: (numeric, categorical) column names the user typed on the command line; unlike names in
     tierwise.toml (skipped with a note when absent), these must exist and be of the right kind."""
-    from tierwise.mining.cluster import fit_clusters
-    from tierwise.mining.in_run import CONTEXT, summary
-    from tierwise.store.runs import latest_snapshot
-
     lang = language or ws.config.workspace.language
     meta, snap = latest_snapshot(ws, run_id)
     schema = snap.schema()
@@ -243,8 +244,6 @@ def learn_and_store(
 
     Nothing is stored when anything fails: the checks come first, and the stored rows, the predictions table
     and the rewritten tierwise.toml are written together at the end (the file last, inside the transaction)."""
-    from tierwise.store.runs import canonical_tables, latest_snapshot
-
     target = settings.target
     future = target in FUTURE_KINDS
     if save_rules and settings.model != "tree":
@@ -288,8 +287,6 @@ def learn_and_store(
     else:
         x, y = label_target(today, target, _customers_frame(ws, target, set(schema.names)))
     _check_labels(target, y, future)
-
-    from tierwise.mining.learn import apply_learned, learn_classes
 
     on_step(f"fitting {'the models' if compare else settings.model} on {int(y.notna().sum()):,} customers")
     result = learn_classes(x, y, settings, compare=compare, positive=positive)
@@ -505,8 +502,6 @@ def _rules_file(
     A future target saves the rules of its positive class (who will be high value / churn); a label column the
     rules of every class. A rule with the name of one already in the file replaces it; rules left from an
     earlier save for the same classes (same prefix and class, a number no longer used) are removed."""
-    from tierwise.mining.rule_text import rules_toml
-
     path = ws.root / CONFIG_FILE
     saved = SavedRules(str(path))
     classes = [FUTURE_CLASSES[result.target][0]] if future else None
@@ -569,8 +564,6 @@ def latest_learned(ws: Workspace, run_id: str | None = None) -> dict[str, Any] |
     {"model_id", "run_id", "created_at", "target", "model", "calibration_end", "holdout_end" (dates or None),
      "predictions_table" (customer_id, learned_class, learned_confidence), "payload": the parsed JSON (see
      docs/classification.md: models → metrics/importances, rules with text_en/text_zh/expression, applied …)}"""
-    from tierwise.store.runs import latest_run_id
-
     if run_id is None:
         run_id = latest_run_id(ws)
         if run_id is None:

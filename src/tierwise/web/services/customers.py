@@ -17,7 +17,6 @@ import ibis.expr.types as ir
 
 from tierwise.errors import UserError
 from tierwise.history.trends import timeline
-from tierwise.pipeline.learn import latest_learned
 from tierwise.rules import columns_in, compile_expression
 from tierwise.store.runs import latest_per_date
 from tierwise.store.snapshots import LABELS, class8_reference, explain_customer, label
@@ -545,6 +544,10 @@ def _cross_sell_table(
 
 
 def _learned(ws: Workspace, run_id: str, row: dict[str, Any], customer_id: str) -> dict[str, Any] | None:
+    # pipeline.learn imports scikit-learn (1.0 s) for the fitting: loaded by the first customer page, not by
+    # the server. (The reader belongs in store/; at the top once it is there.)
+    from tierwise.pipeline.learn import latest_learned
+
     cache = cache_for(ws)
     model = cache.value(("learned", run_id), lambda: latest_learned(ws, run_id))
     if model is None:

@@ -44,6 +44,7 @@ from tierwise.config import CONFIG_FILE, Config, load_config, toml_value, write_
 from tierwise.errors import UserError
 from tierwise.features.orders import default_as_of
 from tierwise.pipeline.scratch import Scratch
+from tierwise.pipeline.snapshot import build_snapshot
 from tierwise.store.runs import canonical_tables, latest_snapshot, previous_runs, run_config
 from tierwise.store.snapshots import label
 from tierwise.strategy.playbook import ACTIONS, CHANNELS, SERVICE_LEVELS, apply_playbook, check_playbook
@@ -236,8 +237,6 @@ def _candidate(
     settings are unchanged): the settings changed here do not affect them, and refitting would take longer.
     Otherwise (tierwise.toml's [clv] edited since) the models are fitted again and their scores kept in `scratch`,
     so that they do not stay on the dashboard's connection."""
-    # The pipeline imports scikit-learn (1.0 s, for the clusters): loaded when a change is first checked.
-    from tierwise.pipeline.execute import build_snapshot
 
     tables = canonical_tables(ws)
     old = latest[1] if latest is not None else None
