@@ -15,11 +15,11 @@ import ibis
 import ibis.expr.operations as ops
 import ibis.expr.types as ir
 import pytest
-from tierwise.mining.targets import FUTURE_CLASSES
 
 from tierwise import i18n
 from tierwise.classify import abc, grade, lifecycle, loyalty, rfm, value
 from tierwise.i18n import LABELS, heading, label, strategy_label
+from tierwise.pipeline.targets import FUTURE_CLASSES
 from tierwise.strategy.playbook import ACTIONS, SERVICE_LEVELS
 
 CJK = re.compile(r"[\u4e00-\u9fff]")

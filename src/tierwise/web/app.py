@@ -1,13 +1,12 @@
-"""The FastAPI application of `tierwise serve`: middleware, login, health, static files, error handling.
+"""The FastAPI application of `tierwise serve`: middleware, health, static files, error handling.
 
-The REST API (`tierwise.web.api`, under /api/v1) and the dashboard pages (`tierwise.web.pages`) are routers
-included here. Public routes are only the login, the health check and static assets; everything else depends on
-`auth.require(role)`.
+The login and logout (`tierwise.web.api.auth`), the REST API (`tierwise.web.api`, under /api/v1) and the
+dashboard pages (`tierwise.web.pages`) are routers included here. Public routes are only the login, the health
+check and static assets; everything else depends on `auth.require(role)`.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
 import time
@@ -15,38 +14,29 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+import plotly
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tierwise.errors import UserError, out_of_memory
+from tierwise.web import api, pages
 from tierwise.web.accounts import Accounts
-from tierwise.web.auth import (
-    CSRF_FIELD,
-    LoginThrottle,
-    Principal,
-    accounts,
-    client_ip,
-    end_session,
-    optional_principal,
-    require,
-    retry_seconds,
-    set_session_cookie,
-    start_session,
-)
+from tierwise.web.api._common import Viewer
+from tierwise.web.api.auth import router as auth_router
+from tierwise.web.auth import LoginThrottle, to_login, wants_html
 from tierwise.web.db import WorkspaceHandle
 from tierwise.web.limits import RequestGuard
 from tierwise.web.server import stop_jobs
+from tierwise.web.services.customers import index_lookups, prepare_cross_sell
 from tierwise.web.services.jobs import JobManager
 
 log = logging.getLogger("tierwise.web")
 
-PUBLIC_PATHS = ("/login", "/health", "/api/v1/auth/login", "/static/")
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -61,8 +51,7 @@ SECURITY_HEADERS = {
     ),
 }
 STATIC_DIR = Path(__file__).parent / "static"
-require_viewer = Depends(require("viewer"))
-templates = Environment(loader=PackageLoader("tierwise.web", "templates"), autoescape=select_autoescape())
+PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 
 
 def _route_template(request: Request) -> str:
@@ -72,18 +61,12 @@ def _route_template(request: Request) -> str:
     return str(path) if path else "(no route)"
 
 
-def wants_html(request: Request) -> bool:
-    return not request.url.path.startswith("/api/") and "text/html" in request.headers.get("accept", "")
-
-
 def _warm(handle: WorkspaceHandle) -> None:
     """The latest run's cross-sell table, made in the background when the server starts."""
-    from tierwise.web.services.customers import prepare_cross_sell
-
     try:
         prepare_cross_sell(handle.workspace())
     except Exception as exc:
-        if type(exc).__name__ == "InterruptException":  # DuckDB's: the server is stopping (tierwise.web.server)
+        if _stopping(exc):
             return
         log.warning("preparing the cross-sell suggestions failed", exc_info=True)
 
@@ -94,8 +77,6 @@ def create_app(root: Path | str) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from tierwise.web.services.customers import index_lookups
-
         index_lookups(handle.workspace())
         threading.Thread(target=_warm, args=(handle,), name="tierwise-warm", daemon=True).start()
         yield
@@ -135,8 +116,7 @@ def create_app(root: Path | str) -> FastAPI:
                 response = await call_next(request)
             except Exception as exc:  # answered here, so the server does not log the traceback a second time
                 response = _unexpected(request, exc)
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
+        _secure(response)
         if request.url.path.startswith("/api/"):
             response.headers.setdefault("Cache-Control", "no-store")
         # The route's template, not the URL: paths and query strings carry customer ids, names and searches,
@@ -147,28 +127,33 @@ def create_app(root: Path | str) -> FastAPI:
 
     _add_handlers(app)
     _add_core_routes(app)  # before the static mount, which would otherwise answer /static/plotly.min.js
+    app.include_router(auth_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    for module in ("tierwise.web.api", "tierwise.web.pages"):
-        try:
-            router = importlib.import_module(module).router
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            continue
-        app.include_router(router)
+    app.include_router(api.router)
+    app.include_router(pages.router)
 
     return app
 
 
 def _error(request: Request, status: int, message: str) -> Response:
     if status == 401 and wants_html(request):
-        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        return RedirectResponse(f"/login?next={quote(target)}", 303)
+        return to_login(request)
     return JSONResponse({"error": message}, status)
 
 
+def _secure(response: Response) -> Response:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
+
+
+def _stopping(exc: Exception) -> bool:
+    """DuckDB's InterruptException: the server is stopping and interrupted every query (tierwise.web.server)."""
+    return type(exc).__name__ == "InterruptException"
+
+
 def _unexpected(request: Request, exc: Exception) -> Response:
-    if type(exc).__name__ == "InterruptException":  # DuckDB's: the server is stopping (tierwise.web.server)
+    if _stopping(exc):
         return _error(request, 503, "the server is stopping; try again in a moment")
     memory = out_of_memory(exc)  # or temporary disk ([engine] memory_limit, max_temp_gb): the message says what to do
     if memory is not None:
@@ -213,10 +198,7 @@ def _add_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
         response = _unexpected(request, exc)
-        # Answered outside the middleware that adds them: the headers are set here.
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-        return response
+        return _secure(response)  # answered outside the middleware that adds them
 
 
 def _add_core_routes(app: FastAPI) -> None:
@@ -226,120 +208,8 @@ def _add_core_routes(app: FastAPI) -> None:
 
     @app.get("/static/plotly.min.js", include_in_schema=False)
     def plotly_js() -> FileResponse:
-        import plotly
-
-        path = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
-        return FileResponse(path, media_type="text/javascript")
+        return FileResponse(PLOTLY_JS, media_type="text/javascript")
 
     @app.get("/api/v1/openapi.json", include_in_schema=False)
-    def openapi(principal: Principal = require_viewer) -> dict[str, Any]:
+    def openapi(principal: Viewer) -> dict[str, Any]:
         return app.openapi()
-
-    @app.get("/login", include_in_schema=False, response_class=HTMLResponse)
-    def login_page(request: Request, next: str = "/", failed: int = 0) -> HTMLResponse:
-        return _login_page(request, next, _login_language(request), failed=bool(failed))
-
-    @app.post("/api/v1/auth/login", tags=["auth"])
-    async def login(request: Request) -> Response:
-        """Log in with JSON {"username", "password"} (or the login form); sets the session cookie."""
-        is_form = not request.headers.get("content-type", "").startswith("application/json")
-        if is_form:
-            form = await request.form()
-            username, password, target = str(form.get("username", "")), str(form.get("password", "")), form.get("next")
-            lang = _login_language(request, str(form.get("lang", "")))
-        else:
-            try:
-                body = await request.json()
-            except ValueError:
-                body = None
-            if not isinstance(body, dict):
-                raise HTTPException(422, 'send JSON like {"username": "...", "password": "..."}')
-            username, password, target = str(body.get("username", "")), str(body.get("password", "")), None
-            lang = "en"
-        ip = client_ip(request)
-        throttle: LoginThrottle = request.app.state.throttle
-        wait = throttle.retry_after(username, ip)
-        if wait > 0:
-            accounts(request).audit(username or None, "login_throttled", "", ip)
-            seconds = retry_seconds(wait)
-            if is_form:  # a browser gets the login page again, saying how long to wait in its language
-                page = _login_page(request, str(target or "/"), lang, wait=seconds, status=429)
-                page.headers["Retry-After"] = str(seconds)
-                return page
-            raise HTTPException(
-                429, f"too many failed logins; try again in {seconds} s", headers={"Retry-After": str(seconds)}
-            )
-        user = accounts(request).authenticate(username, password)
-        if user is None:
-            throttle.failed(username, ip)
-            accounts(request).audit(username or None, "login_failed", "", ip)
-            if is_form:
-                back = f"/login?failed=1&next={quote(_safe_next(str(target or '/')))}&lang={lang}"
-                return RedirectResponse(back, 303)
-            raise HTTPException(401, "wrong user name or password")
-        throttle.succeeded(username, ip)
-        session, secret = start_session(request, user)
-        response: Response
-        if is_form:
-            response = RedirectResponse(_safe_next(str(target or "/")), 303)
-        else:
-            response = JSONResponse({"username": user.username, "role": user.role, CSRF_FIELD: session.csrf_token})
-        set_session_cookie(request, response, secret)
-        accounts(request).audit(user.username, "login", "", ip)
-        return response
-
-    @app.post("/api/v1/auth/logout", tags=["auth"])
-    def logout(request: Request, principal: Principal = require_viewer) -> Response:
-        accounts(request).audit(principal.username, "logout", "", client_ip(request))
-        form = request.headers.get("content-type", "").startswith(
-            ("application/x-www-form-urlencoded", "multipart/form-data")
-        )
-        response: Response = JSONResponse({"logged_out": True})
-        if form or wants_html(request):
-            response = RedirectResponse("/login", 303)  # the logout form of the pages
-        end_session(request, response, principal)
-        return response
-
-    @app.get("/api/v1/auth/me", tags=["auth"])
-    def me(request: Request, principal: Principal = require_viewer) -> dict[str, Any]:
-        """Who is logged in, the role, and the CSRF token a browser sends with changes."""
-        return {
-            "username": principal.username,
-            "role": principal.role,
-            "via": principal.via,
-            CSRF_FIELD: principal.csrf_token if principal.via == "session" else None,
-        }
-
-    @app.get("/", include_in_schema=False)
-    def home(request: Request) -> Response:
-        principal = optional_principal(request)
-        if principal is None:
-            return RedirectResponse("/login", 303)
-        return RedirectResponse("/overview", 303)
-
-
-def _login_language(request: Request, chosen: str = "") -> str:
-    """The login page's language: the one the form was shown in, else ?lang=, the `lang` cookie or the workspace's."""
-    if chosen in ("zh", "en"):
-        return chosen
-    from tierwise.web.pages._base import language
-
-    return language(request)
-
-
-def _login_page(request: Request, next: str, lang: str, failed: bool = False, wait: int = 0,
-                status: int = 200) -> HTMLResponse:  # fmt: skip
-    html = templates.get_template("login.html").render(
-        next=_safe_next(next),
-        failed=failed,
-        wait=wait,
-        lang=lang,
-        zh=lang == "zh",
-        no_users=not request.app.state.accounts.users(),
-    )
-    return HTMLResponse(html, status)
-
-
-def _safe_next(target: str) -> str:
-    """Only paths on this server: an open redirect to another site is refused."""
-    return target if target.startswith("/") and not target.startswith("//") and "\\" not in target else "/"

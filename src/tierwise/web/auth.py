@@ -24,9 +24,10 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import quote
 
 from fastapi import HTTPException, Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
 from tierwise.web.accounts import Accounts, Role, Session, User, role_at_least
 
@@ -34,6 +35,7 @@ UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
 SESSION_COOKIE = "tierwise_session"
+LOGIN_FIRST = "log in first (POST /api/v1/auth/login) or send 'Authorization: Bearer TOKEN'"
 _SCOPE_KEY = "tierwise.principal"  # the principal found for this request, so it is looked up once
 
 
@@ -47,6 +49,11 @@ class Principal:
 
     def can(self, role: str) -> bool:
         return role_at_least(self.role, role)
+
+
+def masked(principal: Principal) -> bool:
+    """Viewers see phone numbers and e-mail addresses masked."""
+    return not principal.can("analyst")
 
 
 @dataclass
@@ -283,7 +290,7 @@ def require(role: Role = "viewer") -> Callable[[Request], Awaitable[Principal]]:
     async def dependency(request: Request) -> Principal:
         principal = optional_principal(request)
         if principal is None:
-            raise HTTPException(401, "log in first (POST /api/v1/auth/login) or send 'Authorization: Bearer TOKEN'")
+            raise HTTPException(401, LOGIN_FIRST)
         if not principal.can(role):
             raise HTTPException(403, f"this needs the {role} role; you are {principal.role}")
         await _check_csrf(request, principal)
@@ -313,3 +320,19 @@ def csrf_token(request: Request) -> str:
 
 def retry_seconds(wait: float) -> int:
     return max(1, math.ceil(wait))
+
+
+def wants_html(request: Request) -> bool:
+    """A browser asking for a page (not the API): sent to the login page instead of answered 401."""
+    return not request.url.path.startswith("/api/") and "text/html" in request.headers.get("accept", "")
+
+
+def to_login(request: Request) -> RedirectResponse:
+    """The login page, which returns to the page asked for."""
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/login?next={quote(target)}", 303)
+
+
+def safe_next(target: str) -> str:
+    """Only paths on this server: an open redirect to another site is refused."""
+    return target if target.startswith("/") and not target.startswith("//") and "\\" not in target else "/"

@@ -27,6 +27,7 @@ import sqlglot
 
 from tierwise.config import Config
 from tierwise.errors import UserError
+from tierwise.store.runs import list_runs, run_config
 from tierwise.workspace import Workspace
 
 # A string no customer id is: compiled into a query as a literal, then replaced by the quoted value asked for.
@@ -56,8 +57,6 @@ class ReadCache:
 
     def runs(self, ws: Workspace) -> list[dict[str, Any]]:
         """Every run, oldest first (run.list_runs): the last one is the latest."""
-        from tierwise.store.runs import list_runs
-
         version = tuple(ws.con.con.execute(_VERSION_SQL).fetchone() or ())
         with self._lock:
             if version != self._version:
@@ -89,8 +88,6 @@ class ReadCache:
 
     def config(self, ws: Workspace, run_id: str) -> Config:
         """The settings the run was made with."""
-        from tierwise.store.runs import run_config
-
         return self.value(("config", run_id), lambda: run_config(ws, run_id))
 
     # --- kept values and prepared queries ---------------------------------------------------------------------

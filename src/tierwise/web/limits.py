@@ -21,14 +21,12 @@ written there, and the parser closes (deletes) its files when the read fails.
 
 from __future__ import annotations
 
-from urllib.parse import quote
-
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tierwise.web.auth import Principal, optional_principal
+from tierwise.web.auth import LOGIN_FIRST, Principal, optional_principal, to_login, wants_html
 
 # Paths anyone may reach (the routes themselves decide what an anonymous visitor gets); "/" only redirects.
 PUBLIC_PATHS = frozenset({"/", "/login", "/health", "/api/v1/auth/login"})
@@ -43,7 +41,6 @@ UPLOAD_ROLE = "analyst"  # who may upload (the route requires it); others get th
 UPLOAD_FRAMING = 64 * 1024
 DEFAULT_JSON_BYTES = 1024 * 1024
 DEFAULT_UPLOAD_BYTES = 200 * 1024 * 1024
-LOGIN_FIRST = "log in first (POST /api/v1/auth/login) or send 'Authorization: Bearer TOKEN'"
 CLOSE = {"Connection": "close"}
 
 
@@ -93,13 +90,7 @@ def _has_body(scope: Scope) -> bool:
 
 
 def _unauthorized(request: Request) -> Response:
-    path = request.url.path
-    if not path.startswith("/api/") and "text/html" in request.headers.get("accept", ""):
-        target = path + (f"?{request.url.query}" if request.url.query else "")
-        response: Response = RedirectResponse(f"/login?next={quote(target)}", 303)
-    else:
-        response = JSONResponse({"error": LOGIN_FIRST}, 401)
-    return response
+    return to_login(request) if wants_html(request) else JSONResponse({"error": LOGIN_FIRST}, 401)
 
 
 class RequestGuard:

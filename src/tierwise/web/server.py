@@ -20,6 +20,8 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
+import uvicorn
+
 from tierwise import cancel
 
 log = logging.getLogger("tierwise.web")
@@ -34,7 +36,6 @@ def run(app: Any, host: str, port: int, on_stop: Callable[[], None] | None = Non
     """Serve `app` until SIGTERM or SIGINT (a second SIGINT skips the waiting). `on_stop` is called at the first
     signal (the command listener of tierwise.remote stops taking commands: uvicorn ends the process itself after
     a signal, so code after this call may never run)."""
-    import uvicorn
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:

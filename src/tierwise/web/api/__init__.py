@@ -4,6 +4,7 @@ Routers parse and check the request, enforce the role (tierwise.web.auth.require
 (tierwise.web.services) and record the audit log; the numbers come from the services, the same as the
 dashboard's and the command line's. Errors are JSON {"error": message}; long work (runs, uploads, settings
 previews) is a background job answered with 202 {"job_id"} and polled at GET /api/v1/jobs/{job_id}.
+Logging in and out is `tierwise.web.api.auth`, a router of its own (the login page and "/" are outside /api/v1).
 """
 
 from __future__ import annotations

@@ -62,11 +62,6 @@ def audit(request: Request, principal: Principal, action: str, detail: str = "")
     accounts(request).audit(principal.username, action, detail, client_ip(request))
 
 
-def masked(principal: Principal) -> bool:
-    """Viewers see phone numbers and e-mail addresses masked."""
-    return not principal.can("analyst")
-
-
 class NotFound(Exception):
     """No such run, customer, job, user …: answered 404 with the message (by ApiRoute)."""
 
@@ -86,6 +81,12 @@ class ApiRoute(APIRoute):
             return response
 
         return handler
+
+
+def check_user(request: Request, username: str) -> None:
+    """404 when there is no such user."""
+    if accounts(request).get(username) is None:
+        raise NotFound(f"no user '{username}'; list them with GET /api/v1/users")
 
 
 def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

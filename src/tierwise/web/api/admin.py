@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
 from tierwise.web.accounts import Role
-from tierwise.web.api._common import ERRORS, Admin, ApiRoute, NotFound, audit, call
+from tierwise.web.api._common import ERRORS, Admin, ApiRoute, audit, call, check_user
 from tierwise.web.auth import Principal, accounts
 
 router = APIRouter(route_class=ApiRoute, tags=["admin"], responses=ERRORS)
@@ -56,10 +56,6 @@ class AuditEntry(BaseModel):
     ip: str | None
 
 
-def _user(username: str) -> NotFound:
-    return NotFound(f"no user '{username}'; list them with GET /api/v1/users")
-
-
 def _not_yourself(principal: Principal, username: str, what: str) -> None:
     if principal.username == username:
         raise HTTPException(400, f"you cannot {what} your own account; ask another admin")
@@ -80,8 +76,7 @@ def add_user(request: Request, principal: Admin, body: NewUser) -> Any:
 @router.delete("/users/{username}", summary="Remove a user (and revoke its tokens)")
 def remove_user(request: Request, principal: Admin, username: str) -> dict[str, Any]:
     _not_yourself(principal, username, "remove")
-    if accounts(request).get(username) is None:
-        raise _user(username)
+    check_user(request, username)
     accounts(request).remove_user(username)
     audit(request, principal, "user_remove", username)
     return {"removed": username}
@@ -89,8 +84,7 @@ def remove_user(request: Request, principal: Admin, username: str) -> dict[str, 
 
 @router.put("/users/{username}/password", summary="Set a user's password")
 def set_password(request: Request, principal: Admin, username: str, body: NewPassword) -> dict[str, Any]:
-    if accounts(request).get(username) is None:
-        raise _user(username)
+    check_user(request, username)
     # An admin changing their own password stays logged in here; every other session of the user ends.
     keep = principal.session_id if username == principal.username else None
     ended = accounts(request).set_password(username, body.password, keep_session=keep)
@@ -101,8 +95,7 @@ def set_password(request: Request, principal: Admin, username: str, body: NewPas
 @router.put("/users/{username}/role", summary="Change a user's role", response_model=UserOut)
 def set_role(request: Request, principal: Admin, username: str, body: NewRole) -> Any:
     _not_yourself(principal, username, "change the role of")
-    if accounts(request).get(username) is None:
-        raise _user(username)
+    check_user(request, username)
     accounts(request).set_role(username, body.role)
     audit(request, principal, "user_role", f"{username} → {body.role}")
     return accounts(request).get(username).__dict__
@@ -121,8 +114,7 @@ def list_tokens(
              response_model=TokenCreated)  # fmt: skip
 def create_token(request: Request, principal: Admin, username: str) -> Any:
     """The token is shown in this answer only; only a digest of it is kept."""
-    if accounts(request).get(username) is None:
-        raise _user(username)
+    check_user(request, username)
     token_id, token = accounts(request).create_token(username)
     audit(request, principal, "token_create", f"{token_id} for {username}")
     return {"token_id": token_id, "username": username, "token": token}

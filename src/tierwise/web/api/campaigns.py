@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
+from tierwise.campaigns.plan import create_plan
 from tierwise.web.api._common import ERRORS, Analyst, ApiRoute, Lang, Viewer, audit, call, workspace
 from tierwise.web.services import campaigns as service
 
@@ -50,8 +51,6 @@ def report(
 def plan(request: Request, principal: Analyst, body: PlanRequest) -> Any:
     """Selects the run's customers matching `where`, draws a control group per stratum and records the plan,
     as `tierwise campaign plan` does (without writing list files)."""
-    from tierwise.campaigns.plan import create_plan
-
     result = create_plan(
         workspace(request), body.name, where=body.where, control=body.control, seed=body.seed,
         stratify=body.stratify, cost_per_contact=body.cost_per_contact, run_id=body.run_id, replace=body.replace,

@@ -24,11 +24,11 @@ from tierwise.web.api._common import (
     audit,
     call,
     jobs,
-    masked,
     names,
     workspace,
 )
 from tierwise.web.api.snapshot import Columns, Search, Where, guard_personal
+from tierwise.web.auth import masked
 from tierwise.web.services import exports, uploads
 
 router = APIRouter(route_class=ApiRoute, responses=ERRORS)

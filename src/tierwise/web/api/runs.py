@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 
+from tierwise.checks import check_as_of
 from tierwise.errors import UserError
 from tierwise.web.api._common import (
     ERRORS,
@@ -117,8 +118,6 @@ def cancel_job(request: Request, job_id: str, principal: Analyst) -> Any:
 
 
 def _check_as_of(request: Request, as_of: dt.date) -> None:
-    from tierwise.checks import check_as_of
-
     try:
         check_as_of(workspace(request).table("orders"), as_of)
     except UserError as exc:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
-from tierwise.web.api._common import ERRORS, Admin, ApiRoute, NotFound, audit
+from tierwise.web.api._common import ERRORS, Admin, ApiRoute, NotFound, audit, check_user
 from tierwise.web.auth import accounts, idle_limit
 
 router = APIRouter(route_class=ApiRoute, tags=["sessions"], responses=ERRORS)
@@ -48,8 +48,7 @@ def end_session(request: Request, principal: Admin, session_id: str) -> dict[str
 @router.delete("/users/{username}/sessions", summary="End all browser sessions of a user")
 def end_user_sessions(request: Request, principal: Admin, username: str) -> dict[str, Any]:
     """Logs the user out everywhere (API tokens keep working; revoke them separately)."""
-    if accounts(request).get(username) is None:
-        raise NotFound(f"no user '{username}'; list them with GET /api/v1/users")
+    check_user(request, username)
     ended = accounts(request).end_sessions(username, f"ended by {principal.username}")
     audit(request, principal, "sessions_end", f"{username}: {ended}")
     return {"username": username, "ended": ended}

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from pydantic import Field
 
-from tierwise.errors import UserError
-from tierwise.rules import columns_in
 from tierwise.web.api._common import (
     ERRORS,
     ApiRoute,
@@ -20,11 +17,10 @@ from tierwise.web.api._common import (
     RunId,
     Viewer,
     call,
-    masked,
     names,
     workspace,
 )
-from tierwise.web.auth import Principal
+from tierwise.web.auth import Principal, masked
 from tierwise.web.services import customers, history, overview, segments
 from tierwise.workspace import Workspace
 
@@ -66,17 +62,11 @@ def guard_personal(ws: Workspace, principal: Principal, where: str | None, sort:
     reveal them a condition at a time)."""
     if not masked(principal) or not ((where and where.strip()) or sort):
         return
-    personal = [c["name"] for c in customers.customer_columns(ws) if customers.is_personal(c["name"])]
-    if not personal:
-        return
-    used: set[str] = set()
-    if where and where.strip():
-        with contextlib.suppress(UserError):  # a syntax error is reported by the service, with its message
-            used |= columns_in(where, personal)
-    if sort and sort.strip().lstrip("-+").strip() in personal:
-        used.add(sort.strip().lstrip("-+").strip())
+    known = [c["name"] for c in customers.customer_columns(ws)]
+    # A syntax error in `where` counts as no column here: the service reports it, with its message.
+    used = customers.personal_used(where, sort.strip().lstrip("-+").strip() if sort else None, known)
     if used:
-        raise HTTPException(403, f"viewers cannot filter or sort by personal data ({', '.join(sorted(used))}); "
+        raise HTTPException(403, f"viewers cannot filter or sort by personal data ({', '.join(used)}); "
                                  "ask an analyst")  # fmt: skip
 
 

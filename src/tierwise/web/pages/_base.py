@@ -23,7 +23,7 @@ from markupsafe import Markup
 
 from tierwise.errors import UserError
 from tierwise.web.accounts import role_at_least
-from tierwise.web.auth import CSRF_FIELD, Principal, csrf_token, optional_principal
+from tierwise.web.auth import CSRF_FIELD, Principal, csrf_token, masked, optional_principal, safe_next
 from tierwise.workspace import Workspace
 
 router = APIRouter(include_in_schema=False)
@@ -331,7 +331,7 @@ class Page:
     @property
     def masked(self) -> bool:
         """Viewers see phone numbers and e-mail addresses masked."""
-        return not self.principal.can("analyst")
+        return masked(self.principal)
 
     def can(self, role: str) -> bool:
         return self.principal.can(role)
@@ -516,8 +516,7 @@ def switch_language(request: Request, code: str, next: str = "/") -> Response:
     every route but the login, the health check and static files)."""
     if optional_principal(request) is None:
         raise HTTPException(401, "log in first")
-    target = next if next.startswith("/") and not next.startswith("//") and "\\" not in next else "/"
-    response = RedirectResponse(target, 303)
+    response = RedirectResponse(safe_next(next), 303)
     if code in LANGUAGES:
         response.set_cookie(LANG_COOKIE, code, max_age=365 * 24 * 3600, samesite="lax", httponly=False)
     return response

@@ -14,8 +14,8 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from tierwise.schema import TABLES
-from tierwise.web.accounts import ROLES, Accounts
-from tierwise.web.auth import idle_limit
+from tierwise.web.accounts import ROLES
+from tierwise.web.auth import accounts, idle_limit
 from tierwise.web.pages._base import Page, router, view
 from tierwise.web.services import settings as settings_service
 from tierwise.web.services import uploads as upload_service
@@ -75,15 +75,15 @@ def settings_page(request: Request) -> Response:
 @router.get("/users")
 def users_page(request: Request) -> Response:
     def build(p: Page) -> dict[str, Any]:
-        accounts: Accounts = request.app.state.accounts
-        sessions = accounts.sessions(idle_limit(request))
+        users = accounts(request)
+        sessions = users.sessions(idle_limit(request))
         return {
-            "users": accounts.users(),
+            "users": users.users(),
             "sessions": sessions,
             "session_users": {s["username"] for s in sessions},
             "current_session": p.principal.session_id,
-            "tokens": accounts.tokens(),
-            "audit": accounts.audit_entries(200),
+            "tokens": users.tokens(),
+            "audit": users.audit_entries(200),
             "roles": list(ROLES),
         }
 

@@ -16,10 +16,15 @@ from typing import Any
 import ibis.expr.types as ir
 
 from tierwise.errors import UserError
+from tierwise.history.trends import timeline
 from tierwise.i18n import LABELS, label, strategy_label
 from tierwise.report.explain import explain_customer
 from tierwise.report.summaries import class8_reference
-from tierwise.rules import compile_expression
+from tierwise.rules import columns_in, compile_expression
+from tierwise.store.learned import latest_learned
+from tierwise.store.runs import latest_per_date
+from tierwise.strategy.cross_sell import stored_cross_sell
+from tierwise.strategy.worklist import with_strategy
 from tierwise.web.cache import BUILDING, cache_for
 from tierwise.web.services._common import check_page, cluster_names, jsonable, language_of, pages
 from tierwise.workspace import Workspace
@@ -263,15 +268,21 @@ def query_customers(
     )
 
 
-def refuse_personal(where: str | None, sort_column: str | None, known: Sequence[str]) -> None:
-    """With masking on, filtering or sorting by phone or e-mail would reveal them bit by bit: refused."""
+def personal_used(where: str | None, sort_column: str | None, known: Sequence[str]) -> list[str]:
+    """The phone and e-mail columns of `known` that a condition or the sort column uses, sorted."""
     personal = [c for c in known if is_personal(c)]
     used = set(where_columns(where, personal))
     if sort_column in personal:
         used.add(sort_column)
+    return sorted(used)
+
+
+def refuse_personal(where: str | None, sort_column: str | None, known: Sequence[str]) -> None:
+    """With masking on, filtering or sorting by phone or e-mail would reveal them bit by bit: refused."""
+    used = personal_used(where, sort_column, known)
     if used:
         raise UserError(
-            f"filtering or sorting by {', '.join(sorted(used))} is not allowed with masked contact data; "
+            f"filtering or sorting by {', '.join(used)} is not allowed with masked contact data; "
             "ask an analyst or an admin"
         )
 
@@ -280,8 +291,6 @@ def where_columns(where: str | None, contacts: list[str]) -> list[str]:
     """Contact columns a condition mentions (they must be joined before it is compiled)."""
     if not where or not contacts:
         return []
-    from tierwise.rules import columns_in
-
     try:
         return sorted(columns_in(where, contacts))
     except UserError:
@@ -410,9 +419,6 @@ def customer_detail(
         "notes": notes,
     }
     if with_timeline:
-        from tierwise.history.trends import timeline
-        from tierwise.store.runs import latest_per_date
-
         dated = latest_per_date(runs)
         key = ("timeline", tuple(str(r["run_id"]) for r in dated))
         data["timeline"] = timeline(
@@ -456,8 +462,6 @@ def _grade(row: dict[str, Any], config: Any, language: str) -> dict[str, Any] | 
 def _next_action(
     ws: Workspace, snap: ir.Table, row: dict[str, Any], config: Any, customer_id: str, language: str
 ) -> dict[str, Any] | None:
-    from tierwise.strategy.worklist import with_strategy
-
     rules = config.playbook
     source = row
     if "next_action" not in row or language != config.workspace.language:
@@ -535,8 +539,6 @@ def prepare_cross_sell(ws: Workspace) -> None:
 def _cross_sell_table(
     ws: Workspace, meta: dict[str, Any], k: int, by: str | None, min_support: float
 ) -> str | UserError:
-    from tierwise.strategy.cross_sell import stored_cross_sell
-
     try:
         return stored_cross_sell(ws, meta, k, by, min_support)
     except UserError as exc:
@@ -544,7 +546,6 @@ def _cross_sell_table(
 
 
 def _learned(ws: Workspace, run_id: str, row: dict[str, Any], customer_id: str) -> dict[str, Any] | None:
-    from tierwise.store.learned import latest_learned
 
     cache = cache_for(ws)
     model = cache.value(("learned", run_id), lambda: latest_learned(ws, run_id))

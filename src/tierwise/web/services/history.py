@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tierwise.errors import UserError
 from tierwise.history import compare as history_compare
 from tierwise.history import trends as history_trends
 from tierwise.web.services._common import cluster_names, jsonable, language_of
@@ -25,8 +26,6 @@ def compare(
     """history.compare.compare (run A → run B of `column`: matrix, totals, moved customers and why, new in the
     top class, stability), plus `sankey`: {nodes: [{id, label, side}], links: [{source, target, value, kind}]}
     where source/target index `nodes`; "entry" and "exit" are customers new in run B and gone from it."""
-    from tierwise.errors import UserError
-
     if not 0 <= top <= MAX_TOP:
         raise UserError(f"top {top}: give 0 to {MAX_TOP} moved customers")
     lang = language_of(ws, language)

@@ -11,8 +11,11 @@ from typing import Any
 from tierwise.errors import UserError
 from tierwise.report import data as report_data
 from tierwise.store.learned import learned_payload
-from tierwise.store.runs import clv_fits, run_clusters
+from tierwise.store.runs import clv_fits, latest_run_id, latest_snapshot, run_clusters
+from tierwise.store.runs import list_runs as stored_runs
 from tierwise.web.services._common import jsonable, parse_json
+from tierwise.web.services.customers import prepare_cross_sell
+from tierwise.web.services.jobs import run_progress
 from tierwise.workspace import Workspace
 
 log = logging.getLogger("tierwise.web.jobs")
@@ -39,8 +42,6 @@ def list_runs(ws: Workspace) -> list[dict[str, Any]]:
     """Every run, newest first in the order of `tierwise runs` reversed (by as-of date, then creation): the
     first is the latest (`latest: true`). [{run_id, as_of, created_at, customers, snapshot_table, timings,
     seconds, input_rows, notes, backfill, latest}]"""
-    from tierwise.store.runs import list_runs as stored_runs
-
     rows = [_summary(r) for r in reversed(stored_runs(ws))]
     for i, r in enumerate(rows):
         r["latest"] = i == 0
@@ -57,8 +58,6 @@ def run_detail(ws: Workspace, run_id: str) -> dict[str, Any]:
     r = rows[0]
     models = parse_json(r.get("models")) or {}
     config = parse_json(r.get("config")) or {}
-    from tierwise.store.runs import latest_run_id
-
     return jsonable(
         {
             **_summary(r),
@@ -77,8 +76,6 @@ def models(ws: Workspace, run_id: str | None = None) -> dict[str, Any]:
     of the predictive columns or None), backtest (the latest `tierwise backtest` or None), clusters (profiles
     and choice of k, or None), learned (the latest `tierwise classify` of the run: metrics, importances, rules
     — or None)}."""
-    from tierwise.store.runs import latest_snapshot
-
     meta, snap = latest_snapshot(ws, run_id)
     run = str(meta["run_id"])
     return jsonable(
@@ -98,8 +95,8 @@ def run_job(root: Path | str, as_of: dt.date | str | None = None, progress: Any 
     """A run of the main job for JobManager.start("run", run_job, root, as_of): opens the workspace in the
     job's thread (tierwise.pipeline.execute.run_in_workspace: waits for another run), reports its stages, and
     returns the run report (RunReport.as_json)."""
+    # lazy: the pipeline imports scikit-learn (1.0 s, for the clusters): loaded by the first run, not by the server.
     from tierwise.pipeline.execute import run_in_workspace
-    from tierwise.web.services.jobs import run_progress
 
     day = None
     if as_of:
@@ -118,8 +115,6 @@ def run_job(root: Path | str, as_of: dt.date | str | None = None, progress: Any 
 
 def warm(root: Path | str) -> None:
     """Make the latest run's cross-sell table (customers.prepare_cross_sell) in a workspace of its own."""
-    from tierwise.web.services.customers import prepare_cross_sell
-
     ws = Workspace.open(root)
     try:
         prepare_cross_sell(ws)

@@ -32,21 +32,26 @@ import tomllib
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import ibis
 import ibis.expr.types as ir
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from tierwise.cancel import checkpoint
-from tierwise.config import CONFIG_FILE, Config, load_config, toml_value
+from tierwise.clv.predict import SCHEMA as PREDICTIONS
+from tierwise.clv.predict import empty as no_predictions
+from tierwise.config import CONFIG_FILE, Config, load_config, toml_value, write_config_text
 from tierwise.errors import UserError
+from tierwise.features.orders import default_as_of
 from tierwise.i18n import label, strategy_label
+from tierwise.pipeline.scratch import Scratch
+from tierwise.pipeline.snapshot import build_snapshot
+from tierwise.store.runs import canonical_tables, latest_snapshot, previous_runs, run_config
+from tierwise.strategy.playbook import apply_playbook, check_playbook
+from tierwise.strategy.settings import ACTIONS, CHANNELS, SERVICE_LEVELS
 from tierwise.web.services._common import jsonable, language_of, parse_json
 from tierwise.workspace import Workspace
-
-if TYPE_CHECKING:
-    from tierwise.pipeline.scratch import Scratch
 
 SECTIONS = ("grade", "abc", "value", "lifecycle", "strategy", "rules", "playbook")
 BACKUP_SUFFIX = ".bak"
@@ -136,8 +141,6 @@ def read_settings(ws: Workspace) -> dict[str, Any]:
     """{path (tierwise.toml, relative to the workspace: no server folders), version (changes when the file does),
     language, currency, grade (with `weights` by indicator), abc, value, lifecycle, strategy, rules, playbook,
     choices (allowed codes and their labels)}."""
-    from tierwise.strategy.settings import ACTIONS, CHANNELS, SERVICE_LEVELS
-
     path = config_path(ws)
     text = path.read_text(encoding="utf-8")
     cfg = current_config(ws)
@@ -210,8 +213,6 @@ def apply_changes(base: Config, changes: dict[str, Any] | SettingsChanges) -> Co
 def _as_of(ws: Workspace, meta: dict[str, Any] | None) -> dt.date | None:
     if meta is not None:
         return meta["as_of"]
-    from tierwise.features.orders import default_as_of
-
     orders = ws.table("orders")
     if int(orders.count().execute()) == 0:
         return None
@@ -219,8 +220,6 @@ def _as_of(ws: Workspace, meta: dict[str, Any] | None) -> dt.date | None:
 
 
 def _latest(ws: Workspace) -> tuple[dict[str, Any], ir.Table] | None:
-    from tierwise.store.runs import latest_snapshot
-
     try:
         return latest_snapshot(ws)
     except UserError:
@@ -240,11 +239,6 @@ def _candidate(
     settings are unchanged): the settings changed here do not affect them, and refitting would take longer.
     Otherwise (tierwise.toml's [clv] edited since) the models are fitted again and their scores kept in `scratch`,
     so that they do not stay on the dashboard's connection."""
-    from tierwise.clv.predict import SCHEMA as PREDICTIONS
-    from tierwise.clv.predict import empty as no_predictions
-    from tierwise.pipeline.snapshot import build_snapshot
-    from tierwise.store.runs import canonical_tables, previous_runs, run_config
-    from tierwise.strategy.playbook import apply_playbook, check_playbook
 
     tables = canonical_tables(ws)
     old = latest[1] if latest is not None else None
@@ -300,8 +294,6 @@ def preview_settings(
     {grade: n}, after: {grade: n}}, examples: up to `examples` customers whose grade changes, by revenue,
     settings_changed: [{key, before, after}]}. Grades of customers without one are null ("—"). `progress`, a
     background job's progress(stage, fraction), hears of the stages "rebuilding" and "comparing"."""
-    from tierwise.pipeline.scratch import Scratch
-
     base = current_config(ws)
     cfg = apply_changes(base, changes)
     latest = _latest(ws)
@@ -434,8 +426,6 @@ def save_settings(ws: Workspace, changes: dict[str, Any], *, expected_version: s
         text, rewritten = edited_text(original, base, cfg)
         backup = path.with_name(path.name + BACKUP_SUFFIX)
         shutil.copyfile(path, backup)
-        from tierwise.config import write_config_text
-
         write_config_text(path, text)
     ws.config = cfg
     diff = "".join(

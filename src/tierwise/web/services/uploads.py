@@ -21,6 +21,8 @@ from typing import IO, Any
 
 from tierwise import access
 from tierwise.errors import UserError
+from tierwise.ingest.pipeline import ingest_file
+from tierwise.ingest.readers import detect_encoding
 from tierwise.schema import TABLES
 from tierwise.web.services._common import check_page, file_name, jsonable, pages
 from tierwise.workspace import Workspace
@@ -87,8 +89,6 @@ def check_content(name: str, ext: str, head: bytes, size: int) -> None:
             raise UserError(f"{name}: this is an Excel workbook, not text; name it .xlsx (or .xls) and upload again")
         if head.startswith(_PARQUET):
             raise UserError(f"{name}: this is a Parquet file, not text; name it .parquet and upload again")
-        from tierwise.ingest.readers import detect_encoding
-
         detect_encoding(head, Path(name))  # refuses binary content with the reader's own message
 
 
@@ -154,8 +154,6 @@ def ingest_upload(
     batch}, file: the stored name (None when nothing was loaded), previous: None, or for an already loaded file
     the earlier batch (as `batches` lists it: batch_id, file, loaded_at, rows_loaded, rows_quarantined …); an
     already loaded file loads nothing, so its quarantine is empty (the earlier batch's is the batch's own)}."""
-    from tierwise.ingest.pipeline import ingest_file
-
     if table not in TABLES:
         raise UserError(f"table '{table}': upload into one of {', '.join(TABLES)}")
     name = clean_name(filename)
