@@ -20,7 +20,7 @@ from tierwise import i18n
 from tierwise.classify import abc, grade, lifecycle, loyalty, rfm, value
 from tierwise.i18n import LABELS, heading, label, strategy_label
 from tierwise.pipeline.targets import FUTURE_CLASSES
-from tierwise.strategy.playbook import ACTIONS, SERVICE_LEVELS
+from tierwise.strategy.settings import ACTIONS, SERVICE_LEVELS
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
 
