@@ -269,6 +269,8 @@ def money_to_decimal(con: DuckDBBackend, existing: set[str]) -> list[str]:
 
 @dataclass
 class Workspace:
+    """A workspace opened (`open`, `init`); `with Workspace.open(root) as ws:` closes it at the end of the block."""
+
     root: Path
     config: Config
     con: DuckDBBackend = field(repr=False)
@@ -388,3 +390,9 @@ class Workspace:
         from tierwise import access
 
         access.close_database(self.con)
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
