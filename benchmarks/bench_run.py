@@ -458,6 +458,8 @@ def _pandas(size_dir: Path, as_of: dt.date) -> dict[str, object]:
     cfg = load_config(size_dir / "ws" / "tierwise.toml")
     t0 = _clock()
     orders = pd.read_parquet(size_dir / "orders.parquet", columns=["customer_id", "order_date", "amount", "is_return"])
+    # amounts are stored as decimals since issue 20; pandas would sum Python Decimal objects, a pandas user converts
+    orders["amount"] = orders["amount"].astype("float64")
     customers = pd.read_parquet(size_dir / "customers.parquet", columns=["customer_id"])
     df = pandas_core(orders, customers, as_of, cfg)
     m = _since(t0)

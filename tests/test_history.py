@@ -359,8 +359,8 @@ def test_stability_prevents_a_planted_flip_flop(ws_dir: Path, tmp_path: Path) ->
 
 
 def test_schedule_slots() -> None:
-    from tierwise.history.schedule import is_due, last_slot, next_slot
     from tierwise.history.settings import ScheduleSettings
+    from tierwise.pipeline.schedule import is_due, last_slot, next_slot
 
     monthly = ScheduleSettings(cadence="monthly", day=31, time="02:00")
     now = dt.datetime(2024, 2, 10, 9, 0)

@@ -28,7 +28,8 @@ from tierwise.ingest import excel
 from tierwise.ingest.excel import cell_text
 from tierwise.ingest.mapping import header_score, resolve_mapping
 from tierwise.ingest.pipeline import ingest_file
-from tierwise.ingest.readers import LINE, SHEET, ReadLimits, Source, open_source
+from tierwise.ingest.readers import open_source
+from tierwise.ingest.source import LINE, SHEET, ReadLimits, Source
 from tierwise.schema import TABLES
 from tierwise.workspace import Workspace
 

@@ -27,7 +27,7 @@ from tierwise.mining.rule_text import (
     rules_toml,
     tree_rules,
 )
-from tierwise.mining.targets import cut_tables, default_periods, future_target, label_target
+from tierwise.pipeline.targets import cut_tables, default_periods, future_target, label_target
 from tierwise.rules import check_rules, compile_expression
 
 
@@ -291,7 +291,8 @@ def _orders_csv(path: Path, rows: list[tuple[str, str, str, float]]) -> Path:
 def test_the_future_target_uses_nothing_from_after_the_calibration_date(ws_dir: Path, tmp_path: Path) -> None:
     from tierwise.generate import generate
     from tierwise.ingest.pipeline import ingest_file
-    from tierwise.pipeline.execute import build_snapshot, canonical_tables
+    from tierwise.pipeline.execute import build_snapshot
+    from tierwise.store.runs import canonical_tables
     from tierwise.workspace import Workspace
 
     # One DuckDB thread: parallel sums add in a varying order, so two runs on the same data may differ in the

@@ -153,7 +153,7 @@ def test_classify_future_churn_stores_a_prediction_per_customer(ws_copy: Path) -
     assert (row["target"], row["model"]) == ("future-churn", "tree")
     assert row["run_id"] == data["run_id"] == query(ws_copy, "select run_id from runs")["run_id"][0]
 
-    from tierwise.mining.commands import latest_learned
+    from tierwise.pipeline.learn import latest_learned
     from tierwise.workspace import Workspace
 
     ws = Workspace.open(ws_copy)
@@ -255,7 +255,7 @@ def test_classify_before_any_run_says_what_to_do(tmp_path: Path) -> None:
 
 
 def test_a_failure_while_storing_leaves_nothing_half_written(ws_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tierwise.mining.commands import classify_settings, learn_and_store
+    from tierwise.pipeline.learn import classify_settings, learn_and_store
     from tierwise.workspace import Workspace
 
     before = stored(ws_copy)
@@ -275,7 +275,7 @@ def test_a_failure_while_storing_leaves_nothing_half_written(ws_copy: Path, monk
 
 
 def test_saving_rules_keeps_the_users_own_and_drops_stale_learned_ones(tmp_path: Path) -> None:
-    from tierwise.mining.commands import _rules_file
+    from tierwise.pipeline.learn import _rules_file
 
     path = tmp_path / "tierwise.toml"
     path.write_text(

@@ -640,7 +640,7 @@ def _section(html: str, key: str) -> str:
 
 
 def _learned_payload(ws_dir: Path, run_id: str) -> dict[str, Any]:
-    from tierwise.mining.commands import latest_learned
+    from tierwise.pipeline.learn import latest_learned
     from tierwise.workspace import Workspace
 
     ws = Workspace.open(ws_dir)

@@ -25,7 +25,8 @@ from tierwise.generate import generate
 from tierwise.ingest.pipeline import ingest_file
 from tierwise.money import MONEY
 from tierwise.pipeline import spark
-from tierwise.pipeline.execute import build_snapshot, canonical_tables
+from tierwise.pipeline.execute import build_snapshot
+from tierwise.store.runs import canonical_tables
 from tierwise.workspace import Workspace
 
 pytestmark = [

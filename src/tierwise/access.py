@@ -40,6 +40,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import duckdb
+import ibis
+from rich.console import Console
+from rich.text import Text
+
+from tierwise.config import CONFIG_FILE, load_config
 from tierwise.errors import UserError
 
 if TYPE_CHECKING:
@@ -243,8 +249,6 @@ class _Waiting:
             self.status.update(self._spin(waited))
 
     def _spin(self, waited: float) -> Any:
-        from rich.text import Text  # plain text: a folder name may hold [brackets]
-
         return Text(f"waiting for {self.what} … {waited:.0f} s of {self.wait_seconds:g} s")
 
     def _console(self) -> Console | None:
@@ -252,8 +256,6 @@ class _Waiting:
             return None
         console = _console.get()
         if console is None:
-            from rich.console import Console
-
             console = Console(stderr=True, highlight=False)
         return console
 
@@ -329,9 +331,6 @@ def open_database(
 
 
 def _open_once(path: Path, root: Path, config: dict[str, Any], read_only: bool) -> DuckDBBackend:
-    import duckdb
-    import ibis
-
     with _databases_lock:
         registry = _registry()
         db = registry.get(path)
@@ -509,7 +508,7 @@ def lock_holder(path: Path) -> Holder | None:
 
 def _acquire(path: Path, wait_seconds: float, what: str, busy: Callable[[Holder | None, float], UserError]) -> Any:
     try:
-        import fcntl
+        import fcntl  # lazy: POSIX only (the except branch is the portable lock)
     except ImportError:  # not POSIX: an exclusive file with our record, taken over when its process is gone
         return _acquire_exclusive(path, wait_seconds, what, busy)
     waiting = _Waiting(what, wait_seconds)
@@ -573,8 +572,6 @@ def write_lock(root: Path | str, wait_seconds: float | None = None) -> Iterator[
     if wait_seconds is None:
         wait_seconds = requested_wait()
     if wait_seconds is None:
-        from tierwise.config import CONFIG_FILE, load_config
-
         wait_seconds = float(load_config(root / CONFIG_FILE).workspace.wait_seconds)
 
     def busy(holder: Holder | None, waited: float) -> UserError:

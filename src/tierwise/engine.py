@@ -10,7 +10,7 @@ from typing import Any
 import pyarrow as pa
 from ibis.backends.duckdb import Backend as DuckDBBackend
 
-from tierwise import cancel
+from tierwise import access, cancel
 from tierwise.config import EngineSettings
 from tierwise.errors import note_temp_limit
 
@@ -25,8 +25,6 @@ def connect(
     """The workspace database, opened by tierwise.access: waits up to `wait_seconds` while another process holds
     it, tells a lock conflict from a damaged file, shares one database per process. Close it with
     `access.close_database`."""
-    from tierwise import access
-
     path = workspace_dir / settings.database
     # Row order in stored tables carries no meaning here (every reader sorts), and keeping it costs memory.
     config: dict[str, Any] = {"preserve_insertion_order": False}

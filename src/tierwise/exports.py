@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+import xlsxwriter
 
 from tierwise.errors import UserError
 
@@ -65,8 +66,6 @@ def _write(table: pa.Table, path: Path, fmt: str) -> None:
             fh.write(b"\xef\xbb\xbf")
             pacsv.write_csv(safe, fh)
     elif fmt == "xlsx":
-        import xlsxwriter
-
         if table.num_rows >= XLSX_MAX_ROWS:
             raise UserError(
                 f"{path}: {table.num_rows:,} rows do not fit in an Excel sheet ({XLSX_MAX_ROWS - 1:,} at most); "

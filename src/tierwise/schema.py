@@ -5,6 +5,7 @@ Every other module names fields through this one, so a field is renamed in one p
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -430,8 +431,6 @@ TABLES: dict[str, TableSpec] = {
 
 def normalise_header(text: str) -> str:
     """Header text as compared with synonyms: lower case, no spaces, dots, dashes; full-width folded."""
-    import unicodedata
-
     folded = unicodedata.normalize("NFKC", str(text)).strip().lower()
     for ch in " \t.-_/()（）:：":
         folded = folded.replace(ch, "")

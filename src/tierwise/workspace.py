@@ -11,8 +11,9 @@ import ibis
 import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 from ibis.backends.duckdb import Backend as DuckDBBackend
+from ibis.backends.sql.datatypes import DuckDBType
 
-from tierwise import engine
+from tierwise import access, engine
 from tierwise.config import CONFIG_FILE, Config, load_config, render_default_config
 from tierwise.errors import UserError
 from tierwise.money import MONEY
@@ -281,8 +282,6 @@ class Workspace:
         while another process holds its database (tierwise.access). `read_only`: a reader's connection, which
         DuckDB grants to many processes at once; a workspace whose tables need upgrading is opened read-write
         once, and a process that already has it open for writing keeps using that."""
-        from tierwise import access
-
         root = Path(root).resolve()
         if not (root / CONFIG_FILE).is_file():
             raise UserError(
@@ -363,7 +362,6 @@ class Workspace:
         missing = [c for c in schema.names if c not in have]
         if not missing:
             return
-        from ibis.backends.sql.datatypes import DuckDBType
 
         # DuckDB cannot alter a table and then update it in one transaction: each column is added on its own, and
         # the backfill (idempotent: only empty values) follows.
@@ -387,8 +385,6 @@ class Workspace:
         return found
 
     def close(self) -> None:
-        from tierwise import access
-
         access.close_database(self.con)
 
     def __enter__(self) -> Workspace:

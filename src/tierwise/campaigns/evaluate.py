@@ -14,7 +14,10 @@ from typing import Any
 import ibis
 import ibis.expr.types as ir
 
+from tierwise.campaigns.plan import existing_plan
 from tierwise.errors import UserError
+from tierwise.store.runs import latest_snapshot
+from tierwise.store.snapshots import label
 from tierwise.workspace import Workspace
 
 Z95 = 1.959963984540054  # the 97.5% point of the standard normal distribution
@@ -164,9 +167,6 @@ def campaign_report(
     ws: Workspace, name: str, *, cost_per_contact: float | None = None, language: str = "en"
 ) -> dict[str, Any]:
     """Per stratum and overall figures (see `figures`) of a planned or an ingested-only campaign."""
-    from tierwise.campaigns.plan import existing_plan
-    from tierwise.store.snapshots import label
-
     zh = language == "zh"
     plan = existing_plan(ws, name)
     responses = _responses(ws, name)
@@ -228,7 +228,6 @@ def campaign_report(
             )
     else:
         source, stratify = "contacts", "rfm_segment"
-        from tierwise.store.runs import latest_snapshot
 
         latest = latest_snapshot(ws)[0] if ws.table("runs").count().execute() else None
         run_id = str(latest["run_id"]) if latest else None

@@ -27,6 +27,9 @@ import pyarrow.compute as pc
 from tierwise.checks import check_name
 from tierwise.engine import transaction
 from tierwise.errors import UserError
+from tierwise.exports import write_table
+from tierwise.store.runs import latest_snapshot
+from tierwise.store.snapshots import select_customers
 from tierwise.workspace import Workspace
 
 TREATMENT, CONTROL = "treatment", "control"
@@ -155,10 +158,6 @@ def create_plan(
 
     Everything is checked before anything is written; the plan rows are stored in one transaction with the
     files, so a failed plan leaves neither a plan nor a half-written list behind."""
-    from tierwise.exports import write_table
-    from tierwise.store.runs import latest_snapshot
-    from tierwise.store.snapshots import select_customers
-
     name = name.strip()
     if not name:
         raise UserError("the campaign needs a name, e.g. tierwise campaign plan 2024-spring-winback --where ...")

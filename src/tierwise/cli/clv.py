@@ -32,8 +32,8 @@ def backtest(
     as_json: JsonOpt = False,
 ) -> None:
     """Fit on the history up to a date, predict the holdout after it, and compare predictions and rankings."""
-    from tierwise.clv.backtest import backtest as run_backtest  # heavy (ibis, DuckDB, pandas): see tierwise.cli
-    from tierwise.clv.backtest import store as store_backtest
+    from tierwise.pipeline.backtest import backtest as run_backtest  # heavy (ibis, DuckDB, pandas): see tierwise.cli
+    from tierwise.pipeline.backtest import store as store_backtest
     from tierwise.workspace import Workspace
 
     start = date_option(calibration_end, "--calibration-end")

@@ -158,7 +158,7 @@ def backfill(
     as_json: JsonOpt = False,
 ) -> None:
     """Runs as of past dates from the data as it stood then (nothing later is seen), so trends start at once."""
-    from tierwise.history.backfill import backfill as run_backfill  # heavy (the pipeline): see tierwise.cli
+    from tierwise.pipeline.backfill import backfill as run_backfill  # heavy (the pipeline): see tierwise.cli
     from tierwise.workspace import Workspace
 
     first, last = date_option(start, "--from"), date_option(end, "--to")
@@ -190,8 +190,8 @@ def serve(
     as_json: JsonOpt = False,
 ) -> None:
     """Re-rank on the schedule of tierwise.toml: sleep until the next slot, run, log one line per run."""
-    from tierwise.history.schedule import run_due  # heavy (the pipeline): see tierwise.cli
-    from tierwise.history.schedule import serve as run_serve
+    from tierwise.pipeline.schedule import run_due  # heavy (the pipeline): see tierwise.cli
+    from tierwise.pipeline.schedule import serve as run_serve
 
     root = workspace.resolve()
     lines: list[str] = []

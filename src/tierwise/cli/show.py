@@ -129,7 +129,7 @@ def show(
 def _explain(ws: Any, run_id: str | None, customer_id: str) -> dict[str, Any]:
     """Why one customer of the run is where it is, with its learned class if one was stored."""
     # heavy (ibis, DuckDB; pandas for the learned class, which a summary does not load): see tierwise.cli
-    from tierwise.mining.commands import learned_for_customer
+    from tierwise.pipeline.learn import learned_for_customer
     from tierwise.store.runs import latest_snapshot, run_config
     from tierwise.store.snapshots import explain_customer
 

@@ -197,7 +197,7 @@ def serve(
             markup=False,
         )
     if cfg.schedule.cadence != "off":
-        from tierwise.history.schedule import serve as schedule_loop  # heavy (the pipeline): see tierwise.cli
+        from tierwise.pipeline.schedule import serve as schedule_loop  # heavy (the pipeline): see tierwise.cli
 
         schedule_log = logging.getLogger("tierwise.schedule")
         threading.Thread(target=schedule_loop, args=(root, schedule_log.info), daemon=True, name="schedule").start()

@@ -9,6 +9,7 @@ grade) rank below every class.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -473,8 +474,6 @@ def _run_before(ws: Workspace, meta: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _stability(view: RunView) -> dict[str, Any] | None:
-    import json
-
     models = json.loads(str(view.meta.get("models") or "{}"))
     found = models.get("stability")
     return found if isinstance(found, dict) else None

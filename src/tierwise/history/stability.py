@@ -26,6 +26,7 @@ import ibis.expr.types as ir
 
 from tierwise.classify.grade import GRADES
 from tierwise.history.settings import StabilitySettings
+from tierwise.store.compat import with_columns
 
 
 def _index(grade: ir.StringValue) -> ir.IntegerValue:
@@ -71,8 +72,8 @@ def apply_stability(
     if not wanted or (settings.margin <= 0 and not confirm):
         return t.mutate(grade=t.grade_raw, grade_held=ibis.literal(False)).drop(*[f"_cut{i}" for i in range(3)])
     for k, prev in enumerate(wanted):
-        raw = prev.grade_raw if "grade_raw" in prev.columns else prev.grade
-        part = prev.select(customer_id=prev.customer_id, **{f"_prev{k}": prev.grade, f"_prev_raw{k}": raw})
+        prev = with_columns(prev, "grade_raw")
+        part = prev.select(customer_id=prev.customer_id, **{f"_prev{k}": prev.grade, f"_prev_raw{k}": prev.grade_raw})
         t = t.left_join(part, "customer_id").drop("customer_id_right")
     raw_i, prev_i = _index(t.grade_raw), _index(t._prev0)
     m = settings.margin

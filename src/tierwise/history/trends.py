@@ -15,6 +15,7 @@ import ibis.expr.types as ir
 
 from tierwise.errors import UserError
 from tierwise.history.compare import COMPARABLE, ORDERS, new_in_class
+from tierwise.store.compat import with_columns
 from tierwise.store.runs import runs_by_date
 from tierwise.store.snapshots import label
 from tierwise.workspace import Workspace
@@ -68,17 +69,14 @@ def timeline_query(ws: Workspace, runs: list[dict[str, Any]], customer_id: ir.Va
     """One row per run (of `runs`) that has the customer: the run, its as-of date and the timeline's classes."""
     parts = []
     for r in runs:
-        snap = ws.table(str(r["snapshot_table"]))
-        cols = {c: snap[c].cast("string") if c in snap.columns else ibis.null("string") for c in TIMELINE_COLUMNS}
-        score = snap.composite_score.cast("float64") if "composite_score" in snap.columns else ibis.null("float64")
+        snap = with_columns(ws.table(str(r["snapshot_table"])), *TIMELINE_COLUMNS, "composite_score", "priority_rank")
+        cols = {c: snap[c].cast("string") for c in TIMELINE_COLUMNS}
         parts.append(
             snap.filter(snap.customer_id == customer_id).select(
                 run_id=ibis.literal(str(r["run_id"])),
                 as_of=ibis.literal(str(r["as_of"])),
-                composite_score=score,
-                priority_rank=snap.priority_rank.cast("int64")
-                if "priority_rank" in snap.columns
-                else ibis.null("int64"),
+                composite_score=snap.composite_score.cast("float64"),
+                priority_rank=snap.priority_rank.cast("int64"),
                 monetary=snap.monetary.cast("float64"),
                 **cols,
             )

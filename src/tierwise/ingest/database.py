@@ -24,7 +24,8 @@ import ibis.expr.types as ir
 import pyarrow as pa
 
 from tierwise.errors import UserError
-from tierwise.ingest.readers import LINE, Source, plain_column
+from tierwise.ingest.readers import plain_column
+from tierwise.ingest.source import LINE, Source
 
 # URL scheme → Ibis backend, and the Python driver each needs (with how to install it).
 BACKENDS = {"postgresql": "postgres", "postgres": "postgres", "mysql": "mysql"}

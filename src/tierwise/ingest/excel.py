@@ -25,9 +25,10 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pyarrow as pa
+from python_calamine import CalamineWorkbook
 
 from tierwise.errors import UserError
-from tierwise.ingest.readers import LINE, SHEET, HeaderScore, ReadLimits, Source, _dedupe_names
+from tierwise.ingest.source import LINE, SHEET, HeaderScore, ReadLimits, Source, dedupe_names
 
 SCAN_ROWS = 30  # the header is looked for among this many rows at the top of a sheet
 MIN_SCORE = 2  # a row naming at least this many known fields is a header
@@ -399,7 +400,7 @@ def find_layout(
         # A cell merged down from the group row names its column on its own ("订单号" over an empty cell).
         labels = _labels(above, _owners(above, h - 1, merges, extend_empty=False))
         names = [_join(labels[j], head[j]) for j in range(width)]
-    columns = _dedupe_names([n or f"column_{j + 1}" for j, n in enumerate(names)])
+    columns = dedupe_names([n or f"column_{j + 1}" for j, n in enumerate(names)])
     return Layout(name, columns, data_start, h + 1, score, rows)
 
 
@@ -417,7 +418,6 @@ def open_excel(
 ) -> Source:
     file = str(path)
     check_workbook(path, limits or ReadLimits())
-    from python_calamine import CalamineWorkbook
 
     try:
         wb = CalamineWorkbook.from_path(file)

@@ -20,6 +20,7 @@ import ibis
 import ibis.expr.types as ir
 from ibis.backends.duckdb import Backend as DuckDBBackend
 
+from tierwise import access
 from tierwise.engine import transaction
 from tierwise.errors import UserError
 from tierwise.schema import CUSTOMERS, TABLES, TableSpec
@@ -239,8 +240,6 @@ def unload(ws: Workspace, batch_id: str) -> Unloaded:
     """Remove a batch and put back the records it replaced, in one transaction: the workspace is as if the batch
     had never been loaded (records a later batch replaced stay replaced, now by that later batch). Under the
     workspace's write lock, like every load (tierwise.access)."""
-    from tierwise import access
-
     with access.write_lock(ws.root, access.wait_for(ws.config.workspace.wait_seconds)):
         return _unload(ws, batch_id)
 

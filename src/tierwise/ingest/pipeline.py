@@ -24,10 +24,11 @@ import pyarrow as pa
 from tierwise import access
 from tierwise.engine import stream_into_table, transaction
 from tierwise.errors import UserError
-from tierwise.ingest import identity, parse, report_rows
+from tierwise.ingest import database, identity, parse, report_rows
 from tierwise.ingest.identity import minimal_records
 from tierwise.ingest.mapping import Mapping, header_score, resolve_mapping
-from tierwise.ingest.readers import LINE, SHEET, ReadLimits, Source, open_source
+from tierwise.ingest.readers import open_source
+from tierwise.ingest.source import LINE, SHEET, ReadLimits, Source
 from tierwise.schema import TABLES, Field, TableSpec
 from tierwise.workspace import IBIS_TYPES, Workspace, canonical_schema
 
@@ -178,8 +179,6 @@ def ingest_database(
 ) -> BatchReport:
     """One database table (or its rows newer than the last load's, by `since_column` or the table's
     [ingest] incremental column) → one batch, cleaned like a file (docs/ingest.md, "Databases")."""
-    from tierwise.ingest import database
-
     spec = TABLES[table_key]
     column = since_column or ws.config.ingest.incremental.get(table_key)
     source_key = f"{database.safe_url(url)}#{table}"

@@ -13,7 +13,7 @@ import re
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -21,53 +21,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+from charset_normalizer import from_bytes
 
 from tierwise.errors import UserError
+from tierwise.ingest.excel import open_excel
+from tierwise.ingest.source import LINE, HeaderScore, ReadLimits, Source, dedupe_names
 
-LINE = "_line"
-SHEET = "_sheet"  # the sheet of each row, when a workbook has several (never a source column)
 SEPARATORS = {",": ",", ";": ";", "\\t": "\t", "\t": "\t", "tab": "\t", "|": "|", "whitespace": "whitespace"}
 _CANDIDATES = [",", ";", "\t", "|"]
 SAMPLE_BYTES = 1 << 20
 BATCH_ROWS = 1 << 20
 
 ProgressFn = Callable[[int], None]  # bytes or rows consumed so far
-
-
-@dataclass(frozen=True)
-class ReadLimits:
-    """Bounds checked before a spreadsheet is parsed ([ingest] max_sheet_rows, max_expansion_ratio)."""
-
-    max_sheet_rows: int = 1_048_576
-    max_expansion_ratio: float = 100.0
-
-
-# How many cells of a row name a known field of the target table (finds the header row of a spreadsheet).
-HeaderScore = Callable[[list[str]], int]
-
-
-@dataclass
-class Source:
-    path: Path
-    file_format: str  # csv | excel | parquet
-    columns: list[str]
-    batches: Iterator[pa.RecordBatch]
-    size: int  # bytes (text/parquet) used for progress
-    encoding: str = ""
-    delimiter: str = ""
-    sheet: str = ""
-    cleanup: list[Path] = field(default_factory=list)
-    name: str = ""  # what reports show, when not the path (a database table: its URL without the password)
-    schema: pa.Schema | None = None  # the batches' types when they are not all text (with `_line`)
-    warnings: list[str] = field(default_factory=list)  # said to the user and stored with the batch
-
-    @property
-    def label(self) -> str:
-        return self.name or str(self.path)
-
-    def close(self) -> None:
-        for p in self.cleanup:
-            p.unlink(missing_ok=True)
 
 
 def open_source(
@@ -100,8 +65,6 @@ def open_source(
         or head[:4] == b"PK\x03\x04"
         or head == (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1")
     ):
-        from tierwise.ingest.excel import open_excel
-
         return open_excel(path, size, sheet, header, header_row, header_score, limits)
     return _open_text(path, size, sep, encoding, header, progress)
 
@@ -162,7 +125,6 @@ def detect_encoding(sample: bytes, path: Path) -> str:
         except UnicodeDecodeError:
             pass
     trimmed = _trim_partial_char(sample)
-    from charset_normalizer import from_bytes
 
     best = from_bytes(trimmed).best()
     if best is None:
@@ -253,7 +215,7 @@ def _open_text(
         rdr = csv.reader(iter(lines[leading_blank:]), delimiter=delimiter)
         first_fields, header_lines = next(rdr), max(rdr.line_num, 1)
     if header:
-        names = _dedupe_names([c.strip().lstrip("\ufeff") or f"column_{i + 1}" for i, c in enumerate(first_fields)])
+        names = dedupe_names([c.strip().lstrip("\ufeff") or f"column_{i + 1}" for i, c in enumerate(first_fields)])
         skip, first_line = leading_blank + header_lines, leading_blank + header_lines + 1
     else:
         names = [f"column_{i + 1}" for i in range(len(first_fields))]
@@ -540,19 +502,6 @@ def _whitespace_to_tabs(path: Path, enc: str) -> Path:
         Path(tmp.name).unlink(missing_ok=True)
         raise
     return Path(tmp.name)
-
-
-def _dedupe_names(names: list[str]) -> list[str]:
-    seen: dict[str, int] = {}
-    out = []
-    for n in names:
-        if n in seen:
-            seen[n] += 1
-            out.append(f"{n}_{seen[n]}")
-        else:
-            seen[n] = 1
-            out.append(n)
-    return out
 
 
 # ---------------------------------------------------------------- parquet

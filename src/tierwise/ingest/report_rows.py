@@ -11,7 +11,7 @@ import ibis.expr.types as ir
 from ibis.backends.duckdb import Backend as DuckDBBackend
 
 from tierwise.ingest import parse
-from tierwise.ingest.readers import LINE, SHEET
+from tierwise.ingest.source import LINE, SHEET
 
 # What a totals row says in its label column, compared after lower-casing and removing spaces and colons.
 TOTAL_LABELS = [

@@ -45,9 +45,8 @@ from tierwise.mining.in_run import cluster_snapshot
 from tierwise.pipeline import spark
 from tierwise.pipeline.scratch import Scratch, on_engine
 from tierwise.rules import add_tags, columns_in, compile_value
-from tierwise.schema import TABLES
 from tierwise.store.lock import open_waiting, run_lock
-from tierwise.store.runs import previous_runs, register
+from tierwise.store.runs import canonical_tables, previous_runs, register, snapshot_suffix
 from tierwise.strategy.playbook import apply_playbook, check_playbook
 from tierwise.workspace import Workspace
 
@@ -271,14 +270,6 @@ def build_snapshot(
     """
     t = measures(tables, cfg, as_of, predictions, occasions, scratch)
     return classify(checkpoint("measures", t), cfg, previous, keep)
-
-
-def canonical_tables(ws: Workspace) -> dict[str, ir.Table]:
-    return {spec.name: ws.table(spec.name) for spec in TABLES.values()}
-
-
-def snapshot_suffix(run_id: str) -> str:
-    return run_id.replace("-", "_")
 
 
 def run(

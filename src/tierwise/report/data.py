@@ -165,7 +165,7 @@ def latest_learned(ws: Workspace, run_id: str) -> dict[str, Any] | None:
     Read through mining.commands.latest_learned; where that is missing (an older tierwise), straight from the
     `learned_models` table when there is one."""
     try:
-        from tierwise.mining.commands import latest_learned as stored_model
+        from tierwise.pipeline.learn import latest_learned as stored_model
     except ImportError:
         row = _learned_row(ws, run_id)
     else:

@@ -17,6 +17,7 @@ import ibis.expr.types as ir
 
 from tierwise.config import Config
 from tierwise.errors import UserError
+from tierwise.schema import TABLES
 from tierwise.workspace import Workspace
 
 ORDER = ("as_of", "created_at", "run_id")
@@ -166,3 +167,11 @@ def latest_per_date(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for r in runs:
         latest[str(r["as_of"])] = r
     return list(latest.values())
+
+
+def canonical_tables(ws: Workspace) -> dict[str, ir.Table]:
+    return {spec.name: ws.table(spec.name) for spec in TABLES.values()}
+
+
+def snapshot_suffix(run_id: str) -> str:
+    return run_id.replace("-", "_")

@@ -11,6 +11,7 @@ import ibis.expr.types as ir
 from tierwise.classify import abc, grade, lifecycle, loyalty, rfm, value
 from tierwise.errors import UserError
 from tierwise.money import exact_total
+from tierwise.rules import compile_expression
 from tierwise.store.runs import run_clusters
 
 # column → {code: (English, Chinese)}
@@ -206,8 +207,6 @@ def _grade_reason(c: dict[str, Any], config: Any, language: str) -> str:
 
 def select_customers(snapshot: ir.Table, *, where: str | None = None, columns: list[str] | None = None) -> ir.Table:
     """The snapshot rows matching `where` (the rule language) with `columns` (default: all), customer_id first."""
-    from tierwise.rules import compile_expression
-
     if where:
         snapshot = snapshot.filter(compile_expression(where, snapshot.schema(), what="--where")(snapshot))
     wanted = columns or list(snapshot.columns)

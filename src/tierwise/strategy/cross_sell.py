@@ -14,11 +14,15 @@ canonical `orders` table, so it runs on DuckDB and Spark alike. Docs: docs/strat
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import ibis
+
 from tierwise.errors import UserError
+from tierwise.store.runs import snapshot_suffix
 
 if TYPE_CHECKING:
     import ibis.expr.types as ir
@@ -43,8 +47,6 @@ def similarity_column(snapshot: ir.Table, by: str | None = None) -> str:
 
 def bought_categories(orders: ir.Table, as_of: dt.date | None = None) -> ir.Table:
     """Distinct (customer_id, category) pairs with a positive order line (before `as_of` when given)."""
-    import ibis
-
     if "product_category" not in orders.columns:
         raise UserError("cross-sell needs orders with a product_category column; load orders that have one")
     o = orders.filter(orders.product_category.notnull(), orders.customer_id.notnull())
@@ -68,8 +70,6 @@ def cross_sell(
     """customer_id, rank (1..k), category, support, buyers: the top-k categories bought by similar customers
     and not by this one. `targets` (a table with customer_id on the same engine) limits whom suggestions are
     made for; the groups and supports are always those of the whole snapshot."""
-    import ibis
-
     column = similarity_column(snapshot, by)
     members = snapshot.select("customer_id", group=snapshot[column]).filter(ibis._.group.notnull())
     sizes = members.group_by("group").aggregate(members=ibis._.count())
@@ -102,12 +102,6 @@ def stored_cross_sell(ws: Workspace, meta: dict[str, Any], k: int, by: str | Non
     support, buyers, similar_by), made the first time it is asked for and kept: a run never changes, and
     finding one customer's suggestions in it is a lookup instead of a pass over every order line. The name
     carries the settings (k, by, min_support), so other settings get their own table."""
-    import hashlib
-
-    import ibis
-
-    from tierwise.pipeline.execute import snapshot_suffix
-
     settings = hashlib.sha1(f"{k}|{by or 'auto'}|{min_support!r}".encode()).hexdigest()[:8]
     name = f"cross_sell_{snapshot_suffix(str(meta['run_id']))}_{settings}"
     with _building_lock:

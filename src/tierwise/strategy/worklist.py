@@ -12,7 +12,13 @@ import difflib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import ibis
+
 from tierwise.errors import UserError
+from tierwise.store.compat import with_columns
+from tierwise.store.runs import latest_snapshot, run_config
+from tierwise.store.snapshots import label as class_label
+from tierwise.strategy.cross_sell import cross_sell, similarity_column
 from tierwise.strategy.playbook import PLAYBOOK_COLUMNS, PlaybookRule, apply_playbook, label
 
 if TYPE_CHECKING:
@@ -79,16 +85,8 @@ def with_strategy(
 
 def ordered(snapshot: ir.Table) -> ir.Table:
     """Add `position`: 1.. within each owner, by priority_rank (nulls last), then revenue and id."""
-    import ibis
-
-    owner = snapshot.owner if "owner" in snapshot.columns else ibis.null("string")
-    t = snapshot.mutate(owner=owner)
-    keys: list[Any] = []
-    if "priority_rank" in t.columns:
-        keys += [t.priority_rank.isnull(), t.priority_rank]
-    if "monetary" in t.columns:
-        keys.append(ibis.desc(t.monetary.fill_null(0)))
-    keys.append(t.customer_id)
+    t = with_columns(snapshot, "owner", "priority_rank")
+    keys: list[Any] = [t.priority_rank.isnull(), t.priority_rank, ibis.desc(t.monetary.fill_null(0)), t.customer_id]
     return t.mutate(position=ibis.row_number().over(group_by=t.owner, order_by=keys) + 1)
 
 
@@ -100,10 +98,6 @@ def build_worklist(
     top: int | None = None,
     language: str | None = None,
 ) -> Worklist:
-    from tierwise.store.runs import latest_snapshot, run_config
-    from tierwise.store.snapshots import label as class_label
-    from tierwise.strategy.cross_sell import cross_sell, similarity_column
-
     if top is not None and top < 1:
         raise UserError(f"--top {top}: give 1 or more")
     lang = language or ws.config.workspace.language

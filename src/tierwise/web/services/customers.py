@@ -543,7 +543,7 @@ def _cross_sell_table(
 
 
 def _learned(ws: Workspace, run_id: str, row: dict[str, Any], customer_id: str) -> dict[str, Any] | None:
-    from tierwise.mining.commands import latest_learned
+    from tierwise.pipeline.learn import latest_learned
 
     cache = cache_for(ws)
     model = cache.value(("learned", run_id), lambda: latest_learned(ws, run_id))

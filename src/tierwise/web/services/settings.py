@@ -240,8 +240,8 @@ def _candidate(
     so that they do not stay on the dashboard's connection."""
     from tierwise.clv.predict import SCHEMA as PREDICTIONS
     from tierwise.clv.predict import empty as no_predictions
-    from tierwise.pipeline.execute import build_snapshot, canonical_tables
-    from tierwise.store.runs import previous_runs, run_config
+    from tierwise.pipeline.execute import build_snapshot
+    from tierwise.store.runs import canonical_tables, previous_runs, run_config
     from tierwise.strategy.playbook import apply_playbook, check_playbook
 
     tables = canonical_tables(ws)

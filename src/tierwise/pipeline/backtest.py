@@ -24,8 +24,9 @@ RANKINGS = ("clv_predicted", "composite_score", "monetary", "rfm_score")
 
 
 def backtest(ws: Workspace, calibration_end: dt.date, holdout_end: dt.date | None = None) -> dict[str, Any]:
-    from tierwise.pipeline.execute import build_snapshot, canonical_tables
+    from tierwise.pipeline.execute import build_snapshot
     from tierwise.pipeline.scratch import on_engine
+    from tierwise.store.runs import canonical_tables
 
     cfg = ws.config
     tables = canonical_tables(ws)

@@ -24,9 +24,9 @@ import ibis.expr.types as ir
 from tierwise.checks import check_as_of
 from tierwise.errors import UserError
 from tierwise.features.orders import default_as_of
-from tierwise.mining.targets import cut_tables
-from tierwise.pipeline.execute import RunReport, canonical_tables, run
-from tierwise.store.runs import list_runs
+from tierwise.pipeline.execute import RunReport, run
+from tierwise.pipeline.targets import cut_tables
+from tierwise.store.runs import canonical_tables, list_runs
 from tierwise.workspace import Workspace
 
 Every = Literal["week", "month", "quarter"]

@@ -31,7 +31,7 @@ from tierwise.config import CONFIG_FILE, load_config, write_config_text
 from tierwise.engine import transaction
 from tierwise.errors import UserError
 from tierwise.mining.settings import ClassifySettings, ClusterSettings
-from tierwise.mining.targets import (
+from tierwise.pipeline.targets import (
     FUTURE_CLASSES,
     FUTURE_KINDS,
     FutureKind,
@@ -243,8 +243,7 @@ def learn_and_store(
 
     Nothing is stored when anything fails: the checks come first, and the stored rows, the predictions table
     and the rewritten tierwise.toml are written together at the end (the file last, inside the transaction)."""
-    from tierwise.pipeline.execute import canonical_tables
-    from tierwise.store.runs import latest_snapshot
+    from tierwise.store.runs import canonical_tables, latest_snapshot
 
     target = settings.target
     future = target in FUTURE_KINDS
