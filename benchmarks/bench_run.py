@@ -202,19 +202,14 @@ def _stage(size_dir: Path, as_of: dt.date) -> dict[str, object]:
 
     from tierwise.classify.abc import add_abc
     from tierwise.classify.rfm import add_class8, add_scores, segment
-    from tierwise.features.orders import FeatureSettings, customer_features
+    from tierwise.features.orders import customer_features
     from tierwise.workspace import Workspace
 
     ws = Workspace.open(size_dir / "ws")
     cfg = ws.config
     t0 = _clock()
-    # As run.build_snapshot composes them, up to and including ABC.
-    settings = FeatureSettings(
-        window_days=cfg.features.window_days,
-        frequency_by=cfg.features.frequency_by,
-        online_channels=cfg.ingest.online_channels,
-    )
-    t = add_scores(customer_features(ws.table("customers"), ws.table("orders"), as_of, settings))
+    # As pipeline.snapshot.build_snapshot composes them, up to and including ABC.
+    t = add_scores(customer_features(ws.table("customers"), ws.table("orders"), as_of, cfg.features, ingest=cfg.ingest))
     t = t.mutate(rfm_segment=segment(t.r_score, t.f_score))
     t = add_class8(t, basis=cfg.rfm.class8_basis)
     t = add_abc(t, value=cfg.abc.by, a_cutoff=cfg.abc.a_cutoff, b_cutoff=cfg.abc.b_cutoff)

@@ -9,7 +9,8 @@ import ibis
 import pyarrow as pa
 import pytest
 
-from tierwise.features.orders import FeatureSettings, customer_features, default_as_of
+from tierwise.features.orders import customer_features, default_as_of
+from tierwise.features.settings import FeaturesSettings
 from tierwise.schema import CUSTOMERS
 from tierwise.workspace import canonical_schema
 
@@ -61,7 +62,7 @@ def _customers() -> ibis.Table:
 @pytest.fixture(scope="module")
 def features() -> dict[str, dict]:
     con = ibis.duckdb.connect()
-    t = customer_features(_customers(), _orders(), AS_OF, FeatureSettings(window_days=365))
+    t = customer_features(_customers(), _orders(), AS_OF, FeaturesSettings(window_days=365))
     out = {r["customer_id"]: r for r in con.to_pyarrow(t).to_pylist()}
     con.disconnect()
     return out
@@ -101,7 +102,7 @@ def test_single_purchase_and_prospect(features) -> None:
 
 def test_frequency_by_orders_and_default_as_of() -> None:
     con = ibis.duckdb.connect()
-    t = customer_features(_customers(), _orders(), AS_OF, FeatureSettings(window_days=365, frequency_by="orders"))
+    t = customer_features(_customers(), _orders(), AS_OF, FeaturesSettings(window_days=365, frequency_by="orders"))
     got = {r["customer_id"]: r["frequency"] for r in con.to_pyarrow(t).to_pylist()}
     assert got == {"A": 3, "B": 1, "C": 0}
     assert default_as_of(_orders()) == dt.date(2024, 8, 2)

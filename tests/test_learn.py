@@ -291,7 +291,7 @@ def _orders_csv(path: Path, rows: list[tuple[str, str, str, float]]) -> Path:
 def test_the_future_target_uses_nothing_from_after_the_calibration_date(ws_dir: Path, tmp_path: Path) -> None:
     from tierwise.generate import generate
     from tierwise.ingest.pipeline import ingest_file
-    from tierwise.pipeline.execute import build_snapshot
+    from tierwise.pipeline.snapshot import build_snapshot
     from tierwise.store.runs import canonical_tables
     from tierwise.workspace import Workspace
 

@@ -7,8 +7,8 @@ import datetime as dt
 import ibis
 import pytest
 
-from tierwise.classify.value import historical_clv
 from tierwise.features.credit import payment_features
+from tierwise.features.historical_clv import historical_clv
 from tierwise.features.industry import main_industry
 from tierwise.features.satisfaction import satisfaction_features
 

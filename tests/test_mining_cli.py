@@ -153,7 +153,7 @@ def test_classify_future_churn_stores_a_prediction_per_customer(ws_copy: Path) -
     assert (row["target"], row["model"]) == ("future-churn", "tree")
     assert row["run_id"] == data["run_id"] == query(ws_copy, "select run_id from runs")["run_id"][0]
 
-    from tierwise.pipeline.learn import latest_learned
+    from tierwise.store.learned import latest_learned
     from tierwise.workspace import Workspace
 
     ws = Workspace.open(ws_copy)

@@ -91,7 +91,9 @@ def test_stored_amounts_and_their_sum_are_the_source_s(money_run: dict) -> None:
 
 
 def test_headline_totals_equal_the_source_to_the_cent(money_run: dict) -> None:
-    from tierwise.report import render as report
+    from tierwise.report.charts import breakdown
+    from tierwise.report.language import ReportLanguage
+    from tierwise.report.pages.key_figures import key_figures
     from tierwise.store.runs import latest_snapshot
     from tierwise.web.services.overview import overview
 
@@ -111,11 +113,11 @@ def test_headline_totals_equal_the_source_to_the_cent(money_run: dict) -> None:
         assert type(revenue) is float and revenue == float(exact) and f"{revenue:.2f}" == f"{exact:.2f}"
         json.dumps(overview(ws))  # nothing in it that JSON cannot hold (no Decimal objects)
         # the report's revenue breakdowns add up to the same total, group by group exactly
-        rows = report.breakdown(snap, "abc_class", report.ReportLanguage("en", ""))
+        rows = breakdown(snap, "abc_class", ReportLanguage("en", ""))
         assert sum(Decimal(repr(r["revenue"])) for r in rows) == exact
         assert all(type(r["revenue"]) is float for r in rows)
-        kpis = report._kpis(snap, set(snap.columns), report.ReportLanguage("en", ""))
-        assert any(c["value"] == report.ReportLanguage("en", "").money(float(exact)) for c in kpis)
+        kpis = key_figures(snap, ReportLanguage("en", ""))
+        assert any(c["value"] == ReportLanguage("en", "").money(float(exact)) for c in kpis)
     finally:
         ws.close()
     # `show`: every class summary's revenues add up to the exact total

@@ -522,7 +522,7 @@ def test_model_section_shows_the_backtest_and_the_predictions(
     assert sum(clv["customers"]) == clv["n"] == len(positive)
     total = sum(r["clv_predicted"] or 0 for r in rows)
     assert f"{len(scored):,} 位有购买的客户" in page
-    from tierwise.report.render import ReportLanguage
+    from tierwise.report.language import ReportLanguage
 
     assert ReportLanguage("zh", "").money(total) in page
 
@@ -640,7 +640,7 @@ def _section(html: str, key: str) -> str:
 
 
 def _learned_payload(ws_dir: Path, run_id: str) -> dict[str, Any]:
-    from tierwise.pipeline.learn import latest_learned
+    from tierwise.store.learned import latest_learned
     from tierwise.workspace import Workspace
 
     ws = Workspace.open(ws_dir)
@@ -683,7 +683,7 @@ def test_cluster_section_matches_the_snapshot(workspace: Path, zh_report: tuple[
     assert "σ" in page  # distinguishing features as standardised differences
     first = clusters["profiles"][0]
     column, diff = first["top_features"][0]
-    from tierwise.mining.labels import column_label
+    from tierwise.i18n import column_label
 
     assert f"{column_label(column, 'zh')} {diff:+.1f}σ" in page
 
@@ -741,7 +741,7 @@ def test_learned_section_shows_the_stored_model(workspace: Path, zh_report: tupl
 
     charts = _chart_data(html)["charts"]
     importance = charts["learned_importance"]
-    from tierwise.mining.labels import column_label
+    from tierwise.i18n import column_label
 
     importances = payload["models"]["tree"]["importances"]
     top = [f for f, v in sorted(importances.items(), key=lambda fv: -fv[1]) if v > 0][:15]
@@ -781,7 +781,7 @@ def test_mining_sections_in_english(workspace: Path) -> None:
         assert condition.replace("<", "&lt;").replace(">", "&gt;") in learned
     assert "Decision tree" in learned and "Confusion matrix" in learned and "High value next period" in learned
     charts = _chart_data(html)["charts"]
-    from tierwise.mining.labels import column_label
+    from tierwise.i18n import column_label
 
     assert charts["learned_importance"]["labels"][0] == column_label(
         next(iter(payload["models"]["tree"]["importances"])), "en"
@@ -814,15 +814,15 @@ def test_mining_sections_absent_without_clusters_or_learned_model(workspace_copy
 
 def test_learned_section_from_a_stored_row(workspace_copy: Path) -> None:
     """A model stored in `learned_models` by hand (only the payload's essentials): shown for its run only."""
-    from tierwise.report import data as report_data
     from tierwise.report.render import build_context
+    from tierwise.store.learned import learned_payload
     from tierwise.workspace import Workspace
 
     ws = Workspace.open(workspace_copy)
     try:
         ws.con.raw_sql("DELETE FROM learned_models")
         meta_run = ws.table("runs").order_by(ibis.desc("created_at")).limit(1).run_id.to_pyarrow().to_pylist()[0]
-        assert report_data.latest_learned(ws, meta_run) is None
+        assert learned_payload(ws, meta_run) is None
         assert "learned" not in [s["id"] for s in build_context(ws)["sections"]]
         payload = {
             "target": "grade",
@@ -1059,3 +1059,55 @@ def test_campaign_without_control_group_says_no_lift(workspace: Path, zh_report:
     assert "Campaigns" in html and "营销活动" not in _own_markup(html)
     data = _cli_json("campaign", "report", CAMPAIGN, "-w", workspace, "--lang", "en")
     assert list(_campaign_rows(_campaign_part(html, CAMPAIGN))) == [s["label"] for s in data["segments"]] + ["Overall"]
+
+
+# --- the one set of headline figures ---------------------------------------------------------------------------
+
+
+def test_headline_figures_are_the_snapshot_totals_for_report_and_dashboard(workspace: Path) -> None:
+    """report.figures is the one source of the key figures: its values are counts and sums over the snapshot's
+    rows, the dashboard's KPI values are the same numbers, and the report's cards show them."""
+    from tierwise.report.figures import headline_figures
+    from tierwise.report.language import ReportLanguage
+    from tierwise.report.pages.key_figures import key_figures
+    from tierwise.store.runs import latest_snapshot
+    from tierwise.web.services.overview import overview
+    from tierwise.workspace import Workspace
+
+    rows = _snapshot_rows(workspace)
+    ws = Workspace.open(workspace)
+    try:
+        snap = latest_snapshot(ws)[1]
+        figures = headline_figures(snap)
+        dashboard = {k["key"]: k["value"] for k in overview(ws, language="en")["kpis"]}
+        cards = {c["label"]: c for c in key_figures(snap, ReportLanguage("en", ""))}
+    finally:
+        ws.close()
+    stages = Counter(r["lifecycle_stage"] for r in rows)
+    expected_counts = {
+        "customers": len(rows),
+        "buyers": sum(r["recency_days"] is not None for r in rows),
+        "grade_a": sum(r["grade"] == "A" for r in rows),
+        "abc_a": sum(r["abc_class"] == "A" for r in rows),
+        "active": stages["new"] + stages["active"] + stages["mature"],
+        "at_risk": stages["at_risk"],
+        "churned": stages["churned"],
+        "overdue_customers": sum((r["overdue_amount"] or 0) > 0 for r in rows),
+    }
+    for key, n in expected_counts.items():
+        assert figures[key] == n and type(figures[key]) is int, key
+    assert 0 < figures["at_risk"] + figures["churned"] < figures["customers"]  # the sum below is not trivial
+    assert figures["revenue"] == pytest.approx(sum(r["monetary"] for r in rows), rel=1e-12)
+    assert figures["abc_a_revenue"] == pytest.approx(
+        sum(r["monetary"] for r in rows if r["abc_class"] == "A"), rel=1e-12
+    )
+    assert figures["clv_historical"] == pytest.approx(sum(r["clv_historical"] or 0 for r in rows), rel=1e-9)
+    scores = [r["composite_score"] for r in rows if r["composite_score"] is not None]
+    assert figures["avg_score"] == pytest.approx(sum(scores) / len(scores), rel=1e-12)
+    # the dashboard's KPIs are these figures under the same keys
+    assert dashboard and all(dashboard[k] == figures[k] for k in dashboard)
+    assert {"customers", "revenue", "at_risk", "churned", "abc_a", "avg_score"} <= set(dashboard)
+    # the report's cards: "at risk or churned" adds the two lifecycle counts
+    assert cards["Customers"]["value"] == f"{len(rows):,}"
+    assert cards["At risk or churned"]["value"] == f"{stages['at_risk'] + stages['churned']:,}"
+    assert cards["Key (A) customers"]["value"] == f"{expected_counts['abc_a']:,}"

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tierwise.classify.rfm import CLASS8, GRID, PROSPECTS, SEGMENT_LABELS, add_class8, add_scores, segment
+from tierwise.classify.rfm import CLASS8, GRID, PROSPECTS, add_class8, add_scores, segment
+from tierwise.i18n import LABELS
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +65,7 @@ def test_every_grid_cell(con) -> None:
     assert len(EXPECTED_GRID) == 25
     covered = [(r, f) for rs, fs, _ in GRID for r in rs for f in fs]
     assert sorted(covered) == sorted(cells)  # a partition: every cell exactly once
-    assert all(code in SEGMENT_LABELS for _, _, code in GRID)
+    assert all(code in LABELS["rfm_segment"] for _, _, code in GRID)
 
 
 def test_scores_by_cumulative_share_keep_ties_together(con) -> None:

@@ -25,7 +25,7 @@ from tierwise.generate import generate
 from tierwise.ingest.pipeline import ingest_file
 from tierwise.money import MONEY
 from tierwise.pipeline import spark
-from tierwise.pipeline.execute import build_snapshot
+from tierwise.pipeline.snapshot import build_snapshot
 from tierwise.store.runs import canonical_tables
 from tierwise.workspace import Workspace
 
@@ -321,7 +321,7 @@ def test_a_failed_run_on_spark_leaves_no_output_and_no_scratch(
     assert [p.name for p in lake.iterdir()] == [f"run_id={stored.run_id}"]
     assert _scratch_left(spark_con, workspace) == before
 
-    def disk_full(*args: object) -> None:
+    def disk_full(*args: object, **kwargs: object) -> None:
         raise OSError("No space left on device")
 
     monkeypatch.setattr(run_module, "register", disk_full)

@@ -14,14 +14,8 @@ from hypothesis import strategies as st
 from tierwise.config import Config, load_config, render_default_config
 from tierwise.errors import UserError
 from tierwise.strategy.cross_sell import cross_sell
-from tierwise.strategy.playbook import (
-    DEFAULT_PLAYBOOK,
-    PLAYBOOK_COLUMNS,
-    PlaybookRule,
-    apply_playbook,
-    check_playbook,
-    default_playbook,
-)
+from tierwise.strategy.playbook import PLAYBOOK_COLUMNS, apply_playbook, check_playbook
+from tierwise.strategy.settings import DEFAULT_PLAYBOOK, PlaybookRule, default_playbook
 
 
 def rule(name: str, when: str, action: str = "maintain", share: float = 0.0, **kw: Any) -> PlaybookRule:

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from typing import Any
 
 import ibis.expr.types as ir
 from pydantic_core import PydanticCustomError
 
 from tierwise.errors import UserError
+from tierwise.schema import TABLES
 
 NAME_MAX = 100
 NAME_RULE = (
@@ -69,6 +71,15 @@ def settings_name(value: str, what: str) -> str:
         return check_name(value, what)
     except UserError as exc:
         raise PydanticCustomError("name", str(exc)) from None
+
+
+def only_tables(setting: str, value: dict[str, Any]) -> dict[str, Any]:
+    """A per-table setting of tierwise.toml (keys are table names), for a pydantic field validator: ValueError
+    naming the unknown tables and the known ones."""
+    unknown = sorted(set(value) - set(TABLES))
+    if unknown:
+        raise ValueError(f"{setting}: unknown table {', '.join(unknown)}; tables: {', '.join(TABLES)}")
+    return value
 
 
 def _day(value: object) -> dt.date:

@@ -16,8 +16,8 @@ import ibis.expr.types as ir
 
 from tierwise.campaigns.plan import existing_plan
 from tierwise.errors import UserError
+from tierwise.i18n import label
 from tierwise.store.runs import latest_snapshot
-from tierwise.store.snapshots import label
 from tierwise.workspace import Workspace
 
 Z95 = 1.959963984540054  # the 97.5% point of the standard normal distribution

@@ -12,12 +12,6 @@ from __future__ import annotations
 import ibis
 import ibis.expr.types as ir
 
-LABELS: dict[str, tuple[str, str]] = {
-    "A": ("Key", "关键客户"),
-    "B": ("Major", "主要客户"),
-    "C": ("Ordinary", "普通客户"),
-}
-
 
 def add_abc(t: ir.Table, *, value: str = "monetary", a_cutoff: float = 0.80, b_cutoff: float = 0.95) -> ir.Table:
     """Add abc_cum_share (0–1, NULL for non-positive values) and abc_class (A/B/C)."""

@@ -17,18 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import ibis
 import ibis.expr.types as ir
 
+from tierwise.classify.settings import GradeSettings
+
 GRADES = ("A", "B", "C", "D")
-LABELS: dict[str, tuple[str, str]] = {
-    "A": ("A — top priority", "A级（重点客户）"),
-    "B": ("B — important", "B级（重要客户）"),
-    "C": ("C — ordinary", "C级（一般客户）"),
-    "D": ("D — low priority", "D级（低优先级客户）"),
-}
 
 
 @dataclass(frozen=True)
@@ -36,16 +31,6 @@ class Indicator:
     name: str
     value: Callable[[ir.Table], ir.NumericValue]
     weight: float
-
-
-@dataclass(frozen=True)
-class GradeSettings:
-    normalise: Literal["percentile", "minmax"] = "percentile"
-    method: Literal["quotas", "cutoffs"] = "quotas"
-    quotas: tuple[float, float, float] = (0.10, 0.20, 0.30)  # shares of A, B, C; D is the rest
-    cutoffs: tuple[float, float, float] = (80.0, 60.0, 40.0)  # lowest score of A, B, C
-    short_history_days: int = 180
-    prospect_indicator: str = "prospect"
 
 
 def _normalised(raw: ir.NumericValue, how: str) -> ir.FloatingValue:
@@ -65,7 +50,9 @@ def add_grade(
     *,
     buyer: str = "recency_days",
 ) -> ir.Table:
-    """Add score_<name> and contrib_<name> per indicator, composite_score, grade and priority_rank."""
+    """Add score_<name> and contrib_<name> per indicator, composite_score, grade and priority_rank.
+
+    `indicators` are the compiled ones: `settings.indicators` (expressions) is not read here."""
     s = settings or GradeSettings()
     names = [i.name for i in indicators]
     if not indicators or sum(i.weight for i in indicators) <= 0 or any(i.weight < 0 for i in indicators):

@@ -11,29 +11,10 @@ Precedence: prospect (never bought) → churned → at risk → new → mature �
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import ibis
 import ibis.expr.types as ir
 
-LABELS: dict[str, tuple[str, str]] = {
-    "prospect": ("Prospect", "潜在客户"),
-    "new": ("New", "新客户"),
-    "active": ("Active", "活跃客户"),
-    "mature": ("Mature", "成熟客户"),
-    "at_risk": ("At risk", "流失风险客户"),
-    "churned": ("Churned", "流失客户"),
-}
-
-
-@dataclass(frozen=True)
-class LifecycleSettings:
-    at_risk_multiple: float = 1.5
-    churned_multiple: float = 3.0
-    new_days: int = 90
-    mature_days: int = 365
-    mature_min_frequency: int = 4
-    default_gap_days: float = 90.0
+from tierwise.classify.settings import LifecycleSettings
 
 
 def add_lifecycle(t: ir.Table, settings: LifecycleSettings | None = None) -> ir.Table:

@@ -17,31 +17,10 @@ NULL when no score exists.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import ibis
 import ibis.expr.types as ir
 
-LABELS: dict[str, tuple[str, str]] = {
-    "loyal": ("Loyal", "忠诚客户"),
-    "potential_loyal": ("Potentially loyal", "潜在忠诚客户"),
-    "occasional": ("Occasional", "偶然客户"),
-    "lapsed": ("Lapsed", "流失客户"),
-    "prospect": ("Prospect", "潜在客户"),
-}
-SATISFACTION_LABELS: dict[str, tuple[str, str]] = {
-    "satisfied": ("Satisfied", "满意"),
-    "neutral": ("Neutral", "一般"),
-    "dissatisfied": ("Dissatisfied", "不满意"),
-}
-
-
-@dataclass(frozen=True)
-class LoyaltySettings:
-    loyal_min_purchases: int = 4
-    loyal_min_tenure_days: int = 180
-    satisfied_min: float = 4.0
-    dissatisfied_max: float = 2.5
+from tierwise.classify.settings import LoyaltySettings
 
 
 def add_loyalty(t: ir.Table, settings: LoyaltySettings | None = None) -> ir.Table:

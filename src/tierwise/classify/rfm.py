@@ -16,20 +16,6 @@ import ibis.expr.types as ir
 
 PROSPECTS = "prospects"
 
-# code → (English, Chinese)
-SEGMENT_LABELS: dict[str, tuple[str, str]] = {
-    "champions": ("Champions", "冠军客户"),
-    "loyal_customers": ("Loyal Customers", "忠诚客户"),
-    "potential_loyalists": ("Potential Loyalists", "潜力客户"),
-    "new_customers": ("New Customers", "新客户"),
-    "promising": ("Promising", "有希望客户"),
-    "need_attention": ("Need Attention", "需关注客户"),
-    "about_to_sleep": ("About To Sleep", "即将沉睡客户"),
-    "at_risk": ("At Risk", "风险客户"),
-    "cant_lose_them": ("Can't Lose Them", "不能失去的客户"),
-    "hibernating": ("Hibernating", "沉睡客户"),
-    PROSPECTS: ("Prospects", "潜在客户"),
-}
 
 # The R×F grid of DESIGN §8: (R scores, F scores) → segment. Together the rules cover all 25 cells once.
 GRID: list[tuple[tuple[int, ...], tuple[int, ...], str]] = [
@@ -55,16 +41,6 @@ CLASS8: dict[tuple[bool, bool, bool], str] = {
     (True, False, False): "一般发展客户",
     (False, True, False): "一般保持客户",
     (False, False, False): "一般挽留客户",
-}
-CLASS8_EN: dict[str, str] = {
-    "重要价值客户": "Important value",
-    "重要发展客户": "Important development",
-    "重要保持客户": "Important retention",
-    "重要挽留客户": "Important win-back",
-    "一般价值客户": "General value",
-    "一般发展客户": "General development",
-    "一般保持客户": "General retention",
-    "一般挽留客户": "General win-back",
 }
 
 

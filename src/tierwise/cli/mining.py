@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from tierwise.cli.common import JsonOpt, Lang, WorkspaceOpt, date_option, err, out, print_json
-from tierwise.mining.labels import column_label
+from tierwise.i18n import column_label, label
 from tierwise.progress import delayed_status
 
 
@@ -80,7 +80,6 @@ def cluster(
 
 
 def _print_clusters(data: dict[str, Any]) -> None:
-    from tierwise.store.snapshots import label  # heavy (ibis): see tierwise.cli
 
     zh = data["language"] == "zh"
     out.print(

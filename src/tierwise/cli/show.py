@@ -11,6 +11,7 @@ from rich.table import Table
 
 from tierwise.cli.common import JsonOpt, WorkspaceOpt, out, print_json
 from tierwise.errors import UserError
+from tierwise.i18n import TITLES
 
 
 def register(app: typer.Typer) -> None:
@@ -43,8 +44,9 @@ def show(
     as_json: JsonOpt = False,
 ) -> None:
     """Class summaries of a run and its top customers; 'show customer ID' explains one customer."""
-    from tierwise.store.runs import latest_snapshot  # heavy (ibis, DuckDB): see tierwise.cli
-    from tierwise.store.snapshots import SUMMARIES, TITLES, summarise, top_customers
+    from tierwise.report.summaries import summarise, top_customers  # heavy (ibis, DuckDB): see tierwise.cli
+    from tierwise.store.runs import latest_snapshot
+    from tierwise.store.snapshots import SUMMARIES
     from tierwise.workspace import Workspace
 
     if what not in ("summary", "customer"):
@@ -130,8 +132,8 @@ def _explain(ws: Any, run_id: str | None, customer_id: str) -> dict[str, Any]:
     """Why one customer of the run is where it is, with its learned class if one was stored."""
     # heavy (ibis, DuckDB; pandas for the learned class, which a summary does not load): see tierwise.cli
     from tierwise.pipeline.learn import learned_for_customer
+    from tierwise.report.explain import explain_customer
     from tierwise.store.runs import latest_snapshot, run_config
-    from tierwise.store.snapshots import explain_customer
 
     meta, snap = latest_snapshot(ws, run_id)
     config = run_config(ws, str(meta["run_id"]))

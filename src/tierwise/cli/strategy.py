@@ -10,6 +10,7 @@ from rich.table import Table
 
 from tierwise.cli.common import JsonOpt, LangOpt, RunOpt, WorkspaceOpt, out, print_json
 from tierwise.errors import UserError
+from tierwise.i18n import strategy_label
 
 _HEADERS = {
     "zh": ("#", "优先级", "客户", "等级", "下一步行动", "渠道", "原因", "交叉销售建议"),
@@ -75,7 +76,6 @@ def playbook(
 ) -> None:
     """The playbook rules in order (first match wins), with the customers each matched in the latest run."""
     from tierwise.store.runs import latest_snapshot  # heavy (ibis, DuckDB): see tierwise.cli
-    from tierwise.strategy.playbook import label
     from tierwise.strategy.worklist import with_strategy
     from tierwise.workspace import Workspace
 
@@ -100,9 +100,9 @@ def playbook(
                 "position": i,
                 **r.model_dump(),
                 "label": r.display_label(language),
-                "action_label": label("action", r.action, language),
-                "service_level_label": label("service_level", r.service_level, language),
-                "channel_label": label("channel", r.channel, language),
+                "action_label": strategy_label("action", r.action, language),
+                "service_level_label": strategy_label("service_level", r.service_level, language),
+                "channel_label": strategy_label("channel", r.channel, language),
                 "budget": cfg.strategy.budget * r.budget_share,
                 "customers": None if counts is None else counts.get(r.name, 0),
             }

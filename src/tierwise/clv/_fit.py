@@ -1,8 +1,9 @@
-"""Shared maximum-likelihood machinery for the CLV models: special functions, input checks, row compression and a
-bounded Newton optimiser on log-scale parameters.
+"""Shared maximum-likelihood machinery for the CLV models: log rising-factorial tables, input checks, row
+compression and a bounded optimiser on log-scale parameters.
 
-Only numpy is used (scipy is not a dependency), so the special functions the likelihoods need -- log-gamma and
-digamma -- are implemented here with the usual recurrence + asymptotic (Stirling) series, accurate to ~1e-15.
+Log-gamma and digamma are scipy.special's (the models import them from there): against the numpy recurrence +
+Stirling series this module used to carry, 8x faster on 500,000 arguments, 90x on the few dozen distinct counts
+a fit evaluates, and accurate to 4e-16 instead of 9e-15 (relative, over 1e-8..1e10, mpmath reference).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
+from scipy.optimize import minimize
+from threadpoolctl import threadpool_limits
 
 from tierwise.cancel import checkpoint
 from tierwise.errors import UserError
@@ -35,51 +38,19 @@ class BoundaryWarning(UserWarning):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Special functions (vectorised, numpy only)
+# Log rising factorials (log-gamma and digamma come from scipy.special)
 # ---------------------------------------------------------------------------------------------------------------
-
-_SHIFT = 12.0  # below this the argument is shifted up with the recurrences before the asymptotic series
-
-
-def gammaln(x: Any) -> FloatArray:
-    """log Γ(x) for x > 0: Γ(x) = Γ(x+n) / (x (x+1) ... (x+n-1)), then Stirling's series with 7 Bernoulli terms."""
-    y = np.array(x, dtype=np.float64, copy=True, ndmin=1)
-    acc = np.zeros_like(y)
-    for _ in range(int(_SHIFT)):
-        small = y < _SHIFT
-        if not small.any():
-            break
-        acc[small] -= np.log(y[small])
-        y[small] += 1.0
-    inv = 1.0 / y
-    inv2 = inv * inv
-    series = inv * (
-        1 / 12 + inv2 * (-1 / 360 + inv2 * (1 / 1260 + inv2 * (-1 / 1680 + inv2 * (1 / 1188 + inv2 * (-691 / 360360)))))
-    )
-    return np.asarray((y - 0.5) * np.log(y) - y + 0.5 * np.log(2 * np.pi) + series + acc, dtype=np.float64)
-
-
-def digamma(x: Any) -> FloatArray:
-    """ψ(x) = d log Γ(x)/dx for x > 0: ψ(x) = ψ(x+1) − 1/x, then the asymptotic series."""
-    y = np.array(x, dtype=np.float64, copy=True, ndmin=1)
-    acc = np.zeros_like(y)
-    for _ in range(int(_SHIFT)):
-        small = y < _SHIFT
-        if not small.any():
-            break
-        acc[small] -= 1.0 / y[small]
-        y[small] += 1.0
-    inv = 1.0 / y
-    inv2 = inv * inv
-    series = inv2 * (1 / 12 + inv2 * (-1 / 120 + inv2 * (1 / 252 + inv2 * (-1 / 240 + inv2 * (1 / 132)))))
-    return np.asarray(np.log(y) - 0.5 * inv - series + acc, dtype=np.float64)
 
 
 def rising_tables(c: float, n_max: int) -> tuple[FloatArray, FloatArray]:
     """For integer k = 0..n_max: log Γ(c+k)/Γ(c) = Σ_{j<k} log(c+j) and its derivative Σ_{j<k} 1/(c+j).
 
     The likelihoods only need log Γ(c+x) − log Γ(c) at integer counts x, so one table of length max(x)+1 per
-    evaluation replaces a log-gamma per customer (and is exact, with no cancellation between two large log-gammas).
+    evaluation replaces a log-gamma per customer. Kept hand-written rather than scipy's gammaln(c+k) − gammaln(c)
+    and digamma(c+k) − digamma(c) because those differences cancel: measured against mpmath for k ≤ 400, the sums
+    stay within 3e-15 (relative) for every c in [1e-8, 1e8], the scipy differences lose up to 1e-8 (log table) and
+    3e-7 (derivative table) at c = 1e8, the bound a parameter runs to in a boundary fit. Speed is a wash (6 vs 4
+    µs for 30 counts, 15 vs 21 µs for 1,000).
     """
     j = np.arange(n_max, dtype=np.float64) + c
     logs = np.zeros(n_max + 1)
@@ -87,12 +58,6 @@ def rising_tables(c: float, n_max: int) -> tuple[FloatArray, FloatArray]:
     np.cumsum(np.log(j), out=logs[1:])
     np.cumsum(1.0 / j, out=invs[1:])
     return logs, invs
-
-
-def log_rising(c: float, x: NDArray[np.int64], table: tuple[FloatArray, FloatArray] | None = None) -> FloatArray:
-    """log Γ(c+x) − log Γ(c) for integer x ≥ 0."""
-    logs, _ = table if table is not None else rising_tables(c, int(x.max(initial=0)))
-    return logs[x]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -230,8 +195,8 @@ def _compress_by_sort(
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Optimiser: projected Newton on phi = log(theta) with box bounds, Hessian from finite differences of the
-# analytic gradient, backtracking (Armijo) line search, several starting points.
+# Optimiser: scipy's L-BFGS-B on phi = log(theta) within the box [-LOG_BOUND, LOG_BOUND], analytic gradients,
+# several starting points; on large data a BFGS finish from a sample's Hessian (see maximize).
 # ---------------------------------------------------------------------------------------------------------------
 
 ObjectiveFn = Callable[[FloatArray], tuple[float, FloatArray]]
@@ -245,7 +210,6 @@ class OptimResult:
     converged: bool
     n_iter: int
     at_bound: NDArray[np.bool_]
-    hess: FloatArray | None = None  # the last Hessian approximation (a warm start for another fit)
 
 
 def fd_hessian(
@@ -269,84 +233,102 @@ def fd_hessian(
 
 
 def _at_bound(phi: FloatArray, grad: FloatArray, lo: float, hi: float) -> NDArray[np.bool_]:
-    """Coordinates pinned to a bound with the gradient pushing further out (they stay fixed in the Newton step)."""
+    """Coordinates pinned to a bound with the gradient pushing further out (the bound is active there)."""
     eps = 1e-9
     return ((phi <= lo + eps) & (grad > 0)) | ((phi >= hi - eps) & (grad < 0))
 
 
-def newton_box(
-    fun: ObjectiveFn, phi0: FloatArray, tol: float, max_iter: int, hess0: FloatArray | None = None
-) -> OptimResult:
-    """Minimise ``fun`` on the box [-LOG_BOUND, LOG_BOUND]^n.
+def _checked(fun: ObjectiveFn) -> ObjectiveFn:
+    """``fun`` with a cancel checkpoint per evaluation (a dashboard job's cancel button reaches here, see
+    tierwise.cancel) and a non-finite value reported as +inf, which scipy's line searches step back from."""
 
-    Newton steps with a finite-difference Hessian of the analytic gradient at the start (and every 20 steps),
-    BFGS updates in between (one gradient evaluation per step instead of n + 1); coordinates pinned at a bound
-    with the gradient pointing out are held fixed. ``hess0`` replaces the first finite-difference Hessian.
+    def wrapped(phi: FloatArray) -> tuple[float, FloatArray]:
+        checkpoint()
+        f, g = fun(phi)
+        if not (np.isfinite(f) and np.isfinite(g).all()):
+            return np.inf, np.zeros_like(phi)
+        return float(f), g
+
+    return wrapped
+
+
+def _result(fun: ObjectiveFn, phi: FloatArray, n_iter: int, stopped: bool, tol: float) -> OptimResult:
+    """Converged when the gradient on the free coordinates is below ``tol``; when scipy stopped because no step
+    improves the objective in floating point any more (a mean over up to millions of rows), a gradient below
+    max(1e3·tol, 1e-5) counts as converged too."""
+    lo, hi = -LOG_BOUND, LOG_BOUND
+    f, g = fun(phi)
+    if not (np.isfinite(f) and np.isfinite(g).all()):
+        return OptimResult(phi, float(f), g, False, n_iter, np.zeros(phi.size, dtype=bool))
+    pinned = _at_bound(phi, g, lo, hi)
+    free = ~pinned
+    largest = float(np.max(np.abs(g[free]))) if free.any() else 0.0
+    converged = largest < tol or (stopped and largest < max(tol * 1e3, 1e-5))
+    return OptimResult(phi, float(f), g, bool(converged), n_iter, pinned)
+
+
+def minimize_box(fun: ObjectiveFn, phi0: FloatArray, tol: float, max_iter: int) -> OptimResult:
+    """Minimise ``fun`` on the box [-LOG_BOUND, LOG_BOUND]^n with scipy's L-BFGS-B and the analytic gradient.
+
+    ``ftol`` is set far below its default (2e-9, relative): the objective is a mean over many customers, and
+    the default stops while the parameters still move in their third digit; the gradient test (``gtol``)
+    decides instead.
     """
     lo, hi = -LOG_BOUND, LOG_BOUND
     phi = np.clip(np.asarray(phi0, dtype=np.float64), lo, hi)
-    f, g = fun(phi)
-    if not np.isfinite(f) or not np.isfinite(g).all():
-        return OptimResult(phi, float(f), g, False, 0, np.zeros(phi.size, dtype=bool))
-    it = 0
-    stalled = 0
-    hess: FloatArray | None = hess0
-    since_refresh = 0
-    for it in range(1, max_iter + 1):
-        checkpoint()  # a dashboard job's cancel button reaches here (tierwise.cancel)
-        pinned = _at_bound(phi, g, lo, hi)
-        free = ~pinned
-        if not free.any() or np.max(np.abs(g[free])) < tol:
-            return OptimResult(phi, f, g, True, it, pinned, hess)
-        if hess is None or since_refresh >= 20:
-            hess = fd_hessian(fun, phi)
-            if not np.isfinite(hess).all():
-                hess = np.eye(phi.size)
-            since_refresh = 0
-        since_refresh += 1
-        # Newton direction on the free coordinates with the Hessian made positive definite (|eigenvalues|,
-        # floored): away from the optimum the likelihood need not be concave in log-parameters.
-        evals, evecs = np.linalg.eigh(hess[np.ix_(free, free)])
-        evals = np.maximum(np.abs(evals), max(1e-8 * np.max(np.abs(evals)), 1e-12))
-        direction = np.zeros_like(phi)
-        direction[free] = -(evecs @ ((evecs.T @ g[free]) / evals))
-        # Newton decrement: the most a full step could gain. Below floating-point resolution of the objective
-        # (a mean over up to millions of rows) there is nothing left to optimise, whatever the gradient's noise.
-        if -float(g @ direction) < 1e-13 * max(1.0, abs(f)):
-            return OptimResult(phi, f, g, True, it, pinned, hess)
-        longest = np.max(np.abs(direction))
-        if longest > 5.0:  # at most a factor e^5 per step on any parameter
-            direction *= 5.0 / longest
-        step = 1.0
-        accepted = False
-        for _ in range(25):  # down to a step of 3e-8: below that, rounding noise decides
-            trial = np.clip(phi + step * direction, lo, hi)
-            f_new, g_new = fun(trial)
-            if np.isfinite(f_new) and np.isfinite(g_new).all() and f_new <= f + 1e-4 * float(g @ (trial - phi)):
-                accepted = True
-                break
-            step *= 0.5
-        if not accepted or np.max(np.abs(trial - phi)) < 1e-13:
-            if since_refresh > 1:  # a stale quasi-Newton Hessian may be the problem: refresh it and retry
-                hess = None
-                continue
-            stalled += 1
-            # No descent possible in floating point: accept as converged if the gradient is small anyway.
-            converged = np.max(np.abs(g[free])) < max(tol * 1e3, 1e-5)
-            if not accepted or stalled > 2:
-                return OptimResult(phi, f, g, bool(converged), it, pinned, hess)
-        # BFGS update of the Hessian approximation (skipped unless the curvature condition holds).
-        s_vec = trial - phi
-        y_vec = g_new - g
-        sy = float(s_vec @ y_vec)
-        if sy > 1e-12 * float(np.linalg.norm(s_vec) * np.linalg.norm(y_vec)):
-            hs = hess @ s_vec
-            hess = hess - np.outer(hs, hs) / float(s_vec @ hs) + np.outer(y_vec, y_vec) / sy
-        phi, f, g = trial, float(f_new), g_new
-    pinned = _at_bound(phi, g, lo, hi)
-    free = ~pinned
-    converged = not free.any() or np.max(np.abs(g[free])) < tol
-    return OptimResult(phi, f, g, bool(converged), it, pinned, hess)
+    checked = _checked(fun)
+    f0, _ = checked(phi)
+    if not np.isfinite(f0):
+        return OptimResult(phi, f0, np.full(phi.size, np.nan), False, 0, np.zeros(phi.size, dtype=bool))
+    res = minimize(
+        checked,
+        phi,
+        jac=True,
+        method="L-BFGS-B",
+        bounds=[(lo, hi)] * phi.size,
+        options={"maxiter": max_iter, "gtol": tol, "ftol": 1e-15, "maxls": 40},
+    )
+    return _result(checked, np.clip(res.x, lo, hi), int(res.nit), res.status != 1, tol)
+
+
+def finish_from(fun: ObjectiveFn, start: OptimResult, hess: FloatArray, tol: float, max_iter: int) -> OptimResult:
+    """Finish a nearby optimum: scipy's BFGS on the free coordinates, starting from ``hess`` (made positive
+    definite) instead of the identity, pinned coordinates held at their bound.
+
+    Started from the Hessian of a sample of the customers this is a Newton iteration from the first step, which
+    is what makes large data cheap: on the 1-million-customer benchmark BG/NBD needs 8 evaluations on the full
+    data this way, L-BFGS-B (which cannot take a starting Hessian) 26 — 0.68 s against 0.38 s for the fit.
+    Only a gradient below ``tol`` counts as converged here, and a finish that leaves the box does not: when the
+    sample did not identify the parameters (its optimum out on a flat ridge, as with a few hundred customers),
+    BFGS stalls there, and the caller runs every starting point on the whole data instead.
+    """
+    free = ~start.at_bound
+    checked = _checked(fun)
+    if not free.any():
+        return _result(checked, start.phi, 0, False, tol)
+    evals, evecs = np.linalg.eigh(hess[np.ix_(free, free)])
+    evals = np.maximum(np.abs(evals), max(1e-8 * np.max(np.abs(evals)), 1e-12))
+    inverse = (evecs / evals) @ evecs.T
+    base = start.phi.copy()
+
+    def on_free(psi: FloatArray) -> tuple[float, FloatArray]:
+        phi = base.copy()
+        phi[free] = psi
+        f, g = checked(phi)
+        return f, g[free]
+
+    res = minimize(
+        on_free,
+        base[free],
+        jac=True,
+        method="BFGS",
+        options={"gtol": tol, "maxiter": max_iter, "norm": np.inf, "hess_inv0": 0.5 * (inverse + inverse.T)},
+    )
+    phi = base.copy()
+    phi[free] = res.x
+    if np.any(np.abs(phi) > LOG_BOUND):
+        return OptimResult(phi, float(res.fun), np.full(phi.size, np.nan), False, int(res.nit), start.at_bound)
+    return _result(checked, phi, int(res.nit), False, tol)
 
 
 def _log_scale_se(
@@ -391,7 +373,7 @@ def _probe_boundary(
     for move in candidates:
         phi = best.phi.copy()
         phi[move] = np.where(phi[move] > 0, LOG_BOUND, -LOG_BOUND)
-        res = newton_box(objective, phi, tol, max_iter)
+        res = minimize_box(objective, phi, tol, max_iter)
         if res.converged and res.at_bound.any() and res.fun <= best.fun + 1e-9 * max(1.0, abs(best.fun)):
             return res
     return best
@@ -425,7 +407,7 @@ def _penalised(neg_mean_ll: ObjectiveFn, penalizer_coef: float) -> ObjectiveFn:
 
 
 def _best_of(objective: ObjectiveFn, starts: Sequence[FloatArray], tol: float, max_iter: int) -> OptimResult | None:
-    results = [newton_box(objective, np.asarray(phi0, dtype=np.float64), tol, max_iter) for phi0 in starts]
+    results = [minimize_box(objective, np.asarray(phi0, dtype=np.float64), tol, max_iter) for phi0 in starts]
     results = [r for r in results if np.isfinite(r.fun)]
     converged = [r for r in results if r.converged]
     return min(converged or results, key=lambda r: r.fun) if results else None
@@ -458,8 +440,8 @@ def maximize(
 
     ``build(data)`` returns the weighted mean negative log-likelihood of those rows and its gradient in
     phi = log(theta). On large data every starting point is first run on a sample of customers, and only the
-    best of those optima is carried to the whole data together with its Hessian, where a few Newton steps
-    finish it; if that fails, every starting point is run on the whole data.
+    best of those optima is carried to the whole data together with the sample's Hessian, from which BFGS
+    finishes it in a few evaluations; if that fails, every starting point is run on the whole data.
     """
     objective = _penalised(build(data), penalizer_coef)
     total_weight = float(data[-1].sum())
@@ -467,10 +449,13 @@ def maximize(
     best = None
     if len(starts) > 1 and rows > 2 * SAMPLE_ROWS:
         sample = sample_customers(data, SAMPLE_ROWS)
-        found = _best_of(_penalised(build(sample), penalizer_coef), starts, tol, max_iter)
+        on_sample = _penalised(build(sample), penalizer_coef)
+        found = _best_of(on_sample, starts, tol, max_iter)
         if found is not None and found.converged:
-            polished = newton_box(objective, found.phi, tol, max_iter, found.hess)
-            best = polished if polished.converged else None
+            hess = fd_hessian(on_sample, found.phi, g0=found.grad)
+            if np.isfinite(hess).all():
+                polished = finish_from(objective, found, hess, tol, max_iter)
+                best = polished if polished.converged else None
     if best is None:
         best = _best_of(objective, starts, tol, max_iter)
     if best is None or not best.converged:
@@ -585,16 +570,22 @@ class Model:
         return max(mean_t / max(mean_x, 0.05), 1e-3), mean_t
 
     def _maximize(self, build: ObjectiveBuilder, data: Data, start: list[float]) -> None:
-        outcome = maximize(
-            self.label,
-            self.names,
-            build,
-            data,
-            start_grid(start, self.n_starts),
-            self.penalizer_coef,
-            self.tol,
-            self.max_iter,
-        )
+        # One BLAS thread for the fit. numpy and scipy each bring an OpenBLAS with a thread per core, and the fit
+        # is a long run of small BLAS calls (the optimiser's 4x4 algebra, dot products over the rows), each of
+        # which wakes the threads: on a busy machine (load 8 on 2 cores) the 1-million-customer benchmark's
+        # BG/NBD fit took 10.1 s with them and 1.2 s without (Gamma-Gamma 7.7 s and 0.55 s); the numpy-only
+        # optimiser before scipy took 5.7 s and 1.2 s. Process-wide while it lasts, like mining's OpenMP limit.
+        with threadpool_limits(limits=1, user_api="blas"):
+            outcome = maximize(
+                self.label,
+                self.names,
+                build,
+                data,
+                start_grid(start, self.n_starts),
+                self.penalizer_coef,
+                self.tol,
+                self.max_iter,
+            )
         self.params_ = outcome.params
         self.log_likelihood_ = outcome.log_likelihood
         self.standard_errors_ = outcome.standard_errors

@@ -19,6 +19,9 @@ import pyarrow as pa
 
 from tierwise.clv import metrics
 from tierwise.clv._fit import fit_notes
+from tierwise.clv.bgnbd import BetaGeoModel
+from tierwise.clv.gamma_gamma import GammaGammaModel
+from tierwise.clv.pareto_nbd import ParetoNBDModel
 from tierwise.clv.summary import rfm_summary
 from tierwise.errors import UserError
 from tierwise.ingest.parse import apply_stages, date_order_evidence, decide_date_order, stages_for
@@ -91,10 +94,6 @@ def fit_file(
     model: Model,
     header: bool = True,
 ) -> dict[str, Any]:
-    from tierwise.clv.bgnbd import BetaGeoModel
-    from tierwise.clv.gamma_gamma import GammaGammaModel
-    from tierwise.clv.pareto_nbd import ParetoNBDModel
-
     if model == "gg" and not amount_col:
         raise UserError("--model gg fits spend: name the amount column with --amount-col")
     table, columns = _read(path, header)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from scipy.special import digamma, gammaln
 
 from tierwise.clv._fit import (
     Data,
@@ -25,8 +26,6 @@ from tierwise.clv._fit import (
     as_float_array,
     check_finite,
     check_weights,
-    digamma,
-    gammaln,
     not_fitted,
 )
 from tierwise.errors import UserError
@@ -124,7 +123,7 @@ def _objective(data: Data) -> ObjectiveFn:
         log_den = np.log(xm + v)  # log(γ + x m̄), the only per-customer term that moves with the parameters
         ll = (
             count_w @ (gammaln(px + q) - gammaln(px))
-            - total * gammaln(q)[0]
+            - total * gammaln(q)
             + total * q * np.log(v)
             + p * s_x_log_xm
             - s_log_m
@@ -132,7 +131,7 @@ def _objective(data: Data) -> ObjectiveFn:
         )
         psi_pxq = digamma(px + q)
         d_p = (count_w * counts) @ (psi_pxq - digamma(px)) + s_x_log_xm - wx @ log_den
-        d_q = count_w @ psi_pxq - total * digamma(q)[0] + total * np.log(v) - w @ log_den
+        d_q = count_w @ psi_pxq - total * digamma(q) + total * np.log(v) - w @ log_den
         d_v = total * q / v - (p * wx + q * w) @ np.exp(-log_den)
         grad = np.array([d_p, d_q, d_v]) * np.exp(phi)
         return -float(ll) / total, -grad / total

@@ -25,12 +25,16 @@ from typing import Any
 import ibis
 import ibis.expr.types as ir
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 
 from tierwise.clv._fit import fit_notes
+from tierwise.clv.bgnbd import BetaGeoModel
+from tierwise.clv.gamma_gamma import GammaGammaModel
+from tierwise.clv.pareto_nbd import ParetoNBDModel
+from tierwise.clv.settings import ClvSettings
 from tierwise.clv.summary import rfm_summary, summary_from_occasions
 from tierwise.clv.value import DAYS_PER_MONTH, customer_lifetime_value
-from tierwise.config import ClvSettings
 from tierwise.errors import UserError
 
 SCHEMA = ibis.schema(
@@ -121,10 +125,6 @@ def predict(
     """Fit the models on the buyers' summary pulled from the engine; with `score`, also score every buyer here
     (`table`); without, leave that to `scores_on_engine` with the result's `scorer`. `occasions` may be the
     orders' `purchase_occasions` as of `as_of` (see `buyer_summary`)."""
-    from tierwise.clv.bgnbd import BetaGeoModel
-    from tierwise.clv.gamma_gamma import GammaGammaModel
-    from tierwise.clv.pareto_nbd import ParetoNBDModel
-
     if settings.model == "none":
         return PredictionResult(empty(), {}, 'predictive CLV is switched off ([clv] model = "none")')
     # the same rows in the same order on every engine: the same fit
@@ -187,8 +187,6 @@ def scores_on_engine(
 
 def _score_udf(scorer: Scorer, column: str) -> Callable[..., ir.Value]:
     def score(frequency: Any, recency: Any, age: Any, monetary: Any) -> Any:
-        import pandas as pd
-
         return pd.Series(scorer.score(frequency, recency, age, monetary, [column])[column], index=frequency.index)
 
     return ibis.udf.scalar.pandas(

@@ -9,22 +9,14 @@ tenure and the rhythm of purchases use the whole history.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
 
 import ibis
 import ibis.expr.types as ir
 
 from tierwise.clv.summary import value_at_min
-from tierwise.config import IngestSettings
+from tierwise.features.settings import FeaturesSettings
 from tierwise.ingest.parse import one_of
-
-
-@dataclass(frozen=True)
-class FeatureSettings:
-    window_days: int = 365
-    frequency_by: str = "days"  # "days": distinct order days; "orders": distinct orders
-    # One list of online channel names for the whole product: the one in tierwise.toml's [ingest].
-    online_channels: list[str] = field(default_factory=lambda: list(IngestSettings().online_channels))
+from tierwise.ingest.settings import IngestSettings
 
 
 def default_as_of(orders: ir.Table) -> dt.date:
@@ -82,14 +74,17 @@ def customer_features(
     customers: ir.Table,
     orders: ir.Table,
     as_of: dt.date,
-    settings: FeatureSettings | None = None,
+    settings: FeaturesSettings | None = None,
     occasions: ir.Table | None = None,
     carry: dict[str, str] | None = None,
+    ingest: IngestSettings | None = None,
 ) -> ir.Table:
     """One row per customer (prospects included) with the order features of DESIGN §5. `occasions` may be the
     `purchase_occasions` of the same orders and date, computed once for the features and the CLV models.
-    `carry` names more columns of `customers` to keep (output name → column), last."""
-    s = settings or FeatureSettings()
+    `carry` names more columns of `customers` to keep (output name → column), last. The online share counts
+    the channels of `ingest` (online_channels): one list of online channel names for the whole product."""
+    s = settings or FeaturesSettings()
+    online_channels = (ingest or IngestSettings()).online_channels
     as_of_lit = ibis.date(as_of.isoformat())
     start_lit = ibis.date((as_of - dt.timedelta(days=s.window_days)).isoformat())
     prev_start_lit = ibis.date((as_of - dt.timedelta(days=2 * s.window_days)).isoformat())
@@ -100,7 +95,7 @@ def customer_features(
         _in_window=o._day >= start_lit,
         _in_previous=(o._day >= prev_start_lit) & (o._day < start_lit),
         _profit=o.amount - o.cost,
-        _online=one_of(o.channel.lower().strip(), [c.lower() for c in s.online_channels]).fill_null(False),
+        _online=one_of(o.channel.lower().strip(), [c.lower() for c in online_channels]).fill_null(False),
     )
     window = o.filter(o._in_window)
     window_sales = window.filter(window._sale)

@@ -17,12 +17,12 @@ import ibis
 import ibis.expr.types as ir
 
 from tierwise.classify.grade import GRADES
-from tierwise.classify.rfm import CLASS8_EN, PROSPECTS
+from tierwise.classify.rfm import CLASS8, PROSPECTS
 from tierwise.config import Config
 from tierwise.errors import UserError
 from tierwise.history.stability import effective_cutoffs
+from tierwise.i18n import label
 from tierwise.store.runs import list_runs, run_config, runs_by_date
-from tierwise.store.snapshots import label
 from tierwise.workspace import Workspace
 
 # Best first. RFM segments: by how valuable and how engaged the R×F cell is.
@@ -41,7 +41,7 @@ ORDERS: dict[str, list[str]] = {
         "hibernating",
         PROSPECTS,
     ],
-    "rfm_class8": list(CLASS8_EN),
+    "rfm_class8": list(CLASS8.values()),
     "abc_class": ["A", "B", "C"],
     "value_tier": ["high", "medium", "low", "prospect"],
     "lifecycle_stage": ["mature", "active", "new", "at_risk", "churned", "prospect"],

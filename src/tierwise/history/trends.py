@@ -15,9 +15,9 @@ import ibis.expr.types as ir
 
 from tierwise.errors import UserError
 from tierwise.history.compare import COMPARABLE, ORDERS, new_in_class
+from tierwise.i18n import label
 from tierwise.store.compat import with_columns
 from tierwise.store.runs import runs_by_date
-from tierwise.store.snapshots import label
 from tierwise.workspace import Workspace
 
 TIMELINE_COLUMNS = ["grade", "rfm_segment", "rfm_class8", "abc_class", "value_tier", "lifecycle_stage", "loyalty"]

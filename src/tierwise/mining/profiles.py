@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from tierwise.mining.labels import word
+from tierwise.i18n import TYPICAL, word
 
 DOMINANT = ("rfm_segment", "grade", "province", "main_industry")
-TYPICAL = ("typical", "普通客户")  # a cluster that stands out on nothing
 
 
 @dataclass

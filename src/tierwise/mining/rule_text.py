@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from sklearn.tree import DecisionTreeClassifier
 
-from tierwise.mining.labels import column_label, unit
+from tierwise.i18n import column_label, unit
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 

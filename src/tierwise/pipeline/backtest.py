@@ -9,6 +9,8 @@ predicted CLV, the composite score of the weighted grade, monetary alone and the
 from __future__ import annotations
 
 import datetime as dt
+import json
+import uuid
 from typing import Any
 
 import ibis
@@ -17,17 +19,17 @@ import numpy as np
 from tierwise.clv import metrics
 from tierwise.clv.predict import predict
 from tierwise.clv.summary import rfm_summary
+from tierwise.engine import transaction
 from tierwise.errors import UserError
+from tierwise.pipeline.scratch import on_engine
+from tierwise.pipeline.snapshot import build_snapshot
+from tierwise.store.runs import canonical_tables
 from tierwise.workspace import Workspace
 
 RANKINGS = ("clv_predicted", "composite_score", "monetary", "rfm_score")
 
 
 def backtest(ws: Workspace, calibration_end: dt.date, holdout_end: dt.date | None = None) -> dict[str, Any]:
-    from tierwise.pipeline.execute import build_snapshot
-    from tierwise.pipeline.scratch import on_engine
-    from tierwise.store.runs import canonical_tables
-
     cfg = ws.config
     tables = canonical_tables(ws)
     orders = tables["orders"]
@@ -105,10 +107,6 @@ def backtest(ws: Workspace, calibration_end: dt.date, holdout_end: dt.date | Non
 
 def store(ws: Workspace, result: dict[str, Any]) -> str:
     """Keep a backtest's result in the workspace (table `backtests`) for the report's model page."""
-    import json
-    import uuid
-
-    from tierwise.engine import transaction
 
     backtest_id = dt.datetime.now().strftime("%Y%m%d%H%M%S") + "-" + uuid.uuid4().hex[:6]
     row = {

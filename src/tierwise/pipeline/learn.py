@@ -3,8 +3,8 @@
 cluster: explore clustering on a run's snapshot with the [cluster] settings overridden; stores nothing.
 classify: learn a target (a label column, or a future outcome from history), apply the model to every customer
 of a run and store it: a row in `learned_models` and the predictions in `learned_<model id>`, in one
-transaction; optionally the tree's rules appended to tierwise.toml as [[rules]] tags. `latest_learned` reads
-the latest stored model back (for `show` and the report).
+transaction; optionally the tree's rules appended to tierwise.toml as [[rules]] tags. The stored model is read
+back by store/learned.py (for `show`, the report and the dashboard).
 """
 
 from __future__ import annotations
@@ -30,6 +30,11 @@ from pydantic import BaseModel, ValidationError
 from tierwise.config import CONFIG_FILE, load_config, write_config_text
 from tierwise.engine import transaction
 from tierwise.errors import UserError
+from tierwise.i18n import FUTURE_CLASS_WORDS
+from tierwise.mining.cluster import fit_clusters
+from tierwise.mining.in_run import CONTEXT, summary
+from tierwise.mining.learn import apply_learned, learn_classes
+from tierwise.mining.rule_text import rules_toml
 from tierwise.mining.settings import ClassifySettings, ClusterSettings
 from tierwise.pipeline.targets import (
     FUTURE_CLASSES,
@@ -41,6 +46,8 @@ from tierwise.pipeline.targets import (
     label_target,
 )
 from tierwise.rules import check_rules
+from tierwise.store.learned import latest_learned
+from tierwise.store.runs import canonical_tables, latest_snapshot
 from tierwise.workspace import Workspace
 
 if TYPE_CHECKING:  # scikit-learn takes a second to import: only when something is fitted, not for quick errors
@@ -52,13 +59,6 @@ Step = Callable[[str], None]
 MIN_LABELLED = 20  # fewest labelled customers a classifier is fitted on
 MAX_CLASSES = 50  # more distinct labels than this: the column is not a class (an id, a name, an amount)
 RULE_PREFIX = "learned"
-# the classes of the future targets in the rule text: class → (English, Chinese)
-CLASS_WORDS: dict[str, tuple[str, str]] = {
-    "high_value": ("high value", "高价值"),
-    "other": ("other", "其他"),
-    "churned": ("churned", "流失"),
-    "retained": ("retained", "留存"),
-}
 
 
 def _quiet(_: str) -> None:
@@ -142,10 +142,6 @@ def explore_clusters(
 
     `strict`: (numeric, categorical) column names the user typed on the command line; unlike names in
     tierwise.toml (skipped with a note when absent), these must exist and be of the right kind."""
-    from tierwise.mining.cluster import fit_clusters
-    from tierwise.mining.in_run import CONTEXT, summary
-    from tierwise.store.runs import latest_snapshot
-
     lang = language or ws.config.workspace.language
     meta, snap = latest_snapshot(ws, run_id)
     schema = snap.schema()
@@ -243,8 +239,6 @@ def learn_and_store(
 
     Nothing is stored when anything fails: the checks come first, and the stored rows, the predictions table
     and the rewritten tierwise.toml are written together at the end (the file last, inside the transaction)."""
-    from tierwise.store.runs import canonical_tables, latest_snapshot
-
     target = settings.target
     future = target in FUTURE_KINDS
     if save_rules and settings.model != "tree":
@@ -288,8 +282,6 @@ def learn_and_store(
     else:
         x, y = label_target(today, target, _customers_frame(ws, target, set(schema.names)))
     _check_labels(target, y, future)
-
-    from tierwise.mining.learn import apply_learned, learn_classes
 
     on_step(f"fitting {'the models' if compare else settings.model} on {int(y.notna().sum()):,} customers")
     result = learn_classes(x, y, settings, compare=compare, positive=positive)
@@ -409,9 +401,9 @@ def _check_labels(target: str, y: pd.Series, future: bool) -> None:
 
 def _class_word(cls: str, language: str, future: bool) -> str | None:
     """A future target's class in words; a label column's classes are the user's own words."""
-    if not future or cls not in CLASS_WORDS:
+    if not future or cls not in FUTURE_CLASS_WORDS:
         return None
-    en, zh = CLASS_WORDS[cls]
+    en, zh = FUTURE_CLASS_WORDS[cls]
     return zh if language == "zh" else en
 
 
@@ -505,8 +497,6 @@ def _rules_file(
     A future target saves the rules of its positive class (who will be high value / churn); a label column the
     rules of every class. A rule with the name of one already in the file replaces it; rules left from an
     earlier save for the same classes (same prefix and class, a number no longer used) are removed."""
-    from tierwise.mining.rule_text import rules_toml
-
     path = ws.root / CONFIG_FILE
     saved = SavedRules(str(path))
     classes = [FUTURE_CLASSES[result.target][0]] if future else None
@@ -561,33 +551,6 @@ def _rules_file(
 
 
 # --- reading back -------------------------------------------------------------------------------------------
-
-
-def latest_learned(ws: Workspace, run_id: str | None = None) -> dict[str, Any] | None:
-    """The latest model `tierwise classify` stored for a run (default: the latest run), or None.
-
-    {"model_id", "run_id", "created_at", "target", "model", "calibration_end", "holdout_end" (dates or None),
-     "predictions_table" (customer_id, learned_class, learned_confidence), "payload": the parsed JSON (see
-     docs/classification.md: models → metrics/importances, rules with text_en/text_zh/expression, applied …)}"""
-    from tierwise.store.runs import latest_run_id
-
-    if run_id is None:
-        run_id = latest_run_id(ws)
-        if run_id is None:
-            return None
-    t = ws.table("learned_models")
-    rows = (
-        t.filter(t.run_id == run_id)
-        .order_by([t.created_at.desc(), t.model_id.desc()])
-        .limit(1)
-        .to_pyarrow()
-        .to_pylist()
-    )
-    if not rows:
-        return None
-    row = rows[0]
-    row["payload"] = json.loads(row["payload"])
-    return row
 
 
 def learned_for_customer(ws: Workspace, run_id: str, customer_id: str) -> dict[str, Any] | None:

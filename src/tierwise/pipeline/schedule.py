@@ -20,6 +20,9 @@ from typing import Any
 from tierwise.config import CONFIG_FILE, load_config
 from tierwise.errors import UserError
 from tierwise.history.settings import ScheduleSettings
+from tierwise.pipeline.execute import run_in_workspace
+from tierwise.store.lock import open_waiting
+from tierwise.store.runs import list_runs
 
 
 def _monthly(year: int, month: int, day: int, at: dt.time) -> dt.datetime:
@@ -84,9 +87,6 @@ def _settings(root: Path) -> ScheduleSettings:
 
 
 def _last_run(root: Path) -> dt.datetime | None:
-    from tierwise.store.lock import open_waiting
-    from tierwise.store.runs import list_runs
-
     ws = open_waiting(root, load_config(root / CONFIG_FILE).schedule.wait_seconds)
     try:
         return last_scheduled_run(list_runs(ws))
@@ -96,8 +96,6 @@ def _last_run(root: Path) -> dt.datetime | None:
 
 def run_due(root: Path, log: Callable[[str], None], now: dt.datetime | None = None) -> dict[str, Any] | None:
     """Run the main job if a slot is due; the run's summary (no customer data), or None when nothing was due."""
-    from tierwise.pipeline.execute import run_in_workspace
-
     s = _settings(root)
     now = now or dt.datetime.now()
     if not is_due(s, now, _last_run(root)):

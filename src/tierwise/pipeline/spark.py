@@ -21,6 +21,9 @@ import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 import pyarrow as pa
 
+from tierwise.money import MONEY
+from tierwise.schema import TABLES
+
 if TYPE_CHECKING:
     from ibis.backends.pyspark import Backend as SparkBackend
     from pyspark.sql import SparkSession
@@ -77,6 +80,7 @@ def local_session(app_name: str = "tierwise", *, cores: int = 2, conf: dict[str,
     If a Spark session already runs in this process, Spark reuses it: settings fixed when the JVM starts
     (memory, logging) then stay as they were.
     """
+    # lazy: PySpark (and the JVM behind it) is loaded only when Spark is used; DuckDB users never need Java.
     from pyspark.sql import SparkSession
 
     # Spark otherwise looks up the machine's host name, warns when it resolves to loopback and fails when
@@ -118,6 +122,7 @@ def cache_checkpoint(stage: str, t: ir.Table) -> ir.Table:
 
 
 def _spark_type(dtype: dt.DataType) -> DataType:
+    # lazy: PySpark (and the JVM behind it) is loaded only when Spark is used; DuckDB users never need Java.
     from ibis.backends.pyspark.datatypes import PySparkType
     from pyspark.sql import types as st
 
@@ -133,6 +138,7 @@ def _spark_type(dtype: dt.DataType) -> DataType:
 
 
 def spark_schema(schema: ibis.Schema) -> StructType:
+    # lazy: PySpark (and the JVM behind it) is loaded only when Spark is used; DuckDB users never need Java.
     from pyspark.sql import types as st
 
     return st.StructType([st.StructField(name, _spark_type(dtype), True) for name, dtype in schema.items()])
@@ -168,6 +174,7 @@ def session_for(settings: SparkSettings) -> SparkSession:
         cores = match.group(1) or "1"
         count = (os.cpu_count() or 1) if cores == "*" else int(cores)
         return local_session(cores=count, conf=settings.conf)
+    # lazy: PySpark (and the JVM behind it) is loaded only when Spark is used; DuckDB users never need Java.
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.appName("tierwise")
@@ -210,9 +217,6 @@ def run_tables(
 def _exact_money(name: str, t: ir.Table) -> ir.Table:
     """Money columns as the workspace stores them (decimal(18,4)): a table named in [engine.spark] tables may
     hold doubles or other decimals, and the sums must be exact, and the same as DuckDB's, either way."""
-    from tierwise.money import MONEY
-    from tierwise.schema import TABLES
-
     spec = TABLES.get(name)
     if spec is None:
         return t

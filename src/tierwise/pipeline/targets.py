@@ -19,6 +19,7 @@ import pandas as pd
 
 from tierwise.config import Config
 from tierwise.errors import UserError
+from tierwise.pipeline.snapshot import build_snapshot
 
 FutureKind = Literal["future-high-value", "future-churn"]
 FUTURE_KINDS: tuple[FutureKind, ...] = ("future-high-value", "future-churn")
@@ -111,8 +112,6 @@ def future_target(
 
     future-high-value: the top `high_value_share` of these customers by net revenue in the holdout (ties at
     the cut all count; no revenue is never high value). future-churn: no purchase in the holdout."""
-    from tierwise.pipeline.execute import build_snapshot  # run imports the whole pipeline; only needed here
-
     if kind not in FUTURE_CLASSES:
         raise UserError(f"classify: unknown target '{kind}'; allowed: {', '.join(FUTURE_KINDS)} or a label column")
     if holdout_end <= calibration_end:

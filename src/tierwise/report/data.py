@@ -1,7 +1,7 @@
 """The report's numbers, read from the workspace and aggregated by the engine (Ibis); no labels, no language.
 
-`report.py` turns these into captions and chart data. Everything here returns plain Python numbers, lists and
-dicts, and never more rows than a chart has bars.
+The report's charts and pages (report/charts.py, report/pages/) turn these into captions and chart data.
+Everything here returns plain Python numbers, lists and dicts, and never more rows than a chart has bars.
 """
 
 from __future__ import annotations
@@ -95,23 +95,6 @@ def p_alive_counts(snap: ir.Table, bins: int = P_ALIVE_BINS) -> list[int]:
     return histogram(snap, "p_alive", bins, 0.0, 1.0)
 
 
-def run_models(meta: dict[str, Any]) -> dict[str, Any]:
-    """The run's `models` column: {"params": {"transactions": {...}, "spend": {...}}, "notes": [...]}.
-
-    Runs made before the models existed have no such column (or an empty one): no parameters, no notes.
-    """
-    text = meta.get("models")
-    try:
-        models = json.loads(text) if text else {}
-    except (TypeError, ValueError):
-        models = {}
-    if not isinstance(models, dict):
-        models = {}
-    params = models.get("params") if isinstance(models.get("params"), dict) else {}
-    notes = [str(n) for n in models.get("notes") or [] if n]
-    return {"params": params, "notes": notes}
-
-
 def latest_backtest(ws: Workspace) -> dict[str, Any] | None:
     """The result of the newest `tierwise backtest` (by created_at), or None: none made, or a workspace from before
     backtests were kept (no `backtests` table)."""
@@ -132,18 +115,6 @@ def latest_backtest(ws: Workspace) -> dict[str, Any] | None:
     return result
 
 
-def run_clusters(meta: dict[str, Any]) -> dict[str, Any] | None:
-    """The clustering summary the run kept in its `models` column (mining.in_run.summary), or None: clustering
-    was off, or the run was made before clustering existed."""
-    text = meta.get("models")
-    try:
-        models = json.loads(text) if text else {}
-    except (TypeError, ValueError):
-        return None
-    clusters = models.get("clusters") if isinstance(models, dict) else None
-    return clusters if isinstance(clusters, dict) else None
-
-
 def cluster_counts(snap: ir.Table) -> dict[int, dict[str, float]]:
     """Customers and revenue per cluster of the snapshot (customers not clustered left out); empty when the
     snapshot has no `cluster` column."""
@@ -155,49 +126,6 @@ def cluster_counts(snap: ir.Table) -> dict[int, dict[str, float]]:
         int(r["code"]): {"customers": int(r["customers"]), "revenue": float(r["revenue"] or 0.0)}
         for r in g.to_pyarrow().to_pylist()
     }
-
-
-def latest_learned(ws: Workspace, run_id: str) -> dict[str, Any] | None:
-    """The newest learned classification model of a run (`tierwise classify`), or None when none was learned for
-    it: the stored payload (LearnResult in both languages: target, model, models → metrics and importances,
-    rules with text_en / text_zh, notes) with the row's model_id, predictions_table and periods added.
-
-    Read through mining.commands.latest_learned; where that is missing (an older tierwise), straight from the
-    `learned_models` table when there is one."""
-    try:
-        from tierwise.pipeline.learn import latest_learned as stored_model
-    except ImportError:
-        row = _learned_row(ws, run_id)
-    else:
-        row = stored_model(ws, run_id)
-    if not isinstance(row, dict):
-        return None
-    payload = row.get("payload")
-    if not isinstance(payload, dict):
-        return None
-    payload = dict(payload)
-    for key in ("model_id", "target", "model", "predictions_table", "calibration_end", "holdout_end", "created_at"):
-        if row.get(key) is not None:
-            payload.setdefault(key, str(row[key]))
-    if not (payload.get("models") or payload.get("rules")):
-        return None
-    return payload
-
-
-def _learned_row(ws: Workspace, run_id: str) -> dict[str, Any] | None:
-    if "learned_models" not in ws.con.list_tables():
-        return None
-    t = ws.table("learned_models")
-    if not {"run_id", "created_at", "payload"} <= set(t.columns):
-        return None
-    rows = t.filter(t.run_id == run_id).order_by(t.created_at.desc()).limit(1).to_pyarrow().to_pylist()
-    if not rows:
-        return None
-    try:
-        payload = json.loads(rows[0]["payload"])
-    except (TypeError, ValueError):
-        return None
-    return {**rows[0], "payload": payload}
 
 
 def learned_counts(ws: Workspace, snap: ir.Table, table: str | None) -> list[dict[str, Any]]:

@@ -145,6 +145,14 @@ def run_clusters(meta: dict[str, Any]) -> dict[str, Any] | None:
     return clusters if isinstance(clusters, dict) else None
 
 
+def clv_fits(meta: dict[str, Any]) -> dict[str, Any]:
+    """The CLV models a run fitted: {"params": {"transactions": {...}, "spend": {...}}, "notes": [...]}; no
+    parameters and no notes for runs made before the models existed. Read-only: the parameters may be shared."""
+    models = run_models(str(meta.get("models") or "{}"))
+    params = models.get("params") if isinstance(models.get("params"), dict) else {}
+    return {"params": params, "notes": [str(n) for n in models.get("notes") or [] if n]}
+
+
 @functools.lru_cache(maxsize=64)
 def run_models(text: str) -> dict[str, Any]:
     """A run's `models` JSON, parsed once per text (a dashboard reads the same run's for every customer): the

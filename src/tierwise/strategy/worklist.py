@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Any
 import ibis
 
 from tierwise.errors import UserError
+from tierwise.i18n import label as class_label
+from tierwise.i18n import strategy_label
 from tierwise.store.compat import with_columns
 from tierwise.store.runs import latest_snapshot, run_config
-from tierwise.store.snapshots import label as class_label
 from tierwise.strategy.cross_sell import cross_sell, similarity_column
-from tierwise.strategy.playbook import PLAYBOOK_COLUMNS, PlaybookRule, apply_playbook, label
+from tierwise.strategy.playbook import PLAYBOOK_COLUMNS, PlaybookRule, apply_playbook
 
 if TYPE_CHECKING:
     import ibis.expr.types as ir
@@ -159,9 +160,9 @@ def build_worklist(
             if column in r:
                 r[f"{column}_label"] = class_label(column, r[column], lang)
         r["strategy_label"] = names.get(r.get("strategy") or "", r.get("strategy") or "—")
-        r["action_label"] = label("action", r.get("next_action"), lang)
-        r["service_level_label"] = label("service_level", r.get("service_level"), lang)
-        r["channel_label"] = label("channel", r.get("channel"), lang)
+        r["action_label"] = strategy_label("action", r.get("next_action"), lang)
+        r["service_level_label"] = strategy_label("service_level", r.get("service_level"), lang)
+        r["channel_label"] = strategy_label("channel", r.get("channel"), lang)
         r["cross_sell"] = suggestions.get(r["customer_id"], [])
         del r["owner"]
         group["rows"].append(r)

@@ -2,7 +2,7 @@
 
 Their numbers come from the service functions behind the JSON twins (GET /api/v1/overview, /segments/{column},
 /customers, /customers/{id}, /history/compare, /history/trends, /models); the charts are drawn from the
-report's own chart data (tierwise.report.render, tierwise.report.history) by /static/charts.js.
+report's own chart data (tierwise.report.charts, tierwise.report.pages) by /static/charts.js.
 """
 
 from __future__ import annotations
@@ -13,10 +13,13 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from tierwise.errors import UserError
-from tierwise.mining import labels as mining_labels
-from tierwise.report import history as report_history
-from tierwise.report import render as report
-from tierwise.store.snapshots import TITLES, label
+from tierwise.i18n import TITLES, heading, label
+from tierwise.report.charts import dist_chart
+from tierwise.report.language import TEXT, ReportLanguage
+from tierwise.report.pages.clusters import cluster_page
+from tierwise.report.pages.history import migration_caption, migration_charts, migration_kpis, trend_chart
+from tierwise.report.pages.learned import learned_page
+from tierwise.report.pages.models import model_page
 from tierwise.web.cache import cache_for
 from tierwise.web.pages._base import Page, PageError, router, view
 from tierwise.web.services import customers as customer_service
@@ -37,44 +40,6 @@ OVERVIEW_CHARTS = {
     "loyalty": "loyalty",
 }
 
-# column → (English, Chinese) for table headers; others from the mining labels or the class titles
-COLUMN_LABELS: dict[str, tuple[str, str]] = {
-    "customer_id": ("Customer", "客户编号"),
-    "name": ("Name", "客户名称"),
-    "province": ("Province", "省份"),
-    "main_industry": ("Industry", "行业"),
-    "owner": ("Owner", "负责人"),
-    "priority_rank": ("Priority", "优先级"),
-    "grade": ("Grade", "等级"),
-    "composite_score": ("Score", "综合得分"),
-    "monetary": ("Revenue", "收入"),
-    "frequency": ("Purchases", "购买次数"),
-    "recency_days": ("Days since last", "距上次购买天数"),
-    "rfm_segment": ("RFM segment", "RFM分群"),
-    "abc_class": ("ABC", "ABC分类"),
-    "value_tier": ("Value tier", "价值分层"),
-    "lifecycle_stage": ("Lifecycle", "生命周期"),
-    "clv_predicted": ("Predicted CLV", "预测CLV"),
-    "next_action": ("Next action", "下一步行动"),
-    "satisfaction_level": ("Satisfaction", "满意度"),
-    "satisfaction": ("Satisfaction score", "满意度评分"),
-    "cluster": ("Cluster", "聚类编号"),
-    "strategy": ("Strategy", "策略"),
-    "tags": ("Tags", "标签"),
-    "phone": ("Phone", "电话"),
-    "email": ("E-mail", "电子邮箱"),
-}
-
-
-def column_label(column: str, lang: str) -> str:
-    if column in COLUMN_LABELS:
-        en, zh = COLUMN_LABELS[column]
-        return zh if lang == "zh" else en
-    if column in TITLES:
-        en, zh = TITLES[column]
-        return zh if lang == "zh" else en
-    return mining_labels.column_label(column, lang)
-
 
 def _int(request: Request, name: str, default: int, low: int = 1, high: int = 10**9) -> int:
     try:
@@ -84,11 +49,11 @@ def _int(request: Request, name: str, default: int, low: int = 1, high: int = 10
     return max(low, min(high, value))
 
 
-def _lang(page: Page) -> report.ReportLanguage:
-    return report.ReportLanguage(page.lang, page.ws.config.workspace.currency)
+def _lang(page: Page) -> ReportLanguage:
+    return ReportLanguage(page.lang, page.ws.config.workspace.currency)
 
 
-def _kpi_text(k: dict[str, Any], lang: report.ReportLanguage) -> tuple[str, str]:
+def _kpi_text(k: dict[str, Any], lang: ReportLanguage) -> tuple[str, str]:
     """(value, change) as shown on a KPI card."""
     value, change, fmt = k["value"], k["change"], k["format"]
     if value is None:
@@ -125,7 +90,7 @@ def overview_page(request: Request) -> Response:
         sections = []
         for column, d in data["distributions"].items():
             key = OVERVIEW_CHARTS.get(column, column)
-            p.charts[key] = report.dist_chart(d["rows"], lang)
+            p.charts[key] = dist_chart(d["rows"], lang)
             sections.append({"key": key, "column": column, "title": d["title"], "rows": d["rows"],
                              "group": p.t("class")})  # fmt: skip
         p.charts["heatmap"] = data["heatmap"]
@@ -134,9 +99,9 @@ def overview_page(request: Request) -> Response:
         breakdowns = []
         for key, part in (("regions", data["regions"]), ("industries", data["industries"])):
             if part:
-                p.charts[key] = report.dist_chart(part["rows"], lang)
+                p.charts[key] = dist_chart(part["rows"], lang)
                 breakdowns.append({"key": key, "title": part["title"], "rows": part["rows"],
-                                   "group": column_label(part["column"], p.lang)})  # fmt: skip
+                                   "group": heading(part["column"], p.lang)})  # fmt: skip
         if data.get("clv"):
             p.charts["clv"] = data["clv"]
         return {"data": data, "kpis": kpis, "sections": sections, "breakdowns": breakdowns,
@@ -155,7 +120,7 @@ def segments_page(request: Request) -> Response:
         columns = [c for c in segment_service.CLASS_COLUMNS if c in snap.columns]
         column = request.query_params.get("column") or ("grade" if "grade" in columns else columns[0])
         data = segment_service.segments(p.ws, column, language=p.lang)
-        p.charts["segment"] = report.dist_chart(data["classes"], _lang(p))
+        p.charts["segment"] = dist_chart(data["classes"], _lang(p))
         members = None
         code: str | None = None
         if "code" in request.query_params:
@@ -166,7 +131,7 @@ def segments_page(request: Request) -> Response:
             )  # fmt: skip
         tabs = [{"column": c, "title": TITLES.get(c, (c, c))[1 if p.lang == "zh" else 0]} for c in columns]
         return {"data": data, "tabs": tabs, "column": column, "members": members, "code": code,
-                "column_label": lambda c: column_label(c, p.lang)}  # fmt: skip
+                "column_label": lambda c: heading(c, p.lang)}  # fmt: skip
 
     return view(request, "viewer", "segments.html", build)
 
@@ -196,7 +161,7 @@ def customers_page(request: Request) -> Response:
             "sort_column": (data["sort"] if not error else sort).lstrip("-"),
             "descending": (data["sort"] if not error else sort).startswith("-"), "page_size": size,
             "page_sizes": PAGE_SIZES, "sortable": sortable, "error": error, "status": 400 if error else 200,
-            "column_label": lambda c: column_label(c, p.lang),
+            "column_label": lambda c: heading(c, p.lang),
         }  # fmt: skip
 
     return view(request, "viewer", "customers.html", build)
@@ -228,7 +193,7 @@ def customer_page(request: Request, customer_id: str) -> Response:
             ],
             "timeline": timeline,
             "timeline_columns": timeline_columns,
-            "column_label": lambda c: column_label(c, p.lang),
+            "column_label": lambda c: heading(c, p.lang),
             "label": lambda c, v: label(c, v, p.lang),
         }
 
@@ -253,20 +218,20 @@ def history_page(request: Request) -> Response:
             migration = None
         kpis: list[dict[str, str]] = []
         if migration is not None:
-            p.charts["sankey"], p.charts["matrix"] = report_history._migration_charts(migration, lang)
-            kpis = report_history._migration_kpis(migration, lang)
+            p.charts["sankey"], p.charts["matrix"] = migration_charts(migration, lang)
+            kpis = migration_kpis(migration, lang)
         trends = None
         try:
             trends = history_service.trends(p.ws, column, language=p.lang)
             if len(trends["runs"]) >= 2:
-                p.charts["trend"] = report_history._trend_chart(trends, lang)
+                p.charts["trend"] = trend_chart(trends, lang)
             else:
                 trends = None
         except UserError:
             trends = None
         tabs = [{"column": c, "title": TITLES.get(c, (c, c))[1 if p.lang == "zh" else 0]} for c in columns]
         return {"migration": migration, "kpis": kpis, "trends": trends, "tabs": tabs, "column": column,
-                "caption": report_history._migration_caption(migration, lang) if migration else None}  # fmt: skip
+                "caption": migration_caption(migration, lang) if migration else None}  # fmt: skip
 
     return view(request, "viewer", "history.html", build)
 
@@ -282,22 +247,22 @@ def models_page(request: Request) -> Response:
         run = str(meta["run_id"])
         config = cache_for(p.ws).config(p.ws, run)
         parts: list[dict[str, Any]] = []
-        found = report.model_page(p.ws, snap, meta, config, lang)
+        found = model_page(p.ws, snap, meta, config, lang)
         if found is not None:
             caption, content, charts = found
             p.charts.update(charts)
             parts.append({"id": "clv", "title": p.t.clv_models, "caption": caption, "model": content})
-        found = report.cluster_page(snap, meta, lang)
+        found = cluster_page(snap, meta, lang)
         if found is not None:
             caption, content, charts = found
             p.charts.update(charts)
             parts.append({"id": "clusters", "title": p.t.clusters, "caption": caption, "clusters": content})
-        found = report.learned_page(p.ws, snap, run, lang)
+        found = learned_page(p.ws, snap, run, lang)
         if found is not None:
             caption, content, charts = found
             p.charts.update(charts)
             parts.append({"id": "learned", "title": p.t.learned, "caption": caption, "learned": content})
         return {"parts": parts, "run_id": run, "as_of": meta["as_of"],
-                "rt": {key: lang.t(key) for key in report.TEXT if "{" not in report.TEXT[key][0]}}  # fmt: skip
+                "rt": {key: lang.t(key) for key in TEXT if "{" not in TEXT[key][0]}}  # fmt: skip
 
     return view(request, "viewer", "models.html", build)

@@ -16,9 +16,10 @@ from typing import Any
 import ibis.expr.types as ir
 
 from tierwise.errors import UserError
+from tierwise.i18n import LABELS, label, strategy_label
+from tierwise.report.explain import explain_customer
+from tierwise.report.summaries import class8_reference
 from tierwise.rules import compile_expression
-from tierwise.store.snapshots import LABELS, class8_reference, explain_customer, label
-from tierwise.strategy import playbook
 from tierwise.web.cache import BUILDING, cache_for
 from tierwise.web.services._common import check_page, cluster_names, jsonable, language_of, pages
 from tierwise.workspace import Workspace
@@ -164,7 +165,7 @@ def add_labels(row: dict[str, Any], language: str, clusters: dict[str, str] | No
         elif column in LABELS:
             row[f"{column}_label"] = label(column, row[column], language)
         elif column == "next_action":
-            row["next_action_label"] = playbook.label("action", row[column], language)
+            row["next_action_label"] = strategy_label("action", row[column], language)
     return row
 
 
@@ -355,7 +356,7 @@ def customer_detail(
     {run_id, as_of, customer_id, profile (the customers-table record: contact data, attributes), scores (the
     snapshot row: every measure, score and class), labels ({class column: label}), grade ({score, grade,
     priority_rank, indicators: [{name, label, weight, weight_share, score, points}]} or None for runs without
-    the composite grade), reasons (show.explain_customer), timeline (history.trends.timeline, or None),
+    the composite grade), reasons (report.explain.explain_customer), timeline (history.trends.timeline, or None),
     next_action ({strategy, strategy_label, action, action_label, service_level(_label), channel(_label),
     contact_every_days, budget_per_customer, reason} or None), cross_sell ([{rank, category, support, buyers}]),
     learned ({model_id, target, model, class, confidence} or None), notes}."""
@@ -475,11 +476,11 @@ def _next_action(
         "strategy": strategy,
         "strategy_label": names.get(strategy or "", strategy or "—"),
         "action": source.get("next_action"),
-        "action_label": playbook.label("action", source.get("next_action"), language),
+        "action_label": strategy_label("action", source.get("next_action"), language),
         "service_level": source.get("service_level"),
-        "service_level_label": playbook.label("service_level", source.get("service_level"), language),
+        "service_level_label": strategy_label("service_level", source.get("service_level"), language),
         "channel": source.get("channel"),
-        "channel_label": playbook.label("channel", source.get("channel"), language),
+        "channel_label": strategy_label("channel", source.get("channel"), language),
         "contact_every_days": source.get("contact_every_days"),
         "budget_per_customer": source.get("budget_per_customer"),
         "reason": source.get("action_reason"),
@@ -543,7 +544,7 @@ def _cross_sell_table(
 
 
 def _learned(ws: Workspace, run_id: str, row: dict[str, Any], customer_id: str) -> dict[str, Any] | None:
-    from tierwise.pipeline.learn import latest_learned
+    from tierwise.store.learned import latest_learned
 
     cache = cache_for(ws)
     model = cache.value(("learned", run_id), lambda: latest_learned(ws, run_id))

@@ -1,7 +1,8 @@
 """The overview page: key figures with the change since the previous run, and the report's charts as data.
 
-The distributions, breakdowns, R×F heatmap and Pareto curve are the HTML report's own (tierwise.report.render), so the
-dashboard, its JSON twin and `tierwise report` show the same numbers. A run's overview never changes once the
+The key figures are the report's headline figures (tierwise.report.figures); the distributions, breakdowns, R×F
+heatmap and Pareto curve are the report's charts (tierwise.report.charts), so the dashboard, its JSON twin and
+`tierwise report` show the same numbers. A run's overview never changes once the
 run is stored: callers may cache it by (run_id, language).
 """
 
@@ -10,20 +11,19 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-import ibis.expr.types as ir
-
-from tierwise.money import exact_total
-from tierwise.report import render as report
+from tierwise.i18n import TITLES
+from tierwise.report.charts import breakdown, clv_chart, distribution, heatmap, pareto_points, value_at
 from tierwise.report.data import predictive_totals
+from tierwise.report.figures import headline_figures
+from tierwise.report.language import ReportLanguage
 from tierwise.store.runs import previous_runs
-from tierwise.store.snapshots import TITLES
 from tierwise.web.cache import cache_for
 from tierwise.web.services._common import jsonable, language_of
 from tierwise.workspace import Workspace
 
 DISTRIBUTIONS = ("grade", "rfm_segment", "rfm_class8", "abc_class", "value_tier", "lifecycle_stage", "loyalty")
 
-# key → (English, Chinese, format); format: count, money, score or share
+# key of report.figures.headline_figures → (English, Chinese, format); format: count, money, score or share
 KPIS: dict[str, tuple[str, str, str]] = {
     "customers": ("Customers", "客户总数", "count"),
     "buyers": ("Buyers", "有购买客户", "count"),
@@ -39,45 +39,6 @@ KPIS: dict[str, tuple[str, str, str]] = {
     "clv_predicted": ("Predicted CLV, total", "预测CLV合计", "money"),
     "overdue": ("Overdue amount", "逾期金额", "money"),
 }
-
-
-def kpi_values(snap: ir.Table) -> dict[str, float | int | None]:
-    """The figures of KPIS that the snapshot has columns for, in one query (None: no value, e.g. no grade)."""
-    s, cols = snap, set(snap.columns)
-    aggs: dict[str, Any] = {
-        "customers": s.count(),
-        "buyers": s.count(where=s.recency_days.notnull()),
-        # Totals people compare with their books: added up exactly (tierwise.money).
-        "revenue": exact_total(s.monetary),
-    }
-    if "profit" in cols:
-        aggs["profit"] = exact_total(s.profit)
-    if "grade" in cols:
-        aggs["grade_a"] = s.count(where=s.grade == "A")
-    if "abc_class" in cols:
-        aggs["abc_a"] = s.count(where=s.abc_class == "A")
-    if "composite_score" in cols:
-        aggs["avg_score"] = s.composite_score.mean()
-    if "lifecycle_stage" in cols:
-        aggs["active"] = s.count(where=s.lifecycle_stage.isin(["new", "active", "mature"]))
-        aggs["at_risk"] = s.count(where=s.lifecycle_stage == "at_risk")
-        aggs["churned"] = s.count(where=s.lifecycle_stage == "churned")
-    if "clv_historical" in cols:
-        aggs["clv_historical"] = s.clv_historical.sum()
-    if "clv_predicted" in cols:
-        aggs["clv_predicted"] = s.clv_predicted.sum()
-    if "overdue_amount" in cols:
-        aggs["overdue"] = exact_total(s.overdue_amount)
-    row = s.aggregate(**aggs).to_pyarrow().to_pylist()[0]
-    out: dict[str, float | int | None] = {}
-    for key, value in row.items():
-        if value is None:
-            out[key] = None
-        elif KPIS[key][2] == "count":
-            out[key] = int(value)
-        else:
-            out[key] = float(value)
-    return out
 
 
 def kpis(current: dict[str, Any], previous: dict[str, Any] | None, language: str) -> list[dict[str, Any]]:
@@ -103,7 +64,7 @@ def kpis(current: dict[str, Any], previous: dict[str, Any] | None, language: str
     return out
 
 
-def _chart(key: str, lang: Any, **data: Any) -> dict[str, Any]:
+def _chart(key: str, lang: ReportLanguage, **data: Any) -> dict[str, Any]:
     return {"id": key, "title": lang.t(key), **data}
 
 
@@ -130,7 +91,7 @@ def _overview(ws: Workspace, meta: dict[str, Any], lang_code: str, currency: str
     snap = ws.table(str(meta["snapshot_table"]))
     run = str(meta["run_id"])
     config = cache_for(ws).config(ws, run)
-    lang = report.ReportLanguage(lang_code, currency)
+    lang = ReportLanguage(lang_code, currency)
     cols = set(snap.columns)
 
     before = previous_runs(ws, meta["as_of"], 1)
@@ -138,22 +99,22 @@ def _overview(ws: Workspace, meta: dict[str, Any], lang_code: str, currency: str
     previous_values = None
     if before:
         previous = {"run_id": before[0]["run_id"], "as_of": before[0]["as_of"]}
-        previous_values = kpi_values(ws.table(str(before[0]["snapshot_table"])))
+        previous_values = headline_figures(ws.table(str(before[0]["snapshot_table"])))
 
     distributions = {
-        c: {"id": c, "title": TITLES[c][1 if lang.zh else 0], "rows": report.distribution(snap, c, lang)}
+        c: {"id": c, "title": TITLES[c][1 if lang.zh else 0], "rows": distribution(snap, c, lang)}
         for c in DISTRIBUTIONS
         if c in cols
     }
-    curve = report.pareto_points(ws, snap, str(meta["snapshot_table"]), config.abc.by)
+    curve = pareto_points(ws, snap, str(meta["snapshot_table"]), config.abc.by)
     industry = "main_industry" if "main_industry" in cols else "industry_code"
     data: dict[str, Any] = {
         "run": {"run_id": run, "as_of": meta["as_of"], "customers": int(meta["customers"]), "previous_run": previous},
         "language": lang_code,
         "currency": currency,
-        "kpis": kpis(kpi_values(snap), previous_values, lang_code),
+        "kpis": kpis(headline_figures(snap), previous_values, lang_code),
         "distributions": distributions,
-        "heatmap": _chart("rf_heatmap", lang, **report.heatmap(snap, lang)),
+        "heatmap": _chart("rf_heatmap", lang, **heatmap(snap, lang)),
         "pareto": _chart(
             "pareto",
             lang,
@@ -161,17 +122,17 @@ def _overview(ws: Workspace, meta: dict[str, Any], lang_code: str, currency: str
             y=[p["value_share"] for p in curve],
             value=config.abc.by,
             cutoffs=[config.abc.a_cutoff, config.abc.b_cutoff],
-            top20_share=report.value_at(curve, 0.2),
+            top20_share=value_at(curve, 0.2),
             x_axis=lang.t("cum_customers"),
             y_axis=lang.t("cum_value", value=lang.t("revenue" if config.abc.by == "monetary" else "profit")),
         ),
-        "regions": _chart("region", lang, column="province", rows=report.breakdown(snap, "province", lang))
+        "regions": _chart("region", lang, column="province", rows=breakdown(snap, "province", lang))
         if "province" in cols
         else None,
-        "industries": _chart("industry", lang, column=industry, rows=report.breakdown(snap, industry, lang))
+        "industries": _chart("industry", lang, column=industry, rows=breakdown(snap, industry, lang))
         if industry in cols
         else None,
-        "clv": report.clv_chart(snap, lang) if "clv_historical" in cols else None,
+        "clv": clv_chart(snap, lang) if "clv_historical" in cols else None,
         "predicted": predictive_totals(snap),
     }
     return jsonable(data)

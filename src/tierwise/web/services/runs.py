@@ -10,6 +10,8 @@ from typing import Any
 
 from tierwise.errors import UserError
 from tierwise.report import data as report_data
+from tierwise.store.learned import learned_payload
+from tierwise.store.runs import clv_fits, run_clusters
 from tierwise.web.services._common import jsonable, parse_json
 from tierwise.workspace import Workspace
 
@@ -83,11 +85,11 @@ def models(ws: Workspace, run_id: str | None = None) -> dict[str, Any]:
         {
             "run_id": run,
             "as_of": meta["as_of"],
-            "clv": report_data.run_models(meta),
+            "clv": clv_fits(meta),
             "predicted": report_data.predictive_totals(snap),
             "backtest": report_data.latest_backtest(ws),
-            "clusters": report_data.run_clusters(meta),
-            "learned": report_data.latest_learned(ws, run),
+            "clusters": run_clusters(meta),
+            "learned": learned_payload(ws, run),
         }
     )
 

@@ -10,9 +10,11 @@ import ibis
 import ibis.expr.types as ir
 
 from tierwise.errors import UserError
-from tierwise.report import render as report
-from tierwise.store.snapshots import SUMMARIES, TITLES
-from tierwise.strategy import playbook
+from tierwise.i18n import TITLES, strategy_label
+from tierwise.report.charts import distribution
+from tierwise.report.language import ReportLanguage
+from tierwise.store.snapshots import SUMMARIES
+from tierwise.strategy.settings import ACTIONS
 from tierwise.web.cache import cache_for
 from tierwise.web.services._common import cluster_names, jsonable, language_of
 from tierwise.web.services.customers import query_customers
@@ -45,8 +47,8 @@ def segments(
     meta, snap = cache_for(ws).snapshot(ws, run_id)
     _check_column(column, snap)
     config = cache_for(ws).config(ws, str(meta["run_id"]))
-    lang = report.ReportLanguage(lang_code, ws.config.workspace.currency)
-    rows = report.distribution(snap, column, lang)
+    lang = ReportLanguage(lang_code, ws.config.workspace.currency)
+    rows = distribution(snap, column, lang)
     if column == "cluster_name":  # the snapshot holds the names in the workspace's language
         names_in_lang = cluster_names([meta], lang_code)
         for r in rows:
@@ -55,7 +57,7 @@ def segments(
     names = {r.name: r.display_label(lang_code) for r in config.playbook}
     order = {r.name: i for i, r in enumerate(config.playbook)}
     strategy = _most_common(snap, column, "strategy", order)
-    actions = _most_common(snap, column, "next_action", {a: i for i, a in enumerate(playbook.ACTIONS)})
+    actions = _most_common(snap, column, "next_action", {a: i for i, a in enumerate(ACTIONS)})
     for r in rows:
         key = None if r["code"] is None else str(r["code"])
         s, s_n = strategy.get(key, (None, 0))
@@ -65,7 +67,7 @@ def segments(
             strategy_label=None if s is None else names.get(s, s),
             strategy_share=s_n / r["customers"] if r["customers"] else 0.0,
             next_action=a,
-            action_label=None if a is None else playbook.label("action", a, lang_code),
+            action_label=None if a is None else strategy_label("action", a, lang_code),
             action_share=a_n / r["customers"] if r["customers"] else 0.0,
         )
     return jsonable(

@@ -30,6 +30,7 @@ import shutil
 import threading
 import tomllib
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from tierwise.cancel import checkpoint
 from tierwise.config import CONFIG_FILE, Config, load_config, toml_value
 from tierwise.errors import UserError
+from tierwise.i18n import label, strategy_label
 from tierwise.web.services._common import jsonable, language_of, parse_json
 from tierwise.workspace import Workspace
 
@@ -134,15 +136,15 @@ def read_settings(ws: Workspace) -> dict[str, Any]:
     """{path (tierwise.toml, relative to the workspace: no server folders), version (changes when the file does),
     language, currency, grade (with `weights` by indicator), abc, value, lifecycle, strategy, rules, playbook,
     choices (allowed codes and their labels)}."""
-    from tierwise.strategy.playbook import ACTIONS, CHANNELS, SERVICE_LEVELS
+    from tierwise.strategy.settings import ACTIONS, CHANNELS, SERVICE_LEVELS
 
     path = config_path(ws)
     text = path.read_text(encoding="utf-8")
     cfg = current_config(ws)
     lang = cfg.workspace.language
 
-    def codes(table: dict[str, tuple[str, str]]) -> list[dict[str, str]]:
-        return [{"code": k, "label": zh if lang == "zh" else en} for k, (en, zh) in table.items()]
+    def codes(kind: str, allowed: Sequence[str]) -> list[dict[str, str]]:
+        return [{"code": k, "label": strategy_label(kind, k, lang)} for k in allowed]
 
     return jsonable(
         {
@@ -156,9 +158,9 @@ def read_settings(ws: Workspace) -> dict[str, Any]:
                 "grade.normalise": ["percentile", "minmax"],
                 "abc.by": ["monetary", "profit"],
                 "value.by": ["monetary", "profit", "clv_predicted"],
-                "playbook.action": codes(ACTIONS),
-                "playbook.service_level": codes(SERVICE_LEVELS),
-                "playbook.channel": codes(CHANNELS),
+                "playbook.action": codes("action", ACTIONS),
+                "playbook.service_level": codes("service_level", SERVICE_LEVELS),
+                "playbook.channel": codes("channel", CHANNELS),
             },
         }
     )
@@ -240,7 +242,7 @@ def _candidate(
     so that they do not stay on the dashboard's connection."""
     from tierwise.clv.predict import SCHEMA as PREDICTIONS
     from tierwise.clv.predict import empty as no_predictions
-    from tierwise.pipeline.execute import build_snapshot
+    from tierwise.pipeline.snapshot import build_snapshot
     from tierwise.store.runs import canonical_tables, previous_runs, run_config
     from tierwise.strategy.playbook import apply_playbook, check_playbook
 
@@ -299,7 +301,6 @@ def preview_settings(
     settings_changed: [{key, before, after}]}. Grades of customers without one are null ("—"). `progress`, a
     background job's progress(stage, fraction), hears of the stages "rebuilding" and "comparing"."""
     from tierwise.pipeline.scratch import Scratch
-    from tierwise.store.snapshots import label
 
     base = current_config(ws)
     cfg = apply_changes(base, changes)
