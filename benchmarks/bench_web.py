@@ -39,7 +39,7 @@ overview-page) the rates are tried in order, --rate-seconds each, until p99 exce
 the last rate that held is what the server "sustains". `--busy` measures the same while the command line works
 on the served workspace: a loop of `tierwise ingest orders` (the whole generated orders file again: the
 cumulative export of an ordinary week, every record unchanged) and `tierwise run`, each a CLI process whose
-work the server does (the CLI forwards it; tierwise.remote).
+work the server does (the CLI forwards it; tierwise.cli.remote).
 
 `--wait-quiet S` waits up to S seconds for the 1-minute load average to fall below 1.5 before measuring.
 With --keep, the data and the workspace are reused by later invocations (delete the folder when the canonical

@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import httpx
 import pytest
 from tests.conftest import run_cli, start_serve, stop_serve
@@ -268,6 +269,21 @@ def test_one_process_shares_one_database_and_one_record(loaded: Path) -> None:
         assert access.is_read_only(alone.con) and access.holders(loaded)[0].read_only is True
     finally:
         alone.close()
+
+
+def test_a_workspace_opened_in_a_with_block_is_closed_at_its_end_also_on_an_error(loaded: Path) -> None:
+    from tierwise.workspace import Workspace
+
+    with Workspace.open(loaded) as ws:
+        assert isinstance(ws, Workspace) and ws.root == loaded.resolve()
+        assert [h.pid for h in access.holders(loaded)] == [os.getpid()]
+    assert access.holders(loaded) == []
+    with pytest.raises(ValueError, match="inside the block"), Workspace.open(loaded, read_only=True) as reader:
+        assert access.holders(loaded)[0].read_only is True
+        raise ValueError("inside the block")
+    assert access.holders(loaded) == []
+    with pytest.raises(duckdb.ConnectionException):  # its connection was closed with it
+        reader.table("orders").count().execute()
 
 
 # ------------------------------------------------------------------------------------------------ write lock

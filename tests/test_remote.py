@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 from tests.conftest import CliResult, run_cli, start_serve, stop_serve
 
-from tierwise.remote import SERVE_FILE
+from tierwise.cli.remote import SERVE_FILE
 
 pytestmark = pytest.mark.slow
 

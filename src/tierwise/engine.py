@@ -14,7 +14,7 @@ from tierwise import access, cancel
 from tierwise.config import EngineSettings
 from tierwise.errors import note_temp_limit
 
-# Told of every connection made here: tierwise.remote keeps a served command's connections, to interrupt its
+# Told of every connection made here: tierwise.cli.remote keeps a served command's connections, to interrupt its
 # queries when its client goes away.
 connect_hooks: list[Callable[[DuckDBBackend], None]] = []
 

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 
-from tierwise.remote import for_this_thread
+from tierwise.console import for_this_thread
 
 DELAY_SECONDS = 1.0
 
@@ -23,7 +23,7 @@ class DelayedProgress:
         columns = [TextColumn("{task.description}"), BarColumn()]
         columns.append(DownloadColumn() if bytes_mode else TextColumn("{task.completed:,}/{task.total:,}"))
         columns.append(TimeElapsedColumn())
-        # A served command's own console (tierwise.remote): the display's refresh thread writes through it.
+        # A served command's own console (tierwise.console): the display's refresh thread writes through it.
         self._progress = Progress(*columns, console=for_this_thread(console), transient=True)
         self._started_at = time.monotonic()
         self._shown = False

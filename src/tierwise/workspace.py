@@ -270,6 +270,8 @@ def money_to_decimal(con: DuckDBBackend, existing: set[str]) -> list[str]:
 
 @dataclass
 class Workspace:
+    """A workspace opened (`open`, `init`); `with Workspace.open(root) as ws:` closes it at the end of the block."""
+
     root: Path
     config: Config
     con: DuckDBBackend = field(repr=False)
@@ -384,3 +386,9 @@ class Workspace:
 
     def close(self) -> None:
         access.close_database(self.con)
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

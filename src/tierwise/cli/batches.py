@@ -1,7 +1,5 @@
 """`tierwise batches` and `tierwise unload`: what each loaded file added, changed and skipped, and taking one out.
-
-Kept apart from cli.py (which calls `register`); this module never imports cli.py.
-"""
+`batch_rows` and `batch_table` also serve `tierwise status` (tierwise.cli.ingest)."""
 
 from __future__ import annotations
 
@@ -104,7 +102,7 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         """Take a batch out again and restore the records it replaced, in one transaction (撤销批次)."""
-        from tierwise.ingest.identity import unload as unload_batch
+        from tierwise.ingest.identity import unload as unload_batch  # heavy (ibis, DuckDB): see tierwise.cli
 
         done, _ = with_workspace(workspace, None, lambda ws, _lang: unload_batch(ws, batch))
         if as_json:

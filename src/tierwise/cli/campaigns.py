@@ -1,24 +1,14 @@
-"""`tierwise campaign plan|report|list`: target lists with control groups, and what the campaign achieved.
-
-Kept apart from cli.py (which calls `register`); the helpers are local so this module never imports cli.py.
-"""
+"""`tierwise campaign plan|report|list`: target lists with control groups, and what the campaign achieved."""
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from tierwise.cli.common import JsonOpt, WorkspaceOpt, out, print_json
-
-
-class Language(StrEnum):
-    zh = "zh"
-    en = "en"
-
+from tierwise.cli.common import JsonOpt, Lang, WorkspaceOpt, out, print_json
 
 campaign_app = typer.Typer(
     help="Campaigns: target lists with a random control group, and their results (营销活动).", no_args_is_help=True
@@ -55,18 +45,15 @@ def plan_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Select customers, draw a control group per segment, record the plan and export the target list."""
-    from tierwise.campaigns.plan import create_plan
+    from tierwise.campaigns.plan import create_plan  # heavy (ibis, DuckDB): see tierwise.cli
     from tierwise.workspace import Workspace
 
-    ws = Workspace.open(workspace)
-    try:
+    with Workspace.open(workspace) as ws:
         result = create_plan(
             ws, name, where=where, control=control, seed=seed, stratify=stratify,
             cost_per_contact=cost_per_contact, run_id=run_id, output=output, control_output=control_output,
             replace=replace,
         )  # fmt: skip
-    finally:
-        ws.close()
     data = result.as_json()
     if as_json:
         print_json(data)
@@ -109,21 +96,18 @@ def report_command(
         typer.Option("--cost-per-contact", min=0, help="Cost of one contact (default: the plan's), for the ROI."),
     ] = None,
     lang: Annotated[
-        Language | None, typer.Option("--lang", help="Labels in zh or en (default: language in tierwise.toml).")
+        Lang | None, typer.Option("--lang", help="Labels in zh or en (default: language in tierwise.toml).")
     ] = None,
     workspace: WorkspaceOpt = Path("."),
     as_json: JsonOpt = False,
 ) -> None:
     """Response rates (Wilson 95%), revenue per contact, lift over control (Newcombe 95%) and ROI per segment."""
-    from tierwise.campaigns.evaluate import campaign_report
+    from tierwise.campaigns.evaluate import campaign_report  # heavy (ibis, DuckDB): see tierwise.cli
     from tierwise.workspace import Workspace
 
-    ws = Workspace.open(workspace, read_only=True)
-    try:
+    with Workspace.open(workspace, read_only=True) as ws:
         language = lang.value if lang else ws.config.workspace.language
         data = campaign_report(ws, name, cost_per_contact=cost_per_contact, language=language)
-    finally:
-        ws.close()
     if as_json:
         print_json(data)
         return
@@ -179,14 +163,11 @@ def report_command(
 @campaign_app.command("list")
 def list_command(workspace: WorkspaceOpt = Path("."), as_json: JsonOpt = False) -> None:
     """Planned campaigns and campaigns found in the loaded contacts."""
-    from tierwise.campaigns.plan import list_campaigns
+    from tierwise.campaigns.plan import list_campaigns  # heavy (ibis, DuckDB): see tierwise.cli
     from tierwise.workspace import Workspace
 
-    ws = Workspace.open(workspace, read_only=True)
-    try:
+    with Workspace.open(workspace, read_only=True) as ws:
         rows = list_campaigns(ws)
-    finally:
-        ws.close()
     if as_json:
         print_json(rows)
         return

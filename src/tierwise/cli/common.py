@@ -1,20 +1,29 @@
-"""What every command module shares: the consoles, the common options and JSON output.
+"""What every command module shares: the consoles, the common options, JSON output, dates given as options,
+`--wait`, and how an error ends a command (one line on stderr and an exit code).
 
-Kept apart from cli.py because the area modules (cli_history.py, cli_campaigns.py, …) are imported by cli.py,
-and importing cli.py from them is circular when the command line runs as `python -m tierwise.cli`.
+The command modules (tierwise/cli/<group>.py) import this, never tierwise.cli itself, which imports them.
+Everything here is loaded on every start of the command line, so the workspace (ibis and DuckDB) is imported
+only by `with_workspace` when it is called.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
+import inspect
 import json
+import os
 import sys
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, overload
 
 import typer
 from rich.console import Console
+
+from tierwise import access
+from tierwise.errors import UserError, out_of_memory
 
 if TYPE_CHECKING:
     from tierwise.workspace import Workspace
@@ -43,19 +52,30 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
 
 
+@overload
+def date_option(value: str, option: str) -> dt.date: ...
+@overload
+def date_option(value: str | None, option: str) -> dt.date | None: ...
+def date_option(value: str | None, option: str) -> dt.date | None:
+    """The date an option gives (YYYY-MM-DD); None when it is not given."""
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise UserError(f"{option} '{value}' is not a date like 2024-06-30") from exc
+
+
 def with_workspace(
     workspace: Path, lang: Lang | None, read: Callable[[Workspace, str], T], *, read_only: bool = False
 ) -> tuple[T, str]:
     """Open the workspace (`read_only`: a reader's connection, docs/architecture.md "Access"), call
     `read(ws, language)` (the --lang option, else the workspace's), close it."""
-    from tierwise.workspace import Workspace
+    from tierwise.workspace import Workspace  # heavy (ibis, DuckDB): see tierwise.cli
 
-    ws = Workspace.open(workspace, read_only=read_only)
-    try:
+    with Workspace.open(workspace, read_only=read_only) as ws:
         language = lang.value if lang else ws.config.workspace.language
         return read(ws, language), language
-    finally:
-        ws.close()
 
 
 WaitOpt = Annotated[
@@ -78,8 +98,6 @@ def add_wait_option(app: typer.Typer, prefix: str = "tierwise") -> None:
     """--wait SECONDS on every command that opens a workspace (those with a --workspace option), added here in
     one place rather than in each command's signature. The value, and the command's name for the workspace's
     holder records, reach tierwise.access before the command runs."""
-    import inspect
-
     for info in app.registered_commands:
         fn = info.callback
         if fn is None or getattr(fn, "_tierwise_wait", False):
@@ -96,13 +114,8 @@ def add_wait_option(app: typer.Typer, prefix: str = "tierwise") -> None:
 
 
 def _waiting(fn: Callable[..., Any], signature: Any, command: str) -> Callable[..., Any]:
-    import functools
-    import inspect
-
     @functools.wraps(fn)
     def run(*args: Any, wait: float | None = None, **kwargs: Any) -> Any:
-        from tierwise import access
-
         access.request(wait_seconds=wait, command=command, console=err)
         return fn(*args, **kwargs)
 
@@ -113,3 +126,40 @@ def _waiting(fn: Callable[..., Any], signature: Any, command: str) -> Callable[.
     run.__annotations__ = {**getattr(fn, "__annotations__", {}), "wait": WaitOpt}
     run._tierwise_wait = True  # type: ignore[attr-defined]
     return run
+
+
+def handle_errors(invoke: Callable[[], object], debug: bool | None = None) -> None:
+    """invoke() as the command line runs it: an error is one line on stderr and an exit code (sys.exit), never a
+    traceback unless TIERWISE_DEBUG (or `debug`) asks for it. A served command runs through this too
+    (tierwise.cli.remote)."""
+    try:
+        invoke()
+    except UserError as exc:
+        err.print(f"error: {exc}", markup=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        err.print("aborted", markup=False)
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.exceptions.TyperException as exc:  # usage errors (Typer's own copy of click raises these)
+        show = getattr(exc, "show", None)
+        if show is not None:
+            show()
+        else:
+            err.print(f"error: {exc.format_message()}", markup=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # anything unexpected: one line, never a traceback
+        if os.environ.get("TIERWISE_DEBUG") if debug is None else debug:
+            raise
+        memory = out_of_memory(exc)
+        if memory is not None:
+            err.print(f"error: {memory}", markup=False, soft_wrap=True)
+            sys.exit(1)
+        err.print(
+            f"error: unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+            "(a bug in tierwise; rerun with TIERWISE_DEBUG=1 for details and report it)",
+            markup=False,
+            soft_wrap=True,
+        )
+        sys.exit(1)

@@ -1,7 +1,5 @@
-"""Commands of the history area: compare, trends, timeline, backfill and serve (added to the app by cli.py).
-
-Imports stay light at the top: cli.py imports this module on every start.
-"""
+"""Commands of the history area: compare, trends, timeline and backfill; `serve` is the scheduler that
+`tierwise serve --once` runs (tierwise.cli.web)."""
 
 from __future__ import annotations
 
@@ -12,8 +10,9 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from tierwise.cli.common import JsonOpt, LangOpt, WorkspaceOpt, err, out, print_json, with_workspace
+from tierwise.cli.common import JsonOpt, LangOpt, WorkspaceOpt, date_option, err, out, print_json, with_workspace
 from tierwise.errors import UserError
+from tierwise.progress import progress_bars
 
 
 class Every(StrEnum):
@@ -32,15 +31,6 @@ ByOpt = Annotated[
 ]
 
 
-def _date(value: str, option: str) -> Any:
-    import datetime as dt
-
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError as exc:
-        raise UserError(f"{option} '{value}' is not a date like 2024-06-30") from exc
-
-
 def compare(
     run_a: Annotated[str | None, typer.Argument(help="Earlier run id (default: the run before run B).")] = None,
     run_b: Annotated[str | None, typer.Argument(help="Later run id (default: the latest run).")] = None,
@@ -51,7 +41,7 @@ def compare(
     as_json: JsonOpt = False,
 ) -> None:
     """Migration between two runs: from → to matrix, upgrades, downgrades, entries, exits, and why each moved."""
-    from tierwise.history.compare import compare as run_compare
+    from tierwise.history.compare import compare as run_compare  # heavy (ibis, DuckDB): see tierwise.cli
 
     data, language = with_workspace(
         workspace, lang, lambda ws, language: run_compare(ws, run_a, run_b, by, language, top), read_only=True
@@ -113,7 +103,7 @@ def trends(
     as_json: JsonOpt = False,
 ) -> None:
     """Class sizes over all runs (one per as-of date), and customers new to the best class in each run."""
-    from tierwise.history.trends import trends as run_trends
+    from tierwise.history.trends import trends as run_trends  # heavy (ibis, DuckDB): see tierwise.cli
 
     data, _ = with_workspace(workspace, lang, lambda ws, language: run_trends(ws, by, language), read_only=True)
     if as_json:
@@ -137,7 +127,7 @@ def timeline(
     as_json: JsonOpt = False,
 ) -> None:
     """One customer's classes over all runs: current and previous class, and since when."""
-    from tierwise.history.trends import TIMELINE_COLUMNS
+    from tierwise.history.trends import TIMELINE_COLUMNS  # heavy (ibis, DuckDB): see tierwise.cli
     from tierwise.history.trends import timeline as run_timeline
 
     data, _ = with_workspace(
@@ -168,24 +158,19 @@ def backfill(
     as_json: JsonOpt = False,
 ) -> None:
     """Runs as of past dates from the data as it stood then (nothing later is seen), so trends start at once."""
-    from tierwise.pipeline.backfill import backfill as run_backfill
-    from tierwise.progress import progress_bars
+    from tierwise.pipeline.backfill import backfill as run_backfill  # heavy (the pipeline): see tierwise.cli
     from tierwise.workspace import Workspace
 
-    first, last = _date(start, "--from"), _date(end, "--to")
-    ws = Workspace.open(workspace)
-    try:
-        with progress_bars(err, bytes_mode=False) as bars:
-            tick: dict[str, Any] = {}
+    first, last = date_option(start, "--from"), date_option(end, "--to")
+    with Workspace.open(workspace) as ws, progress_bars(err, bytes_mode=False) as bars:
+        tick: dict[str, Any] = {}
 
-            def on_date(done: int, total: int, day: Any) -> None:
-                if "bar" not in tick:
-                    tick["bar"] = bars.task("backfilling runs", total)
-                tick["bar"](done)
+        def on_date(done: int, total: int, day: Any) -> None:
+            if "bar" not in tick:
+                tick["bar"] = bars.task("backfilling runs", total)
+            tick["bar"](done)
 
-            report = run_backfill(ws, first, last, every.value, replace=replace, on_date=on_date)
-    finally:
-        ws.close()
+        report = run_backfill(ws, first, last, every.value, replace=replace, on_date=on_date)
     data = report.as_json()
     if as_json:
         print_json(data)
@@ -205,7 +190,7 @@ def serve(
     as_json: JsonOpt = False,
 ) -> None:
     """Re-rank on the schedule of tierwise.toml: sleep until the next slot, run, log one line per run."""
-    from tierwise.pipeline.schedule import run_due
+    from tierwise.pipeline.schedule import run_due  # heavy (the pipeline): see tierwise.cli
     from tierwise.pipeline.schedule import serve as run_serve
 
     root = workspace.resolve()

@@ -1,7 +1,4 @@
-"""Commands of the strategy area: `tierwise worklist` and `tierwise playbook` (added to the app by cli.py).
-
-Imports stay light at the top: cli.py imports this module on every start.
-"""
+"""Commands of the strategy area: `tierwise worklist` and `tierwise playbook`."""
 
 from __future__ import annotations
 
@@ -12,6 +9,8 @@ import typer
 from rich.table import Table
 
 from tierwise.cli.common import JsonOpt, LangOpt, RunOpt, WorkspaceOpt, out, print_json
+from tierwise.errors import UserError
+from tierwise.i18n import strategy_label
 
 _HEADERS = {
     "zh": ("#", "优先级", "客户", "等级", "下一步行动", "渠道", "原因", "交叉销售建议"),
@@ -35,14 +34,11 @@ def worklist(
     as_json: JsonOpt = False,
 ) -> None:
     """The prioritised list per sales rep: next action, why, channel and cross-sell suggestions."""
-    from tierwise.strategy.worklist import build_worklist
+    from tierwise.strategy.worklist import build_worklist  # heavy (ibis, DuckDB): see tierwise.cli
     from tierwise.workspace import Workspace
 
-    ws = Workspace.open(workspace, read_only=True)
-    try:
+    with Workspace.open(workspace, read_only=True) as ws:
         data = build_worklist(ws, run_id=run_id, owner=owner, top=top, language=lang.value if lang else None)
-    finally:
-        ws.close()
     if as_json:
         print_json(data.as_json())
         return
@@ -79,14 +75,11 @@ def playbook(
     as_json: JsonOpt = False,
 ) -> None:
     """The playbook rules in order (first match wins), with the customers each matched in the latest run."""
-    from tierwise.errors import UserError
-    from tierwise.i18n import strategy_label
-    from tierwise.store.runs import latest_snapshot
+    from tierwise.store.runs import latest_snapshot  # heavy (ibis, DuckDB): see tierwise.cli
     from tierwise.strategy.worklist import with_strategy
     from tierwise.workspace import Workspace
 
-    ws = Workspace.open(workspace, read_only=True)
-    try:
+    with Workspace.open(workspace, read_only=True) as ws:
         cfg = ws.config
         language = lang.value if lang else cfg.workspace.language
         counts: dict[str | None, int] | None = None
@@ -100,8 +93,6 @@ def playbook(
             t = with_strategy(snap, cfg.playbook, budget=cfg.strategy.budget, language=language, reapply=True)
             grouped = t.group_by("strategy").aggregate(n=t.count()).to_pyarrow().to_pylist()
             counts = {r["strategy"]: int(r["n"]) for r in grouped}
-    finally:
-        ws.close()
     rules = []
     for i, r in enumerate(cfg.playbook, start=1):
         rules.append(

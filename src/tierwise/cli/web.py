@@ -1,8 +1,10 @@
-"""`tierwise serve` (the dashboard, REST API and scheduled runs) and `tierwise user` (accounts and API tokens)."""
+"""`tierwise serve` (the dashboard, REST API, scheduled runs, and the command line's commands on the served
+workspace) and `tierwise user` (accounts and API tokens)."""
 
 from __future__ import annotations
 
 import getpass
+import logging
 import sys
 import threading
 from pathlib import Path
@@ -10,12 +12,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
+from typer.core import TyperGroup
 
 from tierwise.cli.common import JsonOpt, WorkspaceOpt, err, out, print_json
+from tierwise.cli.history import serve as schedule_once
+from tierwise.cli.remote import CommandListener, listen
 from tierwise.errors import UserError
 
 if TYPE_CHECKING:
-    from tierwise.remote import CommandListener
     from tierwise.web.accounts import Accounts
 
 
@@ -24,13 +28,9 @@ PasswordStdin = Annotated[
     typer.Option("--password-stdin", help="Read the password from standard input (one line) instead of asking."),
 ]
 
-user_app = typer.Typer(
-    help="Users of the dashboard and API: add, list, remove, passwd, role, token, revoke.", no_args_is_help=True
-)
-
 
 def _accounts(workspace: Path) -> Accounts:
-    from tierwise.config import CONFIG_FILE
+    from tierwise.config import CONFIG_FILE  # heavy (pydantic, ibis): see tierwise.cli
     from tierwise.web.accounts import Accounts
 
     root = workspace.resolve()
@@ -58,9 +58,9 @@ def add(
     workspace: WorkspaceOpt = Path("."),
 ) -> None:
     """Add a user (the password is asked for, or read from standard input)."""
-    accounts = _accounts(workspace)
-    from tierwise.web.accounts import ROLES
+    from tierwise.web.accounts import ROLES  # heavy (the web layer's accounts): see tierwise.cli
 
+    accounts = _accounts(workspace)
     if role not in ROLES:
         raise UserError(f"role '{role}': choose admin, analyst or viewer")
     user = accounts.add_user(name, role, _read_password(password_stdin))
@@ -164,6 +164,7 @@ def revoke(
 
 
 def serve(
+    ctx: typer.Context,
     host: Annotated[str | None, typer.Option(help="Address to listen on (default: [web] host).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default: [web] port).")] = None,
     once: Annotated[
@@ -173,8 +174,7 @@ def serve(
     as_json: JsonOpt = False,
 ) -> None:
     """Start the dashboard and REST API; re-rank on the [schedule] of tierwise.toml in the background."""
-    from tierwise.cli.history import serve as schedule_once
-    from tierwise.config import CONFIG_FILE, load_config
+    from tierwise.config import CONFIG_FILE, load_config  # heavy (pydantic, ibis): see tierwise.cli
 
     if once:
         schedule_once(once=True, workspace=workspace, as_json=as_json)
@@ -185,9 +185,7 @@ def serve(
     if not (root / CONFIG_FILE).is_file():
         raise UserError(f"{root}: not a tierwise workspace; run 'tierwise init {root}' first or pass --workspace DIR")
     cfg = load_config(root / CONFIG_FILE)
-    import logging
-
-    from tierwise.web.app import create_app
+    from tierwise.web.app import create_app  # heavy (FastAPI, the web layer), not for --once: see tierwise.cli
     from tierwise.web.server import run as run_server
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -199,13 +197,13 @@ def serve(
             markup=False,
         )
     if cfg.schedule.cadence != "off":
-        from tierwise.pipeline.schedule import serve as schedule_loop
+        from tierwise.pipeline.schedule import serve as schedule_loop  # heavy (the pipeline): see tierwise.cli
 
         schedule_log = logging.getLogger("tierwise.schedule")
         threading.Thread(target=schedule_loop, args=(root, schedule_log.info), daemon=True, name="schedule").start()
     address = host or cfg.web.host
     out.print(f"tierwise serving {root} on http://{address}:{port or cfg.web.port}", markup=False)
-    commands = _listen_for_commands(root)
+    commands = _listen_for_commands(root, ctx.find_root().command)
     try:  # stops within seconds on SIGTERM/SIGINT; the listener closes at the signal
         run_server(app, host=address, port=port or cfg.web.port, on_stop=commands.close if commands else None)
     finally:
@@ -213,11 +211,12 @@ def serve(
             commands.close()
 
 
-def _listen_for_commands(root: Path) -> CommandListener | None:
-    """The command line on this workspace goes through the server from now on (tierwise.remote)."""
-    from tierwise.remote import listen
-
-    commands = listen(root)
+def _listen_for_commands(root: Path, command: object) -> CommandListener | None:
+    """The command line on this workspace goes through the server from now on (tierwise.cli.remote): `command` is
+    the command line's command tree (the root of the one running `serve`), which runs them."""
+    if not isinstance(command, TyperGroup):
+        raise TypeError(f"serve runs in the command line's command tree, not in {type(command).__name__}")
+    commands = listen(root, command)
     if commands is None:
         err.print(
             "commands: no Unix sockets with peer credentials here; other tierwise commands cannot reach this "
@@ -230,6 +229,9 @@ def _listen_for_commands(root: Path) -> CommandListener | None:
 
 def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
+    user_app = typer.Typer(
+        help="Users of the dashboard and API: add, list, remove, passwd, role, token, revoke.", no_args_is_help=True
+    )
     user_app.command("add")(add)
     user_app.command("list")(list_users)
     user_app.command("remove")(remove)

@@ -34,7 +34,7 @@ REINTERRUPT_SECONDS = 0.5
 
 def run(app: Any, host: str, port: int, on_stop: Callable[[], None] | None = None) -> None:
     """Serve `app` until SIGTERM or SIGINT (a second SIGINT skips the waiting). `on_stop` is called at the first
-    signal (the command listener of tierwise.remote stops taking commands: uvicorn ends the process itself after
+    signal (the command listener of tierwise.cli.remote stops taking commands: uvicorn ends the process itself after
     a signal, so code after this call may never run)."""
 
     class Server(uvicorn.Server):

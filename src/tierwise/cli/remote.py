@@ -1,11 +1,12 @@
 """The command line on a served workspace: `tierwise serve` runs the CLI's commands on its own database.
 
 While `tierwise serve` runs, its process holds the workspace's DuckDB file, and DuckDB lets no other process
-open it. So the server also listens for commands (`CommandListener`) on a Unix socket in a private folder, and
-writes where to SERVE_FILE in the workspace; `tierwise.cli.main` calls `forward` first, which finds that file,
-sends the command line there and relays what comes back: standard output and error as they are written, then the
-exit code. The server runs each command in a thread of its own through the same Typer commands, with its own
-connection to the open database (docs/architecture.md, "The command line on a served workspace").
+open it. So the server also listens for commands (`CommandListener`, started by `tierwise serve` in
+tierwise.cli.web) on a Unix socket in a private folder, and writes where to SERVE_FILE in the workspace;
+`tierwise.cli.main` calls `forward` first, which finds that file, sends the command line there and relays what
+comes back: standard output and error as they are written, then the exit code. The server runs each command in a
+thread of its own through the same Typer commands, with its own connection to the open database, its output
+routed to the client by tierwise.console (docs/architecture.md, "The command line on a served workspace").
 
 Everything here is imported by every `tierwise` command, so it imports nothing heavy at module level.
 """
@@ -27,20 +28,24 @@ import sys
 import threading
 import time
 import traceback
+import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path, PurePath
 from typing import IO, TYPE_CHECKING, Any, NoReturn, cast
 
+import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
+from tierwise import console
 from tierwise.access import alive
+from tierwise.cli.common import err, handle_errors, out
 from tierwise.errors import UserError
 
 if TYPE_CHECKING:
-    import typer
     from ibis.backends.duckdb import Backend as DuckDBBackend
 
-log = logging.getLogger("tierwise.remote")
+log = logging.getLogger("tierwise.remote")  # the name its log lines have always carried (filters name it)
 
 SERVE_FILE = ".tierwise-serve.json"
 # Commands that run where they are typed: `serve` itself, `init` (makes a workspace), `demo`, and `user …`, whose
@@ -79,9 +84,6 @@ def command_workspace(app: typer.Typer, argv: Sequence[str]) -> tuple[list[str],
     """The command's names (e.g. ["campaign", "plan"]) and the workspace it names, parsed as Typer will parse
     it; None for commands that run here, and for command lines with a usage error, which the local run reports
     exactly as it always does (nothing is printed here)."""
-    import typer
-    from typer.core import TyperGroup
-
     args = list(argv)
     if not args or "--help" in (args[: args.index("--")] if "--" in args else args):
         return None  # help, which parsing would print here
@@ -204,7 +206,7 @@ def _terminal(stream: Any, stderr: bool) -> dict[str, Any]:
 
 
 def _program_name() -> str:
-    try:
+    try:  # a private helper of Typer's copy of click: imported here, where a Typer without it falls back
         from typer._click.utils import _detect_program_name
 
         return str(_detect_program_name())
@@ -274,63 +276,9 @@ def _read_exactly(sock: socket.socket, n: int) -> bytes:
     return b"".join(parts)
 
 
-# --- the server: where each thread's output goes --------------------------------------------------------------
+# --- the server: a command's output goes to its client (tierwise.console routes each thread's) --------------
 
-_local = threading.local()  # .job: the command the thread runs, if it runs one
 _client_cwd: contextvars.ContextVar[str | None] = contextvars.ContextVar("tierwise_client_cwd", default=None)
-
-
-def _job() -> _Job | None:
-    return getattr(_local, "job", None)
-
-
-class _ThreadStream:
-    """Installed as sys.stdout, sys.stderr and sys.stdin of the server: in a thread running a command, that
-    command's stream; in every other thread, the process's own."""
-
-    def __init__(self, real: Any, which: str) -> None:
-        self._real = real
-        self._which = which
-
-    def _target(self) -> Any:
-        job = _job()
-        return self._real if job is None else getattr(job, self._which)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._target(), name)
-
-    def write(self, text: str) -> int:
-        return int(self._target().write(text))
-
-    def flush(self) -> None:
-        self._target().flush()
-
-    def isatty(self) -> bool:
-        return bool(self._target().isatty())
-
-
-class _ThreadConsole(Console):
-    """The class of cli_common's `out` and `err` in the server: in a thread running a command, every attribute
-    is that of the command's own console (built like the client's, writing to the client); elsewhere the console
-    is itself. Swapped in with `__class__` so the consoles every command module imported stay the same objects,
-    and the command line without a server does not change at all."""
-
-    def __getattribute__(self, name: str) -> Any:
-        job = _job()
-        if job is None or name.startswith("__") or name == "for_this_thread":
-            return object.__getattribute__(self, name)
-        return getattr(job.console(object.__getattribute__(self, "stderr")), name)
-
-    def for_this_thread(self) -> Console:
-        """The console this thread writes to: what a helper that outlives the call (a progress display's refresh
-        thread) must hold, rather than this switch."""
-        job = _job()
-        return self if job is None else job.console(self.stderr)
-
-
-def for_this_thread(console: Console) -> Console:
-    """The console `console` stands for in this thread (itself, unless it is the server's switch)."""
-    return console.for_this_thread() if isinstance(console, _ThreadConsole) else console
 
 
 class _FrameStream(io.TextIOBase):
@@ -389,8 +337,8 @@ class _NoInput(io.TextIOBase):
 
 
 class _Job:
-    """One command from one client: its output streams and consoles, and the database connections it opened
-    (interrupted when the client goes away)."""
+    """One command from one client: its output streams and consoles (a tierwise.console capture), and the
+    database connections it opened (interrupted when the client goes away)."""
 
     def __init__(self, sock: socket.socket, request: dict[str, Any], defaults: dict[bool, Console]) -> None:
         self.sock = sock
@@ -447,7 +395,7 @@ class _Job:
 
 def _client_console(settings: dict[str, Any], stream: _FrameStream, like: Console) -> Console:
     """A console that renders as the client's would (terminal or not, width, colours), with the settings of the
-    server's console it stands in for (cli_common's `out` or `err`)."""
+    server's console it stands in for (`out` or `err` of tierwise.cli.common)."""
     term = str(settings.get("term") or "")
     return Console(
         file=cast(IO[str], stream),
@@ -468,29 +416,10 @@ def _client_console(settings: dict[str, Any], stream: _FrameStream, like: Consol
     )
 
 
-_installed = threading.Lock()
-
-
-def _install_streams() -> None:
-    """Once per process: the thread-aware standard streams and consoles."""
-    from tierwise.cli import common as cli_common
-
-    with _installed:
-        if isinstance(sys.stdout, _ThreadStream):
-            return
-        sys.stdout = _ThreadStream(sys.stdout, "stdout")
-        sys.stderr = _ThreadStream(sys.stderr, "stderr")
-        if sys.stdin is not None:
-            sys.stdin = _ThreadStream(sys.stdin, "stdin")
-        for console in (cli_common.out, cli_common.err):
-            if type(console) is Console:
-                console.__class__ = _ThreadConsole
-
-
 def _track_connection(con: DuckDBBackend) -> None:
     """engine.connect's hook: a connection opened by a command is that command's."""
-    job = _job()
-    if job is not None:
+    job = console.current()
+    if isinstance(job, _Job):
         job.opened(con)
 
 
@@ -498,8 +427,6 @@ def _track_connection(con: DuckDBBackend) -> None:
 
 
 def _names_a_path(param: Any) -> bool:
-    import typing
-
     descriptor = getattr(param, "type_descriptor", None)
     annotation = getattr(descriptor, "annotation", None)
     if annotation is None:
@@ -526,12 +453,10 @@ def _resolving(process_value: Callable[..., Any]) -> Callable[..., Any]:
     return process
 
 
-def served_command(app: typer.Typer) -> Any:
-    """The click command tree of `app` in which every path option and argument is read relative to the client's
-    folder (the server's own folder is another, and a process has one)."""
-    import typer
-
-    command = typer.main.get_command(app)
+def served_command(command: TyperGroup) -> TyperGroup:
+    """The command line's command tree (`command`, its root), its every path option and argument now read
+    relative to the client's folder in a served command (the server's own folder is another, and a process has
+    one; elsewhere a path is read as it always is)."""
     stack: list[Any] = [command]
     while stack:
         cmd = stack.pop()
@@ -576,11 +501,11 @@ def socket_path(root: Path) -> Path:
 class CommandListener:
     """Takes command lines for one workspace on a Unix socket and runs each in a thread of its own."""
 
-    def __init__(self, root: Path, app: typer.Typer) -> None:
-        from tierwise import engine
+    def __init__(self, root: Path, command: TyperGroup) -> None:
+        from tierwise import engine  # ibis and DuckDB (0.5 s): here, not on every command line's start
 
         self.root = Path(root).resolve()
-        self.command = served_command(app)
+        self.command = served_command(command)
         self.socket = socket_path(self.root)
         self.serve_file = self.root / SERVE_FILE
         self._closed = threading.Event()
@@ -588,7 +513,7 @@ class CommandListener:
         if _listening(str(self.socket)):
             raise UserError(f"{self.socket}: another server takes commands for {self.root} already")
         self._server = self._bind()
-        _install_streams()
+        console.install((out, err))
         if _track_connection not in engine.connect_hooks:
             engine.connect_hooks.append(_track_connection)
         self._info = {
@@ -673,8 +598,6 @@ class CommandListener:
             threading.Thread(target=self._serve, args=(conn,), name="tierwise-command", daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
-        from tierwise.cli import common as cli_common
-
         with conn:
             try:
                 _, uid, _ = _PEERCRED.unpack(conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))
@@ -684,7 +607,7 @@ class CommandListener:
                 if kind != REQUEST:
                     return  # a client checking whether anyone listens
                 request = json.loads(data)
-                job = _Job(conn, request, {False: cli_common.out, True: cli_common.err})
+                job = _Job(conn, request, {False: out, True: err})
             except (OSError, ValueError, TypeError, KeyError, AttributeError):
                 return
             watcher = threading.Thread(target=self._watch, args=(job,), name="tierwise-command-watch", daemon=True)
@@ -719,48 +642,45 @@ class CommandListener:
         job.cancel()
 
     def _run(self, job: _Job) -> int:
-        from tierwise.cli import handle_errors
-
         request = job.request
         if Path(str(request.get("workspace"))) != self.root:
             job.send(STDERR, f"error: this server serves {self.root}, not {request.get('workspace')}\n".encode())
             return 2
-        _local.job = job
         token = _client_cwd.set(job.cwd)
         try:
-            handle_errors(
-                lambda: self.command.main(args=job.argv, prog_name=job.prog, standalone_mode=False),
-                debug=bool(request.get("debug")),
-            )
-            return 0
-        except SystemExit as exc:
-            if exc.code is None or isinstance(exc.code, int):
-                return int(exc.code or 0)
-            print(exc.code, file=sys.stderr)  # what Python does with sys.exit("message")
-            return 1
-        except BaseException:  # TIERWISE_DEBUG asked for the traceback, as Python prints it
-            traceback.print_exc(file=sys.stderr)
-            return 1
+            with console.capturing(job):
+                try:
+                    handle_errors(
+                        lambda: self.command.main(args=job.argv, prog_name=job.prog, standalone_mode=False),
+                        debug=bool(request.get("debug")),
+                    )
+                    return 0
+                except SystemExit as exc:
+                    if exc.code is None or isinstance(exc.code, int):
+                        return int(exc.code or 0)
+                    print(exc.code, file=sys.stderr)  # what Python does with sys.exit("message")
+                    return 1
+                except BaseException:  # TIERWISE_DEBUG asked for the traceback, as Python prints it
+                    traceback.print_exc(file=sys.stderr)
+                    return 1
         finally:
             _client_cwd.reset(token)
-            _local.job = None
 
 
 def _warm(root: Path) -> None:
     """After a run: its cross-sell suggestions, as the dashboard's own runs do (web.services.runs.warm)."""
     try:
-        from tierwise.web.services.runs import warm
+        from tierwise.web.services.runs import warm  # the web layer (1 s and more): only in a server, after a run
 
         warm(root)
     except Exception:
         log.warning("preparing the cross-sell suggestions failed", exc_info=True)
 
 
-def listen(root: Path) -> CommandListener | None:
-    """Start taking commands for the workspace (`tierwise serve`); None where there are no Unix sockets with
-    peer credentials (the command line then cannot reach the server)."""
+def listen(root: Path, command: TyperGroup) -> CommandListener | None:
+    """Start taking command lines for the workspace (`tierwise serve`), run by `command`, the root of the command
+    line's command tree; None where there are no Unix sockets with peer credentials (the command line then cannot
+    reach the server)."""
     if not hasattr(socket, "AF_UNIX") or not hasattr(socket, "SO_PEERCRED"):
         return None
-    from tierwise.cli import app
-
-    return CommandListener(root, app)
+    return CommandListener(root, command)
