@@ -40,8 +40,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import duckdb
-import ibis
 from rich.console import Console
 from rich.text import Text
 
@@ -51,7 +49,6 @@ from tierwise.errors import UserError
 if TYPE_CHECKING:
     import duckdb
     from ibis.backends.duckdb import Backend as DuckDBBackend
-    from rich.console import Console
 
 HOLDERS_DIR = ".tierwise-holders"
 WRITE_LOCK_FILE = ".tierwise-write.lock"
@@ -331,6 +328,11 @@ def open_database(
 
 
 def _open_once(path: Path, root: Path, config: dict[str, Any], read_only: bool) -> DuckDBBackend:
+    # lazy: every command line starts by reading holder records and the --wait default from this module; the
+    # engine (DuckDB and Ibis, 0.35 s) is loaded only when a database is opened
+    import duckdb
+    import ibis
+
     with _databases_lock:
         registry = _registry()
         db = registry.get(path)

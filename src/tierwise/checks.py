@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import ibis.expr.types as ir
 from pydantic_core import PydanticCustomError
 
 from tierwise.errors import UserError
 from tierwise.schema import TABLES
+
+if TYPE_CHECKING:
+    import ibis.expr.types as ir
 
 NAME_MAX = 100
 NAME_RULE = (

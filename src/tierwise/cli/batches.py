@@ -102,7 +102,7 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         """Take a batch out again and restore the records it replaced, in one transaction (撤销批次)."""
-        from tierwise.ingest.identity import unload as unload_batch  # heavy (ibis, DuckDB): see tierwise.cli
+        from tierwise.ingest.identity import unload as unload_batch  # lazy: see tierwise.cli
 
         done, _ = with_workspace(workspace, None, lambda ws, _lang: unload_batch(ws, batch))
         if as_json:

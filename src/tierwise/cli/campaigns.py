@@ -45,7 +45,7 @@ def plan_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Select customers, draw a control group per segment, record the plan and export the target list."""
-    from tierwise.campaigns.plan import create_plan  # heavy (ibis, DuckDB): see tierwise.cli
+    from tierwise.campaigns.plan import create_plan  # lazy: see tierwise.cli
     from tierwise.workspace import Workspace
 
     with Workspace.open(workspace) as ws:
@@ -102,7 +102,7 @@ def report_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Response rates (Wilson 95%), revenue per contact, lift over control (Newcombe 95%) and ROI per segment."""
-    from tierwise.campaigns.evaluate import campaign_report  # heavy (ibis, DuckDB): see tierwise.cli
+    from tierwise.campaigns.evaluate import campaign_report  # lazy: see tierwise.cli
     from tierwise.workspace import Workspace
 
     with Workspace.open(workspace, read_only=True) as ws:
@@ -163,7 +163,7 @@ def report_command(
 @campaign_app.command("list")
 def list_command(workspace: WorkspaceOpt = Path("."), as_json: JsonOpt = False) -> None:
     """Planned campaigns and campaigns found in the loaded contacts."""
-    from tierwise.campaigns.plan import list_campaigns  # heavy (ibis, DuckDB): see tierwise.cli
+    from tierwise.campaigns.plan import list_campaigns  # lazy: see tierwise.cli
     from tierwise.workspace import Workspace
 
     with Workspace.open(workspace, read_only=True) as ws:

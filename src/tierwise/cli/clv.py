@@ -32,7 +32,7 @@ def backtest(
     as_json: JsonOpt = False,
 ) -> None:
     """Fit on the history up to a date, predict the holdout after it, and compare predictions and rankings."""
-    from tierwise.pipeline.backtest import backtest as run_backtest  # heavy (ibis, DuckDB, pandas): see tierwise.cli
+    from tierwise.pipeline.backtest import backtest as run_backtest  # lazy: see tierwise.cli
     from tierwise.pipeline.backtest import store as store_backtest
     from tierwise.workspace import Workspace
 
@@ -87,7 +87,7 @@ def clv_fit(
     as_json: JsonOpt = False,
 ) -> None:
     """Fit BG/NBD, Pareto/NBD or Gamma-Gamma; print parameters, standard errors, log-likelihood (and backtest)."""
-    from tierwise.clv.fit_file import fit_file  # heavy (pyarrow, pandas): see tierwise.cli
+    from tierwise.clv.fit_file import fit_file  # lazy: see tierwise.cli
 
     result = fit_file(
         file,

@@ -71,7 +71,7 @@ def with_workspace(
 ) -> tuple[T, str]:
     """Open the workspace (`read_only`: a reader's connection, docs/architecture.md "Access"), call
     `read(ws, language)` (the --lang option, else the workspace's), close it."""
-    from tierwise.workspace import Workspace  # heavy (ibis, DuckDB): see tierwise.cli
+    from tierwise.workspace import Workspace  # lazy: see tierwise.cli
 
     with Workspace.open(workspace, read_only=read_only) as ws:
         language = lang.value if lang else ws.config.workspace.language

@@ -40,7 +40,7 @@ def export(
     as_json: JsonOpt = False,
 ) -> None:
     """Write a run's customers (every snapshot column, customer_id first) to CSV, XLSX or Parquet."""
-    from tierwise.exports import write_table  # heavy (ibis, DuckDB, pyarrow): see tierwise.cli
+    from tierwise.exports import write_table  # lazy: see tierwise.cli
     from tierwise.store.runs import latest_snapshot
     from tierwise.store.snapshots import select_customers
     from tierwise.workspace import Workspace
@@ -80,7 +80,7 @@ def report(
     as_json: JsonOpt = False,
 ) -> None:
     """One self-contained HTML report of a run that opens offline: KPIs, classes, Pareto, R×F, top customers."""
-    from tierwise.report.render import write_report  # heavy (ibis, Jinja2): see tierwise.cli
+    from tierwise.report.render import write_report  # lazy: see tierwise.cli
     from tierwise.workspace import Workspace
 
     with (

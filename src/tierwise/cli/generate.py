@@ -37,7 +37,7 @@ def generate(
     as_json: JsonOpt = False,
 ) -> None:
     """Generate realistic customers, orders, payments and interactions with known ground truth."""
-    from tierwise.generate import generate as run_generate  # heavy (NumPy, pyarrow): see tierwise.cli
+    from tierwise.generate import generate as run_generate  # lazy: see tierwise.cli
 
     with progress_bars(err, bytes_mode=False) as bars:
         tick = bars.task("generating customers", customers)

@@ -41,7 +41,7 @@ def compare(
     as_json: JsonOpt = False,
 ) -> None:
     """Migration between two runs: from → to matrix, upgrades, downgrades, entries, exits, and why each moved."""
-    from tierwise.history.compare import compare as run_compare  # heavy (ibis, DuckDB): see tierwise.cli
+    from tierwise.history.compare import compare as run_compare  # lazy: see tierwise.cli
 
     data, language = with_workspace(
         workspace, lang, lambda ws, language: run_compare(ws, run_a, run_b, by, language, top), read_only=True
@@ -103,7 +103,7 @@ def trends(
     as_json: JsonOpt = False,
 ) -> None:
     """Class sizes over all runs (one per as-of date), and customers new to the best class in each run."""
-    from tierwise.history.trends import trends as run_trends  # heavy (ibis, DuckDB): see tierwise.cli
+    from tierwise.history.trends import trends as run_trends  # lazy: see tierwise.cli
 
     data, _ = with_workspace(workspace, lang, lambda ws, language: run_trends(ws, by, language), read_only=True)
     if as_json:
@@ -127,7 +127,7 @@ def timeline(
     as_json: JsonOpt = False,
 ) -> None:
     """One customer's classes over all runs: current and previous class, and since when."""
-    from tierwise.history.trends import TIMELINE_COLUMNS  # heavy (ibis, DuckDB): see tierwise.cli
+    from tierwise.history.trends import TIMELINE_COLUMNS  # lazy: see tierwise.cli
     from tierwise.history.trends import timeline as run_timeline
 
     data, _ = with_workspace(
@@ -158,7 +158,7 @@ def backfill(
     as_json: JsonOpt = False,
 ) -> None:
     """Runs as of past dates from the data as it stood then (nothing later is seen), so trends start at once."""
-    from tierwise.pipeline.backfill import backfill as run_backfill  # heavy (the pipeline): see tierwise.cli
+    from tierwise.pipeline.backfill import backfill as run_backfill  # lazy: see tierwise.cli
     from tierwise.workspace import Workspace
 
     first, last = date_option(start, "--from"), date_option(end, "--to")
@@ -190,7 +190,7 @@ def serve(
     as_json: JsonOpt = False,
 ) -> None:
     """Re-rank on the schedule of tierwise.toml: sleep until the next slot, run, log one line per run."""
-    from tierwise.pipeline.schedule import run_due  # heavy (the pipeline): see tierwise.cli
+    from tierwise.pipeline.schedule import run_due  # lazy: see tierwise.cli
     from tierwise.pipeline.schedule import serve as run_serve
 
     root = workspace.resolve()

@@ -94,7 +94,7 @@ def ingest(
     as_json: JsonOpt = False,
 ) -> None:
     """Load files into a canonical table, cleaning values; rejected rows go to quarantine."""
-    from tierwise.ingest.pipeline import BatchReport, ingest_database, ingest_file  # heavy (ibis): see tierwise.cli
+    from tierwise.ingest.pipeline import BatchReport, ingest_database, ingest_file  # lazy: see tierwise.cli
     from tierwise.workspace import Workspace
 
     files = files or []
@@ -253,7 +253,7 @@ def quarantine(
     as_json: JsonOpt = False,
 ) -> None:
     """List or export rows that were not loaded (with file, line, column and reason)."""
-    from tierwise.exports import write_table  # heavy (ibis, DuckDB, pyarrow): see tierwise.cli
+    from tierwise.exports import write_table  # lazy: see tierwise.cli
     from tierwise.workspace import Workspace
 
     with Workspace.open(workspace, read_only=True) as ws:
@@ -283,7 +283,7 @@ def quarantine(
 
 def status(workspace: WorkspaceOpt = Path("."), as_json: JsonOpt = False) -> None:
     """What the workspace holds: rows per table and the batches loaded."""
-    from tierwise.workspace import Workspace  # heavy (ibis, DuckDB): see tierwise.cli
+    from tierwise.workspace import Workspace  # lazy: see tierwise.cli
 
     with Workspace.open(workspace, read_only=True) as ws:
         counts = {

@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
 
 def init(directory: Annotated[Path, typer.Argument(help="Folder to create the workspace in.")] = Path(".")) -> None:
     """Create a workspace: tierwise.toml with every setting at its default, and the DuckDB store."""
-    from tierwise.workspace import Workspace  # heavy (ibis, DuckDB): see tierwise.cli
+    from tierwise.workspace import Workspace  # lazy: see tierwise.cli
 
     with Workspace.init(directory) as ws:
         root = ws.root

@@ -59,7 +59,7 @@ def cluster(
     as_json: JsonOpt = False,
 ) -> None:
     """Explore clusters of a run's customers: k by silhouette, stability, profiles. Stores nothing."""
-    from tierwise.pipeline.learn import cluster_settings, explore_clusters  # heavy (pandas): see tierwise.cli
+    from tierwise.pipeline.learn import cluster_settings, explore_clusters  # lazy: see tierwise.cli
     from tierwise.workspace import Workspace
 
     numeric, text = _names(features), _names(categorical)
@@ -193,7 +193,7 @@ def classify_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Learn classes (a label column or a future outcome), report the models, store every customer's learned class."""
-    from tierwise.pipeline.learn import classify_settings, learn_and_store  # heavy (pandas): see tierwise.cli
+    from tierwise.pipeline.learn import classify_settings, learn_and_store  # lazy: see tierwise.cli
     from tierwise.workspace import Workspace
 
     start = date_option(calibration_end, "--calibration-end")

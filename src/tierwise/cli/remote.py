@@ -206,7 +206,8 @@ def _terminal(stream: Any, stderr: bool) -> dict[str, Any]:
 
 
 def _program_name() -> str:
-    try:  # a private helper of Typer's copy of click: imported here, where a Typer without it falls back
+    try:
+        # lazy: a private helper of Typer's copy of click, imported where a Typer without it falls back
         from typer._click.utils import _detect_program_name
 
         return str(_detect_program_name())
@@ -502,7 +503,7 @@ class CommandListener:
     """Takes command lines for one workspace on a Unix socket and runs each in a thread of its own."""
 
     def __init__(self, root: Path, command: TyperGroup) -> None:
-        from tierwise import engine  # ibis and DuckDB (0.5 s): here, not on every command line's start
+        from tierwise import engine  # lazy: ibis and DuckDB (0.5 s), here, not on every command line's start
 
         self.root = Path(root).resolve()
         self.command = served_command(command)
@@ -670,7 +671,7 @@ class CommandListener:
 def _warm(root: Path) -> None:
     """After a run: its cross-sell suggestions, as the dashboard's own runs do (web.services.runs.warm)."""
     try:
-        from tierwise.web.services.runs import warm  # the web layer (1 s and more): only in a server, after a run
+        from tierwise.web.services.runs import warm  # lazy: the web layer (1 s), only in a server after a run
 
         warm(root)
     except Exception:

@@ -27,7 +27,7 @@ def run_command(
     as_json: JsonOpt = False,
 ) -> None:
     """The main job: features, RFM and ABC classes for every customer, stored as a new run."""
-    from tierwise.pipeline.execute import run_in_workspace  # heavy (the pipeline): see tierwise.cli
+    from tierwise.pipeline.execute import run_in_workspace  # lazy: see tierwise.cli
 
     day = date_option(as_of, "--as-of")
     with delayed_status(err, "run") as step:

@@ -21,7 +21,7 @@ def register(app: typer.Typer) -> None:
 
 def runs(workspace: WorkspaceOpt = Path("."), as_json: JsonOpt = False) -> None:
     """List the stored runs with their as-of dates, sizes and timings."""
-    from tierwise.store.runs import list_runs  # heavy (ibis, DuckDB): see tierwise.cli
+    from tierwise.store.runs import list_runs  # lazy: see tierwise.cli
     from tierwise.workspace import Workspace
 
     with Workspace.open(workspace, read_only=True) as ws:
@@ -44,7 +44,7 @@ def show(
     as_json: JsonOpt = False,
 ) -> None:
     """Class summaries of a run and its top customers; 'show customer ID' explains one customer."""
-    from tierwise.report.summaries import summarise, top_customers  # heavy (ibis, DuckDB): see tierwise.cli
+    from tierwise.report.summaries import summarise, top_customers  # lazy: see tierwise.cli
     from tierwise.store.runs import latest_snapshot
     from tierwise.store.snapshots import SUMMARIES
     from tierwise.workspace import Workspace
@@ -130,7 +130,7 @@ def show(
 
 def _explain(ws: Any, run_id: str | None, customer_id: str) -> dict[str, Any]:
     """Why one customer of the run is where it is, with its learned class if one was stored."""
-    # heavy (ibis, DuckDB; pandas for the learned class, which a summary does not load): see tierwise.cli
+    # lazy: see tierwise.cli
     from tierwise.pipeline.learn import learned_for_customer
     from tierwise.report.explain import explain_customer
     from tierwise.store.runs import latest_snapshot, run_config

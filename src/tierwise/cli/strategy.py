@@ -34,7 +34,7 @@ def worklist(
     as_json: JsonOpt = False,
 ) -> None:
     """The prioritised list per sales rep: next action, why, channel and cross-sell suggestions."""
-    from tierwise.strategy.worklist import build_worklist  # heavy (ibis, DuckDB): see tierwise.cli
+    from tierwise.strategy.worklist import build_worklist  # lazy: see tierwise.cli
     from tierwise.workspace import Workspace
 
     with Workspace.open(workspace, read_only=True) as ws:
@@ -75,7 +75,7 @@ def playbook(
     as_json: JsonOpt = False,
 ) -> None:
     """The playbook rules in order (first match wins), with the customers each matched in the latest run."""
-    from tierwise.store.runs import latest_snapshot  # heavy (ibis, DuckDB): see tierwise.cli
+    from tierwise.store.runs import latest_snapshot  # lazy: see tierwise.cli
     from tierwise.strategy.worklist import with_strategy
     from tierwise.workspace import Workspace
 

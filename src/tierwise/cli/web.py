@@ -30,7 +30,7 @@ PasswordStdin = Annotated[
 
 
 def _accounts(workspace: Path) -> Accounts:
-    from tierwise.config import CONFIG_FILE  # heavy (pydantic, ibis): see tierwise.cli
+    from tierwise.config import CONFIG_FILE  # lazy: see tierwise.cli
     from tierwise.web.accounts import Accounts
 
     root = workspace.resolve()
@@ -58,7 +58,7 @@ def add(
     workspace: WorkspaceOpt = Path("."),
 ) -> None:
     """Add a user (the password is asked for, or read from standard input)."""
-    from tierwise.web.accounts import ROLES  # heavy (the web layer's accounts): see tierwise.cli
+    from tierwise.web.accounts import ROLES  # lazy: see tierwise.cli
 
     accounts = _accounts(workspace)
     if role not in ROLES:
@@ -174,7 +174,7 @@ def serve(
     as_json: JsonOpt = False,
 ) -> None:
     """Start the dashboard and REST API; re-rank on the [schedule] of tierwise.toml in the background."""
-    from tierwise.config import CONFIG_FILE, load_config  # heavy (pydantic, ibis): see tierwise.cli
+    from tierwise.config import CONFIG_FILE, load_config  # lazy: see tierwise.cli
 
     if once:
         schedule_once(once=True, workspace=workspace, as_json=as_json)
@@ -185,7 +185,7 @@ def serve(
     if not (root / CONFIG_FILE).is_file():
         raise UserError(f"{root}: not a tierwise workspace; run 'tierwise init {root}' first or pass --workspace DIR")
     cfg = load_config(root / CONFIG_FILE)
-    from tierwise.web.app import create_app  # heavy (FastAPI, the web layer), not for --once: see tierwise.cli
+    from tierwise.web.app import create_app  # lazy, heavy (FastAPI, the web layer), not for --once: see tierwise.cli
     from tierwise.web.server import run as run_server
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -197,7 +197,7 @@ def serve(
             markup=False,
         )
     if cfg.schedule.cadence != "off":
-        from tierwise.pipeline.schedule import serve as schedule_loop  # heavy (the pipeline): see tierwise.cli
+        from tierwise.pipeline.schedule import serve as schedule_loop  # lazy: see tierwise.cli
 
         schedule_log = logging.getLogger("tierwise.schedule")
         threading.Thread(target=schedule_loop, args=(root, schedule_log.info), daemon=True, name="schedule").start()
