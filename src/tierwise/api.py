@@ -27,7 +27,8 @@ from tierwise.ingest.pipeline import BatchReport, ingest_file
 from tierwise.pipeline.execute import RunReport
 from tierwise.pipeline.execute import run as _run
 from tierwise.report.render import ReportSummary, write_report
-from tierwise.store.runs import Run, latest_snapshot, runs
+from tierwise.store.runs import Run, latest_snapshot
+from tierwise.store.runs import runs as stored_runs
 
 __all__ = ["BatchReport", "ReportSummary", "Run", "RunReport", "Workspace"]
 
@@ -85,7 +86,7 @@ class Workspace:
 
     def runs(self) -> list[Run]:
         """Every stored run, oldest first; the last one is the latest."""
-        return runs(self.core)
+        return stored_runs(self.core)
 
     def snapshot(self, run: Run | str | None = None) -> ir.Table:
         """A run's snapshot (default: the latest run) as an Ibis table: filter, select, then `.to_pandas()` or

@@ -37,7 +37,7 @@ from tierwise.mining.in_run import cluster_snapshot
 from tierwise.pipeline import spark
 from tierwise.pipeline.scratch import Scratch
 from tierwise.pipeline.snapshot import build_snapshot, spark_snapshot
-from tierwise.store.lock import open_waiting, run_lock
+from tierwise.store.lock import run_lock
 from tierwise.store.runs import canonical_tables, previous_runs, register, snapshot_suffix
 from tierwise.strategy.playbook import apply_playbook, check_playbook
 from tierwise.workspace import Workspace
@@ -272,9 +272,6 @@ def run_in_workspace(
         wait_seconds = wait_for(load_config(root / CONFIG_FILE).schedule.wait_seconds)
     wait = wait_seconds
     started = time.monotonic()
-    with run_lock(root, wait):
-        ws = open_waiting(root, max(wait - (time.monotonic() - started), 0.0))
-        try:
-            return run(ws, as_of, on_stage, engine=engine)
-        finally:
-            ws.close()
+    # the database is opened once the run lock is held, with what is left of the wait
+    with run_lock(root, wait), Workspace.open(root, wait_seconds=max(wait - (time.monotonic() - started), 0.0)) as ws:
+        return run(ws, as_of, on_stage, engine=engine)

@@ -21,8 +21,8 @@ from tierwise.config import CONFIG_FILE, load_config
 from tierwise.errors import UserError
 from tierwise.history.settings import ScheduleSettings
 from tierwise.pipeline.execute import run_in_workspace
-from tierwise.store.lock import open_waiting
 from tierwise.store.runs import list_runs
+from tierwise.workspace import Workspace
 
 
 def _monthly(year: int, month: int, day: int, at: dt.time) -> dt.datetime:
@@ -87,11 +87,8 @@ def _settings(root: Path) -> ScheduleSettings:
 
 
 def _last_run(root: Path) -> dt.datetime | None:
-    ws = open_waiting(root, load_config(root / CONFIG_FILE).schedule.wait_seconds)
-    try:
+    with Workspace.open(root, wait_seconds=load_config(root / CONFIG_FILE).schedule.wait_seconds) as ws:
         return last_scheduled_run(list_runs(ws))
-    finally:
-        ws.close()
 
 
 def run_due(root: Path, log: Callable[[str], None], now: dt.datetime | None = None) -> dict[str, Any] | None:

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from tierwise.access import Holder, file_lock
 from tierwise.errors import UserError
-from tierwise.workspace import Workspace
 
 # One run at a time per workspace. DuckDB lets only one process write the file anyway; the lock turns a
 # second concurrent run into a wait (then a clear message) instead of an error from deep inside DuckDB, and
@@ -31,8 +30,3 @@ def run_lock(root: Path, wait_seconds: float) -> Iterator[None]:
 
     with file_lock(root / LOCK_FILE, wait_seconds, what=f"another run of {root} to finish", busy=busy):
         yield
-
-
-def open_waiting(root: Path, wait_seconds: float) -> Workspace:
-    """Workspace.open, waiting up to `wait_seconds` while another process has the database open."""
-    return Workspace.open(root, wait_seconds=wait_seconds)
