@@ -33,6 +33,7 @@ from tierwise.features.settings import FeaturesSettings
 from tierwise.history.settings import ScheduleSettings, StabilitySettings
 from tierwise.ingest.settings import IngestSettings
 from tierwise.mining.settings import ClassifySettings, ClusterSettings
+from tierwise.refresh.settings import AlertSettings, DeliverySettings, SourceSettings, default_alerts
 from tierwise.schema import TABLES
 from tierwise.strategy.settings import ACTIONS, Playbook, StrategySettings, default_playbook
 from tierwise.web.settings import WebSettings
@@ -134,6 +135,20 @@ class Config(_Section):
     playbook: Playbook = Field(default_factory=default_playbook)
     # [mapping.orders] "源列名" = "field": per table, source header → canonical field (or "ignore").
     mapping: dict[str, dict[str, str]] = Field(default_factory=dict)
+    # [[sources]], [[alerts]], [delivery]: what `tierwise refresh` reads, checks and sends (docs/refresh.md).
+    sources: list[SourceSettings] = Field(default_factory=list)
+    alerts: list[AlertSettings] = Field(default_factory=default_alerts)
+    delivery: DeliverySettings = DeliverySettings()
+
+    @field_validator("sources", "alerts")
+    @classmethod
+    def _unique_names(cls, items: list[Any]) -> list[Any]:
+        seen: set[str] = set()
+        for item in items:
+            if item.name in seen:
+                raise ValueError(f"two entries are named '{item.name}'; give each its own name")
+            seen.add(item.name)
+        return items
 
     @field_validator("mapping")
     @classmethod
@@ -193,12 +208,21 @@ def _array_of_tables(key: str, items: list[BaseModel]) -> list[str]:
     return out
 
 
+def _alert_tables(alerts: list[AlertSettings]) -> list[str]:
+    out: list[str] = []
+    for alert in alerts:
+        out.append("[[alerts]]")
+        out += [f"{name} = {toml_value(value)}" for name, value in alert.model_dump(exclude_defaults=True).items()]
+        out.append("")
+    return out
+
+
 def render_default_config() -> str:
     """The commented tierwise.toml that `tierwise init` writes: every setting at its default."""
     lines = ["# tierwise workspace settings. Every key is shown at its default; edit and re-run.", ""]
     defaults = Config()
     for section_name in Config.model_fields:
-        if section_name in ("mapping", "rules", "playbook"):
+        if section_name in ("mapping", "rules", "playbook", "sources", "alerts"):
             continue
         section = getattr(defaults, section_name)
         lines.append(f"[{section_name}]")
@@ -232,6 +256,27 @@ def render_default_config() -> str:
         "# Writing any [[playbook]] rule replaces this whole list (see docs/strategy.md).",
         "",
         *_array_of_tables("playbook", list[BaseModel](defaults.playbook)),
+    ]
+    lines += [
+        "# Sources (数据源) read by `tierwise refresh`, in this order (see docs/refresh.md). A folder:",
+        "# [[sources]]",
+        '# name = "erp_exports"',
+        '# table = "orders"',
+        '# folder = "inbox/orders"',
+        "# … or a database table, its URL (with any password) in an environment variable:",
+        "# [[sources]]",
+        '# name = "crm"',
+        '# table = "customers"',
+        '# url_env = "CRM_DATABASE_URL"',
+        '# from_table = "public.customers"',
+        '# since_column = "updated_at"',
+        "",
+        "# Alerts (预警): checked after each refresh. kind = customers takes a `where` rule over the latest run,",
+        "# previous_<column> (the previous run) and is_new; the others: source_failed, quarantine_rate (limit),",
+        '# share_shift (column, points). Add webhook = "https://…", email = ["…"], per_owner = true to send them.',
+        "# Writing any [[alerts]] rule replaces this whole list.",
+        "",
+        *_alert_tables(defaults.alerts),
     ]
     lines += [
         "# Rules: tag customers matching a condition over snapshot columns (see docs/rules.md).",

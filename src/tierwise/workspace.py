@@ -209,6 +209,49 @@ SOURCE_MARKS_SCHEMA = ibis.schema(
 )
 
 
+# The refresh log (docs/refresh.md): one row per refresh, updated as its steps finish, so that a refresh killed
+# half-way resumes under the same id; what each alert rule found; each delivery's outcome.
+REFRESHES_SCHEMA = ibis.schema(
+    {
+        "refresh_id": "string",
+        "trigger": "string",
+        "started_at": "timestamp",
+        "finished_at": "timestamp",
+        "status": "string",
+        "attempts": "int64",
+        "run_id": "string",
+        "steps": "string",
+        "error": "string",
+    }
+)
+ALERT_EVENTS_SCHEMA = ibis.schema(
+    {
+        "event_id": "string",
+        "refresh_id": "string",
+        "run_id": "string",
+        "previous_run_id": "string",
+        "rule": "string",
+        "kind": "string",
+        "fired_at": "timestamp",
+        "matched": "int64",
+        "details": "string",
+    }
+)
+DELIVERIES_SCHEMA = ibis.schema(
+    {
+        "event_id": "string",
+        "channel": "string",
+        "target": "string",
+        "part": "string",
+        "status": "string",
+        "attempts": "int64",
+        "detail": "string",
+        "customers": "int64",
+        "sent_at": "timestamp",
+    }
+)
+
+
 SYSTEM_TABLES = {
     "batches": BATCHES_SCHEMA,
     "quarantine": QUARANTINE_SCHEMA,
@@ -219,6 +262,9 @@ SYSTEM_TABLES = {
     "campaign_plans": CAMPAIGN_PLANS_SCHEMA,
     "campaign_members": CAMPAIGN_MEMBERS_SCHEMA,
     "source_marks": SOURCE_MARKS_SCHEMA,
+    "refreshes": REFRESHES_SCHEMA,
+    "alert_events": ALERT_EVENTS_SCHEMA,
+    "deliveries": DELIVERIES_SCHEMA,
 }
 
 
