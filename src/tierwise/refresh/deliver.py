@@ -199,6 +199,9 @@ def send_mail(
         return Outcome("failed", 0, "the recipient address or subject is not valid in a mail header")
     user = env.get(settings.smtp_user_env)
     password = env.get(settings.smtp_password_env, "")
+    if user and not (user + password).isascii():
+        # smtplib sends the login as ASCII only (and would raise mid-conversation): say so instead of retrying
+        return Outcome("failed", 0, "the SMTP user or password holds non-ASCII characters, which login cannot send")
     host, port, timeout = settings.smtp_host, settings.smtp_port, settings.timeout_seconds
 
     def once() -> _Try:
