@@ -4,6 +4,8 @@ HTML is read back with a real parser, so escaped text is compared with the data 
 from __future__ import annotations
 
 import re
+from datetime import date
+from decimal import Decimal
 from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -266,3 +268,25 @@ def test_digest_mail_caps_long_lists() -> None:
     assert len(shown) == 50
     assert shown[1] == ["C1", "—", "Revenue", "1.00 CNY → —"]
     assert "… and 10 more" in mail.text
+
+
+def test_values_by_kind() -> None:
+    """Shares, days, counts, exact decimals, dates and flags as people read them."""
+    changes = {
+        "online_share": {"previous": 0.125, "now": 0.5},
+        "recency_days": {"previous": 12, "now": 1234.4},
+        "frequency": {"previous": 3, "now": 12000},
+        "overdue_amount": {"previous": Decimal("1234.5678"), "now": 0},
+        "first_purchase": {"previous": date(2024, 1, 2), "now": None},
+        "is_new": {"previous": False, "now": True},
+    }
+    mail = alert("zh", 1, customers=[customers(1)[0] | {"changes": changes}])
+    [[row]] = Page(mail.html).tables
+    assert row[5].split("\n") == [
+        "线上占比: 12.5% → 50.0%",
+        "距上次购买天数: 12 天 → 1,234 天",
+        "购买次数: 3 → 12,000",
+        "逾期金额: 1,234.57 CNY → 0.00 CNY",
+        "first_purchase: 2024-01-02 → —",
+        "is_new: 否 → 是",
+    ]

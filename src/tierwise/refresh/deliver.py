@@ -176,7 +176,7 @@ def _smtp_reply(exc: smtplib.SMTPException) -> _Try:
     if isinstance(exc, smtplib.SMTPServerDisconnected):
         return _Try(False, "SMTP server disconnected", True)
     if isinstance(exc, smtplib.SMTPNotSupportedError):
-        return _Try(False, "the SMTP server does not offer STARTTLS or login")
+        return _Try(False, "the SMTP server does not offer what is needed (STARTTLS, login or SMTPUTF8)")
     if code is None or code < 0:
         return _Try(False, f"SMTP error ({type(exc).__name__})", True)
     what = " (login refused)" if isinstance(exc, smtplib.SMTPAuthenticationError) else ""
@@ -192,7 +192,8 @@ def send_mail(
     sleep: Callable[[float], None] = time.sleep,
 ) -> Outcome:
     """Send one message (text and HTML) to one recipient through [delivery]'s SMTP server; retried as the module
-    says. Login only when the variable named by smtp_user_env is set."""
+    says. Login only when the variable named by smtp_user_env is set. The server's certificate is checked against
+    the system's CAs; a company CA is trusted through OpenSSL's SSL_CERT_FILE (as for webhooks over https)."""
     try:
         message = _message(settings, to, content)
     except (ValueError, TypeError):  # a line break in an address or the subject: refused before sending
