@@ -375,3 +375,57 @@ def test_a_week_of_refreshes(
     assert sorted(p["rule"] for p in sent) == sorted(
         a["rule"] for a in resumed["alerts"] if a["matched"] and a["rule"] != "source_failed"
     )
+
+
+@pytest.mark.slow
+def test_serve_refreshes_at_its_slot(tmp_path: Path) -> None:
+    """`tierwise serve` with a [schedule] slot a few seconds ahead: the refresh happens at the slot, inside the
+    server (which holds the workspace); the command line's refresh goes through the server too."""
+    import datetime as dt
+
+    from tests.conftest import start_serve, stop_serve
+
+    data = tmp_path / "data"
+    assert run_cli("generate", data, "--customers", "150", "--seed", "3").code == 0
+    ws = tmp_path / "ws"
+    assert run_cli("init", ws).code == 0
+    assert run_cli("ingest", "customers", data / "customers.csv", "-w", ws).code == 0
+    header, orders = _rows(data / "orders.csv")
+    _write(ws / "inbox/orders_1.csv", header, orders[: len(orders) // 2])
+    slot = (dt.datetime.now() + dt.timedelta(seconds=30)).replace(microsecond=0)
+    if slot.date() != dt.date.today():
+        pytest.skip("the slot would fall after midnight")
+    cfg = ws / "tierwise.toml"
+    text = cfg.read_text(encoding="utf-8").replace('cadence = "off"', 'cadence = "daily"')
+    text = re.sub(r'(?m)^time = "02:00"$', f'time = "{slot:%H:%M:%S}"', text, count=1)
+    text += '\n[[sources]]\nname = "erp"\ntable = "orders"\nfolder = "inbox"\nmin_age_seconds = 0\n'
+    cfg.write_text(text, encoding="utf-8")
+    code, first = _refresh(ws)  # today's refresh before the slot: serve waits for the slot
+    assert code == 0 and first["run_made"]
+    log = tmp_path / "serve.log"
+    proc, _ = start_serve(ws, log)
+    try:
+        _write(ws / "inbox/orders_2.csv", header, orders[len(orders) // 2 :])
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not re.search(r"tierwise\.schedule .* refresh refresh-", log.read_text()):
+            time.sleep(0.5)
+        lines = [line for line in log.read_text(errors="replace").splitlines() if "tierwise.schedule" in line]
+        done = [line for line in lines if ": ok;" in line]
+        assert done, log.read_text(errors="replace")
+        assert "C0000" not in log.read_text(errors="replace")  # no customer data in the server's log
+        runs = run_cli("runs", "-w", ws, "--json")  # answered by the server
+        assert runs.code == 0, runs.stderr
+        made = [dt.datetime.fromisoformat(str(r["created_at"])) for r in runs.json()]
+        assert len(made) == 2 and made[0] < slot <= made[1]
+        assert (ws / "inbox/processed/orders_2.csv").is_file()
+        again = run_cli("refresh", "-w", ws, "--json")
+        assert again.code == 0, again.stderr
+        assert json.loads(again.stdout)["run_made"] is False
+    finally:
+        stop_serve(proc)
+
+
+def _rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    with path.open(encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        return list(reader.fieldnames or []), list(reader)
