@@ -392,16 +392,17 @@ def test_serve_refreshes_at_its_slot(tmp_path: Path) -> None:
     assert run_cli("ingest", "customers", data / "customers.csv", "-w", ws).code == 0
     header, orders = _rows(data / "orders.csv")
     _write(ws / "inbox/orders_1.csv", header, orders[: len(orders) // 2])
-    slot = (dt.datetime.now() + dt.timedelta(seconds=30)).replace(microsecond=0)
-    if slot.date() != dt.date.today():
-        pytest.skip("the slot would fall after midnight")
     cfg = ws / "tierwise.toml"
-    text = cfg.read_text(encoding="utf-8").replace('cadence = "off"', 'cadence = "daily"')
-    text = re.sub(r'(?m)^time = "02:00"$', f'time = "{slot:%H:%M:%S}"', text, count=1)
-    text += '\n[[sources]]\nname = "erp"\ntable = "orders"\nfolder = "inbox"\nmin_age_seconds = 0\n'
-    cfg.write_text(text, encoding="utf-8")
+    plain = cfg.read_text(encoding="utf-8")
+    plain += '\n[[sources]]\nname = "erp"\ntable = "orders"\nfolder = "inbox"\nmin_age_seconds = 0\n'
+    cfg.write_text(plain, encoding="utf-8")
     code, first = _refresh(ws)  # today's refresh before the slot: serve waits for the slot
     assert code == 0 and first["run_made"]
+    slot = (dt.datetime.now() + dt.timedelta(seconds=12)).replace(microsecond=0)  # serve starts in about 4 s
+    if slot.date() != dt.date.today():
+        pytest.skip("the slot would fall after midnight")
+    text = plain.replace('cadence = "off"', 'cadence = "daily"')
+    cfg.write_text(re.sub(r'(?m)^time = "02:00"$', f'time = "{slot:%H:%M:%S}"', text, count=1), encoding="utf-8")
     log = tmp_path / "serve.log"
     proc, _ = start_serve(ws, log)
     try:

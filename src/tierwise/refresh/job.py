@@ -196,6 +196,9 @@ class _Refresh:
     ) -> None:  # fmt: skip
         if latest is not None and previous is not None:
             check_rules(self.cfg.alerts, latest.snapshot, previous.snapshot)
+        secret = self.cfg.delivery.webhook_secret_env
+        if any(a.webhook for a in self.cfg.alerts) and not os.environ.get(secret):
+            self.say(f"note: {secret} is not set, so webhooks go unsigned; set it to the key the receiver checks")
         for alert in self.cfg.alerts:
             event_id = _event_id(alert, record.refresh_id, latest.run_id if latest is not None else None)
             if event_id is None:
