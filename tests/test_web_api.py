@@ -190,6 +190,7 @@ GET /api/v1/segments/{column} | GET /api/v1/segments/{column}/{code}/customers |
 GET /api/v1/columns | GET /api/v1/customers/columns | GET /api/v1/customers/{customer_id}
 GET /api/v1/customers/{customer_id}/timeline | GET /api/v1/history/compare | GET /api/v1/history/trends
 GET /api/v1/campaigns | GET /api/v1/campaigns/{name}/report
+GET /alerts | GET /api/v1/refreshes | GET /api/v1/alerts
 """
 ANALYST_ROUTES = """
 GET /data | POST /api/v1/runs | GET /api/v1/jobs | GET /api/v1/jobs/{job_id} | GET /api/v1/exports
@@ -201,7 +202,7 @@ GET /settings | GET /users | GET /api/v1/settings | POST /api/v1/settings/previe
 GET /api/v1/users | POST /api/v1/users | DELETE /api/v1/users/{username} | PUT /api/v1/users/{username}/password
 PUT /api/v1/users/{username}/role | GET /api/v1/tokens | POST /api/v1/users/{username}/tokens
 DELETE /api/v1/tokens/{token_id} | GET /api/v1/audit | GET /api/v1/sessions | DELETE /api/v1/sessions/{session_id}
-DELETE /api/v1/users/{username}/sessions
+DELETE /api/v1/users/{username}/sessions | POST /api/v1/refresh
 """
 ROLE_ORDER = ("viewer", "analyst", "admin")
 
