@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["tests.pg_server"]  # the PostgreSQL server fixture, server_url
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 CDNOW_MASTER = SHARED_DATA / "cdnow" / "CDNOW_master.txt"

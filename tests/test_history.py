@@ -360,7 +360,7 @@ def test_stability_prevents_a_planted_flip_flop(ws_dir: Path, tmp_path: Path) ->
 
 def test_schedule_slots() -> None:
     from tierwise.history.settings import ScheduleSettings
-    from tierwise.pipeline.schedule import is_due, last_slot, next_slot
+    from tierwise.refresh.schedule import is_due, last_slot, next_slot
 
     monthly = ScheduleSettings(cadence="monthly", day=31, time="02:00")
     now = dt.datetime(2024, 2, 10, 9, 0)
@@ -392,7 +392,7 @@ def test_serve_once_runs_when_due_then_waits(hist: tuple[Path, Path], tmp_path: 
     first = run_cli("serve", "--once", "-w", copy, "--json")
     assert first.code == 0, first.stderr
     second = run_cli("serve", "--once", "-w", copy, "--json").json()
-    assert second["ran"] is False and "next run at" in second["log"][0]
+    assert second["ran"] is False and "next refresh at" in second["log"][0]
     assert all("C0000" not in line for line in first.json()["log"] + second["log"])  # no customer data in logs
 
 

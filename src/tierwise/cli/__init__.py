@@ -30,6 +30,7 @@ from tierwise.cli import (
     ingest,
     init,
     mining,
+    refresh,
     run,
     show,
     strategy,
@@ -49,7 +50,22 @@ app = typer.Typer(
 )
 
 # In the order `tierwise --help` lists them (the groups clv, campaign and user after the commands).
-for _group in (init, ingest, run, show, clv, mining, export, generate, batches, strategy, history, campaigns, web):
+for _group in (
+    init,
+    ingest,
+    run,
+    refresh,
+    show,
+    clv,
+    mining,
+    export,
+    generate,
+    batches,
+    strategy,
+    history,
+    campaigns,
+    web,
+):
     _group.register(app)
 add_wait_option(app)  # --wait SECONDS on every command that opens a workspace (tierwise.cli.common)
 
@@ -57,7 +73,10 @@ add_wait_option(app)  # --wait SECONDS on every command that opens a workspace (
 def main() -> None:
     def invoke() -> None:
         forward(app, sys.argv[1:])  # exits with the command's code when a `tierwise serve` holds the workspace
-        app(standalone_mode=False)
+        # Without standalone mode Click returns the code of a `typer.Exit(n)` instead of exiting with it.
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
 
     handle_errors(invoke)
 

@@ -184,14 +184,14 @@ def backfill(
 
 def serve(
     once: Annotated[
-        bool, typer.Option("--once", help="Run the job if it is due, then exit (for cron and tests).")
+        bool, typer.Option("--once", help="Refresh if a slot is due, then exit (for cron and tests).")
     ] = False,
     workspace: WorkspaceOpt = Path("."),
     as_json: JsonOpt = False,
 ) -> None:
-    """Re-rank on the schedule of tierwise.toml: sleep until the next slot, run, log one line per run."""
-    from tierwise.pipeline.schedule import run_due  # lazy: see tierwise.cli
-    from tierwise.pipeline.schedule import serve as run_serve
+    """Refresh on the schedule of tierwise.toml: sleep until the next slot, refresh, log one line per refresh."""
+    from tierwise.refresh.schedule import run_due  # lazy: see tierwise.cli
+    from tierwise.refresh.schedule import serve as run_serve
 
     root = workspace.resolve()
     lines: list[str] = []
@@ -204,8 +204,8 @@ def serve(
     if once:
         result = run_due(root, log)
         if as_json:
-            print_json({"ran": result is not None and result.get("status") == "ok", "result": result, "log": lines})
-        if result is not None and result.get("status") == "failed":
+            print_json({"ran": result is not None and result.get("status") != "failed", "result": result, "log": lines})
+        if result is not None and result.get("status") != "ok":
             raise typer.Exit(1)
         return
     if as_json:

@@ -651,11 +651,15 @@ class CommandListener:
         try:
             with console.capturing(job):
                 try:
+                    codes: list[object] = []
                     handle_errors(
-                        lambda: self.command.main(args=job.argv, prog_name=job.prog, standalone_mode=False),
+                        lambda: codes.append(
+                            self.command.main(args=job.argv, prog_name=job.prog, standalone_mode=False)
+                        ),
                         debug=bool(request.get("debug")),
                     )
-                    return 0
+                    # Click returns a `typer.Exit(n)`'s code instead of raising it outside standalone mode.
+                    return codes[0] if codes and isinstance(codes[0], int) else 0
                 except SystemExit as exc:
                     if exc.code is None or isinstance(exc.code, int):
                         return int(exc.code or 0)

@@ -165,15 +165,15 @@ def revoke(
 
 def serve(
     ctx: typer.Context,
-    host: Annotated[str | None, typer.Option(help="Address to listen on (default: [web] host).")] = None,
-    port: Annotated[int | None, typer.Option(help="Port (default: [web] port).")] = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on (default: \\[web] host).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: \\[web] port).")] = None,
     once: Annotated[
-        bool, typer.Option("--once", help="Only run the scheduled job if it is due, then exit (for cron and tests).")
+        bool, typer.Option("--once", help="Only refresh if a scheduled slot is due, then exit (for cron and tests).")
     ] = False,
     workspace: WorkspaceOpt = Path("."),
     as_json: JsonOpt = False,
 ) -> None:
-    """Start the dashboard and REST API; re-rank on the [schedule] of tierwise.toml in the background."""
+    """Start the dashboard and REST API; refresh on the \\[schedule] of tierwise.toml in the background."""
     from tierwise.config import CONFIG_FILE, load_config  # lazy: see tierwise.cli
 
     if once:
@@ -197,7 +197,7 @@ def serve(
             markup=False,
         )
     if cfg.schedule.cadence != "off":
-        from tierwise.pipeline.schedule import serve as schedule_loop  # lazy: see tierwise.cli
+        from tierwise.refresh.schedule import serve as schedule_loop  # lazy: see tierwise.cli
 
         schedule_log = logging.getLogger("tierwise.schedule")
         threading.Thread(target=schedule_loop, args=(root, schedule_log.info), daemon=True, name="schedule").start()

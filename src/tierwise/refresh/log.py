@@ -111,12 +111,16 @@ def record_delivery(ws: Workspace, delivery: dict[str, Any]) -> None:
     ws.con.insert("deliveries", ibis.memtable([row], schema=ws.table("deliveries").schema()))
 
 
+def decode(text: str | None) -> dict[str, Any]:
+    return json.loads(text or "{}")
+
+
 def recent_refreshes(ws: Workspace, limit: int = 20) -> list[dict[str, Any]]:
     """The latest refreshes, newest first, with their steps decoded."""
     t = ws.table("refreshes")
     rows = t.order_by(ibis.desc("started_at")).limit(limit).to_pyarrow().to_pylist()
     for row in rows:
-        row["steps"] = json.loads(row["steps"] or "{}")
+        row["steps"] = decode(row["steps"])
     return rows
 
 
@@ -135,6 +139,6 @@ def alert_history(ws: Workspace, limit: int = 100, *, since: dt.datetime | None 
     for s in sent:
         latest.setdefault(s["event_id"], {})[(s["channel"], s["target"], s["part"])] = s
     for row in rows:
-        row["details"] = json.loads(row["details"] or "{}")
+        row["details"] = decode(row["details"])
         row["deliveries"] = list(latest.get(row["event_id"], {}).values())
     return rows

@@ -1,10 +1,11 @@
-"""Scheduled re-ranking ([schedule]): when the next run is due, and the loop of `tierwise serve`.
+"""Scheduled refreshes ([schedule]): when the next one is due, and the loop of `tierwise serve`.
 
 Slots are local times: daily at `time`; weekly on weekday `day` (1 = Monday) at `time`; monthly on day `day`
-of the month at `time` (the month's last day when it is shorter). A slot is due when no run was made since it
-(backfilled runs do not count). `serve` sleeps until the next slot, runs the main job the way `tierwise run`
-does (waiting for any run already in progress), logs one line per run without any customer data, and reads
-tierwise.toml again before each slot so edits apply without a restart.
+of the month at `time` (the month's last day when it is shorter). A slot is due when neither a refresh nor a run
+was made since it (backfilled runs do not count). `serve` sleeps until the next slot, refreshes the way `tierwise
+refresh` does (sources, the main job when something changed, alerts, deliveries; waiting for any run already in
+progress), logs one line per refresh without any customer data, and reads tierwise.toml again before each slot so
+edits apply without a restart.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 from tierwise.config import CONFIG_FILE, load_config
 from tierwise.errors import UserError
 from tierwise.history.settings import ScheduleSettings
-from tierwise.pipeline.execute import run_in_workspace
+from tierwise.refresh.job import last_refresh_started, refresh
 from tierwise.store.runs import list_runs
 from tierwise.workspace import Workspace
 
@@ -87,33 +88,42 @@ def _settings(root: Path) -> ScheduleSettings:
 
 
 def _last_run(root: Path) -> dt.datetime | None:
+    """When the latest refresh (or, before refreshes existed, the latest scheduled run) was made."""
     with Workspace.open(root, wait_seconds=load_config(root / CONFIG_FILE).schedule.wait_seconds) as ws:
-        return last_scheduled_run(list_runs(ws))
+        made = [t for t in (last_scheduled_run(list_runs(ws)), last_refresh_started(ws)) if t is not None]
+    return max(made) if made else None
 
 
 def run_due(root: Path, log: Callable[[str], None], now: dt.datetime | None = None) -> dict[str, Any] | None:
-    """Run the main job if a slot is due; the run's summary (no customer data), or None when nothing was due."""
+    """Refresh if a slot is due; the refresh's summary (no customer data), or None when nothing was due."""
     s = _settings(root)
     now = now or dt.datetime.now()
     if not is_due(s, now, _last_run(root)):
-        log(f"{now:%Y-%m-%d %H:%M:%S} nothing due; next run at {next_slot(s, now):%Y-%m-%d %H:%M}")
+        log(f"{now:%Y-%m-%d %H:%M:%S} nothing due; next refresh at {next_slot(s, now):%Y-%m-%d %H:%M}")
         return None
-    started = time.perf_counter()
     try:
-        report = run_in_workspace(root)
+        report = refresh(root, trigger="schedule")
     except UserError as exc:
-        log(f"{dt.datetime.now():%Y-%m-%d %H:%M:%S} run failed: {exc}")
+        log(f"{dt.datetime.now():%Y-%m-%d %H:%M:%S} refresh failed: {exc}")
         return {"status": "failed", "error": str(exc)}
+    fired = sum(1 for a in report.alerts if a["matched"] and a["new"])
     summary = {
-        "status": "ok",
+        "status": report.status,
+        "refresh_id": report.refresh_id,
         "run_id": report.run_id,
-        "as_of": report.as_of.isoformat(),
-        "customers": report.customers,
-        "seconds": round(time.perf_counter() - started, 1),
+        "run_made": report.run_made,
+        "sources": len(report.sources),
+        "sources_failed": sum(s["status"] in ("failed", "partial") for s in report.sources),
+        "rows_loaded": sum(int(s["rows_loaded"]) for s in report.sources),
+        "alerts_fired": fired,
+        "seconds": report.seconds,
     }
     log(
-        f"{dt.datetime.now():%Y-%m-%d %H:%M:%S} run {report.run_id} as of {report.as_of}: "
-        f"{report.customers:,} customers in {summary['seconds']}s"
+        f"{dt.datetime.now():%Y-%m-%d %H:%M:%S} refresh {report.refresh_id}: {report.status}; "
+        f"{summary['rows_loaded']:,} rows loaded from {summary['sources']} sources"
+        + (f" ({summary['sources_failed']} with errors)" if summary["sources_failed"] else "")
+        + (f"; run {report.run_id}" if report.run_made else "; no new run")
+        + f"; {fired} alerts fired; {report.seconds}s"
     )
     return summary
 
@@ -144,7 +154,7 @@ def serve(
             continue
         wake = next_slot(s, now)
         assert wake is not None
-        log(f"{now:%Y-%m-%d %H:%M:%S} next run at {wake:%Y-%m-%d %H:%M}")
+        log(f"{now:%Y-%m-%d %H:%M:%S} next refresh at {wake:%Y-%m-%d %H:%M}")
         while (left := (wake - clock()).total_seconds()) > 0:
             sleep(min(left, 60.0))  # short naps: a changed clock or a suspended machine is noticed
         s = _settings(root)
