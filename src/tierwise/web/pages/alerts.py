@@ -49,6 +49,7 @@ TEXT.update(
         "refresh_partial": ("partial", "部分成功"),
         "refresh_failed": ("failed", "失败"),
         "refresh_running": ("running", "进行中"),
+        "refresh_nothing_new": ("nothing new", "无新数据"),
         "source": ("Source", "数据源"),
         "files_processed": ("Files processed", "已处理文件"),
         "files_failed": ("Files failed", "失败文件"),

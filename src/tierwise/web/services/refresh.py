@@ -9,13 +9,17 @@ kept between calls. Delivery targets (webhook URLs, e-mail addresses) are left o
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from pathlib import Path
 from typing import Any
 
 from tierwise.errors import UserError
 from tierwise.refresh.log import RUNNING, alert_history, recent_refreshes
 from tierwise.web.services._common import jsonable, language_of
+from tierwise.web.services.runs import warm
 from tierwise.workspace import Workspace
+
+log = logging.getLogger("tierwise.web.jobs")
 
 MAX_LIMIT = 500
 SOURCE_COUNTS = ("rows_read", "rows_loaded", "rows_new", "rows_updated", "rows_quarantined")
@@ -45,10 +49,11 @@ def _dicts(value: Any) -> list[dict[str, Any]]:
 
 
 def _source(step: dict[str, Any]) -> dict[str, Any]:
-    """One source's step as recorded, with its counts as integers and its file lists always lists."""
+    """One source's step as recorded, with its counts as integers (or None) and its file lists always lists."""
     processed = step.get("files_processed") or []
     failed = _dicts(step.get("files_failed"))
     return {
+        **step,  # what later versions record too (files_waiting, batches …)
         "name": str(step.get("name") or ""),
         "table": step.get("table"),
         "kind": step.get("kind"),
@@ -145,5 +150,21 @@ def latest_alert_count(ws: Workspace) -> int:
 def refresh_job(root: Path | str, progress: Any = None) -> dict[str, Any]:
     """A refresh started from the dashboard, for JobManager.start("refresh", refresh_job, root): every source,
     the main job, the comparison, alerts and deliveries (tierwise.refresh.job.refresh, which opens the workspace
-    in the job's thread); each step is reported as the job's stage. Returns the refresh report (as_json)."""
-    raise UserError("refreshing from the dashboard is not available yet; run 'tierwise refresh' on the server")
+    in the job's thread and waits for a refresh already under way); each step's line is the job's stage.
+    Returns the refresh report (RefreshReport.as_json)."""
+    # lazy: the refresh imports the pipeline (scikit-learn, 1.0 s) and the mail and webhook code: loaded by the
+    # first refresh, not by the server.
+    from tierwise.refresh.job import refresh
+
+    def on_step(line: str) -> None:
+        if progress is not None:
+            progress(line, None)
+
+    report = refresh(Path(root), trigger="dashboard", on_step=on_step)
+    if report.run_made:
+        try:
+            warm(root)
+        except Exception:  # the refresh is stored: a cancel arriving now (or a failure here) must not say otherwise
+            log.warning("preparing the cross-sell suggestions after %s failed", report.refresh_id, exc_info=True)
+    result: dict[str, Any] = jsonable(report.as_json())
+    return result
