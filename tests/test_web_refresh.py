@@ -5,7 +5,11 @@ empty log shows the way to a first refresh; only admins may start a refresh."""
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from html.parser import HTMLParser
@@ -15,8 +19,13 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from conftest import start_serve, stop_serve
+from test_web_browser import CHROMIUM, CHROMIUM_ARGS, CSP_REPORTER, REQUIRED, TIMEOUT_MS, Problems
+from tierwise.generate import generate
 from tierwise.i18n import heading, label
+from tierwise.ingest.pipeline import ingest_file
 from tierwise.refresh import log
+from tierwise.store.runs import list_runs
 from tierwise.web.accounts import Accounts
 from tierwise.web.app import create_app
 from tierwise.workspace import Workspace
@@ -46,6 +55,7 @@ CUSTOMERS = [
     {"customer_id": "C/0012", "name": "Beta Ltd", "owner": "Han Mei", "grade": "A", "priority_rank": 9,
      "changes": {"grade": {"previous": None, "now": "A"}}},
 ]  # fmt: skip
+REFRESH_ROWS = "#refresh-table > tbody > tr[data-refresh]"
 FINDING = "source 'crm' failed: could not connect to the database crm.internal:5432"
 
 
@@ -364,15 +374,17 @@ def test_api_alerts_targets_for_admins_only(clients: dict[str, TestClient], logg
 def test_api_alerts_since_and_limit(clients: dict[str, TestClient]) -> None:
     c = clients["viewer"]
     every = c.get("/api/v1/alerts").json()
-    fired = dt.datetime.fromisoformat(every[0]["fired_at"])
     assert len(every) == 2
-    assert len(c.get("/api/v1/alerts", params={"since": fired.isoformat()}).json()) == 2  # at or after
-    later = (fired + dt.timedelta(seconds=2)).isoformat()
+    fired = sorted(dt.datetime.fromisoformat(e["fired_at"]) for e in every)
+    oldest, newest = fired[0], fired[-1]
+    assert len(c.get("/api/v1/alerts", params={"since": oldest.isoformat()}).json()) == 2  # at or after
+    assert len(c.get("/api/v1/alerts", params={"since": newest.isoformat()}).json()) == 1 + (oldest == newest)
+    later = (newest + dt.timedelta(seconds=1)).isoformat()
     assert c.get("/api/v1/alerts", params={"since": later}).json() == []
     # an instant with a zone means the same moment in the server's time
-    zoned = (fired - dt.timedelta(seconds=1)).astimezone().astimezone(dt.timezone(dt.timedelta(hours=-11)))
+    zoned = (oldest - dt.timedelta(seconds=1)).astimezone().astimezone(dt.timezone(dt.timedelta(hours=-11)))
     assert len(c.get("/api/v1/alerts", params={"since": zoned.isoformat()}).json()) == 2
-    zoned_later = (fired + dt.timedelta(seconds=2)).astimezone().astimezone(dt.UTC)
+    zoned_later = (newest + dt.timedelta(seconds=1)).astimezone().astimezone(dt.UTC)
     assert c.get("/api/v1/alerts", params={"since": zoned_later.isoformat()}).json() == []
     assert len(c.get("/api/v1/alerts?limit=1").json()) == 1
     for bad in ("limit=0", "limit=501", "since=yesterday"):
@@ -424,3 +436,240 @@ def test_empty_log_shows_how_to_start(tmp_path: Path) -> None:
             assert c.get("/api/v1/refreshes").json() == [] and c.get("/api/v1/alerts").json() == []
     finally:
         made.state.handle.close()
+
+
+# --- a real refresh, started as an admin ------------------------------------------------------------------------
+
+
+def _split_orders(source: Path, early: Path, late: Path, cut: str) -> int:
+    """The generated orders before `cut` (a date) into `early`, the others into `late`; how many are late."""
+    with open(source, encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        fields, rows = reader.fieldnames, list(reader)
+    assert fields is not None
+    parts = {early: [r for r in rows if r["order_date"] < cut], late: [r for r in rows if r["order_date"] >= cut]}
+    for path, part in parts.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", encoding="utf-8", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(part)
+    assert parts[early] and parts[late]
+    return len(parts[late])
+
+
+def test_refresh_now_runs_a_real_refresh_and_its_row_appears(tmp_path: Path) -> None:
+    """A generated workspace with a run on its older orders; the newer orders arrive in a folder source. The
+    admin's POST starts a refresh job that loads the file, makes a run, compares it with the first and fires the
+    default alerts; the page, the badge and the API then show exactly that refresh and what it fired."""
+    from tierwise.pipeline.execute import run
+    from tierwise.store.runs import latest_snapshot
+
+    data, root = tmp_path / "data", tmp_path / "ws"
+    generate(data, customers=150, seed=3)
+    inbox = root / "inbox" / "orders"
+    late = _split_orders(data / "orders.csv", data / "early_orders.csv", inbox / "orders-late.csv", "2024-09-01")
+    Workspace.init(root).close()
+    with Workspace.open(root) as ws:
+        for table, name in (("customers", "customers"), ("payments", "payments"), ("orders", "early_orders")):
+            ingest_file(ws, table, data / f"{name}.csv")
+        first = run(ws).run_id
+    config = root / "tierwise.toml"
+    config.write_text(
+        config.read_text(encoding="utf-8")
+        + '\n[[sources]]\nname = "shop_orders"\ntable = "orders"\nfolder = "inbox/orders"\nmin_age_seconds = 0\n',
+        encoding="utf-8",
+    )
+    Accounts(root).add_user("ada", "admin", PASSWORD)
+    Accounts(root).add_user("vic", "viewer", PASSWORD)
+    made = create_app(root)
+    try:
+        admin, viewer = _client(made, "ada"), _client(made, "vic")
+        _, dom = page(admin, "/alerts", "en")
+        assert dom.all(data_test="no-refresh") and dom.all(data_test="refresh-button")
+        r = admin.post("/api/v1/refresh", headers={"X-CSRF-Token": admin.csrf})  # type: ignore[attr-defined]
+        assert r.status_code == 202, r.text
+        job_id = r.json()["job_id"]
+        assert r.json()["status_url"] == f"/api/v1/jobs/{job_id}"
+        job = made.state.jobs.wait(job_id, timeout=300)
+        assert job["state"] == "done" and job["kind"] == "refresh", job
+        report = job["result"]
+        assert (report["trigger"], report["status"], report["run_made"], report["attempts"]) == (
+            "dashboard", "ok", True, 1
+        )  # fmt: skip
+        assert admin.get(f"/api/v1/jobs/{job_id}").json()["result"] == report  # polled like any job
+        assert (inbox / "processed" / "orders-late.csv").is_file() and not (inbox / "orders-late.csv").exists()
+        # what the workspace holds now, read without the service: the new run, and the grade-A newcomers
+        with Workspace.open(root) as ws:
+            runs = [r["run_id"] for r in list_runs(ws)]
+            _, before = latest_snapshot(ws, first)
+            _, after = latest_snapshot(ws, runs[-1])
+            was_a = {
+                r["customer_id"]
+                for r in before.filter(before.grade == "A").select("customer_id").to_pyarrow().to_pylist()
+            }
+            new_a = {
+                r["customer_id"]
+                for r in after.filter(after.grade == "A").select("customer_id").to_pyarrow().to_pylist()
+            } - was_a
+            events = ws.con.con.execute(
+                "SELECT rule, matched FROM alert_events WHERE refresh_id = ?", [report["refresh_id"]]
+            ).fetchall()
+        assert len(runs) == 2 and runs[0] == first and report["run_id"] == runs[1]
+        assert new_a, "the newer orders make some customer grade A (the test needs one)"
+
+        listed = viewer.get("/api/v1/refreshes").json()
+        assert len(listed) == 1
+        row = listed[0]
+        assert (row["refresh_id"], row["trigger"], row["status"], row["run_id"], row["attempts"]) == (
+            report["refresh_id"], "dashboard", "ok", runs[1], 1
+        )  # fmt: skip
+        [source] = row["sources"]
+        assert (source["name"], source["table"], source["kind"], source["status"]) == (
+            "shop_orders", "orders", "folder", "ok"
+        )  # fmt: skip
+        assert source["files_processed"] == ["orders-late.csv"] and source["files_failed"] == []
+        assert source["rows_read"] == late and source["rows_loaded"] == late and source["rows_quarantined"] == 0
+
+        fired = viewer.get("/api/v1/alerts", params={"lang": "en"}).json()
+        assert sorted((a["rule"], a["matched"]) for a in fired) == sorted(events)
+        [grade_a] = [a for a in fired if a["rule"] == "new_grade_a"]
+        assert {c["customer_id"] for c in grade_a["customers"]} == new_a and grade_a["matched"] == len(new_a)
+        assert grade_a["label"] == "New grade-A customers" and grade_a["previous_run_id"] == first
+        for lang in ("zh", "en"):
+            _, dom = page(viewer, "/alerts", lang)
+            shown = dom.one(data_refresh=report["refresh_id"])
+            assert field(shown, "trigger").attrs["data-value"] == "dashboard"
+            assert field(shown, "status").attrs["data-value"] == "ok"
+            assert field(shown, "run").attrs["data-value"] == runs[1]
+            assert field(shown.one(data_source="shop_orders"), "rows_loaded").attrs["data-value"] == str(late)
+            assert [b.attrs["data-value"] for b in dom.all(data_test="alert-badge")] == [str(len(events))]
+            event = dom.one(data_event=grade_a["event_id"])
+            assert field(event, "label").text == ("新晋A级客户" if lang == "zh" else "New grade-A customers")
+            assert field(event, "matched").attrs["data-value"] == str(len(new_a))
+            listed_ids = {
+                n.attrs["data-customer"] for n in dom.one(data_event_more=grade_a["event_id"]).all(data_customer=None)
+            }
+            assert listed_ids == new_a
+        audit = [e for e in Accounts(root).audit_entries(50) if e["action"] == "refresh"]
+        assert len(audit) == 1 and audit[0]["username"] == "ada" and job_id in audit[0]["detail"]
+    finally:
+        made.state.jobs.shutdown(timeout=30)
+        made.state.handle.close()
+
+
+# --- in a real browser ----------------------------------------------------------------------------------------
+
+
+def _write_log(root: Path) -> log.RefreshRecord:
+    """The partial refresh of the `logged` fixture, finished, with its two alerts and their deliveries."""
+    with Workspace.open(root) as ws:
+        record = log.start(ws, "schedule")
+        record.steps = {"sources": [FOLDER_SOURCE, DB_SOURCE]}
+        log.save(ws, record, run_id=RUN_A)
+        details = {"label_zh": "新晋A级客户", "label_en": "New grade-A customers", "customers": CUSTOMERS}
+        log.record_event(ws, _event("ev-new-a", record, "new_grade_a", "customers", 2, details))
+        log.record_delivery(ws, _delivery("ev-new-a", "webhook", HOOK, "all", "delivered", 1, "HTTP 200", 2))
+        log.record_event(ws, _event("ev-source", record, "source_failed", "run", 1, {"findings": [{"what": FINDING}]}))
+        log.finish(ws, record, log.PARTIAL)
+    return record
+
+
+@pytest.mark.slow
+def test_alerts_page_and_refresh_button_in_headless_chromium(tmp_path: Path) -> None:
+    """`tierwise serve` on a generated workspace whose orders wait in a folder source, with a refresh in its log:
+    the alerts page renders in Chinese and English with its badge and expandable customers, and the admin's
+    button runs a real refresh whose row then appears — with no console error, CSP violation or failed request."""
+    if CHROMIUM is None:
+        if REQUIRED:
+            pytest.fail("TIERWISE_REQUIRE_CHROMIUM is set but there is no /usr/bin/chromium")
+        pytest.skip("no headless chromium here (/usr/bin/chromium)")
+    sync_playwright = pytest.importorskip("playwright.sync_api", reason="playwright not installed").sync_playwright
+
+    data, root = tmp_path / "data", tmp_path / "ws"
+    generate(data, customers=120, seed=5)
+    Workspace.init(root).close()
+    with Workspace.open(root) as ws:
+        for table in ("customers", "payments"):
+            ingest_file(ws, table, data / f"{table}.csv")
+    inbox = root / "inbox"
+    inbox.mkdir()
+    (inbox / "orders.csv").write_bytes((data / "orders.csv").read_bytes())
+    config = root / "tierwise.toml"
+    config.write_text(
+        config.read_text(encoding="utf-8")
+        + '\n[[sources]]\nname = "shop_orders"\ntable = "orders"\nfolder = "inbox"\nmin_age_seconds = 0\n',
+        encoding="utf-8",
+    )
+    earlier = _write_log(root)
+    add = subprocess.run(
+        [sys.executable, "-m", "tierwise.cli", "user", "add", "ada", "--role", "admin", "--password-stdin", "-w", root],
+        input=PASSWORD + "\n", capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert add.returncode == 0, add.stderr
+    proc, base = start_serve(root, tmp_path / "serve.log", timeout=60)
+    problems = Problems()
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            try:
+                context = browser.new_context(viewport={"width": 1280, "height": 900})
+                context.set_default_timeout(TIMEOUT_MS)
+                context.add_init_script(CSP_REPORTER)
+                page = context.new_page()
+                page.on("pageerror", lambda exc: problems.items.append(f"page error: {exc}"))
+                page.on("console", problems.console)
+                page.on("requestfailed", problems.request_failed)
+                page.on("response", problems.response)
+
+                page.goto(base + "/alerts")
+                page.wait_for_url(re.compile(r"/login\?next="))
+                page.fill("#username", "ada")
+                page.fill("#password", PASSWORD)
+                page.click("form.login button[type=submit]")
+                page.wait_for_url("**/alerts")
+                assert page.inner_text("h1") == "预警" and page.get_attribute("html", "lang") == "zh-CN"
+                assert page.get_attribute("[data-test=alert-badge]", "data-value") == "2"
+                rows = page.locator(REFRESH_ROWS)
+                assert rows.count() == 1 and rows.first.get_attribute("data-refresh") == earlier.refresh_id
+                assert page.inner_text(f"tr[data-refresh='{earlier.refresh_id}'] [data-field=status]") == "部分成功"
+                # the customers are folded away until asked for; each links to its page
+                customers = page.locator("tr[data-event-more=ev-new-a] .alert-customers")
+                assert not customers.is_visible()
+                page.click("tr[data-event-more=ev-new-a] summary")
+                assert customers.is_visible()
+                assert page.get_attribute("tr[data-customer='C/0012'] a", "href") == "/customers/C%2F0012"
+                assert EVIL in page.inner_text("tr[data-customer=C0000007] th")  # the name as text
+                page.screenshot(path=tmp_path / "alerts-zh.png", full_page=True)
+
+                # Refresh now: the job's progress shows, then the page reloads with the new refresh on top.
+                page.click("#refresh-button")
+                page.wait_for_selector("#refresh-job:not([hidden])")
+                page.wait_for_selector("#refresh-job[data-state=done]", timeout=180_000)
+                page.wait_for_function(
+                    "() => document.querySelectorAll('#refresh-table > tbody > tr[data-refresh]').length === 2",
+                    timeout=30_000,
+                )
+                top = page.locator(REFRESH_ROWS).first
+                assert top.get_attribute("data-refresh") != earlier.refresh_id
+                assert top.get_attribute("data-status") == "ok"
+                assert top.locator("[data-field=trigger]").first.get_attribute("data-value") == "dashboard"
+                assert top.locator("[data-field=trigger]").first.inner_text() == "仪表盘"
+                assert top.locator("tr[data-source=shop_orders] [data-field=files_processed]").inner_text() == "1"
+                assert (inbox / "processed" / "orders.csv").is_file()
+                page.screenshot(path=tmp_path / "alerts-refreshed.png", full_page=True)
+
+                page.click("#lang-switch")
+                page.wait_for_function("document.documentElement.lang === 'en'")
+                assert page.inner_text("h1") == "Alerts" and page.inner_text("[data-test=nav-alerts]").startswith(
+                    "Alerts"
+                )
+                assert page.locator(REFRESH_ROWS).first.get_attribute("data-status") == "ok"
+                assert page.inner_text(f"tr[data-refresh='{earlier.refresh_id}'] [data-field=status]") == "partial"
+                assert page.inner_text("tr[data-event=ev-new-a] [data-field=label]") == "New grade-A customers"
+                page.screenshot(path=tmp_path / "alerts-en.png", full_page=True)
+            finally:
+                browser.close()
+    finally:
+        stop_serve(proc)
+    problems.check()
