@@ -176,7 +176,7 @@ def _smtp_reply(exc: smtplib.SMTPException) -> _Try:
     if isinstance(exc, smtplib.SMTPServerDisconnected):
         return _Try(False, "SMTP server disconnected", True)
     if isinstance(exc, smtplib.SMTPNotSupportedError):
-        return _Try(False, "the SMTP server does not offer STARTTLS or login")
+        return _Try(False, "the SMTP server does not offer what is needed (STARTTLS, login or SMTPUTF8)")
     if code is None or code < 0:
         return _Try(False, f"SMTP error ({type(exc).__name__})", True)
     what = " (login refused)" if isinstance(exc, smtplib.SMTPAuthenticationError) else ""
@@ -192,13 +192,17 @@ def send_mail(
     sleep: Callable[[float], None] = time.sleep,
 ) -> Outcome:
     """Send one message (text and HTML) to one recipient through [delivery]'s SMTP server; retried as the module
-    says. Login only when the variable named by smtp_user_env is set."""
+    says. Login only when the variable named by smtp_user_env is set. The server's certificate is checked against
+    the system's CAs; a company CA is trusted through OpenSSL's SSL_CERT_FILE (as for webhooks over https)."""
     try:
         message = _message(settings, to, content)
     except (ValueError, TypeError):  # a line break in an address or the subject: refused before sending
         return Outcome("failed", 0, "the recipient address or subject is not valid in a mail header")
     user = env.get(settings.smtp_user_env)
     password = env.get(settings.smtp_password_env, "")
+    if user and not (user + password).isascii():
+        # smtplib sends the login as ASCII only (and would raise mid-conversation): say so instead of retrying
+        return Outcome("failed", 0, "the SMTP user or password holds non-ASCII characters, which login cannot send")
     host, port, timeout = settings.smtp_host, settings.smtp_port, settings.timeout_seconds
 
     def once() -> _Try:

@@ -55,7 +55,8 @@ def build_digest(
     if previous is not None:
         j = joined(now, previous.snapshot)
         j = j.filter(j.owner == owner).order_by([ibis.asc("priority_rank", nulls_first=False), "customer_id"])
-        rows = j.select("customer_id", "name", "grade", "is_new", *CHANGED, *(PREVIOUS + c for c in CHANGED))
+        picked = dict.fromkeys(["customer_id", "name", "grade", "is_new", *CHANGED, *(PREVIOUS + c for c in CHANGED)])
+        rows = j.select(*picked)
         for row in rows.to_pyarrow().to_pylist():
             if row["is_new"]:
                 digest["new_customers"].append({k: row[k] for k in ("customer_id", "name", "grade")})

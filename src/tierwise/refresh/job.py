@@ -80,12 +80,11 @@ def _lock(root: Path, wait_seconds: float) -> Any:
 
 def _needs_run(ws: Workspace) -> bool:
     """No run yet, or a batch that stored rows is newer than every run."""
-    runs = ws.table("runs")
-    last_run = runs.created_at.max().execute()
+    last_run = ws.table("runs").created_at.max().to_pyarrow().as_py()  # None, not NaT, for an empty table
     if last_run is None:
         return True
     b = ws.table("batches")
-    last_batch = b.filter(b.rows_loaded > 0).loaded_at.max().execute()
+    last_batch = b.filter(b.rows_loaded > 0).loaded_at.max().to_pyarrow().as_py()
     return last_batch is not None and last_batch > last_run
 
 
@@ -417,5 +416,5 @@ def _fail(ws: Workspace, record: refresh_log.RefreshRecord, report: RefreshRepor
 def last_refresh_started(ws: Workspace) -> dt.datetime | None:
     """When the latest finished refresh started (the schedule's "was this slot done")."""
     t = ws.table("refreshes")
-    started: dt.datetime | None = t.filter(t.status != refresh_log.RUNNING).started_at.max().execute()
+    started: dt.datetime | None = t.filter(t.status != refresh_log.RUNNING).started_at.max().to_pyarrow().as_py()
     return started

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -113,8 +114,10 @@ def _value(column: str, value: object, language: str, currency: str) -> str:
         return label(column, value, language)
     if column == "next_action":
         return strategy_label("action", value, language)
+    if isinstance(value, Decimal):
+        value = float(value)
     if not isinstance(value, int | float):
-        return str(value)
+        return str(value)  # dates, text
     kind = unit(column)
     if kind == "money":
         return amount(value, currency)

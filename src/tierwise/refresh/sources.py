@@ -86,7 +86,7 @@ def _loaded_since(ws: Workspace, batch_ids: list[str], since: dt.datetime) -> li
         return []
     b = ws.table("batches")
     picked = b.filter(b.batch_id.isin(batch_ids) & (b.loaded_at >= since))
-    return picked.select("batch_id", "file", *COUNTS).order_by("loaded_at").to_pyarrow().to_pylist()
+    return picked.order_by("loaded_at").select("batch_id", "file", *COUNTS).to_pyarrow().to_pylist()
 
 
 def _count(result: SourceResult, ws: Workspace, batch_ids: list[str], since: dt.datetime) -> None:
