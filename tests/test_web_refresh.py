@@ -390,6 +390,12 @@ def test_api_alerts_since_and_limit(clients: dict[str, TestClient]) -> None:
     for bad in ("limit=0", "limit=501", "since=yesterday"):
         r = c.get(f"/api/v1/alerts?{bad}")
         assert r.status_code == 422 and "error" in r.json()
+    # the ends of the calendar: fine without a zone, one clear line when a zone moves them beyond it
+    assert len(c.get("/api/v1/alerts", params={"since": "0001-01-01T00:00:00"}).json()) == 2
+    assert c.get("/api/v1/alerts", params={"since": "9999-12-31T23:59:59"}).json() == []
+    for edge in ("0001-01-01T00:00:00+14:00", "9999-12-31T23:00:00-14:00"):
+        r = c.get("/api/v1/alerts", params={"since": edge})
+        assert r.status_code == 400 and "between the years 1 and 9999" in r.json()["error"], r.text
 
 
 def test_only_admins_start_a_refresh(clients: dict[str, TestClient], app: Any) -> None:
@@ -657,6 +663,9 @@ def test_alerts_page_and_refresh_button_in_headless_chromium(tmp_path: Path) -> 
                 assert top.locator("[data-field=trigger]").first.inner_text() == "仪表盘"
                 assert top.locator("tr[data-source=shop_orders] [data-field=files_processed]").inner_text() == "1"
                 assert (inbox / "processed" / "orders.csv").is_file()
+                made_run = top.locator(":scope > td[data-field=run]")
+                assert made_run.get_attribute("data-value")  # the first run, made by this refresh
+                assert made_run.locator("a").get_attribute("href") == "/history"
                 page.screenshot(path=tmp_path / "alerts-refreshed.png", full_page=True)
 
                 page.click("#lang-switch")

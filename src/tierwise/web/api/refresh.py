@@ -26,6 +26,7 @@ from tierwise.web.services import refresh as service
 
 router = APIRouter(route_class=ApiRoute, tags=["refresh"], responses=ERRORS)
 
+SINCE = "Only alerts fired at or after this time (server time unless a zone is given) / 只看此时间之后触发的预警"
 Limit = Annotated[int, Query(ge=1, le=service.MAX_LIMIT, description="How many, newest first (1–500) / 条数")]
 
 
@@ -81,7 +82,9 @@ class AlertOut(BaseModel):
     previous_run_id: str | None = Field(None, description="The run compared with / 对比的上一次运行")
     rule: str = Field(description="The rule's name in [[alerts]] / 规则名称")
     label: str = Field(description="The rule's label in the language asked / 规则的显示名称")
-    kind: str | None = Field(None, description="customers or run / 类型：客户级或运行级")
+    kind: str | None = Field(
+        None, description="customers, source_failed, quarantine_rate or share_shift / 类型：客户级或运行级"
+    )
     fired_at: str = Field(description="When it fired / 触发时间")
     matched: int = Field(description="Customers (or findings) matched / 命中数")
     customers: list[dict[str, Any]] = Field(
@@ -110,9 +113,7 @@ def list_alerts(
     request: Request,
     principal: Viewer,
     limit: Limit = 100,
-    since: Annotated[
-        dt.datetime | None, Query(description="Only alerts fired at or after this time / 起始时间")
-    ] = None,
+    since: Annotated[dt.datetime | None, Query(description=SINCE)] = None,
     lang: Lang = None,
 ) -> Any:
     """What each alert rule matched and how its deliveries went. Delivery targets (URLs, e-mail addresses) are

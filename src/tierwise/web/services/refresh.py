@@ -95,7 +95,12 @@ def refreshes(ws: Workspace, limit: int = 20) -> list[dict[str, Any]]:
 
 def _local(since: dt.datetime) -> dt.datetime:
     """The log's times are the server's local time without a zone: an instant with a zone is turned into it."""
-    return since.astimezone().replace(tzinfo=None) if since.tzinfo is not None else since
+    if since.tzinfo is None:
+        return since
+    try:
+        return since.astimezone().replace(tzinfo=None)
+    except OverflowError:  # year 1 or 9999 moved across midnight by the zone
+        raise UserError(f"since {since.isoformat()}: give a time between the years 1 and 9999") from None
 
 
 def alerts(
