@@ -190,6 +190,7 @@ GET /api/v1/segments/{column} | GET /api/v1/segments/{column}/{code}/customers |
 GET /api/v1/columns | GET /api/v1/customers/columns | GET /api/v1/customers/{customer_id}
 GET /api/v1/customers/{customer_id}/timeline | GET /api/v1/history/compare | GET /api/v1/history/trends
 GET /api/v1/campaigns | GET /api/v1/campaigns/{name}/report
+GET /alerts | GET /api/v1/refreshes | GET /api/v1/alerts
 """
 ANALYST_ROUTES = """
 GET /data | POST /api/v1/runs | GET /api/v1/jobs | GET /api/v1/jobs/{job_id} | GET /api/v1/exports
@@ -201,7 +202,7 @@ GET /settings | GET /users | GET /api/v1/settings | POST /api/v1/settings/previe
 GET /api/v1/users | POST /api/v1/users | DELETE /api/v1/users/{username} | PUT /api/v1/users/{username}/password
 PUT /api/v1/users/{username}/role | GET /api/v1/tokens | POST /api/v1/users/{username}/tokens
 DELETE /api/v1/tokens/{token_id} | GET /api/v1/audit | GET /api/v1/sessions | DELETE /api/v1/sessions/{session_id}
-DELETE /api/v1/users/{username}/sessions
+DELETE /api/v1/users/{username}/sessions | POST /api/v1/refresh
 """
 ROLE_ORDER = ("viewer", "analyst", "admin")
 
@@ -700,6 +701,31 @@ def test_unexpected_errors_are_json_without_traceback(api: Api, monkeypatch: pyt
     _login(c, "viewer")
     r = c.get("/api/v1/overview")
     assert error(r, 500) == "unexpected error; see the server log" and "secret" not in r.text
+
+
+def test_refresh_log_and_refresh_now(api: Api) -> None:
+    """The refresh log's endpoints (in detail: tests/test_web_refresh.py). This workspace was never refreshed; an
+    admin's refresh is a job like a run: with no [[sources]] it loads nothing, makes a run only if data came in
+    after the latest one, and then appears in the log with the alerts it fired."""
+    for c in (api.viewer, api.analyst, api.admin):
+        assert c.get("/api/v1/refreshes", params={"limit": 5}).json() == []
+        assert c.get("/api/v1/alerts", params={"limit": 5, "since": "2024-01-01T00:00:00"}).json() == []
+    before = [r["run_id"] for r in api.admin.get("/api/v1/runs").json()]
+    r = api.admin.post("/api/v1/refresh")
+    assert r.status_code == 202, r.text
+    status = wait(api.admin, r.json()["job_id"], timeout=300)
+    assert status["state"] == "done" and status["kind"] == "refresh", status
+    report = status["result"]
+    assert report["trigger"] == "dashboard" and report["status"] == "ok" and report["sources"] == []
+    after = [r["run_id"] for r in api.admin.get("/api/v1/runs").json()]
+    assert after[len(after) - len(before) :] == before and len(after) == len(before) + int(report["run_made"])
+    [row] = api.viewer.get("/api/v1/refreshes").json()
+    assert (row["refresh_id"], row["trigger"], row["status"], row["run_id"]) == (
+        report["refresh_id"], "dashboard", "ok", after[0] if report["run_made"] else None
+    )  # fmt: skip
+    fired = api.viewer.get("/api/v1/alerts", params={"since": row["started_at"]}).json()
+    assert sorted(a["rule"] for a in fired) == sorted(a["rule"] for a in report["alerts"] if a["matched"])
+    assert all(a["refresh_id"] == row["refresh_id"] and a["run_id"] == after[0] for a in fired)
 
 
 def test_every_api_endpoint_was_exercised(api: Api, request: pytest.FixtureRequest) -> None:

@@ -12,8 +12,8 @@ Operations that take path parameters run twice: once with generated values (most
 once with real ones (a customer id, run ids, a class column and code, the admin's own name), so that the query
 parameters are fuzzed on a real object too. Reads come first, then writes (POST, PUT), then deletions; the admin
 cannot remove or demote itself (the API refuses that) and its token id is never generated, so the admin keeps its
-token throughout. Operations that start background work (runs, uploads, settings previews) get fewer examples;
-at the end the test waits for the jobs and checks none failed unexpectedly.
+token throughout. Operations that start background work (runs, uploads, settings previews, refreshes) get fewer
+examples; at the end the test waits for the jobs and checks none failed unexpectedly.
 
 Driven programmatically (one test that collects every failure with the request that caused it) rather than with
 `@schema.parametrize()`, because the workspace is built once and the operations must run in a fixed order.
@@ -45,7 +45,9 @@ PASSWORD = "correct horse 1"
 EXAMPLES = {GenerationMode.POSITIVE: 10, GenerationMode.NEGATIVE: 8}
 # Operations that start background work: fewer examples (each may queue a run on the job pool).
 JOB_EXAMPLES = {GenerationMode.POSITIVE: 3, GenerationMode.NEGATIVE: 3}
-JOB_OPERATIONS = {"POST /api/v1/runs", "POST /api/v1/settings/preview", "POST /api/v1/uploads/{table}"}
+JOB_OPERATIONS = {
+    "POST /api/v1/runs", "POST /api/v1/settings/preview", "POST /api/v1/uploads/{table}", "POST /api/v1/refresh"
+}  # fmt: skip
 METHOD_ORDER = {"GET": 0, "HEAD": 0, "POST": 1, "PUT": 2, "PATCH": 2, "DELETE": 3}
 JOBS_TIMEOUT = 90.0
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from tierwise.web.api import admin, campaigns, data, history, runs, sessions, settings, snapshot
+from tierwise.web.api import admin, campaigns, data, history, refresh, runs, sessions, settings, snapshot
 
 router = APIRouter(prefix="/api/v1")
-for _module in (runs, snapshot, history, data, settings, campaigns, admin, sessions):
+for _module in (runs, snapshot, history, data, settings, campaigns, admin, sessions, refresh):
     router.include_router(_module.router)
 
 __all__ = ["router"]

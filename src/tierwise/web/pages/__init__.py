@@ -2,10 +2,10 @@
 
 `router` holds every page route (none in the OpenAPI schema); `tierwise.web.app.create_app` includes it.
 Pages: /overview, /segments, /customers, /customers/{id}, /history, /models (every role), /data (analyst),
-/settings and /users (admin); /lang/{zh|en} switches the language.
+/alerts (every role; the refresh button for admins), /settings and /users (admin); /lang/{zh|en} switches the language.
 """
 
-from tierwise.web.pages import admin, dashboard  # noqa: F401  (they add their routes to the router)
+from tierwise.web.pages import admin, alerts, dashboard  # noqa: F401  (they add their routes to the router)
 from tierwise.web.pages._base import router
 
 __all__ = ["router"]

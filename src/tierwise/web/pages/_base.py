@@ -24,6 +24,7 @@ from markupsafe import Markup
 from tierwise.errors import UserError
 from tierwise.web.accounts import role_at_least
 from tierwise.web.auth import CSRF_FIELD, Principal, csrf_token, masked, optional_principal, safe_next
+from tierwise.web.services.refresh import latest_alert_count
 from tierwise.workspace import Workspace
 
 router = APIRouter(include_in_schema=False)
@@ -280,6 +281,7 @@ NAV: tuple[tuple[str, str, str], ...] = (
     ("customers", "/customers", "viewer"),
     ("history", "/history", "viewer"),
     ("models", "/models", "viewer"),
+    ("alerts", "/alerts", "viewer"),
     ("data", "/data", "analyst"),
     ("settings", "/settings", "admin"),
     ("users", "/users", "admin"),
@@ -454,6 +456,8 @@ def _base_context(request: Request, principal: Principal | None, lang: str) -> d
         "query": lambda **kw: _query(request, **kw),
         "static_version": _static_version(),
         "charts": {},
+        # the alerts the latest refresh fired, as a badge on the navigation (tierwise.web.pages.alerts)
+        "alert_badge": latest_alert_count(request.app.state.handle.workspace()) if principal is not None else 0,
     }
 
 

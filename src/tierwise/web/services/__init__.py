@@ -18,4 +18,6 @@ user can act on for bad input (the API turns it into a 4xx JSON error).
 - jobs: JobManager (background work with stages and progress), run_progress.
 - campaigns: list_campaigns, campaign_report.
 - runs: list_runs, run_detail, models, run_job.
+- refresh: refreshes, alerts (the refresh log; delivery targets only when asked), latest_alert_count (the
+  navigation's badge), refresh_job (a refresh started from the dashboard).
 """

@@ -149,6 +149,23 @@
     });
   }
 
+  // --- refresh now (alerts page, admins): every source, a run, alerts and deliveries ---------------------
+  var refreshForm = $("refresh-form");
+  if (refreshForm) {
+    refreshForm.addEventListener("submit", function (e) {
+      e.preventDefault();
+      var box = $("refresh-job");
+      var button = $("refresh-button");
+      button.disabled = true;
+      api("POST", "/api/v1/refresh").then(function (r) {
+        followJob(r.job_id, box, function () {
+          box.querySelector(".job-text").textContent = T.done + " " + T.reload;
+          setTimeout(function () { window.location.reload(); }, 1200);
+        }, function () { button.disabled = false; });
+      }).catch(function (err) { button.disabled = false; fail(box, err); });
+    });
+  }
+
   // --- upload a file ------------------------------------------------------------------------------------
   function table(head, rows) {
     var t = el("table", null, { "class": "data compact" });
