@@ -28,8 +28,9 @@ TEXT.update(
         "alert_history": ("Alerts fired", "已触发的预警"),
         "refresh_now": ("Refresh now", "立即刷新"),
         "refresh_hint": (
-            "Loads every configured source, makes a run, checks the alert rules and sends the deliveries.",
-            "读取所有已配置的数据源，生成一次运行，检查预警规则并发送通知。",
+            "Loads every configured source, makes a run when something changed, checks the alert rules and sends the "
+            "deliveries.",
+            "读取所有已配置的数据源，数据有变化时生成一次运行，检查预警规则并发送通知。",
         ),
         "no_refresh": (
             "No refresh yet — configure [[sources]] in tierwise.toml and run `tierwise refresh`.",
