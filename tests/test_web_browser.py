@@ -132,17 +132,23 @@ def browser_page() -> Iterator[tuple[Any, Problems]]:
         # launch() gives the browser a fresh, empty profile of its own, deleted when it closes.
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
-            context = browser.new_context(accept_downloads=True, viewport={"width": 1280, "height": 900})
-            context.set_default_timeout(TIMEOUT_MS)
-            context.add_init_script(CSP_REPORTER)
-            page = context.new_page()
-            page.on("pageerror", lambda exc: problems.items.append(f"page error: {exc}"))
-            page.on("console", problems.console)
-            page.on("requestfailed", problems.request_failed)
-            page.on("response", problems.response)
-            yield page, problems
+            yield watched_page(browser, problems, accept_downloads=True), problems
         finally:
             browser.close()
+
+
+def watched_page(browser: Any, problems: Problems, **context_options: Any) -> Any:
+    """A page in a fresh context at 1280 × 900 whose errors, console messages, failed requests and CSP
+    violations are collected in `problems`."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, **context_options)
+    context.set_default_timeout(TIMEOUT_MS)
+    context.add_init_script(CSP_REPORTER)
+    page = context.new_page()
+    page.on("pageerror", lambda exc: problems.items.append(f"page error: {exc}"))
+    page.on("console", problems.console)
+    page.on("requestfailed", problems.request_failed)
+    page.on("response", problems.response)
+    return page
 
 
 def _shot(page: Any, screens: Path, name: str) -> None:

@@ -20,7 +20,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from conftest import start_serve, stop_serve
-from test_web_browser import CHROMIUM, CHROMIUM_ARGS, CSP_REPORTER, REQUIRED, TIMEOUT_MS, Problems
+from test_web_browser import CHROMIUM, CHROMIUM_ARGS, REQUIRED, Problems, watched_page
 from tierwise.generate import generate
 from tierwise.i18n import heading, label
 from tierwise.ingest.pipeline import ingest_file
@@ -619,14 +619,7 @@ def test_alerts_page_and_refresh_button_in_headless_chromium(tmp_path: Path) -> 
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
             try:
-                context = browser.new_context(viewport={"width": 1280, "height": 900})
-                context.set_default_timeout(TIMEOUT_MS)
-                context.add_init_script(CSP_REPORTER)
-                page = context.new_page()
-                page.on("pageerror", lambda exc: problems.items.append(f"page error: {exc}"))
-                page.on("console", problems.console)
-                page.on("requestfailed", problems.request_failed)
-                page.on("response", problems.response)
+                page = watched_page(browser, problems)
 
                 page.goto(base + "/alerts")
                 page.wait_for_url(re.compile(r"/login\?next="))
