@@ -88,7 +88,7 @@ def digest(
 
 
 def _show(d: dict[str, Any], language: str) -> None:
-    from tierwise.i18n import column_label, label, strategy_label  # lazy: see tierwise.cli
+    from tierwise.i18n import heading, label, strategy_label  # lazy: see tierwise.cli
 
     zh = language == "zh"
     out.print(
@@ -98,7 +98,7 @@ def _show(d: dict[str, Any], language: str) -> None:
         markup=False,
     )
     if d["top"]:
-        top = Table(*(column_label(c, language) for c in d["top"][0]))
+        top = Table(*(heading(c, language) for c in d["top"][0]))
         for row in d["top"]:
             top.add_row(*(_cell(k, v, language, label, strategy_label) for k, v in row.items()))
         out.print(top)
@@ -107,7 +107,7 @@ def _show(d: dict[str, Any], language: str) -> None:
         for c in d["changes"]:
             col = c["column"]
             out.print(
-                f"  {c['customer_id']} {c['name'] or ''}: {column_label(col, language)} "
+                f"  {c['customer_id']} {c['name'] or ''}: {heading(col, language)} "
                 f"{label(col, c['previous'], language)} → {label(col, c['now'], language)}",
                 markup=False,
             )
