@@ -164,6 +164,13 @@ BAD_SETTINGS = [
     ),
     ('[[sources]]\nname = "s"\ntable = "orders"\nurl_env = "U"\n', "sources.0", "from_table"),
     (
+        '[[sources]]\nname = "s"\ntable = "orders"\nurl = "postgresql://u@h/db?sslmode=require&PassWord=x"\n'
+        'from_table = "t"\n',
+        "sources.0.url",
+        "url_env",
+    ),
+    ('[[sources]]\nname = "s"\ntable = "orders"\nfolder = ""\n', "sources.0.folder", "at least 1"),
+    (
         '[[sources]]\nname = "s"\ntable = "orders"\nfolder = "in"\nsince_column = "seq"\n',
         "sources.0",
         "belong to database",
@@ -184,6 +191,7 @@ BAD_SETTINGS = [
     ('[[alerts]]\nname = "x"\nwhere = "true"\nemail = ["@example.com"]\n', "alerts.5.email", "e-mail address"),
     ('[[alerts]]\nname = "x"\nwhere = "true"\nwebhook = "ftp://h/hook"\n', "alerts.5.webhook", "http://"),
     ('[[alerts]]\nname = "x"\nwhere = "true"\nwebhook = "crm.example.com/hook"\n', "alerts.5.webhook", "http://"),
+    ('[[alerts]]\nname = "x"\nwhere = "true"\nwebhook = "https:///hook"\n', "alerts.5.webhook", "with a host"),
     ('[[alerts]]\nname = "x"\nkind = "quarantine_rate"\nlimit = 1.5\n', "alerts.5.limit", "1"),
     ('[[alerts]]\nname = "x"\nkind = "share_shift"\npoints = 0\n', "alerts.5.points", "0"),
 ]
@@ -291,6 +299,27 @@ def test_waiting_files_min_age_boundary(tmp_path: Path) -> None:
     assert [p.name for p in ready] == ["a.csv", "b.csv"] and young == 0
     ready, young = waiting_files(tmp_path, 0, now=made)  # no minimum age: even a file of this very second
     assert [p.name for p in ready] == ["a.csv"] and young == 1  # b.csv is dated in the future of `now`
+
+
+def test_a_folder_source_never_reads_the_workspace_itself(book: Book, tmp_path: Path) -> None:
+    import datetime as dt
+
+    from tierwise.refresh.settings import SourceSettings
+    from tierwise.refresh.sources import read_folder
+    from tierwise.workspace import Workspace
+
+    ws = _copy(book, tmp_path)
+    own = sorted(p.name for p in ws.iterdir())
+    old = dt.datetime.now() - dt.timedelta(hours=1)
+    for p in ws.iterdir():
+        os.utime(p, (old.timestamp(), old.timestamp()))  # no file too young to be touched
+    with Workspace.open(ws) as w:
+        for folder in (".", str(ws), f"../{ws.name}"):
+            source = SourceSettings(name="here", table="orders", folder=folder, min_age_seconds=0)
+            result = read_folder(w, source, old)
+            assert result.status == "failed" and "the workspace itself" in str(result.error), result
+            assert result.files_failed == [] and result.files_processed == []
+    assert sorted(p.name for p in ws.iterdir()) == own and not (ws / "failed").exists()
 
 
 def test_move_never_overwrites(tmp_path: Path) -> None:

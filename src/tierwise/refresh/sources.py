@@ -120,6 +120,15 @@ def read_folder(
             (f"source '{source.name}': folder {folder} does not exist; create it or correct `folder` in [[sources]]"),
         )
         return result
+    if folder.resolve() == ws.root.resolve():
+        # Its files are the workspace's own (tierwise.toml, the database): loading them fails and would move them
+        # into failed/.
+        result.status, result.error = (
+            "failed",
+            f"source '{source.name}': folder {folder} is the workspace itself; give a folder of its own, e.g. "
+            f'folder = "inbox/{source.table}"',
+        )
+        return result
     ready, result.files_waiting = waiting_files(folder, source.min_age_seconds)
     touched: list[str] = []
     for path in ready:
