@@ -322,6 +322,33 @@ def test_a_folder_source_never_reads_the_workspace_itself(book: Book, tmp_path: 
     assert sorted(p.name for p in ws.iterdir()) == own and not (ws / "failed").exists()
 
 
+def test_nested_folder_sources_count_only_their_own_files(book: Book, tmp_path: Path) -> None:
+    import datetime as dt
+
+    from tierwise.refresh.settings import SourceSettings
+    from tierwise.refresh.sources import read_sources
+    from tierwise.workspace import Workspace
+
+    ws = _copy(book, tmp_path)
+    orders = pd.read_csv(book.data / "orders.csv", dtype=str).head(7).copy()
+    orders["order_id"] = [f"NX{i:04d}" for i in range(7)]
+    (ws / "inbox" / "shop").mkdir(parents=True)
+    orders.to_csv(ws / "inbox" / "shop" / "orders.csv", index=False)
+    sources = [
+        SourceSettings(name="shop", table="orders", folder="inbox/shop", min_age_seconds=0),
+        SourceSettings(name="all", table="orders", folder="inbox", min_age_seconds=0),  # holds shop's folder
+    ]
+    since = dt.datetime.now() - dt.timedelta(seconds=5)
+    with Workspace.open(ws) as w:
+        shop, outer = read_sources(w, sources, since)
+        # read again within the same refresh, as a resumed one does: the moved file's batch is still shop's
+        again, outer_again = read_sources(w, sources, since)
+    assert (shop.status, shop.rows_loaded, len(shop.batches)) == ("ok", 7, 1)
+    assert (outer.status, outer.rows_read, outer.rows_loaded, outer.batches) == ("nothing_new", 0, 0, [])
+    assert (again.files_processed, again.rows_loaded, again.batches) == ([], 7, shop.batches)
+    assert (outer_again.rows_loaded, outer_again.batches) == (0, [])
+
+
 def test_move_never_overwrites(tmp_path: Path) -> None:
     from tierwise.refresh.sources import _move
 
