@@ -717,6 +717,26 @@ def test_failing_sources_leave_the_refresh_partial(book: Book, tmp_path: Path) -
     assert latest["refresh_id"] == report["refresh_id"] and latest["status"] == "partial"
 
 
+def test_a_bad_rule_fails_the_refresh_in_one_line(book: Book, tmp_path: Path) -> None:
+    from tierwise.refresh import log as refresh_log
+    from tierwise.refresh.job import refresh
+    from tierwise.workspace import Workspace
+
+    ws = _copy(book, tmp_path)
+    cfg = ws / "tierwise.toml"
+    good = cfg.read_text(encoding="utf-8")
+    _append(ws, '[[alerts]]\nname = "大客户"\nwhere = "monetary > \'big\'"\n')
+    done = run_cli("refresh", "-w", ws)
+    assert done.code == 2 and "Traceback" not in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "alert '大客户'" in done.stderr
+    with Workspace.open(ws, read_only=True) as w:
+        failed = refresh_log.recent_refreshes(w, limit=1)[0]
+    assert failed["status"] == "failed" and "大客户" in failed["error"]
+    cfg.write_text(good, encoding="utf-8")
+    fixed = refresh(ws)  # a failed refresh is over: the next one starts afresh
+    assert fixed.status == "ok" and fixed.refresh_id != failed["refresh_id"] and fixed.attempts == 1
+
+
 def test_serve_once_refreshes_at_a_due_slot_then_idles(book: Book, tmp_path: Path) -> None:
     from tierwise.workspace import Workspace
 
