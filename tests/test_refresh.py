@@ -171,6 +171,11 @@ BAD_SETTINGS = [
     ),
     ('[[sources]]\nname = "s"\ntable = "orders"\nfolder = ""\n', "sources.0.folder", "at least 1"),
     (
+        '[[sources]]\nname = "s"\ntable = "orders"\nfolder = "in"\nmap = {"实收" = "amout"}\n',
+        "sources.0",
+        'map "实收" = "amout": amout is not a field of orders',
+    ),
+    (
         '[[sources]]\nname = "s"\ntable = "orders"\nfolder = "in"\nsince_column = "seq"\n',
         "sources.0",
         "belong to database",
@@ -217,10 +222,12 @@ def test_settings_accepted_sources_and_alerts(tmp_path: Path, default_text: str)
     cfg = _load(
         tmp_path,
         default_text + '\n[[sources]]\nname = "erp"\ntable = "orders"\nfolder = "inbox"\nmin_age_seconds = 0\n'
+        'map = {"实收" = "amount", "客户经理" = "owner", "备注" = "ignore"}\n'
         '[[sources]]\nname = "crm"\ntable = "customers"\nurl = "postgresql://reader@db/crm"\nfrom_table = "c"\n'
         '[[alerts]]\nname = "big"\nwhere = "monetary > 1"\nwebhook = "https://h/x"\nemail = ["a@b.example"]\n',
     )
     assert [(s.name, s.kind) for s in cfg.sources] == [("erp", "folder"), ("crm", "database")]
+    assert cfg.sources[0].map == {"实收": "amount", "客户经理": "owner", "备注": "ignore"}
     assert [a.name for a in cfg.alerts][-1] == "big" and len(cfg.alerts) == 6
 
 

@@ -8,6 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tierwise.checks import settings_name
+from tierwise.schema import ORDER_CUSTOMER_FIELDS, TABLES
 
 SOURCE_TABLES = ("customers", "orders", "payments", "interactions", "campaigns")
 
@@ -77,6 +78,15 @@ class SourceSettings(_Section):
             raise ValueError(f"source '{self.name}': a database source needs from_table")
         if not database and (self.from_table or self.since_column):
             raise ValueError(f"source '{self.name}': from_table and since_column belong to database sources")
+        # Checked here, not at the first file: a file refused for a typo in the map would be moved to failed/.
+        fields = TABLES[self.table].names
+        allowed = {*fields, "ignore", *(ORDER_CUSTOMER_FIELDS if self.table == "orders" else ())}
+        for column, target in self.map.items():
+            if target not in allowed:
+                raise ValueError(
+                    f'source \'{self.name}\': map "{column}" = "{target}": {target} is not a field of {self.table}; '
+                    f"the fields are: {', '.join(fields)} (or ignore)"
+                )
         return self
 
     @property
