@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tierwise.checks import settings_name
+from tierwise.schema import ORDER_CUSTOMER_FIELDS, TABLES
 
 SOURCE_TABLES = ("customers", "orders", "payments", "interactions", "campaigns")
 
@@ -23,6 +24,7 @@ class SourceSettings(_Section):
     )
     folder: str | None = Field(
         None,
+        min_length=1,
         description="A folder (relative: inside the workspace): files dropped there are loaded in name order, then "
         "moved to processed/ or, when refused, to failed/ with the error beside them",
     )
@@ -55,7 +57,10 @@ class SourceSettings(_Section):
     @field_validator("url")
     @classmethod
     def _no_password(cls, value: str | None) -> str | None:
-        if value is not None and urlsplit(value).password:
+        # A password in the query (?password=…) is as stored as one before the host.
+        if value is not None and (
+            urlsplit(value).password or "password" in {k.lower() for k in parse_qs(urlsplit(value).query)}
+        ):
             raise ValueError(
                 "the URL holds a password; put the whole URL in an environment variable and name it in url_env "
                 "(or use PGPASSWORD / ~/.pgpass), so no secret is stored in tierwise.toml"
@@ -73,6 +78,15 @@ class SourceSettings(_Section):
             raise ValueError(f"source '{self.name}': a database source needs from_table")
         if not database and (self.from_table or self.since_column):
             raise ValueError(f"source '{self.name}': from_table and since_column belong to database sources")
+        # Checked here, not at the first file: a file refused for a typo in the map would be moved to failed/.
+        fields = TABLES[self.table].names
+        allowed = {*fields, "ignore", *(ORDER_CUSTOMER_FIELDS if self.table == "orders" else ())}
+        for column, target in self.map.items():
+            if target not in allowed:
+                raise ValueError(
+                    f'source \'{self.name}\': map "{column}" = "{target}": {target} is not a field of {self.table}; '
+                    f"the fields are: {', '.join(fields)} (or ignore)"
+                )
         return self
 
     @property
@@ -114,8 +128,10 @@ class AlertSettings(_Section):
     @field_validator("webhook")
     @classmethod
     def _http(cls, value: str | None) -> str | None:
-        if value is not None and urlsplit(value).scheme not in ("http", "https"):
-            raise ValueError(f"webhook '{value}': give an http:// or https:// URL")
+        if value is not None and (urlsplit(value).scheme not in ("http", "https") or not urlsplit(value).hostname):
+            raise ValueError(
+                f"webhook '{value}': give an http:// or https:// URL with a host, e.g. https://crm.example.com/hooks"
+            )
         return value
 
     @field_validator("email")

@@ -120,6 +120,15 @@ def read_folder(
             (f"source '{source.name}': folder {folder} does not exist; create it or correct `folder` in [[sources]]"),
         )
         return result
+    if folder.resolve() == ws.root.resolve():
+        # Its files are the workspace's own (tierwise.toml, the database): loading them fails and would move them
+        # into failed/.
+        result.status, result.error = (
+            "failed",
+            f"source '{source.name}': folder {folder} is the workspace itself; give a folder of its own, e.g. "
+            f'folder = "inbox/{source.table}"',
+        )
+        return result
     ready, result.files_waiting = waiting_files(folder, source.min_age_seconds)
     touched: list[str] = []
     for path in ready:
@@ -136,10 +145,15 @@ def read_folder(
         touched.append(report.batch_id)
         _move(path, folder / PROCESSED)
         result.files_processed.append(path.name)
-    # Also the folder's batches a killed attempt of this refresh stored (its files already moved away).
+    # Also the folder's batches a killed attempt of this refresh stored (its files already moved away): files
+    # directly in it, not in a subfolder that another source may read.
     b = ws.table("batches")
-    inside = b.filter(b.file.startswith(str(folder) + os.sep) & (b.loaded_at >= since)).select("batch_id")
-    touched += [r["batch_id"] for r in inside.to_pyarrow().to_pylist() if r["batch_id"] not in touched]
+    inside = b.filter(b.file.startswith(str(folder) + os.sep) & (b.loaded_at >= since)).select("batch_id", "file")
+    touched += [
+        r["batch_id"]
+        for r in inside.to_pyarrow().to_pylist()
+        if Path(r["file"]).parent == folder and r["batch_id"] not in touched
+    ]
     _count(result, ws, touched, since)
     result.status = "partial" if result.files_failed else "ok" if result.rows_read else "nothing_new"
     if result.files_failed and not result.files_processed:
