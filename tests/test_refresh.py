@@ -795,3 +795,15 @@ def test_a_refresh_left_running_is_resumed_under_its_id(book: Book, tmp_path: Pa
     row = next(r for r in rows if r["refresh_id"] == left.refresh_id)
     assert row["status"] == "ok" and row["attempts"] == 2 and row["finished_at"] is not None
     assert not any(r["status"] == "running" for r in rows)
+
+
+def test_a_bad_rule_is_told_with_the_first_run(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    assert run_cli("init", ws).code == 0
+    orders = tmp_path / "orders.csv"
+    orders.write_text("customer_id,order_date,amount\nC1,2024-01-02,10\nC2,2024-02-03,20\nC1,2024-03-01,5\n")
+    assert run_cli("ingest", "orders", orders, "-w", ws).code == 0
+    _append(ws, '[[alerts]]\nname = "typo"\nwhere = "grade = \'A\' and monetry > 10"\n')
+    done = run_cli("refresh", "-w", ws)
+    assert done.code == 2 and "alert 'typo'" in done.stderr and "monetry" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr

@@ -194,8 +194,8 @@ class _Refresh:
         self, ws: Workspace, record: refresh_log.RefreshRecord, report: RefreshReport,
         latest: RunView | None, previous: RunView | None,
     ) -> None:  # fmt: skip
-        if latest is not None and previous is not None:
-            check_rules(self.cfg.alerts, latest.snapshot, previous.snapshot)
+        if latest is not None:  # with one run, against itself: a wrong rule is told at once, not a run later
+            check_rules(self.cfg.alerts, latest.snapshot, (previous or latest).snapshot)
         secret = self.cfg.delivery.webhook_secret_env
         if any(a.webhook for a in self.cfg.alerts) and not os.environ.get(secret):
             self.say(f"note: {secret} is not set, so webhooks go unsigned; set it to the key the receiver checks")
