@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 from rich.table import Table
 
 from tierwise.cli.common import JsonOpt, WorkspaceOpt, date_option, err, out, print_json
+from tierwise.errors import UserError
 from tierwise.progress import delayed_status
 
 
@@ -70,25 +71,45 @@ class ClvModel(StrEnum):
     bgnbd = "bgnbd"
     pnbd = "pnbd"
     gg = "gg"
+    sbg = "sbg"
 
 
 def clv_fit(
-    file: Annotated[Path, typer.Argument(help="Transactions: CSV/TSV/text, Excel or Parquet.")],
-    customer_col: Annotated[str, typer.Option("--customer-col", help="Customer id column (name, or 1, 2, …).")],
-    date_col: Annotated[str, typer.Option("--date-col", help="Order date column.")],
-    calibration_end: Annotated[str, typer.Option("--calibration-end", help="Last day of the fitting period.")],
+    file: Annotated[
+        Path, typer.Argument(help="Transactions (sbg: a retention table or contracts): CSV/TSV/text, Excel, Parquet.")
+    ],
+    customer_col: Annotated[
+        str | None, typer.Option("--customer-col", help="Customer id column (name, or 1, 2, …).")
+    ] = None,
+    date_col: Annotated[str | None, typer.Option("--date-col", help="Order date column.")] = None,
+    calibration_end: Annotated[
+        str | None, typer.Option("--calibration-end", help="Last day of the fitting period.")
+    ] = None,
     amount_col: Annotated[str | None, typer.Option("--amount-col", help="Amount column (needed for gg).")] = None,
     holdout_end: Annotated[
         str | None, typer.Option("--holdout-end", help="Compare predictions with the purchases up to this day.")
     ] = None,
     time_unit_days: Annotated[float, typer.Option("--time-unit-days", help="Time unit in days (7: weeks).")] = 7.0,
-    model: Annotated[ClvModel, typer.Option(help="bgnbd, pnbd or gg (Gamma-Gamma spend).")] = ClvModel.bgnbd,
+    model: Annotated[
+        ClvModel, typer.Option(help="bgnbd, pnbd, gg (Gamma-Gamma spend) or sbg (contract retention).")
+    ] = ClvModel.bgnbd,
     no_header: Annotated[bool, typer.Option("--no-header", help="The file has no header row.")] = False,
+    horizon: Annotated[int, typer.Option("--horizon", help="sbg: future periods to project.")] = 5,
     as_json: JsonOpt = False,
 ) -> None:
-    """Fit BG/NBD, Pareto/NBD or Gamma-Gamma; print parameters, standard errors, log-likelihood (and backtest)."""
-    from tierwise.clv.fit_file import fit_file  # lazy: see tierwise.cli
+    """Fit BG/NBD, Pareto/NBD or Gamma-Gamma on transactions (parameters, standard errors, log-likelihood, and
+    backtest), or sBG on a retention table or contract records (parameters and projected retention)."""
+    if model is ClvModel.sbg:
+        _clv_fit_sbg(file, horizon, not no_header, as_json)
+        return
+    from tierwise.clv.fit_file import Model, fit_file  # lazy: see tierwise.cli
 
+    for value, option in ((customer_col, "--customer-col"), (date_col, "--date-col")):
+        if value is None:
+            raise UserError(f"--model {model.value} reads transactions: name the column with {option}")
+    if calibration_end is None:
+        raise UserError(f"--model {model.value} needs --calibration-end, the last day of the fitting period")
+    assert customer_col is not None and date_col is not None
     result = fit_file(
         file,
         customer_col=customer_col,
@@ -97,7 +118,7 @@ def clv_fit(
         calibration_end=date_option(calibration_end, "--calibration-end"),
         holdout_end=date_option(holdout_end, "--holdout-end"),
         time_unit_days=time_unit_days,
-        model=model.value,
+        model=cast("Model", model.value),  # every ClvModel but sbg, handled above
         header=not no_header,
     )
     if as_json:
@@ -123,5 +144,42 @@ def clv_fit(
         for b in bt["buckets"]:
             view.add_row(b["frequency"], f"{b['customers']:,}", f"{b['predicted']:.3f}", f"{b['actual']:.3f}")
         out.print(view)
+    for note in result["notes"]:
+        out.print(f"note: {note}", markup=False)
+
+
+def _clv_fit_sbg(file: Path, horizon: int, header: bool, as_json: bool) -> None:
+    """`--model sbg`: a retention table or contract records in, α and β and the next periods' retention out."""
+    from tierwise.clv.sbg_file import fit_sbg_file  # lazy: see tierwise.cli
+
+    result = fit_sbg_file(file, horizon=horizon, header=header)
+    if as_json:
+        print_json(result)
+        return
+    layout = "retention table" if result["input"] == "retention_table" else "contract records"
+    out.print(
+        f"sbg: {result['n_customers']:,.0f} customers ({layout}, {result['periods_observed']} periods observed); "
+        f"log-likelihood {result['log_likelihood']:,.2f}"
+    )
+    view = Table("parameter", "estimate", "standard error", title_justify="left")
+    for name, value in result["params"].items():
+        view.add_row(name, f"{value:.4f}", f"{result['standard_errors'][name]:.4f}")
+    out.print(view)
+    if result["input"] == "retention_table":
+        view = Table("period", "survival", "retention rate", "expected alive", title="projected retention")
+        for p in result["projection"]:
+            view.add_row(
+                str(p["period"]), f"{p['survival']:.3f}", f"{p['retention_rate']:.3f}", f"{p['expected_alive']:,.1f}"
+            )
+    else:
+        view = Table(
+            "periods ahead",
+            "retention rate",
+            "expected active",
+            title=f"projected retention of the {result['active_now']:,.0f} active contracts",
+        )
+        for p in result["projection"]:
+            view.add_row(str(p["periods_ahead"]), f"{p['retention_rate']:.3f}", f"{p['expected_alive']:,.1f}")
+    out.print(view)
     for note in result["notes"]:
         out.print(f"note: {note}", markup=False)

@@ -1,5 +1,5 @@
 """Predictive customer lifetime value: BG/NBD, Pareto/NBD and Gamma-Gamma models, the RFM summary they read,
-and discounted CLV. Names follow lifetimes, so users can switch.
+and discounted CLV; the sBG retention model for contracts. Names follow lifetimes, so users can switch.
 
 The names are loaded on first use: tierwise.config reads the [clv] section from tierwise.clv.settings, which
 imports this package first, and the models' imports (pandas, numpy) added 0.7 s to every command that only
@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from tierwise.clv.bgnbd import BetaGeoModel
     from tierwise.clv.gamma_gamma import GammaGammaModel
     from tierwise.clv.pareto_nbd import ParetoNBDModel
+    from tierwise.clv.sbg import ShiftedBetaGeoModel
     from tierwise.clv.summary import rfm_summary
     from tierwise.clv.value import customer_lifetime_value
 
@@ -21,10 +22,18 @@ _HOMES = {
     "BetaGeoModel": "tierwise.clv.bgnbd",
     "GammaGammaModel": "tierwise.clv.gamma_gamma",
     "ParetoNBDModel": "tierwise.clv.pareto_nbd",
+    "ShiftedBetaGeoModel": "tierwise.clv.sbg",
     "customer_lifetime_value": "tierwise.clv.value",
     "rfm_summary": "tierwise.clv.summary",
 }
-__all__ = ["BetaGeoModel", "GammaGammaModel", "ParetoNBDModel", "customer_lifetime_value", "rfm_summary"]
+__all__ = [
+    "BetaGeoModel",
+    "GammaGammaModel",
+    "ParetoNBDModel",
+    "ShiftedBetaGeoModel",
+    "customer_lifetime_value",
+    "rfm_summary",
+]
 
 
 def __getattr__(name: str) -> Any:
