@@ -143,13 +143,15 @@ class ShiftedBetaGeoModel(Model):
         """The generic boundary warning of _fit speaks of purchases and P(alive); this says what it means here."""
         a, b = self._params()
         mean = a / (a + b)
-        if "beta" in self.at_boundary_ and b > 1:
+        if "alpha" in self.at_boundary_ and a < 1:
+            what = "almost no customer cancels: the churn probabilities run to 0 (retention ≈ 1)"
+        elif "beta" in self.at_boundary_ and b < 1:
+            what = "almost every customer cancels at the first renewal: the churn probabilities run to 1"
+        elif a > 1 and b > 1:
             what = (
                 f"the customers do not differ in their churn probability: all appear to cancel with the same "
                 f"probability {mean:.3g} per period (a plain geometric model, retention flat at {1 - mean:.3g})"
             )
-        elif "alpha" in self.at_boundary_ and a < 1:
-            what = "almost no customer cancels: the churn probabilities run to 0 (retention ≈ 1)"
         else:
             what = f"the data pin down only the mean churn probability α/(α+β) = {mean:.3g}"
         return (
@@ -169,13 +171,13 @@ class ShiftedBetaGeoModel(Model):
         """P(T = t): a new customer cancels in period t (t = 1: at the first renewal), FH 2007 eq. 3."""
         a, b = self._params()
         tt = _periods(t, "t", 1)
-        return np.asarray(np.exp(betaln(a + 1, b + tt - 1) - betaln(a, b)), dtype=np.float64)
+        return _exp(betaln(a + 1, b + tt - 1) - betaln(a, b))
 
     def survival(self, t: Any) -> FloatArray:
         """S(t) = P(T > t): a new customer is still active after t renewals, FH 2007 eq. 4."""
         a, b = self._params()
         tt = _periods(t, "t", 0)
-        return np.asarray(np.exp(betaln(a, b + tt) - betaln(a, b)), dtype=np.float64)
+        return _exp(betaln(a, b + tt) - betaln(a, b))
 
     def retention_rate(self, t: Any) -> FloatArray:
         """r(t) = S(t)/S(t−1) = (β+t−1)/(α+β+t−1): the share of period t−1's customers who renew in period t
@@ -226,6 +228,13 @@ class ShiftedBetaGeoModel(Model):
         return np.asarray(m * self.discounted_expected_residual_lifetime(discount_rate, renewals), dtype=np.float64)
 
 
+def _exp(x: Any) -> FloatArray:
+    """exp, with what is below the smallest normal double (e^−708) as 0 rather than an underflow, which
+    np.seterr(all="raise") turns into an error."""
+    x = np.asarray(x, dtype=np.float64)
+    return np.asarray(np.where(x < -708.0, 0.0, np.exp(np.maximum(x, -708.0))), dtype=np.float64)
+
+
 def _periods(t: Any, name: str, lowest: int) -> FloatArray:
     values = np.asarray(as_float_array(t, name) if np.ndim(t) else float(t), dtype=np.float64)
     if not np.isfinite(values).all() or (values < lowest).any() or (values != np.round(values)).any():
@@ -258,7 +267,7 @@ def _hyp_one(b: float, c: float, log_z: float) -> float:
         k = np.arange(start, start + _BLOCK, dtype=np.float64)
         steps = np.log(b + k) - np.log(c + k) + log_z
         logs = log_term + np.concatenate(([0.0], np.cumsum(steps)))
-        total += float(np.exp(logs[:-1]).sum())
+        total += float(_exp(logs[:-1]).sum())
         log_term = float(logs[-1])
         start += _BLOCK
         if log_term - log_tail < math.log(_SERIES_TOL) + math.log(total):
