@@ -391,3 +391,16 @@ def test_json_is_plain(tmp_path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ShiftedBetaGeoModel().fit(REGULAR[:CALIBRATION])  # an interior fit warns nothing
+
+
+def test_the_docs_example_runs() -> None:
+    text = (Path(__file__).resolve().parents[1] / "docs" / "clv.md").read_text(encoding="utf-8")
+    section = text[text.index("## Contracts: the shifted-beta-geometric model") :]
+    code = section[section.index("```python\n") + len("```python\n") :]
+    code = code[: code.index("```")]
+    names: dict[str, object] = {}
+    exec(compile(code, "docs/clv.md", "exec"), names)  # the doc's own example, as a reader would paste it
+    model = names["model"]
+    assert isinstance(model, ShiftedBetaGeoModel)
+    np.testing.assert_allclose(model.expected_alive([8, 9, 10]), [220.1, 204.4, 191.2], atol=0.05)
+    assert isinstance(names["records"], ShiftedBetaGeoModel) and names["records"].converged_
