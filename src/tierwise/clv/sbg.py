@@ -108,6 +108,8 @@ class ShiftedBetaGeoModel(Model):
         churned = np.bincount(k[flags == 0] + 1, weights=w[flags == 0], minlength=horizon + 1).astype(np.float64)
         survived = np.bincount(k[flags == 1], weights=w[flags == 1], minlength=horizon + 1).astype(np.float64)
         self._fit_counts(churned, survived)
+        if hasattr(self, "alive_"):  # a retention table fitted before: its cohort size is no default any more
+            del self.alive_
         return self
 
     def _fit_counts(self, churned: FloatArray, survived: FloatArray) -> None:
@@ -126,8 +128,8 @@ class ShiftedBetaGeoModel(Model):
         t = np.concatenate([np.flatnonzero(churned), np.flatnonzero(survived)])
         is_churn = np.concatenate([np.ones(np.count_nonzero(churned)), np.zeros(np.count_nonzero(survived))])
         w = np.concatenate([churned[churned != 0], survived[survived != 0]])
-        first = churned[1] / max(float(churned[1:].sum() + survived[1:].sum() + survived[0]), 1e-12)
-        p1 = min(max(first, 0.05), 0.95)  # share lost at the first renewal: α/(α+β) at the start
+        at_risk = float(churned[1:].sum() + survived[1:].sum())  # customers who reached the first renewal
+        p1 = min(max(churned[1] / max(at_risk, 1e-12), 0.05), 0.95)  # their share lost then: α/(α+β) to start
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             self._maximize(_objective, (t.astype(np.int64), is_churn, w), [1.0, (1 - p1) / p1])
