@@ -27,6 +27,7 @@ from tests.conftest import run_cli
 
 from tierwise.clv import ShiftedBetaGeoModel
 from tierwise.clv._fit import BoundaryWarning
+from tierwise.clv.sbg_file import fit_sbg_file
 from tierwise.errors import UserError
 
 REGULAR = [1000, 631, 468, 382, 326, 289, 262, 241, 223, 207, 194, 183, 173]
@@ -363,12 +364,20 @@ def test_cli_contract_records(tmp_path: Path) -> None:
         ("alive\n1000\n", "at least one later period"),
     ],
 )
-def test_cli_bad_file_is_one_line(tmp_path: Path, content: str, message: str) -> None:
+def test_bad_file_is_one_clear_error(tmp_path: Path, content: str, message: str) -> None:
     path = tmp_path / "bad.csv"
     path.write_text(content)
+    with pytest.raises(UserError) as caught:
+        fit_sbg_file(path)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_cli_bad_file_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text("alive\n1000\nmany\n")
     result = run_cli("clv", "fit", path, "--model", "sbg")
     assert result.code == 2
-    assert message in result.stderr
+    assert "line 3, column 'alive': cannot read 'many' as a number of customers" in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
@@ -404,3 +413,11 @@ def test_the_docs_example_runs() -> None:
     assert isinstance(model, ShiftedBetaGeoModel)
     np.testing.assert_allclose(model.expected_alive([8, 9, 10]), [220.1, 204.4, 191.2], atol=0.05)
     assert isinstance(names["records"], ShiftedBetaGeoModel) and names["records"].converged_
+
+
+def test_horizon_must_be_positive(tmp_path: Path) -> None:
+    path = tmp_path / "cohort.csv"
+    path.write_text("alive\n1000\n600\n450\n")
+    with pytest.raises(UserError, match="--horizon must be at least 1"):
+        fit_sbg_file(path, horizon=0)
+    assert len(fit_sbg_file(path, horizon=1)["projection"]) == 1
