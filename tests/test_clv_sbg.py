@@ -421,3 +421,15 @@ def test_horizon_must_be_positive(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="--horizon must be at least 1"):
         fit_sbg_file(path, horizon=0)
     assert len(fit_sbg_file(path, horizon=1)["projection"]) == 1
+
+
+def test_parquet_contracts_with_typed_columns(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    renewals, active = table_to_contracts(HIGH_END[:CALIBRATION])
+    path = tmp_path / "contracts.parquet"
+    pq.write_table(pa.table({"periods": renewals.astype(np.int32), "active": active.astype(bool)}), path)
+    result = fit_sbg_file(path)
+    assert result["input"] == "contracts" and result["active_now"] == 491
+    assert result["params"]["beta"] == pytest.approx(3.806, rel=0.01)
