@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from tierwise.cli.common import JsonOpt, WorkspaceOpt, date_option, err, out, print_json
+from tierwise.errors import UserError
 from tierwise.progress import delayed_status
 
 
@@ -70,25 +71,46 @@ class ClvModel(StrEnum):
     bgnbd = "bgnbd"
     pnbd = "pnbd"
     gg = "gg"
+    bgbb = "bgbb"
 
 
 def clv_fit(
-    file: Annotated[Path, typer.Argument(help="Transactions: CSV/TSV/text, Excel or Parquet.")],
-    customer_col: Annotated[str, typer.Option("--customer-col", help="Customer id column (name, or 1, 2, …).")],
-    date_col: Annotated[str, typer.Option("--date-col", help="Order date column.")],
-    calibration_end: Annotated[str, typer.Option("--calibration-end", help="Last day of the fitting period.")],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="Transactions: CSV/TSV/text, Excel or Parquet (bgbb: a summary with frequency, recency, periods)."
+        ),
+    ],
+    customer_col: Annotated[
+        str | None, typer.Option("--customer-col", help="Customer id column (name, or 1, 2, …).")
+    ] = None,
+    date_col: Annotated[str | None, typer.Option("--date-col", help="Order date column.")] = None,
+    calibration_end: Annotated[
+        str | None, typer.Option("--calibration-end", help="Last day of the fitting period.")
+    ] = None,
     amount_col: Annotated[str | None, typer.Option("--amount-col", help="Amount column (needed for gg).")] = None,
     holdout_end: Annotated[
         str | None, typer.Option("--holdout-end", help="Compare predictions with the purchases up to this day.")
     ] = None,
     time_unit_days: Annotated[float, typer.Option("--time-unit-days", help="Time unit in days (7: weeks).")] = 7.0,
-    model: Annotated[ClvModel, typer.Option(help="bgnbd, pnbd or gg (Gamma-Gamma spend).")] = ClvModel.bgnbd,
+    model: Annotated[
+        ClvModel, typer.Option(help="bgnbd, pnbd, gg (Gamma-Gamma spend) or bgbb (BG/BB on a discrete summary).")
+    ] = ClvModel.bgnbd,
     no_header: Annotated[bool, typer.Option("--no-header", help="The file has no header row.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Fit BG/NBD, Pareto/NBD or Gamma-Gamma; print parameters, standard errors, log-likelihood (and backtest)."""
+    """Fit BG/NBD, Pareto/NBD, Gamma-Gamma or BG/BB; print parameters, standard errors, log-likelihood (and
+    backtest)."""
     from tierwise.clv.fit_file import fit_file  # lazy: see tierwise.cli
 
+    if model is ClvModel.bgbb:
+        _clv_fit_discrete(file, as_json)
+        return
+    needed = (("--customer-col", customer_col), ("--date-col", date_col), ("--calibration-end", calibration_end))
+    for option, value in needed:
+        if value is None:
+            raise UserError(f"{option} is required for --model {model.value} (it reads a transaction file)")
+    assert customer_col is not None and date_col is not None and calibration_end is not None
     result = fit_file(
         file,
         customer_col=customer_col,
@@ -123,5 +145,25 @@ def clv_fit(
         for b in bt["buckets"]:
             view.add_row(b["frequency"], f"{b['customers']:,}", f"{b['predicted']:.3f}", f"{b['actual']:.3f}")
         out.print(view)
+    for note in result["notes"]:
+        out.print(f"note: {note}", markup=False)
+
+
+def _clv_fit_discrete(file: Path, as_json: bool) -> None:
+    """`--model bgbb`: BG/BB on a discrete summary file (frequency, recency, periods, optional weights)."""
+    from tierwise.clv.fit_file import fit_discrete_file  # lazy: see tierwise.cli
+
+    result = fit_discrete_file(file)
+    if as_json:
+        print_json(result)
+        return
+    out.print(
+        f"bgbb: {result['n_customers']:,.0f} customers in {result['n_rows']:,} rows; log-likelihood "
+        f"{result['log_likelihood']:,.2f}"
+    )
+    view = Table("parameter", "estimate", "standard error", title_justify="left")
+    for name, value in result["params"].items():
+        view.add_row(name, f"{value:.4f}", f"{result['standard_errors'][name]:.4f}")
+    out.print(view)
     for note in result["notes"]:
         out.print(f"note: {note}", markup=False)
