@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal, cast
 
 import typer
 from rich.table import Table
@@ -119,7 +119,7 @@ def clv_fit(
         calibration_end=date_option(calibration_end, "--calibration-end"),
         holdout_end=date_option(holdout_end, "--holdout-end"),
         time_unit_days=time_unit_days,
-        model=model.value,
+        model=cast("Literal['bgnbd', 'pnbd', 'gg']", model.value),  # bgbb returned above
         header=not no_header,
     )
     if as_json:
