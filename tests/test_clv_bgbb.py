@@ -232,6 +232,27 @@ def test_predictions_equal_the_papers_formulas(p: tuple[float, float, float, flo
         assert pmf.sum() == pytest.approx(1.0, rel=1e-12)
 
 
+@pytest.mark.parametrize("theta", [(1.2, 0.75, 0.66, 2.8), (0.05, 8.0, 3.0, 0.2), (40.0, 0.3, 1e-3, 5e3)])
+def test_objective_gradient_matches_finite_differences(theta: tuple[float, ...]) -> None:
+    from tierwise.clv.bgbb import _objective
+
+    rng = np.random.default_rng(1)
+    n = rng.integers(0, 20, size=400)
+    t_x = rng.integers(0, 20, size=n.size) % (n + 1)
+    x = np.where(t_x > 0, 1 + rng.integers(0, 20, size=n.size) % np.maximum(t_x, 1), 0)
+    w = rng.uniform(0.5, 3.0, size=n.size)
+    fun = _objective((x, t_x, n, w))
+    phi = np.log(np.array(theta))
+    value, grad = fun(phi)
+    rows = zip(x.tolist(), t_x.tolist(), n.tolist(), w.tolist(), strict=True)
+    expected = -sum(wi * math.log(ref_likelihood(theta, xi, ti, ni)) for xi, ti, ni, wi in rows) / w.sum()
+    assert value == pytest.approx(expected, rel=1e-9)
+    for i in range(4):
+        step = np.eye(4)[i] * 1e-6
+        numeric = (fun(phi + step)[0] - fun(phi - step)[0]) / 2e-6
+        assert grad[i] == pytest.approx(numeric, rel=1e-5, abs=1e-8), i
+
+
 def test_dert_with_a_small_rate_and_undiscounted() -> None:
     p = (1.2, 0.75, 2.5, 3.0)
     model = _with_params(*p)
