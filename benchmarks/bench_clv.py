@@ -10,10 +10,12 @@ on the sales (order lines with a positive amount; the ~2% return lines are left 
   bgnbd     BG/NBD fit on every customer
   gg        Gamma-Gamma fit on the repeat customers (frequency > 0)
   clv       discounted CLV over 12 months at 1% a month, for every customer
-  bgbb      BG/BB fit on a discrete summary of the same sales: calendar months as opportunities (x = months with
-            a sale after the first sale's month, t_x = the last of them, n = months from the first sale's month to
-            December 2024; customers whose first month is the last have n = 0 and are left out). The summary is
-            made once per size with DuckDB (DIR/SIZE/discrete.parquet); the step times reading it and the fit
+  bgbb      BG/BB fit on a discrete summary of the same sales: calendar quarters as opportunities (x = quarters
+            with a sale after the first sale's quarter, t_x = the last of them, n = quarters from the first sale's
+            to the last of 2024, at most 15; customers whose first quarter is the last have n = 0 and are left out).
+            The summary is made once per size with DuckDB (DIR/SIZE/discrete.parquet); the step times reading it
+            and the fit. Quarters, not months: on monthly opportunities (n up to 47) lifetimes' BG/BB does not
+            converge (its likelihood sums beta functions in linear space, floored at 1e-15, and turns NaN)
 
 and each implementation runs in its own child process, so that its peak memory (max RSS, imports included)
 is its own:
@@ -127,10 +129,12 @@ def _prepare(size_dir: Path, customers: int) -> dict[str, Any]:
 
 FIRST_MONTH = HISTORY["start"].year * 12 + HISTORY["start"].month - 1
 LAST_MONTH = CALIBRATION_END.year * 12 + CALIBRATION_END.month - 1
+OPPORTUNITY_MONTHS = 3  # BG/BB opportunities: calendar quarters
+LAST_OPPORTUNITY = (LAST_MONTH - FIRST_MONTH) // OPPORTUNITY_MONTHS
 
 
 def _discrete(size_dir: Path) -> Path:
-    """The BG/BB input: one row per customer with monthly opportunities (see the module docstring), once."""
+    """The BG/BB input: one row per customer with quarterly opportunities (see the module docstring), once."""
     path = size_dir / "discrete.parquet"
     if path.exists():
         return path
@@ -142,16 +146,17 @@ def _discrete(size_dir: Path) -> Path:
     con.execute(f"""
         COPY (
             WITH months AS (
-                SELECT DISTINCT customer_id, year(order_date) * 12 + month(order_date) - 1 - {FIRST_MONTH} AS k
+                SELECT DISTINCT customer_id,
+                    (year(order_date) * 12 + month(order_date) - 1 - {FIRST_MONTH}) // {OPPORTUNITY_MONTHS} AS k
                 FROM read_parquet('{orders}') WHERE amount > 0
             ), first AS (SELECT customer_id, min(k) AS k0 FROM months GROUP BY customer_id)
             SELECT customer_id,
                 count(*) FILTER (WHERE k > k0)::BIGINT AS frequency,
                 coalesce(max(k) FILTER (WHERE k > k0) - k0, 0)::BIGINT AS recency,
-                ({LAST_MONTH - FIRST_MONTH} - k0)::BIGINT AS periods
+                ({LAST_OPPORTUNITY} - k0)::BIGINT AS periods
             FROM months JOIN first USING (customer_id)
             GROUP BY customer_id, k0
-            HAVING {LAST_MONTH - FIRST_MONTH} - k0 > 0
+            HAVING {LAST_OPPORTUNITY} - k0 > 0
         ) TO '{path}' (FORMAT parquet)
     """)
     con.close()
