@@ -348,6 +348,17 @@ def test_recovers_simulated_parameters() -> None:
             assert abs(model.params_[name] - value) < z * model.standard_errors_[name], (name, model.params_)
 
 
+def test_long_histories_fit() -> None:
+    # Monthly opportunities over five years: lifetimes' BG/BB (beta functions in linear space, floored at 1e-15)
+    # turns NaN on such data (benchmarks/bench_clv.py); in log space the fit is routine.
+    truth = {"alpha": 0.45, "beta": 2.2, "gamma": 0.6, "delta": 8.6}
+    x, t_x, n, _ = simulate_bgbb(30_000, *truth.values(), n=60, seed=4)
+    model = BetaGeoBetaBinomModel().fit(x, t_x, n)
+    assert model.converged_ and model.at_boundary_ == ()
+    for name, value in truth.items():
+        assert abs(model.params_[name] - value) < 3 * model.standard_errors_[name], (name, model.params_)
+
+
 def test_predictions_match_simulated_futures() -> None:
     truth = (0.8, 1.6, 0.9, 3.5)
     x, t_x, n, later = simulate_bgbb(200_000, *truth, n=6, extra=5, seed=8)
