@@ -295,8 +295,18 @@ def test_predictions_per_customer_equal_the_row_by_row_computation(fitted: BetaG
 
 
 def test_numerically_safe_under_raise(fitted: BetaGeoBetaBinomModel) -> None:
+    from tierwise.clv.bgbb import _objective
+
     x, t_x, n = [0, 1, 500, 0], [0, 1, 900, 0], [2000, 2000, 1000, 0]
+    # α = γ = 100 and 20,000 silent opportunities: the "alive throughout" term is e^-1000 of the "died early"
+    # ones, and its exp underflows (FloatingPointError under "raise" unless the code allows it)
+    extreme = _with_params(100.0, 0.5, 100.0, 0.5)
+    rows = (np.array([0, 3]), np.array([0, 1000]), np.array([20_000, 20_000]))
     with np.errstate(all="raise"):
+        value, grad = _objective((*rows, np.ones(2)))(np.log([100.0, 0.5, 100.0, 0.5]))
+        assert np.isfinite(value) and np.all(np.isfinite(grad))
+        assert np.all(np.isfinite(extreme.log_likelihood(*rows)))
+        assert extreme.probability_alive(*rows)[0] == 0.0
         alive = fitted.probability_alive(x, t_x, n, future=50)
         expected = fitted.expected_purchases(100, x, t_x, n)
         dert = fitted.discounted_residual_purchases(0.05, x, t_x, n)
@@ -450,6 +460,8 @@ def test_not_fitted_and_bad_horizons(fitted: BetaGeoBetaBinomModel) -> None:
         fitted.expected_purchases(2.5, [1], [1], [6])
     with pytest.raises(UserError, match="future"):
         fitted.probability_alive([1], [1], [6], future=-1)
+    with pytest.raises(UserError, match="one per customer"):
+        fitted.expected_purchases([1, 2, 3], [1, 2], [1, 2], [6, 6])
     with pytest.raises(UserError, match="weights"):
         BetaGeoBetaBinomModel().fit([1], [1], [6], weights=[-1])
 

@@ -144,12 +144,13 @@ def _log_likelihood(theta: FloatArray, x: IntArray, t_x: IntArray, n: IntArray) 
     out = np.empty(x.size)
     width = max(int((n - t_x).max()), 1)
     step = max(_BLOCK_CELLS // width, 1)
-    for lo in range(0, x.size, step):
-        sl = slice(lo, lo + step)
-        m, valid = _dropout_cells(x[sl], t_x[sl], n[sl])
-        terms = np.where(valid, _dropout_term(tab, x[sl], m), -np.inf)
-        both = np.concatenate([_alive_term(tab, x[sl], n[sl])[:, None], terms], axis=1)
-        out[sl] = logsumexp(both, axis=1)
+    with np.errstate(under="ignore"):  # terms far below a row's largest are negligible: 0 is right for them
+        for lo in range(0, x.size, step):
+            sl = slice(lo, lo + step)
+            m, valid = _dropout_cells(x[sl], t_x[sl], n[sl])
+            terms = np.where(valid, _dropout_term(tab, x[sl], m), -np.inf)
+            both = np.concatenate([_alive_term(tab, x[sl], n[sl])[:, None], terms], axis=1)
+            out[sl] = logsumexp(both, axis=1)
     return out
 
 
@@ -178,6 +179,10 @@ def _objective(data: Data) -> ObjectiveFn:
     nx = n - x
 
     def neg_mean_ll(phi: FloatArray) -> tuple[float, FloatArray]:
+        with np.errstate(under="ignore"):  # negligible terms may underflow to 0, also under np.seterr(all="raise")
+            return _evaluate(phi)
+
+    def _evaluate(phi: FloatArray) -> tuple[float, FloatArray]:
         theta = np.exp(phi)
         tab = _Tables(theta, k_max)
         alive = tab.b[nx] - tab.ab[n] + tab.d[n] - tab.gd[n]
@@ -279,6 +284,8 @@ class BetaGeoBetaBinomModel(Model):
         """Checked inputs reduced to their distinct rows (with ``extra`` per-customer columns), and the row of
         every customer."""
         x, t_x, n = check_discrete(frequency, recency, n_periods)
+        if any(e.size not in (1, x.size) for e in extra):
+            raise UserError(f"the horizon must be one whole number or one per customer ({x.size})")
         cols = [x, t_x, n, *(np.broadcast_to(e, x.shape) for e in extra)]
         uniq, _, index = compress_with_index([c.astype(np.float64) for c in cols], np.ones(x.size))
         return [u.astype(np.int64) for u in uniq], index
