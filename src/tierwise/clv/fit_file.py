@@ -179,7 +179,7 @@ def fit_discrete_file(path: Path) -> dict[str, Any]:
         "params": dict(fitted.params_),
         "standard_errors": dict(fitted.standard_errors_),
         "log_likelihood": float(fitted.log_likelihood_),
-        "n_customers": float(fitted.n_customers_),
+        "n_customers": int(fitted.n_customers_) if float(fitted.n_customers_).is_integer() else fitted.n_customers_,
         "n_rows": table.num_rows,
         "notes": fit_notes(caught),
     }
