@@ -5,6 +5,7 @@ predictions against simulation from known parameters, weights, boundaries, numer
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 from pathlib import Path
@@ -251,6 +252,25 @@ def test_objective_gradient_matches_finite_differences(theta: tuple[float, ...])
         step = np.eye(4)[i] * 1e-6
         numeric = (fun(phi + step)[0] - fun(phi - step)[0]) / 2e-6
         assert grad[i] == pytest.approx(numeric, rel=1e-5, abs=1e-8), i
+
+
+def test_objective_in_blocks_equals_one_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tierwise.clv import bgbb
+
+    x, t_x, n, _ = simulate_bgbb(3_000, 0.8, 1.6, 0.9, 3.5, n=30, seed=6)
+    data = (x, t_x, n, np.ones(x.size))
+    phi = np.log([0.7, 1.5, 1.1, 3.0])
+    monkeypatch.setattr(bgbb, "_FIT_BLOCK_CELLS", 1 << 30)
+    one_value, one_grad = bgbb._objective(data)(phi)
+    for cache in (1 << 30, 0):  # cell indices kept, or rebuilt every evaluation
+        monkeypatch.setattr(bgbb, "_FIT_BLOCK_CELLS", 64)
+        monkeypatch.setattr(bgbb, "_CACHE_CELLS", cache)
+        value, grad = bgbb._objective(data)(phi)
+        assert value == pytest.approx(one_value, rel=1e-13)
+        np.testing.assert_allclose(grad, one_grad, rtol=1e-11)
+    blocks = bgbb._row_blocks(np.sort(n - t_x), 64)
+    assert blocks[0].start == 0 and blocks[-1].stop == x.size and len(blocks) > 10
+    assert all(a.stop == b.start for a, b in itertools.pairwise(blocks))
 
 
 def test_dert_with_a_small_rate_and_undiscounted() -> None:

@@ -47,8 +47,13 @@ from tierwise.errors import UserError
 _NAMES = ("alpha", "beta", "gamma", "delta")
 IntArray = NDArray[np.int64]
 
-# A padded sum matrix (rows × longest sum) is split into blocks of about this many cells.
+# A padded sum matrix (rows × longest sum) is split into blocks of about this many cells. The fit sorts the rows
+# by the length of their sum and takes smaller blocks (less padding; on 5,217 monthly patterns 1.1 ms per
+# evaluation against 5.5 ms in one block), keeping their cell indices between evaluations up to _CACHE_CELLS
+# cells (8 bytes each).
 _BLOCK_CELLS = 1 << 21
+_FIT_BLOCK_CELLS = 1 << 13
+_CACHE_CELLS = 1 << 23
 # The DERT series stops when its remaining tail is below this share of the sum; its terms shrink at least as
 # 1/(1+d), so the smallest discount rate accepted keeps the series below a few million terms per distinct n.
 _TAIL = 1e-16
@@ -154,6 +159,26 @@ def _log_likelihood(theta: FloatArray, x: IntArray, t_x: IntArray, n: IntArray) 
     return out
 
 
+def _row_blocks(width: IntArray, cells: int) -> list[slice]:
+    """Consecutive row ranges of rows sorted by width whose padded matrices have at most ``cells`` cells (at
+    least one row each)."""
+    blocks = []
+    start = 0
+    while start < width.size:
+        # the widest row of a block is its last; (end − start) · width[end − 1] grows with end: bisect for the
+        # longest block that fits
+        lo, hi = start + 1, width.size
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if (mid - start) * max(int(width[mid - 1]), 1) <= cells:
+                lo = mid
+            else:
+                hi = mid - 1
+        blocks.append(slice(start, lo))
+        start = lo
+    return blocks
+
+
 def _objective(data: Data) -> ObjectiveFn:
     """Mean negative log-likelihood of the rows ``(x, t_x, n, weights)`` and its gradient in log-parameters.
 
@@ -161,22 +186,34 @@ def _objective(data: Data) -> ObjectiveFn:
     rows (different t_x and n): each evaluation computes the terms once per pair in a small (x, m) table, gathers
     them into the rows' padded sums, and adds the rows' posterior shares of each term back per pair (bincount),
     where the gradient is formed from the table derivatives Σ_{j<k} 1/(c+j). On 5,000 monthly patterns this is
-    4× faster than evaluating every cell.
+    4× faster than evaluating every cell. Rows are sorted by the length of their sum and taken in blocks of at
+    most _FIT_BLOCK_CELLS cells, so that short sums are not padded to the longest and memory stays bounded; the
+    blocks' cell indices are kept between evaluations up to _CACHE_CELLS cells in all.
     """
-    x, t_x, n, w = data
+    order = np.argsort(data[2] - data[1], kind="stable")
+    x, t_x, n, w = (np.asarray(a)[order] for a in data)
     total = float(w.sum())
     k_max = int(n.max()) + 1
     x_max = int(x.max())
-    m, valid = _dropout_cells(x, t_x, n)
     # (x, m) pairs numbered x·k_max + m; padded cells point to one extra slot whose log term is −inf
     pad = (x_max + 1) * k_max
-    cell = np.where(valid, x[:, None] * k_max + m, pad).astype(np.intp)
-    flat_cell = cell.ravel()
     pair_x, pair_m = np.divmod(np.arange(pad), k_max)
     real = pair_m >= pair_x  # m ≥ x: x transactions fit in m opportunities
     pair_mx = np.where(real, pair_m - pair_x, 0)
     pair_m1 = np.minimum(pair_m + 1, k_max)
     nx = n - x
+
+    def cells(sl: slice) -> NDArray[np.intp]:
+        m, valid = _dropout_cells(x[sl], t_x[sl], n[sl])
+        return np.where(valid, x[sl, None] * k_max + m, pad).astype(np.intp)
+
+    blocks: list[tuple[slice, NDArray[np.intp] | None]] = []
+    kept = 0
+    for sl in _row_blocks(n - t_x, _FIT_BLOCK_CELLS):
+        size = (sl.stop - sl.start) * max(int(n[sl.stop - 1] - t_x[sl.stop - 1]), 1)
+        keep = kept + size <= _CACHE_CELLS
+        kept += size if keep else 0
+        blocks.append((sl, cells(sl) if keep else None))
 
     def neg_mean_ll(phi: FloatArray) -> tuple[float, FloatArray]:
         with np.errstate(under="ignore"):  # negligible terms may underflow to 0, also under np.seterr(all="raise")
@@ -190,16 +227,22 @@ def _objective(data: Data) -> ObjectiveFn:
         pair_log[:pad] = np.where(
             real, tab.b[pair_mx] - tab.ab[pair_m] + tab.log_gamma + tab.d[pair_m] - tab.gd[pair_m1], -np.inf
         )
-        died = pair_log[cell]
-        top = np.maximum(alive, died.max(axis=1, initial=-np.inf))
-        e_alive = np.exp(alive - top)
-        e_died = np.exp(died - top[:, None])
-        s = e_alive + e_died.sum(axis=1)
-        ll = tab.a[x] + top + np.log(s)
-        # posterior shares of the terms, weighted by the rows' weights, summed per (x, m) pair
-        w_alive = w * e_alive / s
-        share = np.bincount(flat_cell, weights=(e_died * (w / s)[:, None]).ravel(), minlength=pad + 1)[:pad]
-        share = np.where(real, share, 0.0)
+        ll = np.empty(x.size)
+        w_alive = np.empty(x.size)
+        share = np.zeros(pad + 1)
+        for sl, cached in blocks:
+            cell = cells(sl) if cached is None else cached
+            died = pair_log[cell]
+            top = np.maximum(alive[sl], died.max(axis=1, initial=-np.inf))
+            e_alive = np.exp(alive[sl] - top)
+            e_died = np.exp(died - top[:, None])
+            s = e_alive + e_died.sum(axis=1)
+            ll[sl] = top + np.log(s)
+            # posterior shares of the terms, weighted by the rows' weights, summed per (x, m) pair
+            w_alive[sl] = w[sl] * e_alive / s
+            share += np.bincount(cell.ravel(), weights=(e_died * (w[sl] / s)[:, None]).ravel(), minlength=pad + 1)
+        share = np.where(real, share[:pad], 0.0)
+        ll += tab.a[x]
         d_alpha = float(w @ tab.ia[x]) - float(w_alive @ tab.iab[n]) - float(share @ tab.iab[pair_m])
         d_beta = float(w_alive @ (tab.ib[nx] - tab.iab[n])) + float(share @ (tab.ib[pair_mx] - tab.iab[pair_m]))
         d_gamma = -float(w_alive @ tab.igd[n]) + float(share @ (tab.inv_gamma - tab.igd[pair_m1]))
