@@ -148,7 +148,8 @@ def _discrete(size_dir: Path) -> Path:
             WITH months AS (
                 SELECT DISTINCT customer_id,
                     (year(order_date) * 12 + month(order_date) - 1 - {FIRST_MONTH}) // {OPPORTUNITY_MONTHS} AS k
-                FROM read_parquet('{orders}') WHERE amount > 0
+                FROM read_parquet('{orders}')
+                WHERE amount > 0 AND order_date < DATE '{CALIBRATION_END + dt.timedelta(days=1)}'
             ), first AS (SELECT customer_id, min(k) AS k0 FROM months GROUP BY customer_id)
             SELECT customer_id,
                 count(*) FILTER (WHERE k > k0)::BIGINT AS frequency,
