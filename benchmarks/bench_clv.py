@@ -10,6 +10,12 @@ on the sales (order lines with a positive amount; the ~2% return lines are left 
   bgnbd     BG/NBD fit on every customer
   gg        Gamma-Gamma fit on the repeat customers (frequency > 0)
   clv       discounted CLV over 12 months at 1% a month, for every customer
+  bgbb      BG/BB fit on a discrete summary of the same sales: calendar quarters as opportunities (x = quarters
+            with a sale after the first sale's quarter, t_x = the last of them, n = quarters from the first sale's
+            to the last of 2024, at most 15; customers whose first quarter is the last have n = 0 and are left out).
+            The summary is made once per size with DuckDB (DIR/SIZE/discrete.parquet); the step times reading it
+            and the fit. Quarters, not months: on monthly opportunities (n up to 47) lifetimes' BG/BB does not
+            converge (its likelihood sums beta functions in linear space, floored at 1e-15, and turns NaN)
 
 and each implementation runs in its own child process, so that its peak memory (max RSS, imports included)
 is its own:
@@ -19,7 +25,10 @@ is its own:
   lifetimes  lifetimes 0.11.3 in a side environment (numpy<2, pandas<2.2, scipy<1.13: it does not install next
              to tierwise's); timed from `pd.read_parquet` on: `summary_data_from_transaction_data(freq='D',
              freq_multiplier=7)`, `BetaGeoFitter().fit`, `GammaGammaFitter().fit`,
-             `GammaGammaFitter.customer_lifetime_value(freq='W')`
+             `GammaGammaFitter.customer_lifetime_value(freq='W')`; BG/BB: `pd.read_parquet`, the patterns counted
+             with `groupby(...).size()` (lifetimes fits a recency-frequency matrix with weights, as its docs say;
+             on one row per customer its likelihood loops over the rows' longest gap each evaluation), then
+             `BetaGeoBetaBinomFitter().fit(..., weights)`. tierwise fits the per-customer arrays (it compresses)
 
 The side environment is created on demand as DIR/lifetimes-venv (about a minute; with --keep it is kept for
 later invocations), or pass --lifetimes-python. lifetimes runs only up to --lifetimes-max customers
@@ -51,7 +60,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 KINDS = ["tierwise", "lifetimes"]
-STEPS = ["read", "summary", "bgnbd", "gg", "clv"]
+STEPS = ["read", "summary", "bgnbd", "gg", "clv", "bgbb"]
 
 
 class History(TypedDict):
@@ -118,6 +127,43 @@ def _prepare(size_dir: Path, customers: int) -> dict[str, Any]:
     return summary
 
 
+FIRST_MONTH = HISTORY["start"].year * 12 + HISTORY["start"].month - 1
+LAST_MONTH = CALIBRATION_END.year * 12 + CALIBRATION_END.month - 1
+OPPORTUNITY_MONTHS = 3  # BG/BB opportunities: calendar quarters
+LAST_OPPORTUNITY = (LAST_MONTH - FIRST_MONTH) // OPPORTUNITY_MONTHS
+
+
+def _discrete(size_dir: Path) -> Path:
+    """The BG/BB input: one row per customer with quarterly opportunities (see the module docstring), once."""
+    path = size_dir / "discrete.parquet"
+    if path.exists():
+        return path
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
+    orders = size_dir / "data" / "orders.parquet"
+    con.execute(f"""
+        COPY (
+            WITH months AS (
+                SELECT DISTINCT customer_id,
+                    (year(order_date) * 12 + month(order_date) - 1 - {FIRST_MONTH}) // {OPPORTUNITY_MONTHS} AS k
+                FROM read_parquet('{orders}')
+                WHERE amount > 0 AND order_date < DATE '{CALIBRATION_END + dt.timedelta(days=1)}'
+            ), first AS (SELECT customer_id, min(k) AS k0 FROM months GROUP BY customer_id)
+            SELECT customer_id,
+                count(*) FILTER (WHERE k > k0)::BIGINT AS frequency,
+                coalesce(max(k) FILTER (WHERE k > k0) - k0, 0)::BIGINT AS recency,
+                ({LAST_OPPORTUNITY} - k0)::BIGINT AS periods
+            FROM months JOIN first USING (customer_id)
+            GROUP BY customer_id, k0
+            HAVING {LAST_OPPORTUNITY} - k0 > 0
+        ) TO '{path}' (FORMAT parquet)
+    """)
+    con.close()
+    return path
+
+
 def _lifetimes_python(base: Path, given: Path | None) -> Path:
     if given is not None:
         return given
@@ -142,7 +188,13 @@ def _tierwise(size_dir: Path) -> dict[str, Any]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from tierwise.clv import BetaGeoModel, GammaGammaModel, customer_lifetime_value, rfm_summary
+    from tierwise.clv import (
+        BetaGeoBetaBinomModel,
+        BetaGeoModel,
+        GammaGammaModel,
+        customer_lifetime_value,
+        rfm_summary,
+    )
 
     clock = _Steps()
     con = ibis.duckdb.connect()
@@ -176,6 +228,12 @@ def _tierwise(size_dir: Path) -> dict[str, Any]:
         time_unit_days=UNIT_DAYS,
     )
     clock.done("clv")
+    discrete = pq.read_table(size_dir / "discrete.parquet", columns=["frequency", "recency", "periods"])
+    with warnings.catch_warnings(record=True) as caught_bgbb:
+        warnings.simplefilter("always")
+        bgbb = BetaGeoBetaBinomModel().fit(*(discrete[c].to_numpy() for c in ("frequency", "recency", "periods")))
+    clock.done("bgbb")
+    caught += caught_bgbb
     result = clock.result()
     out = summary.select(["customer_id", "frequency", "recency", "T", "monetary_value"]).append_column(
         "clv", pa.array(clv)
@@ -185,9 +243,14 @@ def _tierwise(size_dir: Path) -> dict[str, Any]:
         **result,
         "rows": summary.num_rows,
         "repeat": int(repeat.sum()),
-        "params": {"bgnbd": bg.params_, "gg": gg.params_},
-        "log_likelihood": {"bgnbd": bg.log_likelihood_, "gg": gg.log_likelihood_},
-        "unique_rows": {"bgnbd": getattr(bg, "n_unique_rows_", None), "gg": getattr(gg, "n_unique_rows_", None)},
+        "params": {"bgnbd": bg.params_, "gg": gg.params_, "bgbb": bgbb.params_},
+        "log_likelihood": {"bgnbd": bg.log_likelihood_, "gg": gg.log_likelihood_, "bgbb": bgbb.log_likelihood_},
+        "unique_rows": {
+            "bgnbd": getattr(bg, "n_unique_rows_", None),
+            "gg": getattr(gg, "n_unique_rows_", None),
+            "bgbb": bgbb.n_unique_rows_,
+        },
+        "bgbb_customers": discrete.num_rows,
         "warnings": [str(w.message) for w in caught],
     }
 
@@ -197,7 +260,7 @@ def _lifetimes(size_dir: Path) -> dict[str, Any]:
     import warnings
 
     import pandas as pd
-    from lifetimes import BetaGeoFitter, GammaGammaFitter
+    from lifetimes import BetaGeoBetaBinomFitter, BetaGeoFitter, GammaGammaFitter
     from lifetimes.utils import summary_data_from_transaction_data
 
     warnings.simplefilter("ignore")  # lifetimes' and pandas' deprecation chatter
@@ -231,6 +294,12 @@ def _lifetimes(size_dir: Path) -> dict[str, Any]:
         freq="W",
     )
     clock.done("clv")
+    discrete = pd.read_parquet(size_dir / "discrete.parquet", columns=["frequency", "recency", "periods"])
+    patterns = discrete.groupby(["frequency", "recency", "periods"]).size().rename("weights").reset_index()
+    bbf = BetaGeoBetaBinomFitter().fit(
+        patterns["frequency"], patterns["recency"], patterns["periods"], patterns["weights"]
+    )
+    clock.done("bgbb")
     result = clock.result()
     out = summary[["frequency", "recency", "T", "monetary_value"]].assign(clv=clv).reset_index()
     out.to_parquet(size_dir / "out" / "lifetimes.parquet", index=False)
@@ -238,8 +307,12 @@ def _lifetimes(size_dir: Path) -> dict[str, Any]:
         **result,
         "rows": len(summary),
         "repeat": len(repeat),
-        "params": {"bgnbd": dict(bgf.params_), "gg": dict(ggf.params_)},
-        "log_likelihood": {"bgnbd": float(bgf._negative_log_likelihood_) * -len(summary)},
+        "params": {"bgnbd": dict(bgf.params_), "gg": dict(ggf.params_), "bgbb": dict(bbf.params_)},
+        "log_likelihood": {
+            "bgnbd": float(bgf._negative_log_likelihood_) * -len(summary),
+            # lifetimes minimises the weighted mean
+            "bgbb": float(bbf._negative_log_likelihood_) * -float(patterns["weights"].sum()),
+        },
     }
 
 
@@ -253,14 +326,21 @@ def _agreement(size_dir: Path, results: dict[str, dict[str, Any]]) -> dict[str, 
     tw, lt = results["tierwise"], results["lifetimes"]
     params: dict[str, dict[str, float]] = {}
     print("  agreement:  parameter  tierwise  lifetimes  rel. diff", flush=True)
-    for model, names in (("bgnbd", ("r", "alpha", "a", "b")), ("gg", ("p", "q", "v"))):
+    models = (
+        ("bgnbd", ("r", "alpha", "a", "b")),
+        ("gg", ("p", "q", "v")),
+        ("bgbb", ("alpha", "beta", "gamma", "delta")),
+    )
+    for model, names in models:
         for name in names:
             a, b = tw["params"][model][name], lt["params"][model][name]
             rel = abs(a - b) / abs(b)
             params[f"{model}.{name}"] = {"tierwise": a, "lifetimes": b, "rel_diff": rel}
             flag = "" if rel <= TOLERANCE else "  > 1%"
             print(f"    {model:5s} {name:5s} {a:12.6g} {b:12.6g} {rel:10.2e}{flag}", flush=True)
-
+    if "bgbb" in lt.get("log_likelihood", {}):
+        a, b = tw["log_likelihood"]["bgbb"], lt["log_likelihood"]["bgbb"]
+        print(f"    bgbb  LL    {a:12.2f} {b:12.2f} {abs(a - b):10.2e} (absolute)", flush=True)
     con = duckdb.connect()
     con.execute("SET enable_progress_bar = false")
     out = size_dir / "out"
@@ -321,6 +401,7 @@ def _bench_size(base: Path, customers: int, args: argparse.Namespace) -> dict[st
     size_dir = base / str(customers)
     print(f"== {customers:,} customers ({size_dir})", flush=True)
     prep = _prepare(size_dir, customers)
+    _discrete(size_dir)
     print(
         f"  data: {prep['order_lines']:,} order lines ({prep['order_lines'] / customers:.2f} per customer), "
         f"generated in {prep['generate_s']:.0f} s",

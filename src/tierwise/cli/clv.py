@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, cast
+from typing import Annotated, Any, cast
 
 import typer
 from rich.table import Table
@@ -71,12 +71,17 @@ class ClvModel(StrEnum):
     bgnbd = "bgnbd"
     pnbd = "pnbd"
     gg = "gg"
+    bgbb = "bgbb"
     sbg = "sbg"
 
 
 def clv_fit(
     file: Annotated[
-        Path, typer.Argument(help="Transactions (sbg: a retention table or contracts): CSV/TSV/text, Excel, Parquet.")
+        Path,
+        typer.Argument(
+            help="Transactions (bgbb: a summary with frequency, recency, periods; sbg: a retention table or "
+            "contracts): CSV/TSV/text, Excel, Parquet."
+        ),
     ],
     customer_col: Annotated[
         str | None, typer.Option("--customer-col", help="Customer id column (name, or 1, 2, …).")
@@ -91,16 +96,23 @@ def clv_fit(
     ] = None,
     time_unit_days: Annotated[float, typer.Option("--time-unit-days", help="Time unit in days (7: weeks).")] = 7.0,
     model: Annotated[
-        ClvModel, typer.Option(help="bgnbd, pnbd, gg (Gamma-Gamma spend) or sbg (contract retention).")
+        ClvModel,
+        typer.Option(
+            help="bgnbd, pnbd, gg (Gamma-Gamma spend), bgbb (BG/BB on a discrete summary) or sbg (contract retention)."
+        ),
     ] = ClvModel.bgnbd,
     no_header: Annotated[bool, typer.Option("--no-header", help="The file has no header row.")] = False,
     horizon: Annotated[int, typer.Option("--horizon", help="sbg: future periods to project.")] = 5,
     as_json: JsonOpt = False,
 ) -> None:
     """Fit BG/NBD, Pareto/NBD or Gamma-Gamma on transactions (parameters, standard errors, log-likelihood, and
-    backtest), or sBG on a retention table or contract records (parameters and projected retention)."""
+    backtest), BG/BB on a discrete summary, or sBG on a retention table or contract records (parameters and
+    projected retention)."""
     if model is ClvModel.sbg:
         _clv_fit_sbg(file, horizon, not no_header, as_json)
+        return
+    if model is ClvModel.bgbb:
+        _clv_fit_discrete(file, as_json)
         return
     from tierwise.clv.fit_file import Model, fit_file  # lazy: see tierwise.cli
 
@@ -118,7 +130,7 @@ def clv_fit(
         calibration_end=date_option(calibration_end, "--calibration-end"),
         holdout_end=date_option(holdout_end, "--holdout-end"),
         time_unit_days=time_unit_days,
-        model=cast("Model", model.value),  # every ClvModel but sbg, handled above
+        model=cast("Model", model.value),  # the transaction models: bgbb and sbg returned above
         header=not no_header,
     )
     if as_json:
@@ -128,10 +140,7 @@ def clv_fit(
         f"{result['model']}: {result['n_customers']:,} customers, calibration to {result['calibration_end']}, "
         f"time unit {result['time_unit_days']:g} days; log-likelihood {result['log_likelihood']:,.2f}"
     )
-    view = Table("parameter", "estimate", "standard error", title_justify="left")
-    for name, value in result["params"].items():
-        view.add_row(name, f"{value:.4f}", f"{result['standard_errors'][name]:.4f}")
-    out.print(view)
+    out.print(_parameters(result))
     bt = result["backtest"]
     if bt:
         p = bt["purchases"]
@@ -161,10 +170,7 @@ def _clv_fit_sbg(file: Path, horizon: int, header: bool, as_json: bool) -> None:
         f"sbg: {result['n_customers']:,.0f} customers ({layout}, {result['periods_observed']} periods observed); "
         f"log-likelihood {result['log_likelihood']:,.2f}"
     )
-    view = Table("parameter", "estimate", "standard error", title_justify="left")
-    for name, value in result["params"].items():
-        view.add_row(name, f"{value:.4f}", f"{result['standard_errors'][name]:.4f}")
-    out.print(view)
+    out.print(_parameters(result))
     if result["input"] == "retention_table":
         view = Table("period", "survival", "retention rate", "expected alive", title="projected retention")
         for p in result["projection"]:
@@ -183,3 +189,27 @@ def _clv_fit_sbg(file: Path, horizon: int, header: bool, as_json: bool) -> None:
     out.print(view)
     for note in result["notes"]:
         out.print(f"note: {note}", markup=False)
+
+
+def _clv_fit_discrete(file: Path, as_json: bool) -> None:
+    """`--model bgbb`: BG/BB on a discrete summary file (frequency, recency, periods, optional weights)."""
+    from tierwise.clv.fit_file import fit_discrete_file  # lazy: see tierwise.cli
+
+    result = fit_discrete_file(file)
+    if as_json:
+        print_json(result)
+        return
+    out.print(
+        f"bgbb: {result['n_customers']:,.0f} customers in {result['n_rows']:,} rows; log-likelihood "
+        f"{result['log_likelihood']:,.2f}"
+    )
+    out.print(_parameters(result))
+    for note in result["notes"]:
+        out.print(f"note: {note}", markup=False)
+
+
+def _parameters(result: dict[str, Any]) -> Table:
+    view = Table("parameter", "estimate", "standard error", title_justify="left")
+    for name, value in result["params"].items():
+        view.add_row(name, f"{value:.4f}", f"{result['standard_errors'][name]:.4f}")
+    return view

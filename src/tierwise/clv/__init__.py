@@ -11,6 +11,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from tierwise.clv.bgbb import BetaGeoBetaBinomModel
     from tierwise.clv.bgnbd import BetaGeoModel
     from tierwise.clv.gamma_gamma import GammaGammaModel
     from tierwise.clv.pareto_nbd import ParetoNBDModel
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from tierwise.clv.value import customer_lifetime_value
 
 _HOMES = {
+    "BetaGeoBetaBinomModel": "tierwise.clv.bgbb",
     "BetaGeoModel": "tierwise.clv.bgnbd",
     "GammaGammaModel": "tierwise.clv.gamma_gamma",
     "ParetoNBDModel": "tierwise.clv.pareto_nbd",
@@ -27,6 +29,7 @@ _HOMES = {
     "rfm_summary": "tierwise.clv.summary",
 }
 __all__ = [
+    "BetaGeoBetaBinomModel",
     "BetaGeoModel",
     "GammaGammaModel",
     "ParetoNBDModel",

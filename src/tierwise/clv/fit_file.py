@@ -15,10 +15,12 @@ from typing import Any, Literal
 
 import ibis
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 
 from tierwise.clv import metrics
 from tierwise.clv._fit import fit_notes
+from tierwise.clv.bgbb import BetaGeoBetaBinomModel
 from tierwise.clv.bgnbd import BetaGeoModel
 from tierwise.clv.gamma_gamma import GammaGammaModel
 from tierwise.clv.pareto_nbd import ParetoNBDModel
@@ -147,3 +149,55 @@ def fit_file(
             "buckets": metrics.as_dicts(metrics.purchase_buckets(f, predicted, actual)),
         }
     return result
+
+
+DISCRETE_COLUMNS = ("frequency", "recency", "periods")
+
+
+def fit_discrete_file(path: Path) -> dict[str, Any]:
+    """`tierwise clv fit FILE --model bgbb`: BG/BB on a discrete summary (one row per customer or per pattern:
+    frequency, recency, periods and optionally weights, the number of customers with the pattern)."""
+    table, columns = _read(path, header=True)
+    missing = [c for c in DISCRETE_COLUMNS if c not in columns]
+    if missing:
+        raise UserError(
+            f"--model bgbb reads a discrete summary with columns frequency, recency, periods (and optionally "
+            f"weights); missing: {', '.join(missing)} (found: {', '.join(columns) or 'none'})",
+            file=str(path),
+        )
+    if table.num_rows == 0:
+        raise UserError("no rows: the summary is empty", file=str(path))
+    values = {c: _numbers(path, table, c) for c in (*DISCRETE_COLUMNS, *(["weights"] if "weights" in columns else []))}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fitted = BetaGeoBetaBinomModel().fit(
+            values["frequency"], values["recency"], values["periods"], values.get("weights")
+        )
+    return {
+        "model": "bgbb",
+        "file": str(path),
+        "params": dict(fitted.params_),
+        "standard_errors": dict(fitted.standard_errors_),
+        "log_likelihood": float(fitted.log_likelihood_),
+        "n_customers": int(fitted.n_customers_) if float(fitted.n_customers_).is_integer() else fitted.n_customers_,
+        "n_rows": table.num_rows,
+        "notes": fit_notes(caught),
+    }
+
+
+def _numbers(path: Path, table: pa.Table, column: str) -> Any:
+    """A column as floats; a value that is not a number stops with its line (blank cells count as missing)."""
+    raw = pd.Series(table[column].cast(pa.string()).to_pylist(), dtype="object")
+    parsed = pd.to_numeric(raw.str.strip(), errors="coerce")
+    bad = parsed.isna().to_numpy()
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        shown = raw.iloc[first]
+        what = "a missing value" if shown is None or str(shown).strip() == "" else f"'{shown}', not a number"
+        raise UserError(f"{what}; every row needs a whole number ≥ 0", file=str(path), line=_line_of(table, first),
+                        column=column)  # fmt: skip
+    return parsed.to_numpy(dtype=np.float64)
+
+
+def _line_of(table: pa.Table, row: int) -> int | None:
+    return int(table[LINE][row].as_py()) if LINE in table.column_names else None
