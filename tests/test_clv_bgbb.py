@@ -542,4 +542,4 @@ def test_clv_fit_bgbb_bad_files_are_one_line(tmp_path: Path) -> None:
     assert r.code == 2 and "must not exceed n_periods" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     # the transaction models still say what they need
     r = run_cli("clv", "fit", late)
-    assert r.code == 2 and "--customer-col is required for --model bgnbd" in r.stderr
+    assert r.code == 2 and "--model bgnbd reads transactions: name the column with --customer-col" in r.stderr
