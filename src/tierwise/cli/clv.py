@@ -68,6 +68,7 @@ def backtest(
 
 class ClvModel(StrEnum):
     bgnbd = "bgnbd"
+    mbgnbd = "mbgnbd"
     pnbd = "pnbd"
     gg = "gg"
 
@@ -82,11 +83,11 @@ def clv_fit(
         str | None, typer.Option("--holdout-end", help="Compare predictions with the purchases up to this day.")
     ] = None,
     time_unit_days: Annotated[float, typer.Option("--time-unit-days", help="Time unit in days (7: weeks).")] = 7.0,
-    model: Annotated[ClvModel, typer.Option(help="bgnbd, pnbd or gg (Gamma-Gamma spend).")] = ClvModel.bgnbd,
+    model: Annotated[ClvModel, typer.Option(help="bgnbd, mbgnbd, pnbd or gg (Gamma-Gamma spend).")] = ClvModel.bgnbd,
     no_header: Annotated[bool, typer.Option("--no-header", help="The file has no header row.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Fit BG/NBD, Pareto/NBD or Gamma-Gamma; print parameters, standard errors, log-likelihood (and backtest)."""
+    """Fit BG/NBD, MBG/NBD, Pareto/NBD or Gamma-Gamma; print parameters, standard errors, log-likelihood, backtest."""
     from tierwise.clv.fit_file import fit_file  # lazy: see tierwise.cli
 
     result = fit_file(

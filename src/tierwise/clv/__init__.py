@@ -1,4 +1,4 @@
-"""Predictive customer lifetime value: BG/NBD, Pareto/NBD and Gamma-Gamma models, the RFM summary they read,
+"""Predictive customer lifetime value: BG/NBD, MBG/NBD, Pareto/NBD and Gamma-Gamma models, the RFM summary they read,
 and discounted CLV. Names follow lifetimes, so users can switch.
 
 The names are loaded on first use: tierwise.config reads the [clv] section from tierwise.clv.settings, which
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from tierwise.clv.bgnbd import BetaGeoModel
     from tierwise.clv.gamma_gamma import GammaGammaModel
+    from tierwise.clv.mbgnbd import ModifiedBetaGeoModel
     from tierwise.clv.pareto_nbd import ParetoNBDModel
     from tierwise.clv.summary import rfm_summary
     from tierwise.clv.value import customer_lifetime_value
@@ -20,11 +21,19 @@ if TYPE_CHECKING:
 _HOMES = {
     "BetaGeoModel": "tierwise.clv.bgnbd",
     "GammaGammaModel": "tierwise.clv.gamma_gamma",
+    "ModifiedBetaGeoModel": "tierwise.clv.mbgnbd",
     "ParetoNBDModel": "tierwise.clv.pareto_nbd",
     "customer_lifetime_value": "tierwise.clv.value",
     "rfm_summary": "tierwise.clv.summary",
 }
-__all__ = ["BetaGeoModel", "GammaGammaModel", "ParetoNBDModel", "customer_lifetime_value", "rfm_summary"]
+__all__ = [
+    "BetaGeoModel",
+    "GammaGammaModel",
+    "ModifiedBetaGeoModel",
+    "ParetoNBDModel",
+    "customer_lifetime_value",
+    "rfm_summary",
+]
 
 
 def __getattr__(name: str) -> Any:
