@@ -28,6 +28,7 @@ from tierwise.clv.predict import predict
 from tierwise.clv.settings import ClvSettings
 from tierwise.clv.summary import rfm_summary
 from tierwise.errors import UserError
+from tierwise.report.pages.models import _transaction_model
 
 CDNOW_SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cdnow" / "CDNOW_sample.txt"
 CALIBRATION_END = dt.date(1997, 9, 30)
@@ -416,3 +417,10 @@ def test_command_fits_mbgnbd() -> None:
     assert result["params"] == pytest.approx(PUBLISHED, rel=0.01)
     bad = run_cli("clv", "fit", CDNOW_SAMPLE, *args, "--model", "mbg")
     assert bad.code == 2 and "mbgnbd" in bad.stderr
+
+
+def test_model_page_names_mbgnbd() -> None:
+    names = {"r": 0.5, "alpha": 6.0, "a": 0.9, "b": 1.6}
+    assert _transaction_model(names, "mbgnbd") == "MBG/NBD"  # same names as BG/NBD: the configured model tells
+    assert _transaction_model(names, "bgnbd") == "BG/NBD"
+    assert _transaction_model({}, "mbgnbd") == "MBG/NBD"
