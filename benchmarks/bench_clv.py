@@ -8,6 +8,8 @@ on the sales (order lines with a positive amount; the ~2% return lines are left 
 
   summary   RFM summary in weeks, calibration to the last day of the data (2024-12-31)
   bgnbd     BG/NBD fit on every customer
+  mbgnbd    MBG/NBD fit on every customer (tierwise ModifiedBetaGeoModel, lifetimes ModifiedBetaGeoFitter); not
+            used by the CLV step, which stays BG/NBD's
   gg        Gamma-Gamma fit on the repeat customers (frequency > 0)
   clv       discounted CLV over 12 months at 1% a month, for every customer
   bgbb      BG/BB fit on a discrete summary of the same sales: calendar quarters as opportunities (x = quarters
@@ -21,10 +23,11 @@ and each implementation runs in its own child process, so that its peak memory (
 is its own:
 
   tierwise   DuckDB in memory: `read_parquet` of the orders, `tierwise.clv.rfm_summary(...)` fetched with
-             `to_pyarrow` to numpy, `BetaGeoModel().fit`, `GammaGammaModel().fit`, `customer_lifetime_value`
+             `to_pyarrow` to numpy, `BetaGeoModel().fit`, `ModifiedBetaGeoModel().fit`, `GammaGammaModel().fit`,
+             `customer_lifetime_value`
   lifetimes  lifetimes 0.11.3 in a side environment (numpy<2, pandas<2.2, scipy<1.13: it does not install next
              to tierwise's); timed from `pd.read_parquet` on: `summary_data_from_transaction_data(freq='D',
-             freq_multiplier=7)`, `BetaGeoFitter().fit`, `GammaGammaFitter().fit`,
+             freq_multiplier=7)`, `BetaGeoFitter().fit`, `ModifiedBetaGeoFitter().fit`, `GammaGammaFitter().fit`,
              `GammaGammaFitter.customer_lifetime_value(freq='W')`; BG/BB: `pd.read_parquet`, the patterns counted
              with `groupby(...).size()` (lifetimes fits a recency-frequency matrix with weights, as its docs say;
              on one row per customer its likelihood loops over the rows' longest gap each evaluation), then
@@ -60,7 +63,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 KINDS = ["tierwise", "lifetimes"]
-STEPS = ["read", "summary", "bgnbd", "gg", "clv", "bgbb"]
+STEPS = ["read", "summary", "bgnbd", "mbgnbd", "gg", "clv", "bgbb"]
 
 
 class History(TypedDict):
@@ -192,6 +195,7 @@ def _tierwise(size_dir: Path) -> dict[str, Any]:
         BetaGeoBetaBinomModel,
         BetaGeoModel,
         GammaGammaModel,
+        ModifiedBetaGeoModel,
         customer_lifetime_value,
         rfm_summary,
     )
@@ -213,6 +217,8 @@ def _tierwise(size_dir: Path) -> dict[str, Any]:
         warnings.simplefilter("always")
         bg = BetaGeoModel().fit(f, r, age)
         clock.done("bgnbd")
+        mbg = ModifiedBetaGeoModel().fit(f, r, age)
+        clock.done("mbgnbd")
         repeat = f > 0
         gg = GammaGammaModel().fit(f[repeat], m[repeat])
         clock.done("gg")
@@ -243,10 +249,16 @@ def _tierwise(size_dir: Path) -> dict[str, Any]:
         **result,
         "rows": summary.num_rows,
         "repeat": int(repeat.sum()),
-        "params": {"bgnbd": bg.params_, "gg": gg.params_, "bgbb": bgbb.params_},
-        "log_likelihood": {"bgnbd": bg.log_likelihood_, "gg": gg.log_likelihood_, "bgbb": bgbb.log_likelihood_},
+        "params": {"bgnbd": bg.params_, "mbgnbd": mbg.params_, "gg": gg.params_, "bgbb": bgbb.params_},
+        "log_likelihood": {
+            "bgnbd": bg.log_likelihood_,
+            "mbgnbd": mbg.log_likelihood_,
+            "gg": gg.log_likelihood_,
+            "bgbb": bgbb.log_likelihood_,
+        },
         "unique_rows": {
             "bgnbd": getattr(bg, "n_unique_rows_", None),
+            "mbgnbd": getattr(mbg, "n_unique_rows_", None),
             "gg": getattr(gg, "n_unique_rows_", None),
             "bgbb": bgbb.n_unique_rows_,
         },
@@ -260,7 +272,7 @@ def _lifetimes(size_dir: Path) -> dict[str, Any]:
     import warnings
 
     import pandas as pd
-    from lifetimes import BetaGeoBetaBinomFitter, BetaGeoFitter, GammaGammaFitter
+    from lifetimes import BetaGeoBetaBinomFitter, BetaGeoFitter, GammaGammaFitter, ModifiedBetaGeoFitter
     from lifetimes.utils import summary_data_from_transaction_data
 
     warnings.simplefilter("ignore")  # lifetimes' and pandas' deprecation chatter
@@ -280,6 +292,8 @@ def _lifetimes(size_dir: Path) -> dict[str, Any]:
     clock.done("summary")
     bgf = BetaGeoFitter().fit(summary["frequency"], summary["recency"], summary["T"])
     clock.done("bgnbd")
+    mbgf = ModifiedBetaGeoFitter().fit(summary["frequency"], summary["recency"], summary["T"])
+    clock.done("mbgnbd")
     repeat = summary[summary["frequency"] > 0]
     ggf = GammaGammaFitter().fit(repeat["frequency"], repeat["monetary_value"])
     clock.done("gg")
@@ -307,9 +321,15 @@ def _lifetimes(size_dir: Path) -> dict[str, Any]:
         **result,
         "rows": len(summary),
         "repeat": len(repeat),
-        "params": {"bgnbd": dict(bgf.params_), "gg": dict(ggf.params_), "bgbb": dict(bbf.params_)},
+        "params": {
+            "bgnbd": dict(bgf.params_),
+            "mbgnbd": dict(mbgf.params_),
+            "gg": dict(ggf.params_),
+            "bgbb": dict(bbf.params_),
+        },
         "log_likelihood": {
             "bgnbd": float(bgf._negative_log_likelihood_) * -len(summary),
+            "mbgnbd": float(mbgf._negative_log_likelihood_) * -len(summary),
             # lifetimes minimises the weighted mean
             "bgbb": float(bbf._negative_log_likelihood_) * -float(patterns["weights"].sum()),
         },
@@ -326,8 +346,10 @@ def _agreement(size_dir: Path, results: dict[str, dict[str, Any]]) -> dict[str, 
     tw, lt = results["tierwise"], results["lifetimes"]
     params: dict[str, dict[str, float]] = {}
     print("  agreement:  parameter  tierwise  lifetimes  rel. diff", flush=True)
+    beta_geo = ("r", "alpha", "a", "b")
     models = (
-        ("bgnbd", ("r", "alpha", "a", "b")),
+        ("bgnbd", beta_geo),
+        ("mbgnbd", beta_geo),
         ("gg", ("p", "q", "v")),
         ("bgbb", ("alpha", "beta", "gamma", "delta")),
     )
@@ -337,10 +359,10 @@ def _agreement(size_dir: Path, results: dict[str, dict[str, Any]]) -> dict[str, 
             rel = abs(a - b) / abs(b)
             params[f"{model}.{name}"] = {"tierwise": a, "lifetimes": b, "rel_diff": rel}
             flag = "" if rel <= TOLERANCE else "  > 1%"
-            print(f"    {model:5s} {name:5s} {a:12.6g} {b:12.6g} {rel:10.2e}{flag}", flush=True)
+            print(f"    {model:6s} {name:5s} {a:12.6g} {b:12.6g} {rel:10.2e}{flag}", flush=True)
     if "bgbb" in lt.get("log_likelihood", {}):
         a, b = tw["log_likelihood"]["bgbb"], lt["log_likelihood"]["bgbb"]
-        print(f"    bgbb  LL    {a:12.2f} {b:12.2f} {abs(a - b):10.2e} (absolute)", flush=True)
+        print(f"    bgbb   LL    {a:12.2f} {b:12.2f} {abs(a - b):10.2e} (absolute)", flush=True)
     con = duckdb.connect()
     con.execute("SET enable_progress_bar = false")
     out = size_dir / "out"

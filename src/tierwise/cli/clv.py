@@ -69,6 +69,7 @@ def backtest(
 
 class ClvModel(StrEnum):
     bgnbd = "bgnbd"
+    mbgnbd = "mbgnbd"
     pnbd = "pnbd"
     gg = "gg"
     bgbb = "bgbb"
@@ -98,14 +99,15 @@ def clv_fit(
     model: Annotated[
         ClvModel,
         typer.Option(
-            help="bgnbd, pnbd, gg (Gamma-Gamma spend), bgbb (BG/BB on a discrete summary) or sbg (contract retention)."
+            help="bgnbd, mbgnbd, pnbd, gg (Gamma-Gamma spend), bgbb (BG/BB on a discrete summary) or sbg "
+            "(contract retention)."
         ),
     ] = ClvModel.bgnbd,
     no_header: Annotated[bool, typer.Option("--no-header", help="The file has no header row.")] = False,
     horizon: Annotated[int, typer.Option("--horizon", help="sbg: future periods to project.")] = 5,
     as_json: JsonOpt = False,
 ) -> None:
-    """Fit BG/NBD, Pareto/NBD or Gamma-Gamma on transactions (parameters, standard errors, log-likelihood, and
+    """Fit BG/NBD, MBG/NBD, Pareto/NBD or Gamma-Gamma on transactions (parameters, standard errors, log-likelihood, and
     backtest), BG/BB on a discrete summary, or sBG on a retention table or contract records (parameters and
     projected retention)."""
     if model is ClvModel.sbg:

@@ -1,5 +1,6 @@
-"""Predictive customer lifetime value: BG/NBD, Pareto/NBD and Gamma-Gamma models, the RFM summary they read,
-and discounted CLV; the sBG retention model for contracts. Names follow lifetimes, so users can switch.
+"""Predictive customer lifetime value: BG/NBD, MBG/NBD, Pareto/NBD and Gamma-Gamma models, the RFM summary they
+read, and discounted CLV; BG/BB for discrete opportunities and the sBG retention model for contracts. Names follow
+lifetimes, so users can switch.
 
 The names are loaded on first use: tierwise.config reads the [clv] section from tierwise.clv.settings, which
 imports this package first, and the models' imports (pandas, numpy) added 0.7 s to every command that only
@@ -14,6 +15,7 @@ if TYPE_CHECKING:
     from tierwise.clv.bgbb import BetaGeoBetaBinomModel
     from tierwise.clv.bgnbd import BetaGeoModel
     from tierwise.clv.gamma_gamma import GammaGammaModel
+    from tierwise.clv.mbgnbd import ModifiedBetaGeoModel
     from tierwise.clv.pareto_nbd import ParetoNBDModel
     from tierwise.clv.sbg import ShiftedBetaGeoModel
     from tierwise.clv.summary import rfm_summary
@@ -23,6 +25,7 @@ _HOMES = {
     "BetaGeoBetaBinomModel": "tierwise.clv.bgbb",
     "BetaGeoModel": "tierwise.clv.bgnbd",
     "GammaGammaModel": "tierwise.clv.gamma_gamma",
+    "ModifiedBetaGeoModel": "tierwise.clv.mbgnbd",
     "ParetoNBDModel": "tierwise.clv.pareto_nbd",
     "ShiftedBetaGeoModel": "tierwise.clv.sbg",
     "customer_lifetime_value": "tierwise.clv.value",
@@ -32,6 +35,7 @@ __all__ = [
     "BetaGeoBetaBinomModel",
     "BetaGeoModel",
     "GammaGammaModel",
+    "ModifiedBetaGeoModel",
     "ParetoNBDModel",
     "ShiftedBetaGeoModel",
     "customer_lifetime_value",

@@ -21,15 +21,14 @@ import pyarrow as pa
 from tierwise.clv import metrics
 from tierwise.clv._fit import fit_notes
 from tierwise.clv.bgbb import BetaGeoBetaBinomModel
-from tierwise.clv.bgnbd import BetaGeoModel
 from tierwise.clv.gamma_gamma import GammaGammaModel
-from tierwise.clv.pareto_nbd import ParetoNBDModel
+from tierwise.clv.predict import TRANSACTION_MODELS
 from tierwise.clv.summary import rfm_summary
 from tierwise.errors import UserError
 from tierwise.ingest.parse import apply_stages, date_order_evidence, decide_date_order, stages_for
 from tierwise.ingest.readers import open_source
 
-Model = Literal["bgnbd", "pnbd", "gg"]
+Model = Literal["bgnbd", "mbgnbd", "pnbd", "gg"]
 LINE = "_line"
 
 
@@ -125,7 +124,7 @@ def fit_file(
             repeat = (f > 0) & (m > 0)
             fitted: Any = GammaGammaModel().fit(f[repeat], m[repeat])
         else:
-            fitted = (BetaGeoModel() if model == "bgnbd" else ParetoNBDModel()).fit(f, r, age)
+            fitted = TRANSACTION_MODELS[model]().fit(f, r, age)
     result: dict[str, Any] = {
         "model": model,
         "file": str(path),

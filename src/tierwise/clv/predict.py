@@ -31,6 +31,7 @@ import pyarrow as pa
 from tierwise.clv._fit import fit_notes
 from tierwise.clv.bgnbd import BetaGeoModel
 from tierwise.clv.gamma_gamma import GammaGammaModel
+from tierwise.clv.mbgnbd import ModifiedBetaGeoModel
 from tierwise.clv.pareto_nbd import ParetoNBDModel
 from tierwise.clv.settings import ClvSettings
 from tierwise.clv.summary import rfm_summary, summary_from_occasions
@@ -49,6 +50,13 @@ SCHEMA = ibis.schema(
 
 
 SCORES = ("p_alive", "expected_purchases", "expected_spend", "clv_predicted")
+
+# [clv] model → the transaction model fitted on (frequency, recency, T)
+TRANSACTION_MODELS: dict[str, type[BetaGeoModel | ModifiedBetaGeoModel | ParetoNBDModel]] = {
+    "bgnbd": BetaGeoModel,
+    "mbgnbd": ModifiedBetaGeoModel,
+    "pnbd": ParetoNBDModel,
+}
 
 
 @dataclass
@@ -140,7 +148,7 @@ def predict(
     # Engines add amounts in different orders; rounding makes their last bits, and so the fit, the same.
     m = np.round(summary["monetary_value"].to_numpy(), 6)
     r, age = np.round(r, 9), np.round(age, 9)
-    model = BetaGeoModel() if settings.model == "bgnbd" else ParetoNBDModel()
+    model = TRANSACTION_MODELS[settings.model]()
     repeat = (f > 0) & (m > 0)
     failures = (UserError, ValueError, FloatingPointError)
     with warnings.catch_warnings(record=True) as caught:

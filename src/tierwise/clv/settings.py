@@ -15,8 +15,9 @@ class ClvSettings(BaseModel):
     missing_cost_margin: float = Field(
         1.0, ge=0, le=1, description="Margin assumed for order lines without cost (1.0: their whole revenue)"
     )
-    model: Literal["bgnbd", "pnbd", "none"] = Field(
-        "bgnbd", description="Predictive model of purchases: bgnbd (BG/NBD), pnbd (Pareto/NBD) or none"
+    model: Literal["bgnbd", "mbgnbd", "pnbd", "none"] = Field(
+        "bgnbd",
+        description="Predictive model of purchases: bgnbd (BG/NBD), mbgnbd (MBG/NBD), pnbd (Pareto/NBD) or none",
     )
     time_unit_days: float = Field(7.0, gt=0, description="Time unit of the predictive models in days (7: weeks)")
     horizon_months: int = Field(12, ge=1, description="Months ahead that expected_purchases and clv_predicted cover")

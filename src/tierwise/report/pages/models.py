@@ -29,10 +29,11 @@ PARAM_SYMBOLS = {"alpha": "α", "beta": "β"}
 
 
 def _transaction_model(params: dict[str, Any], configured: str = "") -> str:
-    """BG/NBD (r, alpha, a, b) or Pareto/NBD (r, alpha, s, beta), told by the parameters' names."""
+    """BG/NBD (r, alpha, a, b) or Pareto/NBD (r, alpha, s, beta), told by the parameters' names; MBG/NBD has
+    BG/NBD's names, so only the configured model tells it."""
     if "s" in params or "beta" in params or (not params and configured == "pnbd"):
         return "Pareto/NBD"
-    return "BG/NBD"
+    return "MBG/NBD" if configured == "mbgnbd" else "BG/NBD"
 
 
 def _model_params(params: dict[str, Any], configured: str, lang: ReportLanguage) -> list[dict[str, Any]]:
