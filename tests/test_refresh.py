@@ -269,7 +269,7 @@ names = st.builds(
     st.sampled_from(["", "", ".", "~$", "~"]),
     st.text(alphabet="abzAZ09_-.中", min_size=1, max_size=6),
     st.sampled_from([".csv", ".xlsx", ".TMP", ".tmp", ".part", ".crdownload", ".Partial", ".filepart", ".txt", ""]),
-)
+).filter(lambda name: name not in (".", ".."))  # the folder itself and its parent are no file names
 
 
 @settings(max_examples=60, deadline=None)
